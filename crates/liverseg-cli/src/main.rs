@@ -1,0 +1,38 @@
+//! `liverseg`: one thin command-line front end. Each subcommand parses its flags,
+//! calls one library function and prints a table or JSON; no logic lives here.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "liverseg", version, about = "Whole-liver segmentation of CT for SIRT planning", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe an image: format, grid, orientation, value range, warnings.
+    Info(commands::info::Args),
+    /// Convert any supported input to NIfTI (.nii/.nii.gz) or MetaImage (.mha/.mhd).
+    Convert(commands::convert::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => commands::info::run(args),
+        Command::Convert(args) => commands::convert::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // One line, naming the file and the problem (the io errors carry the path).
+            eprintln!("liverseg: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
