@@ -278,14 +278,14 @@ fn header_synonyms_spacing_fallback_and_crlf() {
     assert_eq!(g.direction_flat(), [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0]);
     assert_eq!((0..3).map(|i| out.volume.value_f64(i)).collect::<Vec<_>>(), [-1024.0, 7.0, 300.0]);
 
-    // ElementSpacing wins over ElementSize; Offset over Origin (with a warning).
+    // ElementSpacing wins over ElementSize; Origin over Offset, as in MetaIO (with a warning).
     let h = "NDims = 2\nBinaryData = True\nOrigin = 5 5\nOffset = 1 2\nElementSize = 9 9\nElementSpacing = 0.5 0.5\n\
              DimSize = 2 1\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n";
     let p = put(dir.path(), "prec.mha", h, &[1, 2]);
     let out = metaimage::read(&p, &ReadOptions::default()).unwrap();
-    assert_eq!(out.volume.geometry().origin(), [1.0, 2.0, 0.0]);
+    assert_eq!(out.volume.geometry().origin(), [5.0, 5.0, 0.0]);
     assert_eq!(out.volume.geometry().spacing(), [0.5, 0.5, 1.0]);
-    assert!(out.info.warnings.iter().any(|w| w.contains("Origin differs from Offset")), "{:?}", out.info.warnings);
+    assert!(out.info.warnings.iter().any(|w| w.contains("Offset differs from Origin")), "{:?}", out.info.warnings);
 }
 
 #[test]
@@ -355,8 +355,8 @@ fn data_file_variants() {
 #[test]
 fn two_d_and_four_d() {
     let dir = tempfile::tempdir().unwrap();
-    // 2-D: nz = 1, third axis identity
-    let h = "NDims = 2\nBinaryData = True\nTransformMatrix = 0 1 1 0\nOffset = 3 4\nElementSpacing = 2 5\n\
+    // 2-D: nz = 1, third axis identity; no BinaryData key (MetaImage's default is binary)
+    let h = "NDims = 2\nTransformMatrix = 0 1 1 0\nOffset = 3 4\nElementSpacing = 2 5\n\
              DimSize = 2 3\nElementType = MET_USHORT\nElementDataFile = LOCAL\n";
     let data: Vec<u8> = (0..6u16).flat_map(|v| (v * 1000).to_le_bytes()).collect();
     let v = read(&put(dir.path(), "two.mha", h, &data));

@@ -4,6 +4,8 @@
 //! Reading follows ITK's MetaImageIO so results match SimpleITK one-to-one:
 //! - MetaImage coordinates are ITK's, i.e. patient LPS: `Offset` (or `Origin` /
 //!   `Position`) is the centre of the first voxel and needs no conversion.
+//!   Where synonyms disagree, MetaIO's last assignment wins (`Origin`,
+//!   `TransformMatrix`) and a warning says so.
 //! - `TransformMatrix` (or `Rotation` / `Orientation`) lists the direction of
 //!   voxel axis 0, then of axis 1, ...: ITK sets direction column `i` from
 //!   values `i*N .. i*N+N`. Read row-major it is the *transpose* of the
@@ -145,7 +147,9 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
         Some((k, v)) => numbers(path, k, v, n)?,
         None => vec![1.0; n],
     };
-    let origin_key = header.get_first(&["Offset", "Origin", "Position"]);
+    // MetaIO assigns Position, then Offset, then Origin (and Orientation, Rotation,
+    // TransformMatrix), so the last of each list present wins.
+    let origin_key = header.get_first(&["Origin", "Offset", "Position"]);
     let origin_n = match origin_key {
         Some((k, v)) => numbers(path, k, v, n)?,
         None => vec![0.0; n],
@@ -155,7 +159,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
         Some((k, v)) => numbers(path, k, v, n * n)?,
         None => (0..n * n).map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 }).collect(),
     };
-    for (group, chosen) in [(["Offset", "Origin", "Position"], origin_key), (["TransformMatrix", "Rotation", "Orientation"], matrix_key)] {
+    for (group, chosen) in [(["Origin", "Offset", "Position"], origin_key), (["TransformMatrix", "Rotation", "Orientation"], matrix_key)] {
         if let Some((k, v)) = chosen {
             for other in group.iter().filter(|&&o| o != k) {
                 if header.get(other).is_some_and(|o| o.split_whitespace().ne(v.split_whitespace())) {
@@ -205,10 +209,12 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
         }
     }
 
-    let binary = header.get_bool("BinaryData").unwrap_or(false);
+    // MetaImage (unlike other MetaIO objects) defaults to binary data; MetaIO
+    // reads ElementByteOrderMSB first and BinaryDataByteOrderMSB last, so the latter wins.
+    let binary = header.get_bool("BinaryData").unwrap_or(true);
     let msb = header
-        .get_bool("ElementByteOrderMSB")
-        .or_else(|| header.get_bool("BinaryDataByteOrderMSB"))
+        .get_bool("BinaryDataByteOrderMSB")
+        .or_else(|| header.get_bool("ElementByteOrderMSB"))
         .unwrap_or(false);
     let compressed = header.get_bool("CompressedData").unwrap_or(false);
     let compressed_size = match header.get("CompressedDataSize") {
