@@ -312,3 +312,184 @@ fn nearest_core<T, U: Copy + Send + Sync>(src: &Volume<T>, target: &Geometry, fi
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{ball, dice, rot, rot_z, Rng};
+
+    fn ramp(w: [f64; 3]) -> f64 {
+        0.5 * w[0] - 0.25 * w[1] + 0.75 * w[2] + 10.0
+    }
+
+    fn ramp_volume(g: &Geometry) -> Volume<f32> {
+        Volume::from_fn(g.clone(), |[i, j, k]| ramp(g.index_to_world([i as f64, j as f64, k as f64])) as f32)
+    }
+
+    /// Checks target voxels whose source position lies between the outermost
+    /// source voxel centres (where interpolation, not edge replication, applies).
+    /// `margin`: voxels from the edge to skip (Catmull-Rom replicates the edge
+    /// sample for its outer taps, which bends a ramp in the outermost voxel).
+    fn assert_ramp_exact(src: &Geometry, out: &Volume<f32>, tol: f64, margin: f64) -> usize {
+        let g = out.geometry();
+        let d = src.dims();
+        let mut checked = 0;
+        for o in 0..out.len() {
+            let t = g.index_of(o).map(|v| v as f64);
+            let w = g.index_to_world(t);
+            let s = src.world_to_index(w);
+            if (0..3).all(|a| s[a] >= margin && s[a] <= (d[a] - 1) as f64 - margin) {
+                let got = out.data()[o] as f64;
+                assert!((got - ramp(w)).abs() < tol, "at {t:?}: {got} vs {}", ramp(w));
+                checked += 1;
+            }
+        }
+        checked
+    }
+
+    #[test]
+    fn linear_ramp_is_exact_on_the_separable_path() {
+        let src = Geometry::new([30, 25, 12], [0.7, 0.8, 2.5], [-10.0, 5.0, 100.0], rot_z(90.0)).unwrap();
+        let v = ramp_volume(&src);
+        let iso = isotropic_grid(&src, 1.4).unwrap();
+        assert!(index_map(&src, &iso).separable);
+        let out = resample_linear(&v, &iso, -999.0);
+        assert!(assert_ramp_exact(&src, &out, 1e-4, 0.0) > 1000);
+        // Every iso voxel centre lies in the source field of view: no fill value.
+        assert!(out.data().iter().all(|&x| x != -999.0));
+        let cubic = resample_cubic(&v, &iso, -999.0);
+        assert!(assert_ramp_exact(&src, &cubic, 1e-4, 1.0) > 1000);
+    }
+
+    #[test]
+    fn linear_ramp_is_exact_on_the_general_path() {
+        // Oblique source, axis-aligned target, and the other way round.
+        let src = Geometry::new([40, 40, 20], [1.0, 1.1, 2.0], [0.0, 0.0, 0.0], rot([1.0, 2.0, 3.0], 25.0)).unwrap();
+        let v = ramp_volume(&src);
+        let target = Geometry::new([30, 30, 30], [1.3, 1.3, 1.3], [-5.0, 5.0, 0.0], IDENTITY).unwrap();
+        assert!(!index_map(&src, &target).separable);
+        let out = resample_linear(&v, &target, f32::NAN);
+        assert!(assert_ramp_exact(&src, &out, 1e-4, 0.0) > 500);
+        let cubic = resample(&v, &target, Interpolation::CatmullRom, f32::NAN);
+        assert!(assert_ramp_exact(&src, &cubic, 1e-4, 1.0) > 500);
+        // Far outside the source: fill.
+        let away = Geometry::new([2, 2, 2], [1.0; 3], [1e4, 1e4, 1e4], IDENTITY).unwrap();
+        assert!(resample_linear(&v, &away, -5.0).data().iter().all(|&x| x == -5.0));
+    }
+
+    const IDENTITY: [[f64; 3]; 3] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+
+    #[test]
+    fn same_grid_and_sub_grid_are_exact_copies() {
+        let g = Geometry::new([9, 8, 7], [0.6, 0.6, 3.0], [3.0, -4.0, 5.0], rot([0.0, 1.0, 1.0], 40.0)).unwrap();
+        let mut rng = Rng(7);
+        let v = Volume::from_fn(g.clone(), |_| rng.unit() as f32);
+        for kind in [Interpolation::Nearest, Interpolation::Linear, Interpolation::CatmullRom] {
+            assert_eq!(resample(&v, &g, kind, 0.0).data(), v.data());
+        }
+        let sub = g.sub_grid([2, 1, 3], [4, 5, 2]).unwrap();
+        let out = resample_linear(&v, &sub, 0.0);
+        assert_eq!(*out.get(0, 0, 0), *v.get(2, 1, 3));
+        assert_eq!(*out.get(3, 4, 1), *v.get(5, 5, 4));
+    }
+
+    #[test]
+    fn catmull_rom_reproduces_a_quadratic_and_the_samples() {
+        let src = Geometry::identity([40, 3, 3], [1.0, 1.0, 1.0]).unwrap();
+        let v = Volume::from_fn(src.clone(), |[i, _, _]| ((i as f32) - 20.0).powi(2) / 10.0);
+        let fine = Geometry::new([100, 1, 1], [0.3, 1.0, 1.0], [5.0, 1.0, 1.0], IDENTITY).unwrap();
+        let out = resample_cubic(&v, &fine, 0.0);
+        for (t, &got) in out.data().iter().enumerate() {
+            let x = 5.0 + 0.3 * t as f64;
+            let want = (x - 20.0).powi(2) / 10.0;
+            assert!((got as f64 - want).abs() < 1e-3, "x={x}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn nearest_keeps_labels_on_any_grid() {
+        let g = Geometry::new([20, 18, 9], [0.8, 0.8, 2.0], [1.0, 2.0, 3.0], IDENTITY).unwrap();
+        let mut rng = Rng(3);
+        let labels = Volume::from_fn(g.clone(), |_| [0u8, 1, 2, 7][(rng.next() % 4) as usize]);
+        let oblique = Geometry::new([25, 25, 25], [0.9; 3], [-2.0, 0.0, 0.0], rot([1.0, 1.0, 0.0], 33.0)).unwrap();
+        let out = resample_nearest(&labels, &oblique, 255u8);
+        assert!(out.data().iter().all(|v| [0, 1, 2, 7, 255].contains(v)));
+        assert!(out.data().iter().any(|&v| v == 7) && out.data().iter().any(|&v| v == 255));
+        // Each output value is the label of the source voxel nearest to that position.
+        for o in (0..out.len()).step_by(37) {
+            let w = oblique.index_to_world(oblique.index_of(o).map(|v| v as f64));
+            let s = g.world_to_index(w);
+            let idx = s.map(|x| (x + 0.5).floor() as i64);
+            let inside = (0..3).all(|a| s[a] >= -0.5 && s[a] <= g.dims()[a] as f64 - 0.5);
+            if inside && (0..3).all(|a| (s[a] - s[a].floor() - 0.5).abs() > 1e-6) {
+                let clamped = std::array::from_fn(|a| idx[a].clamp(0, g.dims()[a] as i64 - 1));
+                assert_eq!(out.data()[o], *labels.checked_get(clamped).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn isotropic_grid_convention() {
+        // Divisible extents: field-of-view edges coincide exactly.
+        let g = Geometry::new([10, 10, 4], [0.7, 0.7, 3.5], [-20.0, 30.0, 40.0], rot_z(30.0)).unwrap();
+        let iso = isotropic_grid(&g, 1.4).unwrap();
+        assert_eq!(iso.dims(), [5, 5, 10]);
+        assert_eq!(iso.spacing(), [1.4; 3]);
+        assert_eq!(iso.direction(), g.direction());
+        let corner_old = g.index_to_world([-0.5; 3]);
+        let corner_new = iso.index_to_world([-0.5; 3]);
+        let far_old = g.index_to_world([9.5, 9.5, 3.5]);
+        let far_new = iso.index_to_world([4.5, 4.5, 9.5]);
+        for a in 0..3 {
+            assert!((corner_old[a] - corner_new[a]).abs() < 1e-9);
+            assert!((far_old[a] - far_new[a]).abs() < 1e-9);
+        }
+        // Not divisible: the smallest covering count, same centre.
+        let g = Geometry::new([512, 512, 129], [0.57, 0.57, 1.6], [0.0; 3], IDENTITY).unwrap();
+        let iso = isotropic_grid(&g, 1.4).unwrap();
+        assert_eq!(iso.dims(), [209, 209, 148]);
+        let c_old = g.index_to_world([255.5, 255.5, 64.0]);
+        let c_new = iso.index_to_world([104.0, 104.0, 73.5]);
+        for a in 0..3 {
+            assert!((c_old[a] - c_new[a]).abs() < 1e-9);
+        }
+        // 1-voxel-thick axes stay valid.
+        let thin = Geometry::identity([1, 1, 1], [0.5, 0.5, 0.5]).unwrap();
+        assert_eq!(isotropic_grid(&thin, 1.4).unwrap().dims(), [1, 1, 1]);
+        assert!(isotropic_grid(&thin, 0.0).is_err());
+        assert!(isotropic_grid(&thin, f64::NAN).is_err());
+    }
+
+    #[test]
+    fn there_and_back_reproduces_grid_and_mask() {
+        let g = Geometry::new([96, 90, 40], [0.7, 0.75, 2.5], [-30.0, -20.0, 10.0], rot([0.2, 0.1, 1.0], 15.0)).unwrap();
+        let centre = g.index_to_world([48.0, 45.0, 20.0]);
+        let mask = ball(&g, centre, 28.0);
+        let iso = isotropic_grid(&g, 1.4).unwrap();
+        let there = resample_mask_partial_volume(&mask, &iso);
+        let back = resample_mask_partial_volume(&there, &g);
+        assert_eq!(back.geometry(), &g);
+        let d = dice(&mask, &back);
+        assert!(d >= 0.99, "dice {d}");
+        let near = resample_nearest(&resample_nearest(&mask, &iso, 0), &g, 0);
+        assert!(dice(&mask, &near) >= 0.97);
+        // Volume preserved through the coarse grid.
+        let rel = there.foreground_ml() / mask.foreground_ml();
+        assert!((rel - 1.0).abs() < 0.02, "volume ratio {rel}");
+    }
+
+    #[test]
+    fn thin_and_odd_inputs_do_not_panic() {
+        let g = Geometry::identity([5, 4, 1], [0.8, 0.8, 5.0]).unwrap();
+        let v = Volume::filled(g.clone(), 3.0f32);
+        let iso = isotropic_grid(&g, 1.4).unwrap();
+        for kind in [Interpolation::Nearest, Interpolation::Linear, Interpolation::CatmullRom] {
+            assert!(resample(&v, &iso, kind, 0.0).data().iter().all(|&x| (x - 3.0).abs() < 1e-6));
+        }
+        let single = Geometry::identity([1, 1, 1], [1.0; 3]).unwrap();
+        let m = Volume::filled(single.clone(), 1u8);
+        assert_eq!(resample_mask_partial_volume(&m, &isotropic_grid(&single, 0.25).unwrap()).count_foreground(), 64);
+        let empty = Volume::filled(g.clone(), 0u8);
+        assert_eq!(resample_mask_partial_volume(&empty, &iso).count_foreground(), 0);
+    }
+}
