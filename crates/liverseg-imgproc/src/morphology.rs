@@ -432,3 +432,230 @@ pub fn erode_keep_largest_dilate_with(mask: &Mask, radius_mm: f64, connectivity:
     let data = grown.data().par_iter().zip(mask.data().par_iter()).map(|(&g, &m)| u8::from(g != 0 && m != 0)).collect();
     Ok(Volume::new(mask.geometry().clone(), data)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{ball, dice, Rng};
+    use liverseg_volume::Geometry;
+    use proptest::prelude::*;
+
+    fn aniso() -> Geometry {
+        Geometry::new([80, 70, 36], [0.8, 0.9, 2.0], [-30.0, -30.0, -35.0], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            .unwrap()
+    }
+
+    #[test]
+    fn sphere_volume_and_ball_morphology_on_anisotropic_grid() {
+        let g = aniso();
+        let c = [2.0, 1.0, 0.5];
+        let r = 22.0;
+        let sphere = ball(&g, c, r);
+        let analytic = 4.0 / 3.0 * std::f64::consts::PI * r.powi(3) / 1000.0;
+        assert!((sphere.foreground_ml() / analytic - 1.0).abs() < 0.03);
+        let d = 6.0;
+        let eroded = erode(&sphere, d).unwrap();
+        let smaller = ball(&g, c, r - d);
+        assert!(dice(&eroded, &smaller) > 0.97, "erosion dice {}", dice(&eroded, &smaller));
+        let dilated = dilate(&sphere, d).unwrap();
+        let bigger = ball(&g, c, r + d);
+        assert!(dice(&dilated, &bigger) > 0.97, "dilation dice {}", dice(&dilated, &bigger));
+        // Opening is anti-extensive and a ball survives an opening by a smaller ball.
+        let opened = opening(&sphere, d).unwrap();
+        assert!(opened.data().iter().zip(sphere.data()).all(|(&o, &s)| o <= s));
+        assert!(dice(&opened, &sphere) > 0.97);
+        let closed = closing(&sphere, d).unwrap();
+        assert!(closed.data().iter().zip(sphere.data()).all(|(&c, &s)| c >= s));
+    }
+
+    #[test]
+    fn radius_zero_empty_and_thin_inputs() {
+        let g = Geometry::identity([12, 9, 1], [1.0, 1.0, 5.0]).unwrap();
+        let m = Volume::from_fn(g.clone(), |[i, j, _]| u8::from((3..8).contains(&i) && (2..6).contains(&j)) * 255);
+        assert_eq!(dilate(&m, 0.0).unwrap().count_foreground(), m.count_foreground());
+        assert_eq!(erode(&m, 0.0).unwrap().count_foreground(), m.count_foreground());
+        assert_eq!(erode(&m, 1.0).unwrap().count_foreground(), 3 * 2);
+        assert_eq!(dilate(&m, 1.0).unwrap().count_foreground(), 7 * 6 - 4);
+        let empty = Volume::filled(g.clone(), 0u8);
+        assert_eq!(dilate(&empty, 3.0).unwrap().count_foreground(), 0);
+        assert_eq!(erode(&empty, 3.0).unwrap().count_foreground(), 0);
+        assert!(erode(&m, -1.0).is_err() && dilate(&m, f64::NAN).is_err());
+        // A full grid stays full: outside the grid is not background.
+        let full = Volume::filled(g, 1u8);
+        assert_eq!(erode(&full, 3.0).unwrap().count_foreground(), full.len());
+        assert_eq!(connected_components(&empty, Connectivity::Six).unwrap().count(), 0);
+        assert_eq!(largest_component(&empty, Connectivity::Six).unwrap().count_foreground(), 0);
+    }
+
+    #[test]
+    fn connectivity_counts() {
+        let g = Geometry::identity([6, 6, 6], [1.0; 3]).unwrap();
+        // Two voxels touching by a face, an edge, a corner.
+        let pair = |b: [usize; 3]| Volume::from_fn(g.clone(), |i| u8::from(i == [2, 2, 2] || i == b));
+        let count = |m: &Mask, c| connected_components(m, c).unwrap().count();
+        let face = pair([3, 2, 2]);
+        let edge = pair([3, 3, 2]);
+        let corner = pair([3, 3, 3]);
+        assert_eq!([count(&face, Connectivity::Six), count(&edge, Connectivity::Six), count(&corner, Connectivity::Six)], [1, 2, 2]);
+        assert_eq!([count(&edge, Connectivity::Eighteen), count(&corner, Connectivity::Eighteen)], [1, 2]);
+        assert_eq!(count(&corner, Connectivity::TwentySix), 1);
+        // Vertical edge/corner contacts go through the slice-joining pass.
+        let zedge = pair([2, 3, 3]);
+        assert_eq!([count(&zedge, Connectivity::Six), count(&zedge, Connectivity::Eighteen)], [2, 1]);
+    }
+
+    #[test]
+    fn components_of_balls_and_largest() {
+        let g = aniso();
+        let a = ball(&g, [-12.0, 0.0, 0.0], 10.0);
+        let b = ball(&g, [14.0, 0.0, 0.0], 7.0);
+        let c = ball(&g, [0.0, 20.0, 20.0], 4.0);
+        let all = Volume::from_fn(g.clone(), |[i, j, k]| a.get(i, j, k) | b.get(i, j, k) | c.get(i, j, k));
+        let cc = connected_components(&all, Connectivity::TwentySix).unwrap();
+        assert_eq!(cc.count(), 3);
+        let mut sizes = cc.sizes.clone();
+        sizes.sort();
+        let mut want = vec![a.count_foreground(), b.count_foreground(), c.count_foreground()];
+        want.sort();
+        assert_eq!(sizes, want);
+        assert_eq!(largest_component(&all, Connectivity::Six).unwrap(), a);
+    }
+
+    /// Raster-order BFS labelling: the same label numbering the fast version promises.
+    fn brute_labels(m: &Mask, c: Connectivity) -> Vec<u32> {
+        let g = m.geometry();
+        let d = g.dims();
+        let mut lab = vec![0u32; m.len()];
+        let mut next = 0;
+        for o in 0..m.len() {
+            if m.data()[o] == 0 || lab[o] != 0 {
+                continue;
+            }
+            next += 1;
+            lab[o] = next;
+            let mut stack = vec![o];
+            while let Some(p) = stack.pop() {
+                let [i, j, k] = g.index_of(p);
+                for off in c.offsets() {
+                    let q = [i as i64 + off[0], j as i64 + off[1], k as i64 + off[2]];
+                    if (0..3).all(|a| q[a] >= 0 && q[a] < d[a] as i64) {
+                        let qo = g.offset(q[0] as usize, q[1] as usize, q[2] as usize);
+                        if m.data()[qo] != 0 && lab[qo] == 0 {
+                            lab[qo] = next;
+                            stack.push(qo);
+                        }
+                    }
+                }
+            }
+        }
+        lab
+    }
+
+    /// Brute-force ball morphology: O(n²), for tiny volumes only.
+    fn brute_dilate(m: &Mask, r: f64, erode: bool) -> Vec<u8> {
+        let g = m.geometry();
+        let s = g.spacing();
+        let (n, r2) = (m.len(), r * r);
+        (0..n)
+            .map(|p| {
+                let a = g.index_of(p);
+                let hit = (0..n).any(|q| {
+                    let b = g.index_of(q);
+                    let d2: f64 = (0..3).map(|x| ((a[x] as f64 - b[x] as f64) * s[x]).powi(2)).sum();
+                    in_ball(d2, r2) && ((m.data()[q] != 0) != erode)
+                });
+                if erode {
+                    u8::from(m.data()[p] != 0 && !hit)
+                } else {
+                    u8::from(hit)
+                }
+            })
+            .collect()
+    }
+
+    fn random_mask(dims: [usize; 3], spacing: [f64; 3], density: f64, seed: u64) -> Mask {
+        let mut rng = Rng(seed | 1);
+        let g = Geometry::identity(dims, spacing).unwrap();
+        Volume::from_fn(g, |_| u8::from(rng.unit() < density))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn components_match_bfs(nx in 1usize..9, ny in 1usize..9, nz in 1usize..7, density in 0.0f64..0.8, seed: u64, c in 0usize..3) {
+            let m = random_mask([nx, ny, nz], [1.0; 3], density, seed);
+            let conn = [Connectivity::Six, Connectivity::Eighteen, Connectivity::TwentySix][c];
+            let cc = connected_components(&m, conn).unwrap();
+            let want = brute_labels(&m, conn);
+            prop_assert_eq!(cc.labels.data(), &want[..]);
+            for (l, &s) in cc.sizes.iter().enumerate() {
+                prop_assert_eq!(s, want.iter().filter(|&&x| x == l as u32 + 1).count());
+            }
+        }
+
+        #[test]
+        fn ball_morphology_matches_brute_force(
+            nx in 1usize..8, ny in 1usize..8, nz in 1usize..6,
+            sx in 0.4f64..2.5, sy in 0.4f64..2.5, sz in 0.4f64..4.0,
+            r in 0.0f64..4.0, density in 0.0f64..0.9, seed: u64,
+        ) {
+            let m = random_mask([nx, ny, nz], [sx, sy, sz], density, seed);
+            let (d, e) = (dilate(&m, r).unwrap(), erode(&m, r).unwrap());
+            prop_assert_eq!(d.data(), &brute_dilate(&m, r, false)[..]);
+            prop_assert_eq!(e.data(), &brute_dilate(&m, r, true)[..]);
+        }
+    }
+
+    #[test]
+    fn hole_filling_3d_and_per_slice() {
+        let g = aniso();
+        let c = [0.0, 0.0, 0.0];
+        let outer = ball(&g, c, 20.0);
+        let inner = ball(&g, c, 12.0);
+        let shell = Volume::from_fn(g.clone(), |[i, j, k]| outer.get(i, j, k) & (1 - inner.get(i, j, k)));
+        assert_eq!(fill_holes(&shell, Connectivity::Six), outer);
+        assert_eq!(fill_holes_slicewise(&shell, Connectivity::Six).count_foreground(), outer.count_foreground());
+        // A tube open along z: no 3-D hole, but every slice has one.
+        let tube = Volume::from_fn(g.clone(), |[i, j, _]| {
+            let r = ((i as f64 - 40.0) * 0.8).hypot((j as f64 - 35.0) * 0.9);
+            u8::from((8.0..14.0).contains(&r))
+        });
+        assert_eq!(fill_holes(&tube, Connectivity::Six), tube);
+        let filled = fill_holes_slicewise(&tube, Connectivity::Six);
+        assert!(*filled.get(40, 35, 10) == 1 && *filled.get(0, 0, 10) == 0);
+        // A shell with a channel to the outside is not a hole; with a diagonal-only
+        // leak it is a hole for 6- but not for 26-connected background.
+        let thin = Geometry::identity([5, 5, 5], [1.0; 3]).unwrap();
+        let box_shell = Volume::from_fn(thin, |[i, j, k]| u8::from([i, j, k].iter().any(|&v| v == 1 || v == 3) && [i, j, k].iter().all(|&v| (1..=3).contains(&v))));
+        assert_eq!(*fill_holes(&box_shell, Connectivity::Six).get(2, 2, 2), 1);
+        let mut open = box_shell.clone();
+        *open.get_mut(2, 2, 1) = 0;
+        assert_eq!(*fill_holes(&open, Connectivity::Six).get(2, 2, 2), 0);
+    }
+
+    #[test]
+    fn post_processing_keeps_the_big_blob() {
+        let g = aniso();
+        let big = ball(&g, [-10.0, 0.0, 0.0], 14.0);
+        let small = ball(&g, [20.0, 15.0, 20.0], 6.0);
+        // A 2-mm bridge joins the big ball to a medium one (x 4..12 mm).
+        let medium = ball(&g, [20.0, 0.0, 0.0], 8.0);
+        let m = Volume::from_fn(g.clone(), |[i, j, k]| {
+            let w = g.index_to_world([i as f64, j as f64, k as f64]);
+            let bridge = (0.0..15.0).contains(&w[0]) && w[1].abs() < 1.0 && w[2].abs() < 1.1;
+            big.get(i, j, k) | small.get(i, j, k) | medium.get(i, j, k) | u8::from(bridge)
+        });
+        assert_eq!(connected_components(&m, Connectivity::Six).unwrap().count(), 2);
+        let out = erode_keep_largest_dilate(&m, 4.0).unwrap();
+        assert!(out.data().iter().zip(m.data()).all(|(&o, &x)| o <= x), "never grows");
+        assert!(dice(&out, &big) > 0.97, "dice {}", dice(&out, &big));
+        for other in [&small, &medium] {
+            assert_eq!(out.data().iter().zip(other.data()).filter(|(&o, &s)| o != 0 && s != 0).count(), 0);
+        }
+        // Thinner than the ball everywhere: the largest component survives.
+        let sheet = Volume::from_fn(g.clone(), |[_, _, k]| u8::from(k == 5));
+        assert_eq!(erode_keep_largest_dilate(&sheet, 5.0).unwrap(), sheet);
+        let empty = Volume::filled(g, 0u8);
+        assert_eq!(erode_keep_largest_dilate(&empty, 5.0).unwrap().count_foreground(), 0);
+    }
+}
