@@ -256,3 +256,121 @@ pub fn abdomen_crop<T: Scalar>(ct: &Volume<T>, options: &AbdomenCropOptions) -> 
     }
     Ok(CropBox { start, size })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::rot_z;
+
+    /// An axial CT-like phantom: air, an elliptic trunk (fat ring, soft tissue,
+    /// lungs at the top), a detached arm, a table plate under the back, and two
+    /// legs on the lowest slices joined by the pelvis above.
+    fn phantom() -> Volume<i16> {
+        let g = Geometry::new([120, 100, 30], [1.5, 1.5, 4.0], [-90.0, -75.0, -60.0], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            .unwrap();
+        Volume::from_fn(g.clone(), |[i, j, k]| {
+            let w = g.index_to_world([i as f64, j as f64, k as f64]);
+            let (x, y) = (w[0], w[1]);
+            let trunk = (x / 60.0).powi(2) + (y / 40.0).powi(2) <= 1.0;
+            let arm = (x - 78.0).hypot(y) <= 8.0;
+            let table = y > 50.0 && y < 54.0 && x.abs() < 80.0;
+            let legs = k < 5 && ((x + 25.0).hypot(y) <= 22.0 || (x - 25.0).hypot(y) <= 22.0);
+            if (k >= 5 && trunk) || legs {
+                if k > 24 && (x.abs() - 25.0).hypot(y) < 12.0 {
+                    -800
+                } else if (x / 60.0).powi(2) + (y / 40.0).powi(2) > 0.85 {
+                    -100
+                } else {
+                    40
+                }
+            } else if arm || table {
+                30
+            } else {
+                -1000
+            }
+        })
+    }
+
+    #[test]
+    fn crop_holds_the_trunk_and_drops_arm_and_table() {
+        let ct = phantom();
+        let g = ct.geometry().clone();
+        let b = abdomen_crop(&ct, &AbdomenCropOptions::default()).unwrap();
+        assert_eq!((b.start[2], b.size[2]), (0, 30));
+        let lo = g.index_to_world([b.start[0] as f64, b.start[1] as f64, 0.0]);
+        let hi = g.index_to_world([(b.end()[0] - 1) as f64, (b.end()[1] - 1) as f64, 0.0]);
+        // Trunk x in [-60, 60], y in [-40, 40]; margin 10 mm; the arm starts at x = 70
+        // and the table at y = 50.
+        assert!(lo[0] <= -69.0 && lo[0] > -72.0, "x lo {}", lo[0]);
+        assert!(hi[0] >= 69.0 && hi[0] < 72.0, "x hi {}", hi[0]);
+        assert!(lo[1] <= -49.0 && hi[1] >= 49.0 && hi[1] < 52.0, "y {} {}", lo[1], hi[1]);
+        let body = body_mask(&ct, &AbdomenCropOptions::default()).unwrap();
+        // Both legs kept on the lowest slice.
+        let on = |x: f64, y: f64, k: usize| {
+            let s = g.world_to_index([x, y, g.index_to_world([0.0, 0.0, k as f64])[2]]);
+            *body.get(s[0].round() as usize, s[1].round() as usize, k)
+        };
+        assert_eq!((on(-25.0, 0.0, 1), on(25.0, 0.0, 1), on(78.0, 0.0, 1), on(0.0, 52.0, 10)), (1, 1, 0, 0));
+        // Slice ranges.
+        let opts = AbdomenCropOptions { slices: SliceRange::Index { start: 10, end: 20 }, ..Default::default() };
+        let b2 = abdomen_crop(&ct, &opts).unwrap();
+        assert_eq!((b2.start[2], b2.size[2]), (10, 10));
+        let z = |k: f64| g.index_to_world([0.0, 0.0, k])[2];
+        let opts = AbdomenCropOptions { slices: SliceRange::WorldZ { min_mm: z(3.0) - 0.1, max_mm: z(7.5) }, ..Default::default() };
+        let b3 = abdomen_crop(&ct, &opts).unwrap();
+        assert_eq!((b3.start[2], b3.size[2]), (3, 5));
+        for bad in [SliceRange::Index { start: 5, end: 5 }, SliceRange::Index { start: 0, end: 31 }, SliceRange::WorldZ { min_mm: 1e4, max_mm: 2e4 }] {
+            assert!(abdomen_crop(&ct, &AbdomenCropOptions { slices: bad, ..Default::default() }).is_err());
+        }
+    }
+
+    #[test]
+    fn crop_refuses_air_and_non_axial_stacks() {
+        let g = Geometry::identity([10, 10, 3], [1.0; 3]).unwrap();
+        let air = Volume::filled(g, -1000i16);
+        assert!(matches!(abdomen_crop(&air, &AbdomenCropOptions::default()), Err(Error::Empty(_))));
+        // Axis 2 along x (a sagittal stack).
+        let sag = Geometry::new([10, 10, 3], [1.0; 3], [0.0; 3], [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).unwrap();
+        let v = Volume::filled(sag, 40i16);
+        assert!(matches!(abdomen_crop(&v, &AbdomenCropOptions::default()), Err(Error::Orientation(_))));
+        // A single slice is a valid axial stack.
+        let one = Volume::filled(Geometry::identity([8, 8, 1], [1.0; 3]).unwrap(), 40i16);
+        assert_eq!(abdomen_crop(&one, &AbdomenCropOptions::default()).unwrap(), CropBox::whole([8, 8, 1]));
+    }
+
+    #[test]
+    fn apply_then_paste_is_exact() {
+        let g = Geometry::new([9, 7, 5], [0.5, 0.6, 2.0], [3.0, 4.0, 5.0], rot_z(25.0)).unwrap();
+        let v = Volume::from_fn(g.clone(), |[i, j, k]| (i + 10 * j + 100 * k) as i32);
+        let b = CropBox { start: [2, 1, 1], size: [5, 4, 3] };
+        let c = b.apply(&v).unwrap();
+        assert_eq!(c.dims(), [5, 4, 3]);
+        // Same world position, same value.
+        let w = c.geometry().index_to_world([1.0, 2.0, 1.0]);
+        let s = g.world_to_index(w).map(|x| x.round() as usize);
+        assert_eq!(*c.get(1, 2, 1), *v.get(s[0], s[1], s[2]));
+        let back = b.paste(&c, &g, -1).unwrap();
+        assert_eq!(back.geometry(), &g);
+        for o in 0..v.len() {
+            let [i, j, k] = g.index_of(o);
+            let inside = (2..7).contains(&i) && (1..5).contains(&j) && (1..4).contains(&k);
+            assert_eq!(back.data()[o], if inside { v.data()[o] } else { -1 });
+        }
+        assert_eq!(CropBox::whole(g.dims()).apply(&v).unwrap(), v);
+        // Wrong sizes and foreign grids are refused.
+        assert!(CropBox { start: [5, 0, 0], size: [5, 1, 1] }.apply(&v).is_err());
+        assert!(CropBox { start: [0, 0, 0], size: [0, 1, 1] }.apply(&v).is_err());
+        assert!(CropBox { start: [usize::MAX, 0, 0], size: [2, 1, 1] }.apply(&v).is_err());
+        let other = CropBox { start: [1, 1, 1], size: [5, 4, 3] };
+        assert!(matches!(other.paste(&c, &g, 0), Err(Error::GridMismatch(_))));
+    }
+
+    #[test]
+    fn slices_around_a_mask() {
+        let g = Geometry::identity([4, 4, 20], [1.0, 1.0, 2.5]).unwrap();
+        let m = Volume::from_fn(g.clone(), |[_, _, k]| u8::from((8..12).contains(&k)));
+        assert_eq!(slices_around(&m, 5.0).unwrap(), SliceRange::Index { start: 6, end: 14 });
+        assert_eq!(slices_around(&m, 100.0).unwrap(), SliceRange::Index { start: 0, end: 20 });
+        assert!(slices_around(&Volume::filled(g, 0u8), 5.0).is_err());
+    }
+}

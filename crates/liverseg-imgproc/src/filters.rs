@@ -207,3 +207,107 @@ fn flipped<T: Copy + Send + Sync>(volume: &Volume<T>, axis: Axis) -> Vec<T> {
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{rot, Rng};
+    use proptest::prelude::*;
+
+    fn brute_median<T: MedianValue>(v: &Volume<T>, r: [usize; 3]) -> Vec<T> {
+        let g = v.geometry();
+        let d = g.dims();
+        (0..v.len())
+            .map(|o| {
+                let c = g.index_of(o);
+                let mut w = Vec::new();
+                for dk in -(r[2] as i64)..=r[2] as i64 {
+                    for dj in -(r[1] as i64)..=r[1] as i64 {
+                        for di in -(r[0] as i64)..=r[0] as i64 {
+                            let q: [usize; 3] = std::array::from_fn(|a| (c[a] as i64 + [di, dj, dk][a]).clamp(0, d[a] as i64 - 1) as usize);
+                            w.push(*v.get(q[0], q[1], q[2]));
+                        }
+                    }
+                }
+                w.sort_by(|a, b| if T::less(*a, *b) { std::cmp::Ordering::Less } else if T::less(*b, *a) { std::cmp::Ordering::Greater } else { std::cmp::Ordering::Equal });
+                w[w.len() / 2]
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn median_matches_brute_force(
+            nx in 1usize..9, ny in 1usize..9, nz in 1usize..6,
+            rx in 0usize..3, ry in 0usize..3, rz in 0usize..3, seed: u64,
+        ) {
+            let g = Geometry::identity([nx, ny, nz], [1.0; 3]).unwrap();
+            let mut rng = Rng(seed | 1);
+            let ct = Volume::from_fn(g.clone(), |_| (rng.next() % 200) as i16 - 100);
+            let r = [rx, ry, rz];
+            let fast_i16 = median_filter(&ct, r).unwrap();
+            prop_assert_eq!(fast_i16.data(), &brute_median(&ct, r)[..]);
+            let f = Volume::from_fn(g, |_| if rng.next() % 17 == 0 { f32::NAN } else { rng.unit() as f32 - 0.5 });
+            let fast = median_filter(&f, r).unwrap();
+            let slow = brute_median(&f, r);
+            prop_assert!(fast.data().iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    #[test]
+    fn median_removes_salt_and_keeps_edges() {
+        let g = Geometry::identity([12, 10, 8], [0.7, 0.7, 2.5]).unwrap();
+        let step = Volume::from_fn(g, |[i, _, _]| if i < 6 { -100i16 } else { 300 });
+        let mut noisy = step.clone();
+        *noisy.get_mut(2, 4, 4) = 3000;
+        *noisy.get_mut(9, 5, 3) = -1000;
+        assert_eq!(median_filter(&noisy, [1, 1, 1]).unwrap(), step);
+        assert!(median_filter(&step, [33, 0, 0]).is_err());
+        assert_eq!(median_filter(&step, [0, 0, 0]).unwrap(), step);
+    }
+
+    #[test]
+    fn intensity_window() {
+        let g = Geometry::identity([6, 1, 1], [1.0; 3]).unwrap();
+        let ct = Volume::new(g.clone(), vec![-1000.0f32, -200.0, 0.0, 100.0, 1000.0, f32::NAN]).unwrap();
+        let out = IntensityWindow::default().apply(&ct).unwrap();
+        let want = [-0.2f32, -0.2, 0.0, 0.1, 0.2, -0.2];
+        for (a, b) in out.data().iter().zip(want) {
+            assert!((a - b).abs() < 1e-7, "{a} vs {b}");
+        }
+        let custom = IntensityWindow { lo: 0.0, hi: 100.0, out_lo: 0.0, out_hi: 1.0 }.apply(&ct).unwrap();
+        assert_eq!(custom.data()[3], 1.0);
+        assert!(IntensityWindow { lo: 5.0, hi: 5.0, out_lo: 0.0, out_hi: 1.0 }.apply(&ct).is_err());
+        let i16ct = Volume::new(g, vec![-1024i16, -200, 0, 100, 3071, 50]).unwrap();
+        assert!((IntensityWindow::default().apply(&i16ct).unwrap().data()[5] - 0.05).abs() < 1e-7);
+    }
+
+    #[test]
+    fn flips() {
+        let g = Geometry::new([4, 3, 5], [0.7, 0.8, 2.0], [10.0, -5.0, 30.0], rot([1.0, 1.0, 1.0], 20.0)).unwrap();
+        let v = Volume::from_fn(g.clone(), |[i, j, k]| (i * 100 + j * 10 + k) as u16);
+        for axis in [Axis::X, Axis::Y, Axis::Z] {
+            let world = flip_preserving_world(&v, axis).unwrap();
+            // Every value sits at the same world position as before.
+            for o in 0..v.len() {
+                let idx = world.geometry().index_of(o);
+                let w = world.geometry().index_to_world(idx.map(|x| x as f64));
+                let back = g.world_to_index(w).map(|x| x.round() as usize);
+                assert_eq!(world.data()[o], *v.get(back[0], back[1], back[2]));
+            }
+            assert_eq!(flip_preserving_world(&world, axis).unwrap().data(), v.data());
+            let data = flip_data(&v, axis);
+            assert_eq!(data.geometry(), v.geometry());
+            let a = axis as usize;
+            let n = g.dims()[a];
+            let mut idx = [1, 2, 3];
+            let orig = *v.get(idx[0], idx[1], idx[2]);
+            idx[a] = n - 1 - idx[a];
+            assert_eq!(*data.get(idx[0], idx[1], idx[2]), orig);
+            assert_eq!(flip_data(&data, axis), v);
+        }
+        let thin = Volume::filled(Geometry::identity([1, 1, 1], [1.0; 3]).unwrap(), 5u8);
+        assert_eq!(flip_preserving_world(&thin, Axis::Z).unwrap().data(), &[5]);
+    }
+}
