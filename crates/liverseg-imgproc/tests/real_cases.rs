@@ -64,13 +64,13 @@ fn abdomen_crop_keeps_the_whole_liver() {
     for c in &cases {
         let b = abdomen_crop(&c.ct, &AbdomenCropOptions::default()).unwrap_or_else(|e| panic!("{}: {e}", c.id));
         let total = c.liver.count_foreground();
-        assert!(total > 0, "{}: empty liver mask", c.id);
         let kept = b.apply(&c.liver).unwrap().count_foreground();
-        let (lo, hi) = bounding_box(&c.liver).unwrap();
+        // Negative cases (no liver in the scan) only need a crop that works.
+        let liver_box = bounding_box(&c.liver);
         let d = c.ct.dims();
         let s = c.ct.geometry().spacing();
         eprintln!(
-            "{}: dims {d:?}, crop start {:?} size {:?} ({:.0} x {:.0} mm), liver box {lo:?}..{hi:?}",
+            "{}: dims {d:?}, crop start {:?} size {:?} ({:.0} x {:.0} mm), liver box {liver_box:?}",
             c.id,
             b.start,
             b.size,
@@ -90,10 +90,23 @@ fn liver_mask_to_1_4_mm_and_back() {
         let there = resample_mask_partial_volume(&c.liver, &iso);
         let back = resample_mask_partial_volume(&there, g);
         assert_eq!(back.geometry(), g, "{}: the way back must land on the original grid", c.id);
+        if c.liver.count_foreground() == 0 {
+            eprintln!("{}: no liver (negative case)", c.id);
+            assert_eq!(back.count_foreground(), 0, "{}: voxels appeared from nothing", c.id);
+            continue;
+        }
         let d = dice(&c.liver, &back);
         let rv = there.foreground_ml() / c.liver.foreground_ml();
         eprintln!("{}: there-and-back Dice {d:.4}, volume ratio at 1.4 mm {rv:.4}", c.id);
         assert!(d >= 0.99, "{}: Dice {d}", c.id);
-        assert!((rv - 1.0).abs() < 0.01, "{}: volume ratio {rv}", c.id);
+        // A liver cut by the field of view gains up to half a 1.4 mm voxel on each
+        // cut face (the 1.4 mm grid covers the original field of view and its edge
+        // voxels reach slightly beyond it), so the volume check applies only to
+        // livers inside the field of view.
+        let (lo, hi) = bounding_box(&c.liver).unwrap();
+        let touches_border = (0..3).any(|a| lo[a] == 0 || hi[a] == g.dims()[a]);
+        if !touches_border {
+            assert!((rv - 1.0).abs() < 0.01, "{}: volume ratio {rv}", c.id);
+        }
     }
 }
