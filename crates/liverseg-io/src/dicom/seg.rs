@@ -161,6 +161,15 @@ fn read_seg_opt(path: &Path, reference: Option<&Geometry>, choice: &SegmentChoic
     let Some(seg) = open_seg(path)? else { return Ok(None) };
     let chosen = choose(path, &seg.segments, choice)?;
     let mut warnings = seg.warnings.clone();
+    if let Some(f) = seg.frames.iter().position(|f| f.plane.is_none()) {
+        return Err(Error::unsupported(
+            path,
+            format!(
+                "frame {} has no patient position, orientation or pixel spacing (a SEG of a projection image such as CR/DX?): it cannot be placed on a 3-D grid",
+                f + 1
+            ),
+        ));
+    }
     let place_err = |e: PlaceError| match e {
         PlaceError::Invalid(m) => Error::invalid(path, m),
         PlaceError::Unsupported(m) => Error::unsupported(path, m),
@@ -170,7 +179,7 @@ fn read_seg_opt(path: &Path, reference: Option<&Geometry>, choice: &SegmentChoic
     let (grid, geometry_source) = match reference {
         Some(g) => (g, "reference"),
         None => {
-            let planes: Vec<FramePlane> = seg.frames.iter().map(|f| f.plane).collect();
+            let planes: Vec<FramePlane> = seg.frames.iter().filter_map(|f| f.plane).collect();
             let (g, w) = grid::own_geometry(&planes, seg.rows, seg.cols, seg.slice_spacing_hint).map_err(place_err)?;
             warnings.extend(w);
             own = g;
@@ -195,7 +204,8 @@ fn read_seg_opt(path: &Path, reference: Option<&Geometry>, choice: &SegmentChoic
             SegmentationType::Labelmap => values.iter().map(|&v| v == chosen.number).collect(),
         };
         let what = format!("frame {} (segment {})", f + 1, chosen.number);
-        placer.place(&frame.plane, seg.rows, seg.cols, &fg, &what).map_err(place_err)?;
+        let Some(plane) = &frame.plane else { continue };
+        placer.place(plane, seg.rows, seg.cols, &fg, &what).map_err(place_err)?;
     }
     if frames_of_segment == 0 {
         warnings.push(format!("segment {} has no frames: the mask is empty", chosen.number));

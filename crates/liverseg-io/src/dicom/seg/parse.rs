@@ -62,7 +62,9 @@ pub struct FramePlane {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FrameInfo {
-    pub plane: FramePlane,
+    /// `None` when the frame has no ImagePositionPatient / ImageOrientationPatient /
+    /// PixelSpacing (SEG of a projection image): it cannot be placed in 3-D.
+    pub plane: Option<FramePlane>,
     /// ReferencedSegmentNumber; `None` in a LABELMAP SEG, whose frames hold all segments.
     pub segment: Option<u16>,
 }
@@ -255,9 +257,17 @@ impl SegFile {
         // single-frame object without any may carry the plain image-plane attributes.
         let shared = first_item(&obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
         let per_frame_items = get(&obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items()).unwrap_or(&[]);
-        if !per_frame_items.is_empty() && per_frame_items.len() != n_frames {
+        if !per_frame_items.is_empty() && per_frame_items.len() < n_frames {
             return invalid(format!(
                 "PerFrameFunctionalGroupsSequence has {} items for {n_frames} frames",
+                per_frame_items.len()
+            ));
+        }
+        if per_frame_items.len() > n_frames {
+            // Seen in files cut down from a multi-frame SEG (pydicom's liver_1frame.dcm):
+            // item i still describes frame i.
+            warnings.push(format!(
+                "PerFrameFunctionalGroupsSequence has {} items for {n_frames} frame(s); the extra items were ignored",
                 per_frame_items.len()
             ));
         }
@@ -275,19 +285,38 @@ impl SegFile {
         for f in 0..n_frames {
             let pf = per_frame_items.get(f);
             let fno = f + 1;
+            let segment = match seg_type {
+                SegmentationType::Labelmap => None,
+                _ => {
+                    let n = group(pf, shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
+                        .and_then(|g| get_int(g, tags::REFERENCED_SEGMENT_NUMBER));
+                    match n {
+                        Some(n) if segments.iter().any(|s| s.number as i64 == n) => Some(n as u16),
+                        Some(n) => return invalid(format!("frame {fno} refers to segment {n}, which SegmentSequence does not define")),
+                        None if segments.len() == 1 => {
+                            assumed_segment = true;
+                            Some(segments[0].number)
+                        }
+                        None => return invalid(format!("frame {fno} has no ReferencedSegmentNumber (SegmentIdentificationSequence)")),
+                    }
+                }
+            };
+            let measures = group(pf, shared, tags::PIXEL_MEASURES_SEQUENCE);
             let position = group(pf, shared, tags::PLANE_POSITION_SEQUENCE)
                 .and_then(|g| get_f64s(g, tags::IMAGE_POSITION_PATIENT))
-                .or_else(|| get_f64s(&obj, tags::IMAGE_POSITION_PATIENT))
-                .ok_or_else(|| ParseError::Invalid(format!("frame {fno} has no ImagePositionPatient (PlanePositionSequence)")))?;
+                .or_else(|| get_f64s(&obj, tags::IMAGE_POSITION_PATIENT));
             let orientation = group(pf, shared, tags::PLANE_ORIENTATION_SEQUENCE)
                 .and_then(|g| get_f64s(g, tags::IMAGE_ORIENTATION_PATIENT))
-                .or_else(|| get_f64s(&obj, tags::IMAGE_ORIENTATION_PATIENT))
-                .ok_or_else(|| ParseError::Invalid(format!("frame {fno} has no ImageOrientationPatient (PlaneOrientationSequence)")))?;
-            let measures = group(pf, shared, tags::PIXEL_MEASURES_SEQUENCE);
+                .or_else(|| get_f64s(&obj, tags::IMAGE_ORIENTATION_PATIENT));
             let pixel_spacing = measures
                 .and_then(|g| get_f64s(g, tags::PIXEL_SPACING))
-                .or_else(|| get_f64s(&obj, tags::PIXEL_SPACING))
-                .ok_or_else(|| ParseError::Invalid(format!("frame {fno} has no PixelSpacing (PixelMeasuresSequence)")))?;
+                .or_else(|| get_f64s(&obj, tags::PIXEL_SPACING));
+            // A SEG of a projection image (CR, DX) has no patient-space plane: the
+            // file stays readable for inspection, placing its frames is refused later.
+            let (Some(position), Some(orientation), Some(pixel_spacing)) = (position, orientation, pixel_spacing) else {
+                frames.push(FrameInfo { plane: None, segment });
+                continue;
+            };
             if position.len() != 3 || !position.iter().all(|v| v.is_finite()) {
                 return invalid(format!("frame {fno}: ImagePositionPatient {position:?} is not 3 finite numbers"));
             }
@@ -313,24 +342,8 @@ impl SegFile {
                     .map(f64::abs)
                     .filter(|v| v.is_finite() && *v > 0.0);
             }
-            let segment = match seg_type {
-                SegmentationType::Labelmap => None,
-                _ => {
-                    let n = group(pf, shared, tags::SEGMENT_IDENTIFICATION_SEQUENCE)
-                        .and_then(|g| get_int(g, tags::REFERENCED_SEGMENT_NUMBER));
-                    match n {
-                        Some(n) if segments.iter().any(|s| s.number as i64 == n) => Some(n as u16),
-                        Some(n) => return invalid(format!("frame {fno} refers to segment {n}, which SegmentSequence does not define")),
-                        None if segments.len() == 1 => {
-                            assumed_segment = true;
-                            Some(segments[0].number)
-                        }
-                        None => return invalid(format!("frame {fno} has no ReferencedSegmentNumber (SegmentIdentificationSequence)")),
-                    }
-                }
-            };
             frames.push(FrameInfo {
-                plane: FramePlane { position: [position[0], position[1], position[2]], row_dir, col_dir, spacing: [pixel_spacing[1], pixel_spacing[0]] },
+                plane: Some(FramePlane { position: [position[0], position[1], position[2]], row_dir, col_dir, spacing: [pixel_spacing[1], pixel_spacing[0]] }),
                 segment,
             });
         }
