@@ -17,6 +17,7 @@
 //!   grid are only counted (a SEG may carry empty frames for a longer series).
 mod grid;
 mod parse;
+mod scan;
 
 pub use grid::SLICE_TOLERANCE;
 pub use parse::{Code, FrameInfo, FramePlane, SegFile, SegmentInfo, SegmentationType, LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS};
@@ -85,12 +86,26 @@ pub fn read_seg(path: &Path, reference: Option<&Geometry>, segment: SegmentChoic
 /// Parse a SEG (segments, frames; pixels decoded on demand). `Ok(None)` when the
 /// file is DICOM but not a Segmentation object.
 pub fn open_seg(path: &Path) -> Result<Option<SegFile>> {
-    match parse::meta_sop_class(path) {
-        Err(e) => return Err(Error::io(path, e)),
-        // The dataset's SOPClassUID decides when the meta group is unreadable.
-        Ok(Some(uid)) if !parse::is_seg_sop_class(&uid) && !uid.is_empty() => return Ok(None),
+    use std::io::Read;
+    // Decide from the file meta group (first bytes only) whether this is a SEG, so
+    // that a large CT is not read in full just to be turned down.
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1 << 18).read_to_end(&mut head))
+        .map_err(|e| Error::io(path, e))?;
+    match scan::meta(&head) {
+        Err(m) => return Err(Error::invalid(path, format!("damaged DICOM: {m}"))),
+        Ok(Some((_, uid, _))) if !uid.is_empty() && !parse::is_seg_sop_class(&uid) => return Ok(None),
+        // No or incomplete meta group: the data set's SOPClassUID decides below.
         Ok(_) => {}
     }
+    // The whole file is read once for the length check; SEGs are small (a 512 x
+    // 512 x 300 BINARY SEG holds 10 MB of pixels).
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if let Err(m) = scan::check_lengths(&bytes) {
+        return Err(Error::invalid(path, format!("damaged DICOM: {m}")));
+    }
+    drop(bytes);
     let opened = std::panic::catch_unwind(|| dicom_object::OpenFileOptions::new().open_file(path));
     let obj = match opened {
         Err(_) => return Err(Error::invalid(path, "the DICOM parser panicked on this file")),

@@ -4,7 +4,6 @@ use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use serde::Serialize;
-use std::path::Path;
 
 /// Segmentation Storage.
 pub const SEG_SOP_CLASS: &str = "1.2.840.10008.5.1.4.1.1.66.4";
@@ -101,19 +100,6 @@ pub(crate) type PResult<T> = std::result::Result<T, ParseError>;
 
 fn invalid<T>(msg: impl Into<String>) -> PResult<T> {
     Err(ParseError::Invalid(msg.into()))
-}
-
-/// Reads only the file meta group (cheap) and returns its MediaStorageSOPClassUID.
-pub(crate) fn meta_sop_class(path: &Path) -> std::io::Result<Option<String>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
-    let mut head = [0u8; 132];
-    if f.read_exact(&mut head).is_err() || &head[128..132] != b"DICM" {
-        return Ok(None);
-    }
-    f.seek(SeekFrom::Start(128))?;
-    let reader = std::io::BufReader::new(f.take(1 << 20));
-    Ok(dicom_object::FileMetaTable::from_reader(reader).ok().map(|m| m.media_storage_sop_class_uid().to_string()))
 }
 
 pub(crate) fn is_seg_sop_class(uid: &str) -> bool {
