@@ -13,7 +13,7 @@ const DIRECTION_TOLERANCE: f64 = 1e-4;
 const PARALLEL_COS: f64 = 0.9999;
 /// Largest own grid built without a reference (slices; voxels).
 const MAX_SLICES: usize = 16384;
-const MAX_VOXELS: usize = 1 << 31;
+const MAX_VOXELS: usize = 1 << 30;
 
 #[derive(Debug)]
 pub(crate) enum PlaceError {
