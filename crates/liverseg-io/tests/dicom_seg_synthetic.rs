@@ -345,6 +345,17 @@ fn not_a_seg_and_malformed_segs() {
     // Unknown segment asked for.
     let path = write(build(&good()), dir.path(), "ok.dcm");
     assert!(matches!(read_seg(&path, None, SegmentChoice::Number(3)), Err(Error::Invalid { .. })));
+    // BINARY frames RLE-compressed: refused as unsupported, not misread.
+    let mut obj = build(&good());
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        dicom_core::value::PixelFragmentSequence::new(Vec::<u32>::new(), vec![vec![0u8; 64]]),
+    ));
+    let path = dir.path().join("rle.dcm");
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax("1.2.840.10008.1.2.5")).unwrap().write_to_file(&path).unwrap();
+    let e = read_seg(&path, None, SegmentChoice::Auto).unwrap_err();
+    assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("1.2.840.10008.1.2.5"), "{e}");
     // Not DICOM at all.
     let junk = dir.path().join("junk.dcm");
     std::fs::write(&junk, b"not a dicom file").unwrap();

@@ -365,6 +365,11 @@ impl SegFile {
                 if rows * cols > 1 << 26 {
                     return invalid(format!("frames of {rows}x{cols} pixels are too large"));
                 }
+                if bits_allocated == 1 && transfer_syntax != "1.2.840.10008.1.2.1.98" {
+                    return Err(ParseError::Unsupported(format!(
+                        "BINARY SEG with compressed pixel data (transfer syntax {transfer_syntax}): dicom-rs 0.10 decodes RLE only at 8 or 16 bits"
+                    )));
+                }
                 if seq.fragments().len() < n_frames {
                     return invalid(format!("encapsulated PixelData has {} fragments for {n_frames} frames", seq.fragments().len()));
                 }
