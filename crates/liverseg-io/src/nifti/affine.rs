@@ -7,27 +7,8 @@
 
 use super::header::Header;
 
-pub type Mat3 = [[f64; 3]; 3];
-const IDENTITY3: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-
-pub fn det3(m: &Mat3) -> f64 {
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-}
-
-fn inverse3(m: &Mat3) -> Option<Mat3> {
-    let det = det3(m);
-    if !det.is_finite() || det.abs() < 1e-300 {
-        return None;
-    }
-    let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
-    let inv = [
-        [c(1, 1, 2, 2), -c(0, 1, 2, 2), c(0, 1, 1, 2)],
-        [-c(1, 0, 2, 2), c(0, 0, 2, 2), -c(0, 0, 1, 2)],
-        [c(1, 0, 2, 1), -c(0, 0, 2, 1), c(0, 0, 1, 1)],
-    ];
-    Some(std::array::from_fn(|r| std::array::from_fn(|col| inv[r][col] / det)))
-}
+pub(super) use liverseg_volume::Mat3;
+use liverseg_volume::{det3, inverse3, IDENTITY as IDENTITY3};
 
 pub type Affine = [[f64; 4]; 4];
 
