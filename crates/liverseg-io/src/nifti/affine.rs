@@ -34,14 +34,14 @@ impl Transform {
 /// pixdim[1..=3] as nibabel fixes them on load: absolute values, 0 / NaN -> 1.
 pub fn spatial_pixdim(h: &Header, warnings: &mut Vec<String>) -> [f64; 3] {
     let mut out = [1.0; 3];
-    for a in 0..3 {
+    for (a, slot) in out.iter_mut().enumerate() {
         let p = h.pixdim[a + 1];
         let used_dim = (a as i64) < h.dim[0];
         if p.is_finite() && p != 0.0 {
             if p < 0.0 && used_dim {
                 warnings.push(format!("pixdim[{}] = {p} is negative; using its absolute value", a + 1));
             }
-            out[a] = p.abs();
+            *slot = p.abs();
         } else if used_dim {
             warnings.push(format!("pixdim[{}] = {p} is not a usable voxel size; using 1", a + 1));
         }
@@ -100,8 +100,8 @@ pub fn sform(h: &Header) -> Affine {
 pub fn pixdim_only(h: &Header, warnings: &mut Vec<String>) -> Affine {
     let vox = spatial_pixdim(h, warnings);
     let mut out = identity4();
-    for a in 0..3 {
-        out[a][a] = vox[a];
+    for (a, v) in vox.into_iter().enumerate() {
+        out[a][a] = v;
     }
     out
 }
