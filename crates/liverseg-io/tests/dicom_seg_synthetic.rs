@@ -24,6 +24,9 @@ struct Frame {
     values: Vec<u8>,
 }
 
+/// Segment number, label, optional (scheme, code value) of the property type.
+type SegmentDef = (u16, &'static str, Option<(&'static str, &'static str)>);
+
 struct Spec {
     rows: usize,
     cols: usize,
@@ -33,7 +36,7 @@ struct Spec {
     /// DICOM order: between rows, between columns.
     pixel_spacing: [f64; 2],
     spacing_between_slices: Option<f64>,
-    segments: Vec<(u16, &'static str, Option<(&'static str, &'static str)>)>,
+    segments: Vec<SegmentDef>,
     frames: Vec<Frame>,
 }
 
