@@ -13,5 +13,5 @@ mod geometry;
 mod volume;
 
 pub use dynvol::{DType, DynVolume};
-pub use geometry::{Geometry, GeometryError};
+pub use geometry::{det3, inverse3, Geometry, GeometryError, Mat3, IDENTITY};
 pub use volume::{Mask, Volume, VolumeError};
