@@ -14,6 +14,7 @@
 
 pub mod formulas;
 pub mod methods;
+pub mod plan;
 pub mod plot;
 pub mod regions;
 pub mod report;

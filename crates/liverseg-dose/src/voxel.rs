@@ -94,6 +94,19 @@ impl ActivityMap {
     }
 }
 
+/// T/N from a SPECT counts map on the CT grid: summed counts in the tumour and
+/// normal-liver masks, divided by their volumes ([`crate::formulas::tn_from_counts`]).
+pub fn tn_from_count_map(input: &str, counts: &Volume<f64>, tumour: &Mask, normal: &Mask) -> Result<crate::formulas::TnRatio> {
+    crate::regions::require_same_grid(input, tumour.geometry(), counts.geometry())?;
+    check_finite(input, counts)?;
+    let sum = |m: &Mask| -> f64 { counts.data().iter().zip(m.data()).filter(|(_, &k)| k != 0).map(|(&c, _)| c.max(0.0)).sum() };
+    let (ct, cn) = (sum(tumour), sum(normal));
+    if ct <= 0.0 || cn <= 0.0 {
+        return Err(DoseError::input(input, format!("no counts in the {} mask: cannot form T/N", if ct <= 0.0 { "tumour" } else { "normal-liver" })));
+    }
+    crate::formulas::tn_from_counts(Counts(ct), mask_volume(tumour), Counts(cn), mask_volume(normal))
+}
+
 /// Gy per (Bq/ml) under local deposition: 49.67 x 1e-6 / rho (see the module doc).
 pub fn gray_per_bq_per_ml(density: GramsPerMl) -> f64 {
     // 49.67 Gy kg/GBq x 1e-9 GBq/Bq / (1e-3 kg/g x rho g/ml)
