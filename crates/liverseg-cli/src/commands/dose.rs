@@ -40,6 +40,9 @@ pub enum SphereArg {
 }
 
 #[derive(clap::Args)]
+// Negative numbers must reach the validation that names the input, not clap's
+// "unexpected argument".
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// CT the contours were drawn on (its grid is the reference for every mask and the dose map).
     #[arg(long, requires = "liver")]
