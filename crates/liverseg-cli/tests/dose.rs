@@ -157,6 +157,12 @@ fn activity_map_on_another_grid_is_resampled_onto_the_ct() {
     let mean = region(&s, "liver")["mean_gy"].as_f64().unwrap();
     assert!(close(mean, 500.0e3 * GY_PER_BQ_ML, 1e-5), "{mean}");
     assert!(s["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("resampled")), "{}", s["notes"]);
+    // Scanned one half-life (64.1 h) after administration: twice the activity at t = 0.
+    let s = json(&liverseg(&[
+        "dose", "--ct", &case.path("ct.nii.gz"), "--liver", &case.path("liver.nii.gz"), "--activity-map", &case.path("pet.nii.gz"),
+        "--activity-unit", "kbq-per-ml", "--decay-hours", "64.1", "--method", "voxel", "--json", "-o", &case.path("out"),
+    ]));
+    assert!(close(region(&s, "liver")["mean_gy"].as_f64().unwrap(), 2.0 * 500.0e3 * GY_PER_BQ_ML, 1e-5));
 }
 
 #[test]

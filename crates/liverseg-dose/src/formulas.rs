@@ -30,6 +30,17 @@ pub fn y90_dose_factor_from_physics(half_life_hours: f64, mean_beta_energy_mev: 
     decays_per_gbq * mean_beta_energy_mev * JOULE_PER_MEV
 }
 
+/// Y-90 physical half-life, hours (2.67 days).
+pub const Y90_HALF_LIFE_HOURS: f64 = 64.1;
+
+/// Factor taking Y-90 activity measured `hours` after administration back to the
+/// administration time, 2^(t / T_1/2): the complete-decay formulas need the
+/// activity present at administration.
+pub fn y90_decay_correction(hours: f64) -> Result<f64> {
+    non_negative("decay time", hours, "h")?;
+    Ok((hours / Y90_HALF_LIFE_HOURS).exp2())
+}
+
 /// Tissue mass of a volume: ml x g/ml, in kg.
 pub fn tissue_mass(volume: Millilitres, density: GramsPerMl) -> Result<Kilograms> {
     positive("volume", volume.0, "ml")?;
@@ -156,6 +167,15 @@ mod tests {
         assert!(lo < Y90_GY_KG_PER_GBQ && Y90_GY_KG_PER_GBQ < hi);
         // TheraSphere's instructions round the same factor to 50 Gy kg/GBq.
         assert!((Y90_GY_KG_PER_GBQ - 50.0).abs() / 50.0 < 0.01);
+    }
+
+    #[test]
+    fn decay_correction_doubles_per_half_life() {
+        assert_eq!(y90_decay_correction(0.0).unwrap(), 1.0);
+        assert!(close(y90_decay_correction(64.1).unwrap(), 2.0, 1e-12));
+        // 24 h: 2^(24 / 64.1) = 1.29631 (hand-computed).
+        assert!(close(y90_decay_correction(24.0).unwrap(), 1.29631, 1e-5));
+        assert!(y90_decay_correction(-1.0).unwrap_err().to_string().starts_with("decay time"));
     }
 
     #[test]

@@ -336,14 +336,20 @@ fn run_voxel(input: &PlanInput, regions: &Regions, activity: &ActivityInput, sum
     };
     let dose = voxel::local_deposition(&map, input.density)?;
     let v_levels: Vec<Gray> = voxel::V_LEVELS_GY.iter().map(|&g| Gray(g)).collect();
+    // Without tumour contours the normal liver is the liver: it is not listed twice,
+    // and the normal-liver advisory is checked on the liver.
+    let has_tumour = regions.tumour.count_foreground() > 0;
+    let normal_name = if has_tumour { "normal liver" } else { "liver" };
     let mut list: Vec<(&str, &liverseg_volume::Mask)> = vec![("liver", &regions.liver)];
-    if regions.tumour.count_foreground() > 0 {
+    if has_tumour {
         list.push(("tumour", &regions.tumour));
+        list.push(("normal liver", &regions.normal));
     }
-    list.push(("normal liver", &regions.normal));
     if regions.perfused_given {
         list.push(("treated liver", &regions.treated));
-        list.push(("treated normal liver", &regions.treated_normal));
+        if has_tumour {
+            list.push(("treated normal liver", &regions.treated_normal));
+        }
     }
     let mut stats = Vec::new();
     for (name, mask) in list {
@@ -352,8 +358,8 @@ fn run_voxel(input: &PlanInput, regions: &Regions, activity: &ActivityInput, sum
             continue;
         }
         let r = voxel::region_dose(name, &dose, &map, mask, &voxel::D_LEVELS, &v_levels, input.dvh_bin_width)?;
-        if name == "normal liver" {
-            warnings.extend(input.limits.check_normal_liver("voxel mean normal-liver dose", r.mean_gy));
+        if name == normal_name {
+            warnings.extend(input.limits.check_normal_liver(&format!("voxel mean dose to the {name}"), r.mean_gy));
         }
         stats.push(r);
     }

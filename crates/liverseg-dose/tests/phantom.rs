@@ -67,10 +67,10 @@ fn uniform_activity_in_the_liver_gives_the_analytic_mean_dose() {
         let want = if e.dose_gy.0 <= analytic.0 { 1.0 } else { 0.0 };
         assert_eq!(e.volume_fraction.0, want, "V{}", e.dose_gy.0);
     }
-    // Without tumours the normal liver is the liver; the uniform 72 Gy crosses the
-    // 40 Gy resin advisory, which is reported.
-    assert_eq!(v.regions[1].region, "normal liver");
-    assert!(v.warnings.iter().any(|w| w.code == "normal-liver-dose"));
+    // Without tumours the normal liver is the liver (listed once); the uniform 72 Gy
+    // crosses the 40 Gy resin advisory, which is reported.
+    assert_eq!(v.regions.len(), 1);
+    assert!(v.warnings.iter().any(|w| w.code == "normal-liver-dose" && w.message.contains("to the liver")), "{:?}", v.warnings);
     let dose = dose.unwrap();
     assert!(dose.gray.geometry().same_grid(p.liver.geometry()));
     let outside_max = dose.gray.data().iter().zip(p.liver.data()).filter(|(_, &m)| m == 0).map(|(&d, _)| d).fold(0.0f32, f32::max);

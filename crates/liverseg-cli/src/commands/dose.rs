@@ -25,7 +25,8 @@ pub enum MethodArg {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ActivityUnit {
-    /// Calibrated activity concentration, Bq/ml (Y-90 PET, quantitative SPECT).
+    /// Calibrated Y-90 activity concentration, Bq/ml (Y-90 PET, Y-90 quantitative
+    /// SPECT). A Tc-99m MAA SPECT must be given as `counts`: its Bq/ml are Tc-99m.
     BqPerMl,
     KbqPerMl,
     MbqPerMl,
@@ -119,6 +120,11 @@ pub struct Args {
     /// Administered activity in GBq to scale a counts map (default: this run's prescription).
     #[arg(long)]
     pub total_activity_gbq: Option<f64>,
+    /// Hours between administration and the calibrated map's reference time: the map
+    /// is decay-corrected back to administration (x 2^(t / 64.1 h)). Leave out when
+    /// the reconstruction is already decay-corrected to the administration time.
+    #[arg(long)]
+    pub decay_hours: Option<f64>,
     /// Methods to run, comma-separated; `all` runs every method whose inputs are given.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub method: Vec<MethodArg>,
@@ -304,11 +310,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 map = resample_linear(&map, r.geometry());
                 notes.push(format!("{name}: resampled (trilinear, zero outside its field of view) onto the CT grid"));
             }
-            let scale = match args.activity_unit {
+            let mut scale = match args.activity_unit {
                 ActivityUnit::BqPerMl | ActivityUnit::Counts => 1.0,
                 ActivityUnit::KbqPerMl => 1e3,
                 ActivityUnit::MbqPerMl => 1e6,
             };
+            if let Some(h) = args.decay_hours {
+                let f = liverseg_dose::formulas::y90_decay_correction(h)?;
+                if args.activity_unit == ActivityUnit::Counts {
+                    notes.push("--decay-hours is ignored for a counts map (it is scaled to the administered activity)".into());
+                } else {
+                    scale *= f;
+                    notes.push(format!("{name}: decay-corrected to administration, {h} h x 2^(t/64.1 h) = factor {f:.4}"));
+                }
+            }
             if scale != 1.0 {
                 map.data_mut().iter_mut().for_each(|v| *v *= scale);
             }
