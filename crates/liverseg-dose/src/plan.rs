@@ -261,7 +261,7 @@ pub fn run(input: &PlanInput) -> Result<(DoseSummary, Option<DoseMap>)> {
                         })?);
                         Outcome::Done(())
                     }
-                    (a, b, c, d) => Outcome::Missing([a.err(), b.err(), c.err().map(String::from), d.err().map(String::from)].into_iter().flatten().collect::<Vec<_>>().join(", ")),
+                    (a, b, c, d) => Outcome::Missing([a.err(), b.err(), c.err(), d.err()].into_iter().flatten().collect::<Vec<_>>().join(", ")),
                 }
             }
             Method::Voxel => match (input.regions, &input.activity) {
