@@ -163,6 +163,34 @@ fn activity_map_on_another_grid_is_resampled_onto_the_ct() {
         "--activity-unit", "kbq-per-ml", "--decay-hours", "64.1", "--method", "voxel", "--json", "-o", &case.path("out"),
     ]));
     assert!(close(region(&s, "liver")["mean_gy"].as_f64().unwrap(), 2.0 * 500.0e3 * GY_PER_BQ_ML, 1e-5));
+
+    // Geometry check: a PET stored with flipped x/y axes (origin at the far corner)
+    // holding a linear ramp in world coordinates; trilinear interpolation is exact
+    // for ramps, so the dose at each CT voxel is k x ramp(world position).
+    let dims = g.dims();
+    let sp = g.spacing();
+    let far = [o[0] + dims[0] as f64 * sp[0] + 20.0, o[1] + dims[1] as f64 * sp[1] + 20.0, o[2] - 20.0];
+    let flip = [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]];
+    let pet_grid = Geometry::new([40, 36, 20], [10.0, 10.0, 12.0], far, flip).unwrap();
+    let ramp = |w: [f64; 3]| 1.0e6 + 2.0e3 * w[0] - 1.0e3 * w[1] + 5.0e2 * w[2];
+    let pet = Volume::from_fn(pet_grid.clone(), |[i, j, k]| ramp(pet_grid.index_to_world([i as f64, j as f64, k as f64])) as f32);
+    write_image(&case.root.join("ramp.nii.gz"), &DynVolume::from(pet)).unwrap();
+    let out = case.path("ramp-out");
+    json(&liverseg(&[
+        "dose", "--ct", &case.path("ct.nii.gz"), "--liver", &case.path("liver.nii.gz"), "--activity-map", &case.path("ramp.nii.gz"),
+        "--method", "voxel", "--json", "-o", &out,
+    ]));
+    let dose = read_image(Path::new(&out).join("dose_gy.nii.gz").as_path(), &ReadOptions::default()).unwrap().volume.to_f64();
+    let mut checked = 0;
+    for (off, &m) in case.liver.data().iter().enumerate().step_by(31) {
+        if m != 0 {
+            let idx = g.index_of(off);
+            let w = g.index_to_world([idx[0] as f64, idx[1] as f64, idx[2] as f64]);
+            assert!(close(dose.data()[off], ramp(w) * GY_PER_BQ_ML, 1e-5), "voxel {idx:?}: {} vs {}", dose.data()[off], ramp(w) * GY_PER_BQ_ML);
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked}");
 }
 
 #[test]

@@ -156,41 +156,12 @@ fn read_on_grid(what: &str, path: &Path, ct: &Geometry) -> anyhow::Result<Mask> 
 }
 
 /// Trilinear resampling of an activity map onto the CT grid, through world (LPS)
-/// coordinates; zero outside the map's field of view.
-// Local until liverseg_imgproc::resample lands on main; then this becomes a call to it.
+/// coordinates; zero outside the map's field of view. Interpolating the
+/// concentration (not the per-voxel activity) keeps Bq/ml meaningful on any grid;
+/// activity is conserved only approximately when the CT grid is much coarser.
 fn resample_linear(src: &Volume<f64>, target: &Geometry) -> Volume<f64> {
-    let sg = src.geometry();
-    let [nx, ny, nz] = sg.dims();
-    Volume::from_fn(target.clone(), |[i, j, k]| {
-        let p = sg.world_to_index(target.index_to_world([i as f64, j as f64, k as f64]));
-        let inside = (0..3).all(|a| p[a] >= -0.5 && p[a] <= sg.dims()[a] as f64 - 0.5);
-        if !inside {
-            return 0.0;
-        }
-        let mut base = [0usize; 3];
-        let mut t = [0.0f64; 3];
-        for a in 0..3 {
-            let n = sg.dims()[a];
-            let q = p[a].clamp(0.0, (n - 1) as f64);
-            let f = q.floor().min((n.saturating_sub(2)) as f64);
-            base[a] = f as usize;
-            t[a] = if n > 1 { q - f } else { 0.0 };
-        }
-        let mut acc = 0.0;
-        for (dz, wz) in [(0usize, 1.0 - t[2]), (1, t[2])] {
-            for (dy, wy) in [(0usize, 1.0 - t[1]), (1, t[1])] {
-                for (dx, wx) in [(0usize, 1.0 - t[0]), (1, t[0])] {
-                    let w = wx * wy * wz;
-                    if w == 0.0 {
-                        continue;
-                    }
-                    let (x, y, z) = ((base[0] + dx).min(nx - 1), (base[1] + dy).min(ny - 1), (base[2] + dz).min(nz - 1));
-                    acc += w * src.get(x, y, z);
-                }
-            }
-        }
-        acc
-    })
+    let r = liverseg_imgproc::resample::resample(src, target, liverseg_imgproc::resample::Interpolation::Linear, 0.0);
+    r.map(|&v| f64::from(v))
 }
 
 fn positive_arg(flag: &str, v: f64) -> anyhow::Result<f64> {
