@@ -271,3 +271,29 @@ fn bad_input_is_a_clear_error_naming_it() {
     );
     assert!(!out.exists(), "a failed run must not write outputs");
 }
+
+#[test]
+fn lsf_from_planar_counts_and_glass_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let s = json(&liverseg(&[
+        "dose", "--liver-ml", "1800", "--lung-counts", "1e5,1.6e5", "--liver-counts", "9e5,1e6", "--target-dose-gy", "120",
+        "--sphere", "glass", "--method", "mird", "--json", "-o", out.to_str().unwrap(),
+    ]));
+    // Geometric means 126491 and 948683: LSF = 0.117647 (hand-computed in the dose crate).
+    assert!(close(s["inputs"]["lsf"].as_f64().unwrap(), 0.117647, 1e-5));
+    assert!(s["inputs"]["lsf_source"].as_str().unwrap().contains("geometric mean"));
+    // Glass: 70 Gy advisory, so 120 Gy is flagged; lung 49.67 x A x LSF stays < 30 Gy.
+    assert_eq!(s["inputs"]["limits"]["normal_liver_gy"], 70.0);
+    let codes: Vec<&str> = s["mird"]["warnings"].as_array().unwrap().iter().map(|w| w["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["normal-liver-dose"]);
+    let a = 120.0 * 1.8 * 1.03 / (49.67 * (1.0 - 0.117647));
+    assert!(close(s["mird"]["activity_gbq"].as_f64().unwrap(), a, 1e-5));
+    // With a prior 25 Gy lung dose and LSF 25 %, both lung limits and the LSF limit trip.
+    let s = json(&liverseg(&[
+        "dose", "--liver-ml", "1800", "--lsf", "0.25", "--prior-lung-dose-gy", "25", "--target-dose-gy", "120", "--method", "mird",
+        "--json", "-o", out.to_str().unwrap(),
+    ]));
+    let codes: Vec<&str> = s["mird"]["warnings"].as_array().unwrap().iter().map(|w| w["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["lsf-contraindication", "lung-dose", "lung-dose-cumulative", "normal-liver-dose"]);
+}
