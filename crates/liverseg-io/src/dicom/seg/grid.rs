@@ -232,7 +232,7 @@ pub(crate) fn own_geometry(planes: &[FramePlane], rows: usize, cols: usize, spac
     }
     let span = heights.last().unwrap() - heights[0];
     let n_slices_f = (span / step).round() + 1.0;
-    if !(n_slices_f <= MAX_SLICES as f64) || (n_slices_f as usize).saturating_mul(rows).saturating_mul(cols) > MAX_VOXELS {
+    if n_slices_f.is_nan() || n_slices_f > MAX_SLICES as f64 || (n_slices_f as usize).saturating_mul(rows).saturating_mul(cols) > MAX_VOXELS {
         return Err(PlaceError::Invalid(format!(
             "frames span {span:.1} mm at {step:.4} mm steps ({n_slices_f} slices): too large a grid"
         )));

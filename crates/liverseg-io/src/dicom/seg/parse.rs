@@ -106,7 +106,7 @@ pub(crate) fn is_seg_sop_class(uid: &str) -> bool {
     uid == SEG_SOP_CLASS || uid == LABELMAP_SEG_SOP_CLASS
 }
 
-fn get<'a>(obj: &'a InMemDicomObject, tag: Tag) -> Option<&'a dicom_object::mem::InMemElement> {
+fn get(obj: &InMemDicomObject, tag: Tag) -> Option<&dicom_object::mem::InMemElement> {
     obj.get(tag)
 }
 
