@@ -21,6 +21,8 @@ enum Command {
     Info(commands::info::Args),
     /// Convert any supported input to NIfTI (.nii/.nii.gz) or MetaImage (.mha/.mhd).
     Convert(commands::convert::Args),
+    /// Y-90 SIRT dosimetry from the liver contour: BSA, MIRD, partition model, voxel DVH.
+    Dose(commands::dose::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::Dose(args) => commands::dose::run(args),
     };
     match result {
         Ok(code) => code,

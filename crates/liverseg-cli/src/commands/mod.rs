@@ -1,3 +1,4 @@
 pub mod convert;
 pub mod demo;
+pub mod dose;
 pub mod info;
