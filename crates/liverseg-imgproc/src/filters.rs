@@ -7,12 +7,15 @@ use rayon::prelude::*;
 /// Values the median filter can order. Floats use IEEE total order, so NaN
 /// never breaks the sort (positive NaN sorts above +inf).
 pub trait MedianValue: Copy + Send + Sync {
+    /// The greatest value in the order of [`MedianValue::less`] (a sentinel).
+    const GREATEST: Self;
     fn less(a: Self, b: Self) -> bool;
 }
 
 macro_rules! impl_median_int {
     ($($t:ty),*) => {$(
         impl MedianValue for $t {
+            const GREATEST: Self = <$t>::MAX;
             #[inline(always)]
             fn less(a: Self, b: Self) -> bool { a < b }
         }
@@ -21,12 +24,15 @@ macro_rules! impl_median_int {
 impl_median_int!(u8, i8, u16, i16, u32, i32, u64, i64);
 
 impl MedianValue for f32 {
+    // Positive NaN with the largest payload tops IEEE total order.
+    const GREATEST: Self = f32::from_bits(0x7fff_ffff);
     #[inline(always)]
     fn less(a: Self, b: Self) -> bool {
         a.total_cmp(&b).is_lt()
     }
 }
 impl MedianValue for f64 {
+    const GREATEST: Self = f64::from_bits(0x7fff_ffff_ffff_ffff);
     #[inline(always)]
     fn less(a: Self, b: Self) -> bool {
         a.total_cmp(&b).is_lt()
@@ -61,41 +67,67 @@ pub fn median_filter<T: MedianValue>(volume: &Volume<T>, radius: [usize; 3]) -> 
     let mid = window / 2;
     let src = volume.data();
     let clamp = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
+    // Each sorted column is followed by `mid + 1` sentinels, so the merge never
+    // needs a bounds test: a sentinel is only taken when every remaining value
+    // equals the greatest value, and then it is the right answer anyway.
+    let stride = col_len + mid + 1;
     let mut out: Vec<T> = src.to_vec();
     out.par_chunks_mut(nxy).enumerate().for_each(|(k, slice)| {
-        let mut cols: Vec<T> = Vec::with_capacity(nx * col_len);
+        let mut cols: Vec<T> = vec![T::GREATEST; nx * stride];
         let zs: Vec<usize> = (-rz..=rz).map(|d| clamp(k as isize + d, nz) * nxy).collect();
         let mut heads = vec![0usize; (2 * rx + 1) as usize];
         let mut which = vec![0usize; (2 * rx + 1) as usize];
         for j in 0..ny {
-            cols.clear();
             let rows: Vec<usize> =
                 zs.iter().flat_map(|&z| (-ry..=ry).map(move |d| z + clamp(j as isize + d, ny) * nx)).collect();
-            for i in 0..nx {
-                let start = cols.len();
-                cols.extend(rows.iter().map(|&r| src[r + i]));
-                insertion_sort(&mut cols[start..]);
+            for (i, col) in cols.chunks_exact_mut(stride).enumerate() {
+                for (c, &r) in col.iter_mut().zip(&rows) {
+                    *c = src[r + i];
+                }
+                insertion_sort(&mut col[..col_len]);
             }
-            for i in 0..nx {
+            let row_out = &mut slice[j * nx..(j + 1) * nx];
+            if rx == 1 {
+                // The method's case (3 columns): a branch-free three-way merge.
+                for (i, o) in row_out.iter_mut().enumerate() {
+                    let a = &cols[clamp(i as isize - 1, nx) * stride..][..stride];
+                    let b = &cols[i * stride..][..stride];
+                    let c = &cols[clamp(i as isize + 1, nx) * stride..][..stride];
+                    let (mut ia, mut ib, mut ic) = (0usize, 0usize, 0usize);
+                    let mut last = a[0];
+                    for _ in 0..=mid {
+                        let (va, vb, vc) = (a[ia], b[ib], c[ic]);
+                        let a_first = !T::less(vb, va);
+                        let ab = if a_first { va } else { vb };
+                        let c_first = T::less(vc, ab);
+                        last = if c_first { vc } else { ab };
+                        ic += usize::from(c_first);
+                        ia += usize::from(!c_first & a_first);
+                        ib += usize::from(!c_first & !a_first);
+                    }
+                    *o = last;
+                }
+                continue;
+            }
+            for (i, o) in row_out.iter_mut().enumerate() {
                 for (w, d) in (-rx..=rx).enumerate() {
-                    which[w] = clamp(i as isize + d, nx) * col_len;
+                    which[w] = clamp(i as isize + d, nx) * stride;
                     heads[w] = 0;
                 }
                 let mut last = cols[which[0]];
                 for _ in 0..=mid {
-                    let mut best = usize::MAX;
-                    for w in 0..which.len() {
-                        if heads[w] < col_len {
-                            let v = cols[which[w] + heads[w]];
-                            if best == usize::MAX || T::less(v, last) {
-                                best = w;
-                                last = v;
-                            }
+                    let mut best = 0;
+                    last = cols[which[0] + heads[0]];
+                    for w in 1..which.len() {
+                        let v = cols[which[w] + heads[w]];
+                        if T::less(v, last) {
+                            best = w;
+                            last = v;
                         }
                     }
                     heads[best] += 1;
                 }
-                slice[j * nx + i] = last;
+                *o = last;
             }
         }
     });
@@ -265,6 +297,13 @@ mod tests {
         assert_eq!(median_filter(&noisy, [1, 1, 1]).unwrap(), step);
         assert!(median_filter(&step, [33, 0, 0]).is_err());
         assert_eq!(median_filter(&step, [0, 0, 0]).unwrap(), step);
+        // Values equal to the merge sentinel are ordinary values.
+        let top = Volume::from_fn(step.geometry().clone(), |[i, j, _]| if (i + j) % 3 == 0 { 5 } else { i16::MAX });
+        for r in [[1, 1, 1], [2, 1, 0]] {
+            assert_eq!(median_filter(&top, r).unwrap().data(), &brute_median(&top, r)[..]);
+        }
+        let all_top = Volume::filled(step.geometry().clone(), f32::from_bits(0x7fff_ffff));
+        assert!(median_filter(&all_top, [1, 1, 1]).unwrap().data().iter().all(|v| v.to_bits() == 0x7fff_ffff));
     }
 
     #[test]
