@@ -24,6 +24,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Behave like other Unix filters when the reader of our output goes away
+    // (`liverseg info x --json | head`): end quietly instead of panicking on EPIPE.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
