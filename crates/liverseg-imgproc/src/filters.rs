@@ -302,7 +302,7 @@ mod tests {
             let r = [rx, ry, rz];
             let fast_i16 = median_filter(&ct, r).unwrap();
             prop_assert_eq!(fast_i16.data(), &brute_median(&ct, r)[..]);
-            let f = Volume::from_fn(g, |_| if rng.next() % 17 == 0 { f32::NAN } else { rng.unit() as f32 - 0.5 });
+            let f = Volume::from_fn(g, |_| if rng.next().is_multiple_of(17) { f32::NAN } else { rng.unit() as f32 - 0.5 });
             let fast = median_filter(&f, r).unwrap();
             let slow = brute_median(&f, r);
             prop_assert!(fast.data().iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()));
