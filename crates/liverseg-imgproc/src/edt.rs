@@ -14,8 +14,8 @@ pub fn squared_distance_to_foreground(mask: &Mask) -> Volume<f64> {
     let mut f: Vec<f64> = mask.data().iter().map(|&v| if v != 0 { 0.0 } else { f64::INFINITY }).collect();
     let dims = mask.dims();
     let spacing = mask.geometry().spacing();
-    for axis in 0..3 {
-        transform_axis(&mut f, dims, axis, spacing[axis]);
+    for (axis, &s) in spacing.iter().enumerate() {
+        transform_axis(&mut f, dims, axis, s);
     }
     Volume::new(mask.geometry().clone(), f).expect("same grid")
 }

@@ -7,12 +7,15 @@ use rayon::prelude::*;
 /// Values the median filter can order. Floats use IEEE total order, so NaN
 /// never breaks the sort (positive NaN sorts above +inf).
 pub trait MedianValue: Copy + Send + Sync {
+    /// The greatest value in the order of [`MedianValue::less`] (a sentinel).
+    const GREATEST: Self;
     fn less(a: Self, b: Self) -> bool;
 }
 
 macro_rules! impl_median_int {
     ($($t:ty),*) => {$(
         impl MedianValue for $t {
+            const GREATEST: Self = <$t>::MAX;
             #[inline(always)]
             fn less(a: Self, b: Self) -> bool { a < b }
         }
@@ -21,12 +24,15 @@ macro_rules! impl_median_int {
 impl_median_int!(u8, i8, u16, i16, u32, i32, u64, i64);
 
 impl MedianValue for f32 {
+    // Positive NaN with the largest payload tops IEEE total order.
+    const GREATEST: Self = f32::from_bits(0x7fff_ffff);
     #[inline(always)]
     fn less(a: Self, b: Self) -> bool {
         a.total_cmp(&b).is_lt()
     }
 }
 impl MedianValue for f64 {
+    const GREATEST: Self = f64::from_bits(0x7fff_ffff_ffff_ffff);
     #[inline(always)]
     fn less(a: Self, b: Self) -> bool {
         a.total_cmp(&b).is_lt()
@@ -61,45 +67,93 @@ pub fn median_filter<T: MedianValue>(volume: &Volume<T>, radius: [usize; 3]) -> 
     let mid = window / 2;
     let src = volume.data();
     let clamp = |v: isize, n: usize| v.clamp(0, n as isize - 1) as usize;
+    // Each sorted column is followed by `mid + 1` sentinels, so the merge never
+    // needs a bounds test: a sentinel is only taken when every remaining value
+    // equals the greatest value, and then it is the right answer anyway.
+    let stride = col_len + mid + 1;
     let mut out: Vec<T> = src.to_vec();
     out.par_chunks_mut(nxy).enumerate().for_each(|(k, slice)| {
-        let mut cols: Vec<T> = Vec::with_capacity(nx * col_len);
+        let mut cols: Vec<T> = vec![T::GREATEST; nx * stride];
         let zs: Vec<usize> = (-rz..=rz).map(|d| clamp(k as isize + d, nz) * nxy).collect();
         let mut heads = vec![0usize; (2 * rx + 1) as usize];
         let mut which = vec![0usize; (2 * rx + 1) as usize];
         for j in 0..ny {
-            cols.clear();
             let rows: Vec<usize> =
                 zs.iter().flat_map(|&z| (-ry..=ry).map(move |d| z + clamp(j as isize + d, ny) * nx)).collect();
-            for i in 0..nx {
-                let start = cols.len();
-                cols.extend(rows.iter().map(|&r| src[r + i]));
-                insertion_sort(&mut cols[start..]);
+            for (i, col) in cols.chunks_exact_mut(stride).enumerate() {
+                for (c, &r) in col.iter_mut().zip(&rows) {
+                    *c = src[r + i];
+                }
+                if col_len == 9 {
+                    sort9(&mut col[..9]);
+                } else {
+                    insertion_sort(&mut col[..col_len]);
+                }
             }
-            for i in 0..nx {
+            let row_out = &mut slice[j * nx..(j + 1) * nx];
+            if rx == 1 {
+                // The method's case (3 columns): a branch-free three-way merge.
+                for (i, o) in row_out.iter_mut().enumerate() {
+                    let a = &cols[clamp(i as isize - 1, nx) * stride..][..stride];
+                    let b = &cols[i * stride..][..stride];
+                    let c = &cols[clamp(i as isize + 1, nx) * stride..][..stride];
+                    let (mut ia, mut ib, mut ic) = (0usize, 0usize, 0usize);
+                    let mut last = a[0];
+                    for _ in 0..=mid {
+                        let (va, vb, vc) = (a[ia], b[ib], c[ic]);
+                        let a_first = !T::less(vb, va);
+                        let ab = if a_first { va } else { vb };
+                        let c_first = T::less(vc, ab);
+                        last = if c_first { vc } else { ab };
+                        ic += usize::from(c_first);
+                        ia += usize::from(!c_first & a_first);
+                        ib += usize::from(!c_first & !a_first);
+                    }
+                    *o = last;
+                }
+                continue;
+            }
+            for (i, o) in row_out.iter_mut().enumerate() {
                 for (w, d) in (-rx..=rx).enumerate() {
-                    which[w] = clamp(i as isize + d, nx) * col_len;
+                    which[w] = clamp(i as isize + d, nx) * stride;
                     heads[w] = 0;
                 }
                 let mut last = cols[which[0]];
                 for _ in 0..=mid {
-                    let mut best = usize::MAX;
-                    for w in 0..which.len() {
-                        if heads[w] < col_len {
-                            let v = cols[which[w] + heads[w]];
-                            if best == usize::MAX || T::less(v, last) {
-                                best = w;
-                                last = v;
-                            }
+                    let mut best = 0;
+                    last = cols[which[0] + heads[0]];
+                    for w in 1..which.len() {
+                        let v = cols[which[w] + heads[w]];
+                        if T::less(v, last) {
+                            best = w;
+                            last = v;
                         }
                     }
                     heads[best] += 1;
                 }
-                slice[j * nx + i] = last;
+                *o = last;
             }
         }
     });
     Ok(Volume::new(volume.geometry().clone(), out)?)
+}
+
+/// Sorting network for 9 values (25 compare-exchanges, Floyd/Knuth): branch
+/// free, unlike an insertion sort whose branches mispredict on CT noise.
+const SORT9: [(usize, usize); 25] = [
+    (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (0, 3), (3, 6), (0, 3), (1, 4),
+    (4, 7), (1, 4), (2, 5), (5, 8), (2, 5), (1, 3), (5, 7), (2, 6), (4, 6), (2, 4), (2, 3), (5, 6),
+];
+
+#[inline]
+fn sort9<T: MedianValue>(v: &mut [T]) {
+    let v: &mut [T; 9] = v.try_into().expect("9 values");
+    for &(i, j) in &SORT9 {
+        let (a, b) = (v[i], v[j]);
+        let swap = T::less(b, a);
+        v[i] = if swap { b } else { a };
+        v[j] = if swap { a } else { b };
+    }
 }
 
 #[inline]
@@ -248,10 +302,22 @@ mod tests {
             let r = [rx, ry, rz];
             let fast_i16 = median_filter(&ct, r).unwrap();
             prop_assert_eq!(fast_i16.data(), &brute_median(&ct, r)[..]);
-            let f = Volume::from_fn(g, |_| if rng.next() % 17 == 0 { f32::NAN } else { rng.unit() as f32 - 0.5 });
+            let f = Volume::from_fn(g, |_| if rng.next().is_multiple_of(17) { f32::NAN } else { rng.unit() as f32 - 0.5 });
             let fast = median_filter(&f, r).unwrap();
             let slow = brute_median(&f, r);
             prop_assert!(fast.data().iter().zip(&slow).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    #[test]
+    fn sort9_network_sorts_every_binary_input() {
+        // 0-1 principle: a comparator network that sorts all 2^9 binary inputs sorts everything.
+        for bits in 0u32..512 {
+            let mut v: Vec<u8> = (0..9).map(|b| ((bits >> b) & 1) as u8).collect();
+            let mut want = v.clone();
+            want.sort();
+            sort9(&mut v);
+            assert_eq!(v, want);
         }
     }
 
@@ -265,6 +331,13 @@ mod tests {
         assert_eq!(median_filter(&noisy, [1, 1, 1]).unwrap(), step);
         assert!(median_filter(&step, [33, 0, 0]).is_err());
         assert_eq!(median_filter(&step, [0, 0, 0]).unwrap(), step);
+        // Values equal to the merge sentinel are ordinary values.
+        let top = Volume::from_fn(step.geometry().clone(), |[i, j, _]| if (i + j) % 3 == 0 { 5 } else { i16::MAX });
+        for r in [[1, 1, 1], [2, 1, 0]] {
+            assert_eq!(median_filter(&top, r).unwrap().data(), &brute_median(&top, r)[..]);
+        }
+        let all_top = Volume::filled(step.geometry().clone(), f32::from_bits(0x7fff_ffff));
+        assert!(median_filter(&all_top, [1, 1, 1]).unwrap().data().iter().all(|v| v.to_bits() == 0x7fff_ffff));
     }
 
     #[test]

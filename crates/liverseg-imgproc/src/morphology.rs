@@ -214,7 +214,8 @@ fn union(parent: &mut [u32], base: usize, a: u32, b: u32) {
 /// then labels are made consecutive. O(n α(n)).
 pub fn connected_components(mask: &Mask, connectivity: Connectivity) -> Result<Components> {
     let n = mask.len();
-    if n >= u32::MAX as usize {
+    // Offsets and labels share a u32 with a tag bit in pass 3.
+    if n >= (1usize << 31) - 1 {
         return Err(Error::TooLarge { kernel: "connected_components", voxels: n });
     }
     const BG: u32 = u32::MAX;
@@ -265,6 +266,11 @@ pub fn connected_components(mask: &Mask, connectivity: Connectivity) -> Result<C
                 if m[o] == 0 {
                     continue;
                 }
+                // 6-connected runs: if the left neighbour and both voxels below are
+                // foreground, this pair is already joined through the left one.
+                if connectivity == Connectivity::Six && i > 0 && m[o - 1] != 0 && m[o - nxy] != 0 && m[o - nxy - 1] != 0 {
+                    continue;
+                }
                 for d in &below {
                     let (ii, jj) = (i as i64 + d[0], j as i64 + d[1]);
                     if ii < 0 || jj < 0 || ii >= nx as i64 || jj >= ny as i64 {
@@ -278,33 +284,28 @@ pub fn connected_components(mask: &Mask, connectivity: Connectivity) -> Result<C
             }
         }
     }
-    // Pass 3: roots (read-only, parallel), then consecutive labels in raster order.
-    let roots: Vec<u32> = (0..n)
-        .into_par_iter()
-        .map(|o| {
-            if parent[o] == BG {
-                return BG;
-            }
-            let mut x = o as u32;
-            while parent[x as usize] != x {
-                x = parent[x as usize];
-            }
-            x
-        })
-        .collect();
-    let mut sizes = Vec::new();
-    for (o, &r) in roots.iter().enumerate() {
-        if r == o as u32 {
-            sizes.push(0usize);
-            parent[o] = sizes.len() as u32;
+    // Pass 3: consecutive labels in one raster pass, in place. Every parent
+    // pointer goes to a smaller offset (links and path halving only ever point
+    // at smaller roots or ancestors), so a voxel's parent has already been
+    // replaced by its label, tagged with the high bit, when the voxel is reached.
+    const LABELLED: u32 = 1 << 31;
+    let mut sizes: Vec<usize> = Vec::new();
+    for o in 0..n {
+        let p = parent[o];
+        if p == BG {
+            continue;
         }
+        let label = if p as usize == o {
+            sizes.push(0);
+            sizes.len() as u32
+        } else {
+            parent[p as usize] & !LABELLED
+        };
+        sizes[label as usize - 1] += 1;
+        parent[o] = label | LABELLED;
     }
-    let labels: Vec<u32> = roots.par_iter().map(|&r| if r == BG { 0 } else { parent[r as usize] }).collect();
-    for &l in &labels {
-        if l != 0 {
-            sizes[l as usize - 1] += 1;
-        }
-    }
+    parent.par_iter_mut().for_each(|v| *v = if *v == BG { 0 } else { *v & !LABELLED });
+    let labels = parent;
     Ok(Components { labels: Volume::new(mask.geometry().clone(), labels)?, sizes })
 }
 

@@ -109,7 +109,7 @@ pub fn resample_nearest<T: Copy + Send + Sync>(src: &Volume<T>, target: &Geometr
 
 /// "Partial volume then 0.5": the binary mask (any non-zero value is
 /// foreground) is interpolated trilinearly as a 0/1 image and thresholded at
-/// >= 0.5. Smoother than nearest when going to coarser grids, and it preserves
+/// `>= 0.5`. Smoother than nearest when going to coarser grids, and it preserves
 /// the mask volume better. Outside the source field of view is background.
 pub fn resample_mask_partial_volume(mask: &Mask, target: &Geometry) -> Mask {
     let data = interpolate(mask, target, Interpolation::Linear, |v: u8| f32::from(u8::from(v != 0)), 0u8, |p| u8::from(p >= 0.5));
@@ -132,8 +132,8 @@ fn index_map(src: &Geometry, dst: &Geometry) -> IndexMap {
         let mut e = [0.0; 3];
         e[c] = 1.0;
         let p = src.world_to_index(dst.index_to_world(e));
-        for r in 0..3 {
-            a[r][c] = p[r] - b[r];
+        for (row, (pr, br)) in a.iter_mut().zip(p.iter().zip(&b)) {
+            row[c] = pr - br;
         }
     }
     // Relative to a voxel over the largest plausible grid (1e5 voxels), 1e-9 is
@@ -143,11 +143,9 @@ fn index_map(src: &Geometry, dst: &Geometry) -> IndexMap {
     let separable = (0..3).all(|r| (0..3).all(|c| r == c || a[r][c].abs() < tol));
     if separable {
         for r in 0..3 {
-            for c in 0..3 {
-                if r != c {
-                    a[r][c] = 0.0;
-                }
-            }
+            let diag = a[r][r];
+            a[r] = [0.0; 3];
+            a[r][r] = diag;
             if (a[r][r] - a[r][r].round()).abs() < tol {
                 a[r][r] = a[r][r].round();
             }
@@ -414,7 +412,7 @@ mod tests {
         let oblique = Geometry::new([25, 25, 25], [0.9; 3], [-2.0, 0.0, 0.0], rot([1.0, 1.0, 0.0], 33.0)).unwrap();
         let out = resample_nearest(&labels, &oblique, 255u8);
         assert!(out.data().iter().all(|v| [0, 1, 2, 7, 255].contains(v)));
-        assert!(out.data().iter().any(|&v| v == 7) && out.data().iter().any(|&v| v == 255));
+        assert!(out.data().contains(&7) && out.data().contains(&255));
         // Each output value is the label of the source voxel nearest to that position.
         for o in (0..out.len()).step_by(37) {
             let w = oblique.index_to_world(oblique.index_of(o).map(|v| v as f64));
