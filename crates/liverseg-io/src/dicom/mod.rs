@@ -30,6 +30,7 @@ pub mod seg;
 use crate::{Error, Format, ReadOptions, ReadOutput, Result, SourceInfo};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use header::Slice;
 use liverseg_volume::{DynVolume, Geometry, Mask, Volume};
@@ -63,29 +64,42 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
 
 /// Parse a DICOM file's header (everything before PixelData).
 pub(crate) fn open_header(path: &Path) -> Result<DefaultDicomObject> {
-    guarded(path, || {
-        OpenFileOptions::new()
-            .read_until(tags::PIXEL_DATA)
-            .open_file(path)
-            .map_err(|e| Error::invalid(path, format!("not a readable DICOM file: {}", one_line(&e))))
-    })
+    open_with(path, OpenFileOptions::new().read_until(tags::PIXEL_DATA))
 }
 
-/// Parse a whole DICOM file, pixel data included.
+/// Parse a whole DICOM file, pixel data included, ready for decoding.
 pub(crate) fn open_object(path: &Path) -> Result<DefaultDicomObject> {
+    let mut obj = open_with(path, OpenFileOptions::new())?;
+    pixels::merge_single_frame_fragments(&mut obj);
+    Ok(obj)
+}
+
+/// Some collections (nibabel's test data, PACS exports) store `.dcm.gz`; those
+/// are inflated in memory (at most 4 GiB) and parsed like any other file.
+fn open_with(path: &Path, options: OpenFileOptions) -> Result<DefaultDicomObject> {
+    use std::io::Read;
     guarded(path, || {
-        let len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        if len < 8 {
-            return Err(Error::invalid(path, "not a DICOM file (too short)"));
-        }
-        OpenFileOptions::new()
-            .open_file(path)
-            .map_err(|e| Error::invalid(path, format!("not a readable DICOM file: {}", one_line(&e))))
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut magic = [0u8; 2];
+        let gz = f.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+        let parsed = if gz {
+            let mut raw = Vec::new();
+            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            flate2::read::GzDecoder::new(f)
+                .take(4 << 30)
+                .read_to_end(&mut raw)
+                .map_err(|e| Error::invalid(path, format!("gzip-compressed file does not inflate: {e}")))?;
+            let body = if raw.len() >= 132 && &raw[128..132] == b"DICM" { &raw[128..] } else { &raw[..] };
+            options.read_preamble(ReadPreamble::Never).from_reader(body)
+        } else {
+            options.open_file(path)
+        };
+        parsed.map_err(|e| Error::invalid(path, format!("not a readable DICOM file: {}", one_line(&e))))
     })
 }
 
 /// dicom-rs errors chain their causes; show the whole chain on one line.
-fn one_line(e: &dyn std::error::Error) -> String {
+pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -183,7 +197,8 @@ fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 
-/// Part-10 preamble + "DICM", checked without parsing the file.
+/// Part-10 preamble + "DICM", checked without parsing the file (gzip-compressed
+/// DICOM is recognised by the reader itself, not here).
 pub fn looks_like_dicom(path: &Path) -> Result<bool> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -206,7 +221,7 @@ pub struct StoredPixels {
     pub rows: usize,
     pub cols: usize,
     pub frames: usize,
-    pub values: Vec<i32>,
+    pub values: Vec<i64>,
 }
 
 pub fn read_stored_pixels(path: &Path) -> Result<StoredPixels> {
@@ -914,7 +929,7 @@ enum Fail {
 
 /// HU of one stored value; CT padding becomes air.
 #[inline]
-fn hu(stored: i32, slope: f64, intercept: f64, padding: Option<i32>) -> f64 {
+fn hu(stored: i64, slope: f64, intercept: f64, padding: Option<i64>) -> f64 {
     if Some(stored) == padding {
         -1024.0
     } else {
@@ -924,7 +939,7 @@ fn hu(stored: i32, slope: f64, intercept: f64, padding: Option<i32>) -> f64 {
 
 /// Decode every slice of `c` (in parallel, each file opened once) and hand the
 /// HU values of slice `slot` to `sink`.
-fn decode_slices<T: Send>(c: &Candidate, out: &mut [T], slice_len: usize, padded: &std::sync::atomic::AtomicUsize, convert: impl Fn(&[i32], &Slice, Option<i32>, &mut [T], &std::sync::atomic::AtomicUsize) -> std::result::Result<(), Fail> + Sync) -> std::result::Result<(), Fail> {
+fn decode_slices<T: Send>(c: &Candidate, out: &mut [T], slice_len: usize, padded: &std::sync::atomic::AtomicUsize, convert: impl Fn(&[i64], &Slice, Option<i64>, &mut [T], &std::sync::atomic::AtomicUsize) -> std::result::Result<(), Fail> + Sync) -> std::result::Result<(), Fail> {
     let mut by_file: BTreeMap<&Path, Vec<usize>> = BTreeMap::new();
     for (slot, s) in c.slices.iter().enumerate() {
         by_file.entry(s.path.as_path()).or_default().push(slot);
@@ -945,7 +960,7 @@ fn decode_slices<T: Send>(c: &Candidate, out: &mut [T], slice_len: usize, padded
                     format!("pixel data decodes to {} pixels, the header says {}x{}", stored.len(), s.cols, s.rows),
                 )));
             }
-            let padding = if s.modality.eq_ignore_ascii_case("CT") { s.padding.map(|p| p as i32) } else { None };
+            let padding = if s.modality.eq_ignore_ascii_case("CT") { s.padding } else { None };
             let mut guard = chunks[slot].lock().unwrap_or_else(|e| e.into_inner());
             convert(&stored, s, padding, &mut guard, padded)
         })
@@ -979,7 +994,7 @@ fn assemble(folder: &Path, c: &Candidate, options: &ReadOptions, mut warnings: V
             let (slope, icpt) = (s.slope, s.intercept);
             let mut np = 0;
             if slope == 1.0 && icpt.fract() == 0.0 && icpt.abs() < 65536.0 {
-                let b = icpt as i32;
+                let b = icpt as i64;
                 for (d, &v) in dst.iter_mut().zip(stored) {
                     let h = if Some(v) == pad {
                         np += 1;
