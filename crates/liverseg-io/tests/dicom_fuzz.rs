@@ -116,6 +116,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path: PathBuf = dir.path().join("mutated.dcm");
         std::fs::write(&path, &data).unwrap();
+        let t0 = std::time::Instant::now();
         for r in [
             read_stored_pixels(&path).map(|_| ()),
             read_file(&path, &ReadOptions::default()).map(|_| ()),
@@ -128,6 +129,9 @@ proptest! {
                     PARSER_PANICS.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        if t0.elapsed().as_secs_f64() > 2.0 {
+            eprintln!("fuzz: slow case ({:.1} s) from {name}: {muts:?}", t0.elapsed().as_secs_f64());
         }
         let n = CASES.fetch_add(1, Ordering::Relaxed) + 1;
         if n % 500 == 0 || n == cases() as usize {

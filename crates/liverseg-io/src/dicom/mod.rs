@@ -25,6 +25,7 @@
 
 mod header;
 mod pixels;
+mod precheck;
 pub mod seg;
 
 use crate::{Error, Format, ReadOptions, ReadOutput, Result, SourceInfo};
@@ -64,37 +65,38 @@ pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T>) -> Result<T
 
 /// Parse a DICOM file's header (everything before PixelData).
 pub(crate) fn open_header(path: &Path) -> Result<DefaultDicomObject> {
-    open_with(path, OpenFileOptions::new().read_until(tags::PIXEL_DATA))
+    open_with(path, OpenFileOptions::new().read_until(tags::PIXEL_DATA), true)
 }
 
 /// Parse a whole DICOM file, pixel data included, ready for decoding.
 pub(crate) fn open_object(path: &Path) -> Result<DefaultDicomObject> {
-    let mut obj = open_with(path, OpenFileOptions::new())?;
+    let mut obj = open_with(path, OpenFileOptions::new(), false)?;
     pixels::merge_single_frame_fragments(&mut obj);
     Ok(obj)
 }
 
-/// Some collections (nibabel's test data, PACS exports) store `.dcm.gz`; those
-/// are inflated in memory (at most 4 GiB) and parsed like any other file.
-fn open_with(path: &Path, options: OpenFileOptions) -> Result<DefaultDicomObject> {
+/// The file is read into memory first so [`precheck`] can refuse impossible
+/// element lengths before dicom-rs allocates them. Some collections (nibabel's
+/// test data, PACS exports) store `.dcm.gz`; those are inflated in memory (at
+/// most 4 GiB) and parsed like any other file.
+fn open_with(path: &Path, options: OpenFileOptions, header_only: bool) -> Result<DefaultDicomObject> {
     use std::io::Read;
     guarded(path, || {
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut magic = [0u8; 2];
-        let gz = f.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-        let parsed = if gz {
-            let mut raw = Vec::new();
-            let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            flate2::read::GzDecoder::new(f)
+        let mut raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if raw.starts_with(&[0x1f, 0x8b]) {
+            let mut inflated = Vec::new();
+            flate2::read::GzDecoder::new(&raw[..])
                 .take(4 << 30)
-                .read_to_end(&mut raw)
+                .read_to_end(&mut inflated)
                 .map_err(|e| Error::invalid(path, format!("gzip-compressed file does not inflate: {e}")))?;
-            let body = if raw.len() >= 132 && &raw[128..132] == b"DICM" { &raw[128..] } else { &raw[..] };
-            options.read_preamble(ReadPreamble::Never).from_reader(body)
-        } else {
-            options.open_file(path)
-        };
-        parsed.map_err(|e| Error::invalid(path, format!("not a readable DICOM file: {}", one_line(&e))))
+            raw = inflated;
+        }
+        precheck::check_lengths(&raw, header_only).map_err(|m| Error::invalid(path, m))?;
+        let body = if raw.len() >= 132 && &raw[128..132] == b"DICM" { &raw[128..] } else { &raw[..] };
+        options
+            .read_preamble(ReadPreamble::Never)
+            .from_reader(body)
+            .map_err(|e| Error::invalid(path, format!("not a readable DICOM file: {}", one_line(&e))))
     })
 }
 
@@ -229,6 +231,9 @@ pub fn read_stored_pixels(path: &Path) -> Result<StoredPixels> {
     let rows = el_int(&obj, tags::ROWS).unwrap_or(0).max(0) as usize;
     let cols = el_int(&obj, tags::COLUMNS).unwrap_or(0).max(0) as usize;
     let frames = el_int(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1) as usize;
+    if rows == 0 || cols == 0 || obj.get(tags::PIXEL_DATA).is_none() {
+        return Err(Error::unsupported(path, "DICOM object without pixel data (report, RT object, or image without PixelData)"));
+    }
     check_pixel_budget(path, rows, cols, frames)?;
     let mut values = Vec::with_capacity(rows * cols * frames);
     for f in 0..frames {
@@ -289,14 +294,34 @@ pub fn read_file(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
     } else if slices.iter().any(|s| !s.has_geometry()) {
         return Err(Error::unsupported(path, format!("multi-frame image ({} frames) without per-frame position/orientation", slices.len())));
     }
-    let cand = Candidate::new(slices, String::new());
-    let (volume, mut info) = assemble(path, &cand, options, warnings)?;
+    // A multi-frame file may hold several orientations or repeated positions
+    // (phases, echoes): the same rules as for a folder apply.
+    let cands: Vec<Candidate> = if slices.len() > 1 {
+        let (majority, others) = split_orientation(slices);
+        if others > 0 {
+            warnings.push(format!("{others} frame(s) with another orientation than the majority ignored"));
+        }
+        match split_phases(majority) {
+            Ok(phases) => phases.into_iter().map(|(label, s)| Candidate::new(s, label)).collect(),
+            Err((s, msg)) => {
+                let mut c = Candidate::new(s, String::new());
+                c.problem = Some(msg);
+                vec![c]
+            }
+        }
+    } else {
+        vec![Candidate::new(slices, String::new())]
+    };
+    let (index, more) = choose(path, &cands, options)?;
+    warnings.extend(more);
+    let cand = &cands[index];
+    let (volume, mut info) = assemble(path, cand, options, warnings)?;
     let padding = info.details.get("pixel_padding_voxels").cloned().unwrap_or(json!(0));
     info.details = json!({
-        "chosen": 0,
-        "series": [cand.describe(0)],
-        "transfer_syntaxes": transfer_syntaxes(&cand),
-        "rescale": rescale_summary(&cand),
+        "chosen": index,
+        "series": cands.iter().enumerate().map(|(i, c)| c.describe(i)).collect::<Vec<_>>(),
+        "transfer_syntaxes": transfer_syntaxes(cand),
+        "rescale": rescale_summary(cand),
         "pixel_padding_voxels": padding,
     });
     Ok(ReadOutput { volume, info })
