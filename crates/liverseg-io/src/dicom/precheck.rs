@@ -141,9 +141,9 @@ pub(crate) fn check_lengths(data: &[u8], header_only: bool) -> Result<(), String
         // Deflated body: inflate (capped) and walk it as explicit VR little endian.
         use std::io::Read;
         let mut inflated = Vec::new();
-        if flate2::read::DeflateDecoder::new(&data[pos..]).take(1 << 30).read_to_end(&mut inflated).is_err() {
-            return Ok(()); // dicom-rs reports the broken stream
-        }
+        // A broken stream still yields what inflated before the break: that is
+        // all dicom-rs will have too, so walk it.
+        let _ = flate2::read::DeflateDecoder::new(&data[pos..]).take(1 << 30).read_to_end(&mut inflated);
         let w = Walker { data: &inflated, explicit: true, big: false, header_only };
         return w.walk(0, 0).map(|_| ());
     }
