@@ -9,13 +9,16 @@ pub struct Args {
     /// DICOM: SeriesInstanceUID or index (as listed) of the series to read.
     #[arg(long)]
     pub series: Option<String>,
+    /// DICOM: resample uneven spacing or missing slices onto a regular grid.
+    #[arg(long)]
+    pub allow_irregular: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let options = ReadOptions { series: args.series.clone(), ..Default::default() };
+    let options = ReadOptions { series: args.series.clone(), allow_irregular: args.allow_irregular, ..Default::default() };
     let out = read_image(&args.path, &options)?;
     let g = out.volume.geometry();
     let (min, max) = out.volume.min_max_f64().unwrap_or((f64::NAN, f64::NAN));
@@ -46,9 +49,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("direction   {} | {} | {}  ({})", f3(d[0]), f3(d[1]), f3(d[2]), g.orientation_code());
         println!("dtype       {}", out.volume.dtype());
         println!("range       {min} .. {max}");
+        print_dicom_series(&out.info.details);
         for w in &out.info.warnings {
             println!("warning     {w}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// For a DICOM folder: every candidate series found, the chosen one starred, so
+/// a user can pick another with `--series`.
+fn print_dicom_series(details: &serde_json::Value) {
+    let Some(series) = details.get("series").and_then(|s| s.as_array()) else { return };
+    let chosen = details.get("chosen").and_then(|c| c.as_u64());
+    for s in series {
+        let index = s["index"].as_u64();
+        let mark = if index.is_some() && index == chosen { "*" } else { " " };
+        let dims = s["dims"].as_array().map(|d| d.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x")).unwrap_or_default();
+        println!(
+            "series    {mark} [{}] {} {} slices {} {} \"{}\" {}",
+            index.map(|i| i.to_string()).unwrap_or_default(),
+            s["modality"].as_str().unwrap_or("?"),
+            s["slices"],
+            dims,
+            s["orientation"].as_str().unwrap_or(""),
+            s["series_description"].as_str().unwrap_or(""),
+            s["series_instance_uid"].as_str().unwrap_or(""),
+        );
+    }
 }
