@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the built-in example end to end (no data or network needed).
+    Demo(commands::demo::Args),
     /// Describe an image: format, grid, orientation, value range, warnings.
     Info(commands::info::Args),
     /// Convert any supported input to NIfTI (.nii/.nii.gz) or MetaImage (.mha/.mhd).
@@ -24,6 +26,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Convert(args) => commands::convert::run(args),
     };

@@ -1,2 +1,3 @@
 pub mod convert;
+pub mod demo;
 pub mod info;

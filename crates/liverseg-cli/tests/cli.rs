@@ -1,0 +1,109 @@
+//! End-to-end tests: drive the real `liverseg` binary as a user or a script would.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn liverseg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_liverseg")).args(args).output().expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn demo(dir: &Path) {
+    let o = liverseg(&["demo", "-o", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "demo failed: {}", stderr(&o));
+}
+
+#[test]
+fn demo_writes_readable_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = liverseg(&["demo", "-o", dir.path().to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let truth = summary["liver_truth_ml"].as_f64().unwrap();
+    assert!(truth > 500.0 && truth == summary["liver_read_back_ml"].as_f64().unwrap());
+    for name in ["ct.nii.gz", "ct.mha", "liver_truth.nii.gz"] {
+        assert!(dir.path().join(name).is_file(), "{name} missing");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".partial")).collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn info_json_reports_geometry_in_lps() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let o = liverseg(&["info", dir.path().join("ct.nii.gz").to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["format"], "nifti1");
+    assert_eq!(info["dims"], serde_json::json!([192, 160, 72]));
+    assert_eq!(info["dtype"], "int16");
+    // The phantom is centred on the patient axis: origin = -(n-1)/2 * spacing.
+    let origin: Vec<f64> = serde_json::from_value(info["origin"].clone()).unwrap();
+    let expected = [-(191.0 * 1.8) / 2.0, -(159.0 * 1.8) / 2.0, -(71.0 * 3.0) / 2.0];
+    for a in 0..3 {
+        assert!((origin[a] - expected[a]).abs() < 1e-4, "origin {origin:?} vs {expected:?}");
+    }
+    assert_eq!(info["direction"], serde_json::json!([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]));
+    assert!(info["warnings"].as_array().unwrap().is_empty());
+    assert!(info["min"].as_f64().unwrap() >= -1024.0 && info["max"].as_f64().unwrap() <= 3071.0);
+}
+
+#[test]
+fn convert_between_formats_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let src = dir.path().join("ct.nii.gz");
+    let mhd = dir.path().join("copy.mhd");
+    let back = dir.path().join("back.nii");
+    for (i, o) in [(&src, &mhd), (&mhd, &back)] {
+        let out = liverseg(&["convert", i.to_str().unwrap(), o.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let info = |p: &Path| -> serde_json::Value { serde_json::from_slice(&liverseg(&["info", p.to_str().unwrap(), "--json"]).stdout).unwrap() };
+    let (a, b) = (info(&src), info(&back));
+    for key in ["dims", "spacing", "origin", "direction", "dtype", "min", "max"] {
+        assert_eq!(a[key], b[key], "{key} changed in the round trip");
+    }
+}
+
+#[test]
+fn missing_input_is_one_line_error_naming_the_file() {
+    let o = liverseg(&["info", "/nonexistent/scan.nii.gz"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("/nonexistent/scan.nii.gz"), "{err}");
+}
+
+#[test]
+fn truncated_input_fails_cleanly_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let whole = std::fs::read(dir.path().join("ct.mha")).unwrap();
+    let cut = dir.path().join("cut.mha");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let out = dir.path().join("never.nii.gz");
+    let o = liverseg(&["convert", cut.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cut.mha"), "{}", stderr(&o));
+    assert!(!out.exists());
+}
+
+#[test]
+fn unknown_output_extension_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let o = liverseg(&["convert", dir.path().join("ct.nii.gz").to_str().unwrap(), dir.path().join("x.png").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("x.png"));
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let o = liverseg(&["info"]);
+    assert_eq!(o.status.code(), Some(2));
+}
