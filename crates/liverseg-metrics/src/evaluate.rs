@@ -281,31 +281,45 @@ fn num(v: Option<f64>) -> Value {
 }
 
 impl Evaluation {
-    /// The flat JSON object of `liverseg evaluate --json`.
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("dice".into(), num(self.dice));
-        m.insert("volume_a_ml".into(), json!(self.volume_a_ml));
-        m.insert("volume_b_ml".into(), json!(self.volume_b_ml));
-        m.insert("volume_ratio".into(), num(self.volume_ratio));
-        m.insert("volume_similarity".into(), num(self.volume_similarity));
+    /// The metrics in a fixed order (the keys first), `None` = undefined.
+    pub fn metric_rows(&self) -> Vec<(String, Option<f64>)> {
+        let fin = |v: Option<f64>| v.filter(|x| x.is_finite());
+        let mut m: Vec<(String, Option<f64>)> = vec![
+            ("dice".into(), fin(self.dice)),
+            ("volume_a_ml".into(), Some(self.volume_a_ml)),
+            ("volume_b_ml".into(), Some(self.volume_b_ml)),
+            ("volume_ratio".into(), fin(self.volume_ratio)),
+            ("volume_similarity".into(), fin(self.volume_similarity)),
+        ];
         if let Some(s) = &self.medpy {
-            m.insert("asd_ab".into(), num(s.asd_ab));
-            m.insert("asd_ba".into(), num(s.asd_ba));
-            m.insert("assd".into(), num(s.assd));
-            m.insert("hd".into(), num(s.hd));
-            m.insert("hd95".into(), num(s.hd95));
+            for (k, v) in [("asd_ab", s.asd_ab), ("asd_ba", s.asd_ba), ("assd", s.assd), ("hd", s.hd), ("hd95", s.hd95)] {
+                m.push((k.into(), fin(v)));
+            }
         }
         if let Some(s) = &self.surfel {
-            m.insert("surfel_asd_ab".into(), num(s.asd_ab));
-            m.insert("surfel_asd_ba".into(), num(s.asd_ba));
-            m.insert("surfel_assd".into(), num(s.assd));
-            m.insert("surfel_assd_pooled".into(), num(s.assd_pooled));
-            m.insert("surfel_hd".into(), num(s.hd));
-            m.insert("surfel_hd95".into(), num(s.hd95));
-            for &(t, v) in &s.surface_dice {
-                m.insert(surface_tolerance_key(t), num(v));
+            for (k, v) in [
+                ("surfel_asd_ab", s.asd_ab),
+                ("surfel_asd_ba", s.asd_ba),
+                ("surfel_assd", s.assd),
+                ("surfel_assd_pooled", s.assd_pooled),
+                ("surfel_hd", s.hd),
+                ("surfel_hd95", s.hd95),
+            ] {
+                m.push((k.into(), fin(v)));
             }
+            for &(t, v) in &s.surface_dice {
+                m.push((surface_tolerance_key(t), fin(v)));
+            }
+        }
+        m
+    }
+
+    /// The flat JSON object of `liverseg evaluate --json`: the metrics (null =
+    /// undefined), then counts, the convention, `undefined` reasons and warnings.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        for (k, v) in self.metric_rows() {
+            m.insert(k, num(v));
         }
         m.insert("surface_convention".into(), json!(self.convention.name()));
         m.insert("voxels_a".into(), json!(self.voxels_a));
@@ -325,15 +339,6 @@ impl Evaluation {
         m.insert("undefined".into(), json!(self.undefined));
         m.insert("warnings".into(), json!(self.warnings));
         Value::Object(m)
-    }
-
-    /// (key, value) rows of the metrics, in JSON key order, for tables and CSV.
-    pub fn metric_rows(&self) -> Vec<(String, Option<f64>)> {
-        let Value::Object(m) = self.to_json() else { unreachable!() };
-        m.into_iter()
-            .take_while(|(k, _)| k != "surface_convention")
-            .map(|(k, v)| (k, v.as_f64()))
-            .collect()
     }
 
     /// Human-readable table.

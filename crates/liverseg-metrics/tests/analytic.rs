@@ -25,12 +25,19 @@ fn identical_masks() {
     assert_eq!(e.dice, Some(1.0));
     assert_eq!(e.volume_ratio, Some(1.0));
     assert_eq!(e.volume_similarity, Some(0.0));
-    let m = e.medpy.unwrap();
+    let m = e.medpy.clone().unwrap();
     assert_eq!((m.asd_ab, m.assd, m.hd, m.hd95), (Some(0.0), Some(0.0), Some(0.0), Some(0.0)));
-    let s = e.surfel.unwrap();
+    let s = e.surfel.clone().unwrap();
     assert_eq!((s.asd_ab, s.hd, s.hd95), (Some(0.0), Some(0.0), Some(0.0)));
     assert_eq!(s.surface_dice, vec![(1.0, Some(1.0)), (2.0, Some(1.0))]);
     assert!(e.undefined.is_empty());
+    let keys: Vec<String> = e.metric_rows().into_iter().map(|r| r.0).collect();
+    let issue = ["dice", "volume_a_ml", "volume_b_ml", "volume_ratio", "volume_similarity", "asd_ab", "asd_ba", "assd", "hd", "hd95"];
+    assert_eq!(&keys[..10], &issue);
+    let table = e.to_table();
+    for k in issue.iter().chain(&["surfel_hd95", "surface_dice_at_1mm"]) {
+        assert!(table.lines().any(|l| l.starts_with(k) && !l.contains("undefined")), "{k} missing in\n{table}");
+    }
 }
 
 #[test]

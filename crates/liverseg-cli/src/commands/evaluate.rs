@@ -56,7 +56,7 @@ extension, or sub-folder name). Prints a per-case table and a cohort summary
 writes cases.csv, summary.csv and evaluation.json (atomically).";
 
 #[derive(clap::Args)]
-#[command(long_about = LONG_ABOUT)]
+#[command(after_help = LONG_ABOUT)]
 pub struct Args {
     /// Two masks (a = reference, b), or with --pairs: a manifest CSV or two folders.
     #[arg(required = true, num_args = 1..=2)]

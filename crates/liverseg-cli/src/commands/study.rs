@@ -29,7 +29,7 @@ whiskers to the last value within 1.5 IQR, outliers as circles, every case as a
 dot) and report.md embedding them.";
 
 #[derive(clap::Args)]
-#[command(long_about = LONG_ABOUT)]
+#[command(after_help = LONG_ABOUT)]
 pub struct Args {
     /// A named set of masks: NAME=FOLDER (repeat; at least two).
     #[arg(long = "set", value_name = "NAME=FOLDER", required = true)]
