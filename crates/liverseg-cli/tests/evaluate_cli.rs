@@ -112,7 +112,7 @@ fn evaluate_pairs_and_study() {
         sout.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    assert!(md.contains("| manual vs cnn | 3 |"));
+    assert!(md.contains("| manual vs cnn | 3 | 0 |"));
     for f in ["report.md", "per_case.csv", "comparisons.csv", "box_dsc.png", "box_msd.svg", "scores.png", "study.json"] {
         assert!(sout.join(f).is_file(), "{f}");
     }

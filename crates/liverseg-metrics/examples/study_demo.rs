@@ -1,5 +1,5 @@
 //! A study on perturbed real liver masks: for every case in
-//! ../shared/data/cases/*/liver.nii.gz, simulated observers ("cnn": 1 mm
+//! ../shared/data/cases/*/liver.nii.gz, simulated observers ("cnn": 2 mm
 //! thinner with bumps, "manual1": the reference contour, "manual2": 1.5 mm
 //! thicker and shifted one voxel, "adjusted1": the reference with small bumps),
 //! synthetic scores, times and region tags; writes the full study output.
@@ -101,7 +101,7 @@ fn main() {
         let Ok((m, _)) = liverseg_io::read_mask(&p, None, &Default::default()) else { continue };
         let m = crop(&m, 8);
         let t = std::time::Instant::now();
-        masks.insert((id.clone(), 0), bumps(&morph(&m, -1.0), n as u64, 6, 6.0, true));
+        masks.insert((id.clone(), 0), bumps(&morph(&m, -2.0), n as u64, 6, 6.0, true));
         masks.insert((id.clone(), 1), m.clone());
         masks.insert((id.clone(), 2), shift(&morph(&m, 1.5), [1, 0, 0]));
         masks.insert((id.clone(), 3), bumps(&m, 100 + n as u64, 3, 4.0, false));

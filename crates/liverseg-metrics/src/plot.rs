@@ -97,6 +97,7 @@ where
             }
         })
         .y_desc(y_label)
+        .x_label_style(("sans-serif", 16))
         .label_style(("sans-serif", 18))
         .axis_desc_style(("sans-serif", 20))
         .draw()?;
@@ -161,7 +162,7 @@ where
             .label(name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], color.filled()));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 18)).draw()?;
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 18)).draw()?;
     root.present()?;
     Ok(())
 }
@@ -179,26 +180,28 @@ fn write_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), MetricsE
     Ok(())
 }
 
-fn render(stem: &Path, draw_png: impl Fn(DrawingArea<BitMapBackend, Shift>) -> DrawResult, draw_svg: impl Fn(DrawingArea<SVGBackend, Shift>) -> DrawResult) -> Result<(), MetricsError> {
+fn render(stem: &Path, size: (u32, u32), draw_png: impl Fn(DrawingArea<BitMapBackend, Shift>) -> DrawResult, draw_svg: impl Fn(DrawingArea<SVGBackend, Shift>) -> DrawResult) -> Result<(), MetricsError> {
     register_font();
     let err = |e: Box<dyn std::error::Error>| MetricsError::Invalid(format!("{}: drawing failed: {e}", stem.display()));
-    let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    draw_png(BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area()).map_err(err)?;
-    write_png(&stem.with_extension("png"), &rgb, SIZE)?;
+    let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
+    draw_png(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area()).map_err(err)?;
+    write_png(&stem.with_extension("png"), &rgb, size)?;
     let mut svg = String::new();
-    draw_svg(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area()).map_err(err)?;
+    draw_svg(SVGBackend::with_string(&mut svg, size).into_drawing_area()).map_err(err)?;
     write_atomic(&stem.with_extension("svg"), |w: &mut dyn Write| w.write_all(svg.as_bytes()))?;
     Ok(())
 }
 
 /// `<stem>.png` and `<stem>.svg`: one box per series.
 pub fn box_plot(stem: &Path, title: &str, y_label: &str, series: &[BoxSeries]) -> Result<(), MetricsError> {
-    render(stem, |r| draw_boxes(r, title, y_label, series), |r| draw_boxes(r, title, y_label, series))
+    // Room for each comparison's label under its box.
+    let size = (SIZE.0.max(190 * series.len() as u32 + 140), SIZE.1);
+    render(stem, size, |r| draw_boxes(r, title, y_label, series), |r| draw_boxes(r, title, y_label, series))
 }
 
 /// `<stem>.png` and `<stem>.svg`: grouped bars, one group per category.
 pub fn bar_chart(stem: &Path, title: &str, categories: &[String], groups: &[(String, Vec<f64>)]) -> Result<(), MetricsError> {
-    render(stem, |r| draw_bars(r, title, categories, groups), |r| draw_bars(r, title, categories, groups))
+    render(stem, SIZE, |r| draw_bars(r, title, categories, groups), |r| draw_bars(r, title, categories, groups))
 }
 
 #[cfg(test)]

@@ -362,9 +362,10 @@ impl StudyReport {
         s.push_str("In a comparison *first vs second*, the first set is the reference a and the second is b. ");
         s.push_str("DSC = 2|a∩b|/(|a|+|b|); RV = V(second)/V(first); MSD = symmetric mean surface distance (MedPy 0.5.2 `assd`: the pooled list of both directed distances; surface = foreground voxels with a background face-neighbour, image border included); HD = maximum of that list; HD95 = its 95th percentile (linear interpolation). ");
         s.push_str("Medians with [q1, q3] (numpy linear percentiles) over the cases where the metric is defined.\n\n");
-        s.push_str("## Comparisons (medians)\n\n| comparison | n | DSC | RV | MSD (mm) | HD (mm) | HD95 (mm) | RV outside [0.9, 1.1] |\n|---|---|---|---|---|---|---|---|\n");
+        s.push_str("## Comparisons (medians)\n\n*n* = cases compared; *undef.* = cases where the metrics are undefined (an empty mask), left out of the medians.\n\n| comparison | n | undef. | DSC | RV | MSD (mm) | HD (mm) | HD95 (mm) | RV outside [0.9, 1.1] |\n|---|---|---|---|---|---|---|---|---|\n");
         for c in &self.comparisons {
-            s.push_str(&format!("| {} | {} |", c.label(), c.cases.len()));
+            let undefined = c.summary.values().map(|m| m.n_undefined).max().unwrap_or(0);
+            s.push_str(&format!("| {} | {} | {undefined} |", c.label(), c.cases.len()));
             for (k, _, _) in STUDY_METRICS {
                 let m = &c.summary[k];
                 s.push_str(&format!(" {} [{}, {}] |", f4(m.median), f4(m.q1), f4(m.q3)));

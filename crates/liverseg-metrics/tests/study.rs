@@ -89,7 +89,7 @@ fn synthetic_cohort_tables_plots_report() {
     assert!(written.len() >= 16);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("![DSC](box_dsc.png)"));
-    assert!(md.contains("| manual1 vs manual2 | 5 |"));
+    assert!(md.contains("| manual1 vs manual2 | 5 | 0 |"));
     assert!(md.contains("2/5 |"));
     let per_case = std::fs::read_to_string(out.join("per_case.csv")).unwrap();
     assert_eq!(per_case.lines().count(), 1 + 6 + 5 + 5);
