@@ -25,9 +25,18 @@ enum Command {
     Evaluate(commands::evaluate::Args),
     /// Inter-observer study: pairwise comparisons of named sets, scores, times, plots, report.
     Study(commands::study::Args),
+    /// Y-90 SIRT dosimetry from the liver contour: BSA, MIRD, partition model, voxel DVH.
+    Dose(commands::dose::Args),
 }
 
 fn main() -> ExitCode {
+    // Behave like other Unix filters when the reader of our output goes away
+    // (`liverseg info x --json | head`): end quietly instead of panicking on EPIPE.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
@@ -35,6 +44,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => commands::convert::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Study(args) => commands::study::run(args),
+        Command::Dose(args) => commands::dose::run(args),
     };
     match result {
         Ok(code) => code,

@@ -59,7 +59,12 @@ fn transform_axis(f: &mut [f64], dims: [usize; 3], axis: usize, spacing: f64) {
     // Lines are independent; collect their start offsets and process them in
     // parallel with a per-thread scratch buffer. Writes go through a raw pointer
     // because lines along y or z interleave in memory.
-    let starts: Vec<usize> = (0..f.len()).filter(|&o| (o / stride) % n == 0).collect();
+    let [nx, ny, nz] = dims;
+    let starts: Vec<usize> = match axis {
+        0 => (0..ny * nz).map(|r| r * nx).collect(),
+        1 => (0..nz).flat_map(|k| (0..nx).map(move |i| k * nx * ny + i)).collect(),
+        _ => (0..nx * ny).collect(),
+    };
     let base = SyncPtr(f.as_mut_ptr());
     starts.par_iter().for_each_init(
         || Scratch::new(n),

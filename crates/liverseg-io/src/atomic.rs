@@ -6,6 +6,39 @@ use crate::{Error, Result};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+/// Temporary files are created 0600; outputs should get the usual permissions
+/// (0644 less the umask, as a plain `File::create` would), or keep those of the
+/// file they replace.
+fn output_permissions(tmp: &std::fs::File, target: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match std::fs::metadata(target) {
+            Ok(existing) => existing.permissions().mode() & 0o7777,
+            Err(_) => 0o666 & !current_umask(),
+        };
+        tmp.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (tmp, target);
+    Ok(())
+}
+
+#[cfg(unix)]
+fn current_umask() -> u32 {
+    // The umask can only be read by setting it; the process is the CLI, where a
+    // brief swap with the same value is harmless.
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        // SAFETY: umask has no memory-safety preconditions.
+        unsafe {
+            let old = libc::umask(0o022);
+            libc::umask(old);
+            old as u32
+        }
+    })
+}
+
 /// Create `path` atomically from whatever `fill` writes. The temporary file is
 /// removed if `fill` fails.
 pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
@@ -27,6 +60,7 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::R
         w.flush().map_err(|e| Error::io(path, e))?;
     }
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    output_permissions(tmp.as_file(), path).map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
@@ -51,6 +85,7 @@ pub fn write_atomic_group(files: Vec<(&Path, Box<dyn FnOnce(&mut dyn Write) -> s
             w.flush().map_err(|e| Error::io(path, e))?;
         }
         tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+        output_permissions(tmp.as_file(), path).map_err(|e| Error::io(path, e))?;
         staged.push((path, tmp));
     }
     for (path, tmp) in staged {
@@ -85,6 +120,20 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"old");
         write_atomic(&target, |w| w.write_all(b"new")).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_get_normal_permissions_not_the_temp_files_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.nii");
+        write_atomic(&target, |w| w.write_all(b"x")).unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !current_umask(), "mode {mode:o}");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&target, |w| w.write_all(b"y")).unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o640, "replacing keeps the old mode");
     }
 
     #[test]

@@ -176,6 +176,10 @@ fn writer_refuses_bad_targets_and_leaves_nothing() {
     assert!(metaimage::write(&dir.path().join("no/such/folder/x.mhd"), &v).is_err());
     assert!(metaimage::write(&dir.path().join("no/such/folder/x.mha"), &v).is_err());
     assert!(matches!(metaimage::write(&dir.path().join("LISTING.mhd"), &v), Err(Error::Unsupported { .. })));
+    assert!(matches!(metaimage::write(&dir.path().join("scan%1.mhd"), &v), Err(Error::Unsupported { .. })));
+    // '%' is harmless in a one-file .mha (ElementDataFile = LOCAL)
+    metaimage::write(&dir.path().join("scan%1.mha"), &v).unwrap();
+    std::fs::remove_file(dir.path().join("scan%1.mha")).unwrap();
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 
     // overwriting an existing pair replaces both files, leaving no temporaries

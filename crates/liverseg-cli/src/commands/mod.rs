@@ -1,5 +1,6 @@
 pub mod convert;
 pub mod demo;
+pub mod dose;
 pub mod info;
 pub mod evaluate;
 pub mod study;

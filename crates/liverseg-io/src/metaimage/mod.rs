@@ -29,7 +29,7 @@ pub use write::write;
 use crate::{Error, Format, ReadOptions, ReadOutput, Result, SourceInfo};
 use header::{integer, numbers, Header};
 use liverseg_volume::{DType, DynVolume, Geometry, Volume};
-use payload::{Chunk, Payload};
+use payload::{Chunk, Payload, Plan};
 use std::path::{Path, PathBuf};
 
 /// Element types by MetaIO name. MetaIO's MET_LONG / MET_ULONG are 4 bytes
@@ -241,8 +241,8 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
     };
     let skip = index * volume_elements;
     let volume = if binary {
-        let bytes = payload.read(skip * esize, volume_elements * esize)?;
-        decode(bytes, dtype, msb, geometry).map_err(|e| Error::invalid(path, e.to_string()))?
+        let plan = payload.plan(skip * esize, volume_elements * esize)?;
+        decode(&payload, &plan, volume_elements as usize, dtype, msb, geometry)?
     } else {
         let values = payload.read_ascii(skip as usize, volume_elements as usize)?;
         from_f64(values, dtype, geometry).map_err(|e| Error::invalid(path, e.to_string()))?
@@ -391,31 +391,38 @@ fn format_int(pattern: &str, value: i64) -> Option<String> {
     used.then_some(out)
 }
 
-macro_rules! decode_as {
-    ($t:ty, $bytes:expr, $msb:expr) => {{
-        const N: usize = std::mem::size_of::<$t>();
-        let chunks = $bytes.chunks_exact(N);
-        // chunks_exact yields slices of exactly N bytes, so the conversions cannot fail.
-        if $msb {
-            chunks.map(|c| <$t>::from_be_bytes(c.try_into().unwrap())).collect::<Vec<$t>>()
-        } else {
-            chunks.map(|c| <$t>::from_le_bytes(c.try_into().unwrap())).collect::<Vec<$t>>()
-        }
-    }};
-}
-
-fn decode(bytes: Vec<u8>, dtype: DType, msb: bool, g: Geometry) -> Result<DynVolume, liverseg_volume::VolumeError> {
+/// Decode the planned bytes straight into a typed voxel vector.
+fn decode(payload: &Payload, plan: &Plan, count: usize, dtype: DType, msb: bool, g: Geometry) -> Result<DynVolume> {
+    let path = payload.header_path;
+    macro_rules! typed {
+        ($t:ty) => {{
+            const N: usize = std::mem::size_of::<$t>();
+            let mut out: Vec<$t> = Vec::new();
+            out.try_reserve_exact(count)
+                .map_err(|_| Error::invalid(path, format!("cannot allocate memory for {count} voxels")))?;
+            // Blocks are whole elements and chunks_exact yields N-byte slices,
+            // so the conversions cannot fail.
+            payload.stream(plan, &mut |block: &[u8]| {
+                if msb {
+                    out.extend(block.chunks_exact(N).map(|c| <$t>::from_be_bytes(c.try_into().unwrap())));
+                } else {
+                    out.extend(block.chunks_exact(N).map(|c| <$t>::from_le_bytes(c.try_into().unwrap())));
+                }
+            })?;
+            DynVolume::from(Volume::new(g, out).map_err(|e| Error::invalid(path, e.to_string()))?)
+        }};
+    }
     Ok(match dtype {
-        DType::U8 => Volume::new(g, bytes)?.into(),
-        DType::I8 => Volume::new(g, bytes.into_iter().map(|b| b as i8).collect())?.into(),
-        DType::U16 => Volume::new(g, decode_as!(u16, bytes, msb))?.into(),
-        DType::I16 => Volume::new(g, decode_as!(i16, bytes, msb))?.into(),
-        DType::U32 => Volume::new(g, decode_as!(u32, bytes, msb))?.into(),
-        DType::I32 => Volume::new(g, decode_as!(i32, bytes, msb))?.into(),
-        DType::U64 => Volume::new(g, decode_as!(u64, bytes, msb))?.into(),
-        DType::I64 => Volume::new(g, decode_as!(i64, bytes, msb))?.into(),
-        DType::F32 => Volume::new(g, decode_as!(f32, bytes, msb))?.into(),
-        DType::F64 => Volume::new(g, decode_as!(f64, bytes, msb))?.into(),
+        DType::U8 => typed!(u8),
+        DType::I8 => typed!(i8),
+        DType::U16 => typed!(u16),
+        DType::I16 => typed!(i16),
+        DType::U32 => typed!(u32),
+        DType::I32 => typed!(i32),
+        DType::U64 => typed!(u64),
+        DType::I64 => typed!(i64),
+        DType::F32 => typed!(f32),
+        DType::F64 => typed!(f64),
     })
 }
 

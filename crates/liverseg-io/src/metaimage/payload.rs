@@ -36,6 +36,19 @@ pub(crate) struct Payload<'a> {
     pub local_offset: u64,
 }
 
+/// What [`Payload::plan`] checked: for each data file, where its bytes start
+/// and which range `a .. b` of its uncompressed bytes is wanted.
+pub(crate) struct Plan {
+    parts: Vec<Part>,
+}
+
+struct Part {
+    chunk: usize,
+    loc: Located,
+    a: u64,
+    b: u64,
+}
+
 struct Located {
     start: u64,
     /// Bytes stored (compressed or not) from `start` on that belong to this chunk.
@@ -118,8 +131,10 @@ impl Payload<'_> {
         )
     }
 
-    /// Bytes `skip .. skip + want` of the uncompressed image, in file order.
-    pub fn read(&self, skip: u64, want: u64) -> Result<Vec<u8>> {
+    /// Check every data file needed for bytes `skip .. skip + want` of the
+    /// uncompressed image (existence, lengths, compression ratio) without
+    /// allocating anything proportional to the image.
+    pub fn plan(&self, skip: u64, want: u64) -> Result<Plan> {
         let chunk_bytes = self.chunk_bytes.max(1);
         let end = skip.checked_add(want).ok_or_else(|| Error::invalid(self.header_path, "image too large"))?;
         let first = (skip / chunk_bytes) as usize;
@@ -127,45 +142,76 @@ impl Payload<'_> {
         if want == 0 || last >= self.chunks.len() {
             return Err(Error::invalid(self.header_path, "fewer data files than the image needs"));
         }
-        // Check every file before allocating anything.
-        let located = self.chunks[first..=last].iter().map(|c| self.locate(c)).collect::<Result<Vec<_>>>()?;
-        let want_usize = usize::try_from(want).map_err(|_| Error::invalid(self.header_path, "image too large"))?;
-        let mut out = Vec::new();
-        out.try_reserve_exact(want_usize).map_err(|_| {
-            Error::invalid(self.header_path, format!("cannot allocate {want} bytes for the image"))
-        })?;
-        for (i, loc) in (first..=last).zip(located) {
-            let chunk = &self.chunks[i];
+        let mut parts = Vec::with_capacity(last - first + 1);
+        for i in first..=last {
+            let loc = self.locate(&self.chunks[i])?;
             let chunk_start = i as u64 * chunk_bytes;
             let a = skip.max(chunk_start) - chunk_start;
             let b = end.min(chunk_start + chunk_bytes) - chunk_start;
+            parts.push(Part { chunk: i, loc, a, b });
+        }
+        Ok(Plan { parts })
+    }
+
+    /// Feed the planned bytes, in file order, to `sink` in blocks whose lengths
+    /// are multiples of every element size (so no element is split). Decoding
+    /// block by block keeps one copy of the image in memory, not two.
+    pub fn stream(&self, plan: &Plan, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
+        const BLOCK: usize = 1 << 20;
+        let mut buf = vec![0u8; BLOCK];
+        for part in &plan.parts {
+            let chunk = &self.chunks[part.chunk];
             let mut file = File::open(&chunk.path).map_err(|e| Error::io(&chunk.path, e))?;
-            if self.compressed {
-                file.seek(SeekFrom::Start(loc.start)).map_err(|e| Error::io(&chunk.path, e))?;
-                let got = inflate_range(file.take(loc.stored), a, b - a, &mut out).map_err(|e| {
-                    Error::invalid(self.header_path, format!("{}: bad compressed data: {e}", self.describe(chunk)))
-                })?;
-                if got < b - a {
-                    return Err(Error::invalid(
-                        self.header_path,
-                        format!(
-                            "{} is truncated: its compressed data inflate to {} bytes, DimSize x ElementType needs {}",
-                            self.describe(chunk),
-                            a + got,
-                            b
-                        ),
-                    ));
+            let mut source: Box<dyn Read> = if self.compressed {
+                file.seek(SeekFrom::Start(part.loc.start)).map_err(|e| Error::io(&chunk.path, e))?;
+                let mut decoder = decoder(file.take(part.loc.stored)).map_err(|e| Error::io(&chunk.path, e))?;
+                let skipped = std::io::copy(&mut (&mut decoder).take(part.a), &mut std::io::sink())
+                    .map_err(|e| self.bad_stream(chunk, e))?;
+                if skipped < part.a {
+                    return Err(self.short_inflate(chunk, skipped, part.b));
                 }
+                decoder
             } else {
-                file.seek(SeekFrom::Start(loc.start + a)).map_err(|e| Error::io(&chunk.path, e))?;
-                let got = file.take(b - a).read_to_end(&mut out).map_err(|e| Error::io(&chunk.path, e))?;
-                if (got as u64) < b - a {
-                    // The file shrank between the size check and the read.
-                    return Err(self.truncated(chunk, a + got as u64, b));
+                file.seek(SeekFrom::Start(part.loc.start + part.a)).map_err(|e| Error::io(&chunk.path, e))?;
+                Box::new(file)
+            };
+            let mut done = part.a;
+            while done < part.b {
+                let len = (part.b - done).min(BLOCK as u64) as usize;
+                let got = fill(&mut source, &mut buf[..len]).map_err(|e| {
+                    if self.compressed {
+                        self.bad_stream(chunk, e)
+                    } else {
+                        Error::io(&chunk.path, e)
+                    }
+                })?;
+                if got < len {
+                    return Err(if self.compressed {
+                        self.short_inflate(chunk, done + got as u64, part.b)
+                    } else {
+                        // The file shrank between the size check and the read.
+                        self.truncated(chunk, done + got as u64, part.b)
+                    });
                 }
+                sink(&buf[..len]);
+                done += len as u64;
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    fn bad_stream(&self, chunk: &Chunk, e: std::io::Error) -> Error {
+        Error::invalid(self.header_path, format!("{}: bad compressed data: {e}", self.describe(chunk)))
+    }
+
+    fn short_inflate(&self, chunk: &Chunk, got: u64, need: u64) -> Error {
+        Error::invalid(
+            self.header_path,
+            format!(
+                "{} is truncated: its compressed data inflate to {got} bytes, DimSize x ElementType needs {need}",
+                self.describe(chunk)
+            ),
+        )
     }
 
     /// `ElementDataFile` with `BinaryData = False`: whitespace-separated numbers.
@@ -212,21 +258,23 @@ impl Payload<'_> {
     }
 }
 
-/// Inflate `stored` (zlib, or gzip — MetaIO's inflateInit2(47) accepts both),
-/// drop the first `skip` bytes and append the next `take` bytes to `out`.
-/// Returns how many bytes were appended (fewer than `take` = truncated).
-fn inflate_range(stored: impl Read, skip: u64, take: u64, out: &mut Vec<u8>) -> std::io::Result<u64> {
+/// The decoder for `stored`: zlib, or gzip (MetaIO's inflateInit2(47) accepts both).
+fn decoder(stored: impl Read + 'static) -> std::io::Result<Box<dyn Read>> {
     let mut stored = BufReader::with_capacity(1 << 16, stored);
     let gzip = stored.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    let mut decoder: Box<dyn Read> =
-        if gzip { Box::new(MultiGzDecoder::new(stored)) } else { Box::new(ZlibDecoder::new(stored)) };
-    if skip > 0 {
-        let skipped = std::io::copy(&mut (&mut decoder).take(skip), &mut std::io::sink())?;
-        if skipped < skip {
-            return Ok(0);
+    Ok(if gzip { Box::new(MultiGzDecoder::new(stored)) } else { Box::new(ZlibDecoder::new(stored)) })
+}
+
+/// Read until `buf` is full or the input ends; returns the bytes read.
+fn fill(source: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match source.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    let before = out.len();
-    decoder.take(take).read_to_end(out)?;
-    Ok((out.len() - before) as u64)
+    Ok(got)
 }

@@ -31,9 +31,14 @@ pub fn write(path: &Path, volume: &DynVolume) -> Result<()> {
             .and_then(|n| n.to_str())
             .ok_or_else(|| Error::unsupported(path, "the data file name must be valid UTF-8"))?
             .to_string();
-        if raw_name == ".raw" || raw_name.starts_with("LIST") || raw_name.trim() != raw_name || raw_name.contains('\n') {
+        if raw_name == ".raw"
+            || raw_name.starts_with("LIST")
+            || raw_name.contains('%')
+            || raw_name.trim() != raw_name
+            || raw_name.contains(['\n', '\r'])
+        {
             // MetaIO would misread such an ElementDataFile value (LIST prefix,
-            // trimmed spaces), so the pair could not be read back.
+            // '%' = slice pattern, trimmed spaces), so ITK could not read the pair.
             return Err(Error::unsupported(path, format!("data file name '{raw_name}' cannot be stored in a MetaImage header")));
         }
         let header = header_text(volume, None, &raw_name);

@@ -7,27 +7,8 @@
 
 use super::header::Header;
 
-pub type Mat3 = [[f64; 3]; 3];
-const IDENTITY3: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
-
-pub fn det3(m: &Mat3) -> f64 {
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
-}
-
-fn inverse3(m: &Mat3) -> Option<Mat3> {
-    let det = det3(m);
-    if !det.is_finite() || det.abs() < 1e-300 {
-        return None;
-    }
-    let c = |r0: usize, c0: usize, r1: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
-    let inv = [
-        [c(1, 1, 2, 2), -c(0, 1, 2, 2), c(0, 1, 1, 2)],
-        [-c(1, 0, 2, 2), c(0, 0, 2, 2), -c(0, 0, 1, 2)],
-        [c(1, 0, 2, 1), -c(0, 0, 2, 1), c(0, 0, 1, 1)],
-    ];
-    Some(std::array::from_fn(|r| std::array::from_fn(|col| inv[r][col] / det)))
-}
+pub(super) use liverseg_volume::Mat3;
+use liverseg_volume::{det3, inverse3, IDENTITY as IDENTITY3};
 
 pub type Affine = [[f64; 4]; 4];
 
@@ -53,14 +34,14 @@ impl Transform {
 /// pixdim[1..=3] as nibabel fixes them on load: absolute values, 0 / NaN -> 1.
 pub fn spatial_pixdim(h: &Header, warnings: &mut Vec<String>) -> [f64; 3] {
     let mut out = [1.0; 3];
-    for a in 0..3 {
+    for (a, slot) in out.iter_mut().enumerate() {
         let p = h.pixdim[a + 1];
         let used_dim = (a as i64) < h.dim[0];
         if p.is_finite() && p != 0.0 {
             if p < 0.0 && used_dim {
                 warnings.push(format!("pixdim[{}] = {p} is negative; using its absolute value", a + 1));
             }
-            out[a] = p.abs();
+            *slot = p.abs();
         } else if used_dim {
             warnings.push(format!("pixdim[{}] = {p} is not a usable voxel size; using 1", a + 1));
         }
@@ -119,8 +100,8 @@ pub fn sform(h: &Header) -> Affine {
 pub fn pixdim_only(h: &Header, warnings: &mut Vec<String>) -> Affine {
     let vox = spatial_pixdim(h, warnings);
     let mut out = identity4();
-    for a in 0..3 {
-        out[a][a] = vox[a];
+    for (a, v) in vox.into_iter().enumerate() {
+        out[a][a] = v;
     }
     out
 }

@@ -284,10 +284,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
     let (data_path, offset) = if h.single_file {
         let min = if h.format == Format::Nifti2 { header::NIFTI2_MIN_OFFSET } else { header::NIFTI1_MIN_OFFSET };
         let vo = h.vox_offset;
-        if !vo.is_finite() || vo < 0.0 || vo > 1e15 {
-            return Err(Error::invalid(&hdr_path, format!("vox_offset {vo} is not a valid byte offset")));
-        }
-        let mut offset = vo as u64;
+        let mut offset = byte_offset(vo, &hdr_path)?;
         if offset < min {
             // nibabel applies the same fix; 0 is common from old writers.
             if offset != 0 {
@@ -308,11 +305,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
                 "the header says its data is in a separate .img file (magic ni1/ni2 or Analyze), but this file is not named .hdr",
             ));
         };
-        let vo = h.vox_offset;
-        if !vo.is_finite() || vo < 0.0 || vo > 1e15 {
-            return Err(Error::invalid(&hdr_path, format!("vox_offset {vo} is not a valid byte offset")));
-        }
-        (img, vo as u64)
+        (img, byte_offset(h.vox_offset, &hdr_path)?)
     };
 
     let skip = offset + volume_bytes * options.volume_index as u64;
@@ -364,6 +357,14 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
         "affine_ras": sp.affine_ras[..3],
     });
     Ok(ReadOutput { volume, info: SourceInfo { format: h.format, path: path.to_path_buf(), warnings, details } })
+}
+
+/// vox_offset as a byte position (NIfTI-1 stores it as a float; truncated like nibabel's int()).
+fn byte_offset(vo: f64, path: &Path) -> Result<u64> {
+    if !vo.is_finite() || !(0.0..=1e15).contains(&vo) {
+        return Err(Error::invalid(path, format!("vox_offset {vo} is not a valid byte offset")));
+    }
+    Ok(vo as u64)
 }
 
 fn finite_or_null(v: f64) -> serde_json::Value {

@@ -1,0 +1,176 @@
+//! Dosimetric compartments from the contours.
+//!
+//! Conventions (decided here, used everywhere): the liver mask is the whole liver
+//! *including* tumour; tumour = union of the tumour masks clipped to the liver;
+//! normal liver = liver minus tumour. With a perfused-territory mask the treated
+//! compartments are its intersection with those; without one the whole liver is
+//! treated. All masks must share one grid: the contours come from the same CT, and
+//! silently resampling a mask changes the volumes the prescription rests on.
+
+use crate::units::{CubicMillimetres, GramsPerMl, Kilograms, Millilitres};
+use crate::{formulas, DoseError, Result, Warning};
+use liverseg_volume::{Geometry, Mask, Volume};
+use serde::Serialize;
+
+/// Error unless `geometry` is the reference grid; names the input.
+pub fn require_same_grid(input: &str, reference: &Geometry, geometry: &Geometry) -> Result<()> {
+    if reference.same_grid(geometry) {
+        return Ok(());
+    }
+    Err(DoseError::input(
+        input,
+        format!(
+            "not on the CT grid (dims {:?} vs {:?}, spacing {:?} vs {:?} mm, origin {:?} vs {:?} mm); resample it onto the CT first",
+            geometry.dims(),
+            reference.dims(),
+            geometry.spacing(),
+            reference.spacing(),
+            geometry.origin(),
+            reference.origin()
+        ),
+    ))
+}
+
+#[derive(Debug, Clone)]
+pub struct Regions {
+    pub liver: Mask,
+    pub tumour: Mask,
+    pub normal: Mask,
+    /// Liver within the perfused territory (= liver without one).
+    pub treated: Mask,
+    pub treated_tumour: Mask,
+    pub treated_normal: Mask,
+    pub perfused_given: bool,
+    pub warnings: Vec<Warning>,
+}
+
+/// Volumes of each compartment, in ml.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RegionVolumes {
+    pub liver_ml: Millilitres,
+    pub tumour_ml: Millilitres,
+    pub normal_liver_ml: Millilitres,
+    pub treated_liver_ml: Millilitres,
+    pub treated_tumour_ml: Millilitres,
+    pub treated_normal_liver_ml: Millilitres,
+}
+
+pub fn mask_volume(mask: &Mask) -> Millilitres {
+    CubicMillimetres(mask.count_foreground() as f64 * mask.geometry().voxel_volume_mm3()).to_ml()
+}
+
+pub fn mask_mass(mask: &Mask, density: GramsPerMl, input: &str) -> Result<Kilograms> {
+    let v = mask_volume(mask);
+    if v.0 <= 0.0 {
+        return Err(DoseError::input(input, "is empty (no voxels)"));
+    }
+    formulas::tissue_mass(v, density)
+}
+
+fn combine(geometry: &Geometry, a: &[u8], b: &[u8], f: impl Fn(bool, bool) -> bool) -> Mask {
+    let data = a.iter().zip(b).map(|(&x, &y)| u8::from(f(x != 0, y != 0))).collect();
+    Volume::new(geometry.clone(), data).expect("same length by construction")
+}
+
+impl Regions {
+    /// `tumours` and `perfused` carry the names the user gave them (file names),
+    /// used in error messages.
+    pub fn new(liver: &Mask, tumours: &[(String, &Mask)], perfused: Option<(String, &Mask)>) -> Result<Self> {
+        let g = liver.geometry();
+        if liver.count_foreground() == 0 {
+            return Err(DoseError::input("liver mask", "is empty (no foreground voxels)"));
+        }
+        let liver = liver.map(|&v| u8::from(v != 0));
+        let mut warnings = Vec::new();
+        let mut tumour = Volume::filled(g.clone(), 0u8);
+        for (name, t) in tumours {
+            require_same_grid(&format!("tumour mask {name}"), g, t.geometry())?;
+            let outside = t.data().iter().zip(liver.data()).filter(|(&t, &l)| t != 0 && l == 0).count();
+            if outside > 0 {
+                warnings.push(Warning::new(
+                    "tumour-outside-liver",
+                    format!("tumour mask {name}: {outside} voxels lie outside the liver contour and are ignored"),
+                ));
+            }
+            if t.count_foreground() == 0 {
+                warnings.push(Warning::new("empty-tumour", format!("tumour mask {name} is empty")));
+            }
+            tumour = combine(g, tumour.data(), t.data(), |a, b| a || b);
+        }
+        let tumour = combine(g, tumour.data(), liver.data(), |t, l| t && l);
+        let normal = combine(g, liver.data(), tumour.data(), |l, t| l && !t);
+        let (treated, perfused_given) = match perfused {
+            None => (liver.clone(), false),
+            Some((name, p)) => {
+                require_same_grid(&format!("perfused mask {name}"), g, p.geometry())?;
+                let treated = combine(g, liver.data(), p.data(), |l, p| l && p);
+                if treated.count_foreground() == 0 {
+                    return Err(DoseError::input(format!("perfused mask {name}"), "does not overlap the liver contour"));
+                }
+                (treated, true)
+            }
+        };
+        let treated_tumour = combine(g, treated.data(), tumour.data(), |a, b| a && b);
+        let treated_normal = combine(g, treated.data(), tumour.data(), |a, b| a && !b);
+        Ok(Self { liver, tumour, normal, treated, treated_tumour, treated_normal, perfused_given, warnings })
+    }
+
+    pub fn geometry(&self) -> &Geometry {
+        self.liver.geometry()
+    }
+
+    pub fn volumes(&self) -> RegionVolumes {
+        RegionVolumes {
+            liver_ml: mask_volume(&self.liver),
+            tumour_ml: mask_volume(&self.tumour),
+            normal_liver_ml: mask_volume(&self.normal),
+            treated_liver_ml: mask_volume(&self.treated),
+            treated_tumour_ml: mask_volume(&self.treated_tumour),
+            treated_normal_liver_ml: mask_volume(&self.treated_normal),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> Geometry {
+        Geometry::identity([10, 10, 10], [2.0, 2.0, 5.0]).unwrap()
+    }
+    fn boxed(g: &Geometry, lo: [usize; 3], hi: [usize; 3]) -> Mask {
+        Volume::from_fn(g.clone(), |[i, j, k]| u8::from((lo[0]..hi[0]).contains(&i) && (lo[1]..hi[1]).contains(&j) && (lo[2]..hi[2]).contains(&k)))
+    }
+
+    #[test]
+    fn compartments_partition_the_liver() {
+        let g = geometry();
+        let liver = boxed(&g, [0, 0, 0], [10, 10, 8]); // 800 voxels x 20 mm^3 = 16 ml
+        let tumour = boxed(&g, [0, 0, 7], [2, 2, 10]); // 12 voxels, 4 inside the liver
+        let perfused = boxed(&g, [0, 0, 0], [5, 10, 10]); // left half
+        let r = Regions::new(&liver, &[("t.nii".into(), &tumour)], Some(("p.nii".into(), &perfused))).unwrap();
+        let v = r.volumes();
+        assert!((v.liver_ml.0 - 16.0).abs() < 1e-9);
+        assert!((v.tumour_ml.0 - 0.08).abs() < 1e-9);
+        assert!((v.normal_liver_ml.0 - 15.92).abs() < 1e-9);
+        assert!((v.treated_liver_ml.0 - 8.0).abs() < 1e-9);
+        assert!((v.treated_tumour_ml.0 - 0.08).abs() < 1e-9);
+        assert!((v.treated_normal_liver_ml.0 - 7.92).abs() < 1e-9);
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].message.contains("t.nii: 8 voxels"), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn bad_masks_are_named() {
+        let g = geometry();
+        let empty = Volume::filled(g.clone(), 0u8);
+        assert_eq!(Regions::new(&empty, &[], None).unwrap_err().to_string(), "liver mask: is empty (no foreground voxels)");
+        let liver = boxed(&g, [0, 0, 0], [10, 10, 8]);
+        let other = Volume::filled(Geometry::identity([10, 10, 10], [1.0, 1.0, 1.0]).unwrap(), 1u8);
+        let e = Regions::new(&liver, &[("lesion2.nii.gz".into(), &other)], None).unwrap_err().to_string();
+        assert!(e.starts_with("tumour mask lesion2.nii.gz: not on the CT grid"), "{e}");
+        let away = boxed(&g, [0, 0, 9], [10, 10, 10]);
+        let e = Regions::new(&liver, &[], Some(("p.nii".into(), &away))).unwrap_err().to_string();
+        assert!(e.contains("perfused mask p.nii") && e.contains("overlap"), "{e}");
+    }
+}
