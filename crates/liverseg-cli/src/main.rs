@@ -21,6 +21,10 @@ enum Command {
     Info(commands::info::Args),
     /// Convert any supported input to NIfTI (.nii/.nii.gz) or MetaImage (.mha/.mhd).
     Convert(commands::convert::Args),
+    /// Compare two masks (Dice, volumes, surface distances), or many pairs (--pairs).
+    Evaluate(commands::evaluate::Args),
+    /// Inter-observer study: pairwise comparisons of named sets, scores, times, plots, report.
+    Study(commands::study::Args),
     /// Y-90 SIRT dosimetry from the liver contour: BSA, MIRD, partition model, voxel DVH.
     Dose(commands::dose::Args),
 }
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Study(args) => commands::study::run(args),
         Command::Dose(args) => commands::dose::run(args),
     };
     match result {

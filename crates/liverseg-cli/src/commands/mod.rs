@@ -2,3 +2,5 @@ pub mod convert;
 pub mod demo;
 pub mod dose;
 pub mod info;
+pub mod evaluate;
+pub mod study;
