@@ -24,7 +24,8 @@
 //! surface distance is undefined when either mask is empty (there is no surface
 //! to measure from or to); surface Dice is 0 when exactly one mask is empty.
 
-use crate::grid::{counts, resample_nearest};
+use crate::grid::counts;
+use liverseg_imgproc::resample::resample_nearest;
 use crate::stats::percentile_linear;
 use crate::surfel::{area_weighted_mean, area_weighted_percentile, area_within, surfel_distances};
 use crate::voxel_surface::voxel_surface_distances;
@@ -261,7 +262,8 @@ pub fn evaluate_resampling(a: &Mask, b: &Mask, options: &EvalOptions) -> Evaluat
         return evaluate(a, b, options).expect("same grid");
     }
     let before = b.count_foreground();
-    let rb = resample_nearest(b, a.geometry());
+    // Outside b's field of view is background.
+    let rb = resample_nearest(b, a.geometry(), 0u8).map(|&v| u8::from(v != 0));
     let mut e = evaluate(a, &rb, options).expect("resampled onto a's grid");
     e.resampled = true;
     e.warnings.push(format!(

@@ -1,6 +1,5 @@
-//! Bounding boxes, crops and nearest-neighbour resampling of binary masks.
+//! Bounding boxes and crops of binary masks.
 
-use liverseg_volume::{Geometry, Mask, Volume};
 use rayon::prelude::*;
 
 /// Inclusive voxel bounding box.
@@ -82,32 +81,6 @@ pub(crate) fn crop(data: &[u8], dims: [usize; 3], bb: &BBox) -> Vec<u8> {
     out
 }
 
-/// Nearest-neighbour resampling of mask `b` onto `target`, in world (LPS)
-/// coordinates; voxels that fall outside `b` become background.
-///
-/// Local stand-in until `liverseg_imgproc::resample` offers nearest-neighbour
-/// resampling of masks; replace it then.
-pub fn resample_nearest(b: &Mask, target: &Geometry) -> Mask {
-    let [nx, ny, nz] = target.dims();
-    let [bx, by, bz] = b.dims();
-    let src = b.geometry();
-    let mut out = vec![0u8; target.len()];
-    out.par_chunks_mut(nx * ny).enumerate().for_each(|(k, plane)| {
-        for j in 0..ny {
-            for i in 0..nx {
-                let w = target.index_to_world([i as f64, j as f64, k as f64]);
-                let c = src.world_to_index(w);
-                // Round half up, like ITK's NearestNeighborInterpolateImageFunction.
-                let r = [(c[0] + 0.5).floor(), (c[1] + 0.5).floor(), (c[2] + 0.5).floor()];
-                if r.iter().zip([bx, by, bz]).all(|(&v, n)| v >= 0.0 && v < n as f64) {
-                    plane[i + nx * j] = u8::from(*b.get(r[0] as usize, r[1] as usize, r[2] as usize) != 0);
-                }
-            }
-        }
-    });
-    let _ = nz;
-    Volume::new(target.clone(), out).expect("target grid")
-}
 
 #[cfg(test)]
 mod tests {
@@ -128,17 +101,5 @@ mod tests {
         assert_eq!(c[2 + 3 * (0 + 2 * 1)], 1);
         assert!(union_bbox(&[0; 60], &[0; 60], dims).is_none());
         assert_eq!(counts(&a, &b), (1, 1, 0));
-    }
-
-    #[test]
-    fn resample_identity_and_shift() {
-        let g = Geometry::identity([6, 5, 4], [1.0, 2.0, 3.0]).unwrap();
-        let m = Volume::from_fn(g.clone(), |[i, j, k]| u8::from(i == 2 && j == 3 && k == 1));
-        assert_eq!(resample_nearest(&m, &g), m);
-        // Target shifted by one voxel in x: the point moves to i = 1.
-        let t = Geometry::new([6, 5, 4], [1.0, 2.0, 3.0], [1.0, 0.0, 0.0], liverseg_volume::IDENTITY).unwrap();
-        let r = resample_nearest(&m, &t);
-        assert_eq!(*r.get(1, 3, 1), 1);
-        assert_eq!(r.count_foreground(), 1);
     }
 }

@@ -13,7 +13,6 @@ pub mod surfel;
 pub mod voxel_surface;
 
 pub use evaluate::{evaluate, evaluate_resampling, EvalOptions, Evaluation, MetricsError, SurfaceConvention};
-pub use grid::resample_nearest;
 pub use stats::{percentile_linear, Summary};
 pub mod cohort;
 pub mod plot;
