@@ -1,5 +1,7 @@
 //! DICOM series, mask series and DICOM-SEG (owned by the DICOM work; placeholder signatures).
 pub mod seg;
+pub mod seg_write;
+pub mod rtstruct;
 
 use crate::{Error, ReadOptions, ReadOutput, Result};
 use std::path::Path;
