@@ -17,7 +17,7 @@
 //!   slice) and fills pixels whose centre is inside (even-odd over all contours of
 //!   the slice).
 use super::seg_write::{
-    check_uid_root, code_item, ds, el, item, new_uid, now_da_tm, patient_study_elements, s, seq, write_part10, AlgorithmType, SourceSeries, LIVER_RGB,
+    check_uid_root, ds, el, item, new_uid, now_da_tm, patient_study_elements, s, seq, write_part10, AlgorithmType, SourceSeries, LIVER_RGB,
 };
 use crate::{Error, Result};
 use dicom_core::{PrimitiveValue, Tag, VR};
@@ -229,7 +229,7 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
         s(tags::ROI_GENERATION_ALGORITHM, VR::CS, opts.algorithm.dicom()),
     ];
     if opts.algorithm != AlgorithmType::Manual {
-        roi.push(s(tags::ROI_GENERATION_DESCRIPTION, VR::ST, &opts.algorithm_name));
+        roi.push(s(tags::ROI_GENERATION_DESCRIPTION, VR::LO, &opts.algorithm_name));
     }
     let mut elements = patient_study_elements(source);
     elements.extend([
@@ -249,6 +249,8 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
         s(tags::SERIES_INSTANCE_UID, VR::UI, &new_uid(root)),
         el(tags::SERIES_NUMBER, VR::IS, PrimitiveValue::from(opts.series_number.to_string())),
         el(tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from(opts.instance_number.to_string())),
+        s(tags::FRAME_OF_REFERENCE_UID, VR::UI, &source.frame_of_reference_uid),
+        s(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
         s(tags::STRUCTURE_SET_LABEL, VR::SH, &opts.structure_set_label),
         s(tags::STRUCTURE_SET_DATE, VR::DA, &date),
         s(tags::STRUCTURE_SET_TIME, VR::TM, &time),
@@ -278,7 +280,6 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
         ])]),
         s(tags::APPROVAL_STATUS, VR::CS, "UNAPPROVED"),
     ]);
-    let _ = code_item; // (codes are not needed in an RTSTRUCT ROI)
     Ok(InMemDicomObject::from_element_iter(elements))
 }
 

@@ -59,6 +59,8 @@ pub struct SourceSeries {
     pub columns: usize,
     pub slice_thickness: Option<f64>,
     pub patient_study: PatientStudy,
+    /// What had to be made up (UIDs missing from anonymised sources).
+    pub warnings: Vec<String>,
 }
 
 fn get_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
@@ -97,8 +99,13 @@ fn read_header(path: &Path) -> Result<Option<Header>> {
     let obj = match opened {
         Err(_) => return Err(Error::invalid(path, "the DICOM parser panicked on this file")),
         Ok(Err(e)) => return Err(Error::invalid(path, format!("cannot parse DICOM header: {e}"))),
-        Ok(Ok(o)) => o.into_inner(),
+        Ok(Ok(o)) => o,
     };
+    // Anonymised files may blank SOPClassUID/SOPInstanceUID in the data set; the
+    // file meta group repeats them.
+    let meta_class = obj.meta().media_storage_sop_class_uid().trim_end_matches(['\0', ' ']).to_string();
+    let meta_instance = obj.meta().media_storage_sop_instance_uid().trim_end_matches(['\0', ' ']).to_string();
+    let obj = obj.into_inner();
     // Images with a patient position only: a series' non-image objects
     // (presentation states, SRs) are skipped.
     let (Some(ipp), Some(iop), Some(ps)) =
@@ -109,7 +116,6 @@ fn read_header(path: &Path) -> Result<Option<Header>> {
     if ipp.len() != 3 || iop.len() != 6 || ps.len() != 2 || !ipp.iter().chain(&iop).chain(&ps).all(|v| v.is_finite()) || ps.iter().any(|&v| v <= 0.0) {
         return Err(Error::invalid(path, "ImagePositionPatient / ImageOrientationPatient / PixelSpacing malformed"));
     }
-    let req = |tag: Tag, name: &str| get_str(&obj, tag).filter(|s| !s.is_empty()).ok_or_else(|| Error::invalid(path, format!("{name} missing")));
     let int = |tag: Tag| get_str(&obj, tag).and_then(|s| s.trim().parse::<usize>().ok());
     let (Some(rows), Some(columns)) = (int(tags::ROWS), int(tags::COLUMNS)) else {
         return Err(Error::invalid(path, "Rows / Columns missing"));
@@ -120,14 +126,17 @@ fn read_header(path: &Path) -> Result<Option<Header>> {
         }
     }
     let t = |tag: Tag| get_str(&obj, tag).unwrap_or_default();
+    let or_meta = |tag: Tag, meta: &str, name: &str| {
+        get_str(&obj, tag).filter(|s| !s.is_empty()).or_else(|| Some(meta.to_string()).filter(|s| !s.is_empty())).ok_or_else(|| Error::invalid(path, format!("{name} missing")))
+    };
     Ok(Some(Header {
         path: path.to_path_buf(),
-        series: req(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
-        study: req(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
-        frame_of_reference: req(tags::FRAME_OF_REFERENCE_UID, "FrameOfReferenceUID")?,
+        series: t(tags::SERIES_INSTANCE_UID),
+        study: t(tags::STUDY_INSTANCE_UID),
+        frame_of_reference: t(tags::FRAME_OF_REFERENCE_UID),
         slice: SourceSlice {
-            sop_class_uid: req(tags::SOP_CLASS_UID, "SOPClassUID")?,
-            sop_instance_uid: req(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+            sop_class_uid: or_meta(tags::SOP_CLASS_UID, &meta_class, "SOPClassUID")?,
+            sop_instance_uid: or_meta(tags::SOP_INSTANCE_UID, &meta_instance, "SOPInstanceUID")?,
             position: [ipp[0], ipp[1], ipp[2]],
         },
         orientation: [iop[0], iop[1], iop[2], iop[3], iop[4], iop[5]],
@@ -225,10 +234,23 @@ impl SourceSeries {
             }
         }
         let first = &headers[0];
+        // An anonymiser may blank the study/series/frame-of-reference UIDs; a
+        // derived object needs them, so new ones are made (it then cannot link to
+        // the source study in a PACS, which the warning says).
+        let mut warnings = Vec::new();
+        let mut or_new = |uid: &str, name: &str| {
+            if uid.is_empty() {
+                warnings.push(format!("the source series has no {name}; a new one was made, so derived objects will not link to the source in a PACS"));
+                super::dcm::new_uid(None)
+            } else {
+                uid.to_string()
+            }
+        };
         Ok(SourceSeries {
-            study_instance_uid: first.study.clone(),
-            series_instance_uid: first.series.clone(),
-            frame_of_reference_uid: first.frame_of_reference.clone(),
+            study_instance_uid: or_new(&first.study, "StudyInstanceUID"),
+            series_instance_uid: or_new(&first.series, "SeriesInstanceUID"),
+            frame_of_reference_uid: or_new(&first.frame_of_reference, "FrameOfReferenceUID"),
+            warnings,
             orientation: iop,
             pixel_spacing: ps,
             rows,
@@ -264,6 +286,7 @@ impl SourceSeries {
             columns: nx,
             slice_thickness: Some(sp[2]),
             patient_study: PatientStudy { patient_name: "Phantom^Synthetic".into(), patient_id: "SYNTHETIC".into(), ..Default::default() },
+            warnings: Vec::new(),
         }
     }
 
