@@ -221,3 +221,40 @@ fn real_ct_series_grid() {
     // A series UID that is not there: clear error.
     assert!(SourceSeries::from_folder(&folder, Some("1.2.3")).is_err());
 }
+
+#[test]
+fn damaged_rtstruct_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::identity([12, 10, 3], [1.0, 1.0, 2.0]).unwrap();
+    let source = SourceSeries::synthetic(&g, None);
+    let p = dir.path().join("rt.dcm");
+    write_rtstruct(&p, &synthetic_mask(&g), &source, &RtStructWriteOptions::default()).unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    let mut state = 99u64;
+    let q = dir.path().join("damaged.dcm");
+    let mut errors = 0;
+    for _ in 0..120 {
+        let mut b = bytes.clone();
+        for _ in 0..4 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let at = 132 + (state >> 33) as usize % (b.len() - 132);
+            b[at] = (state >> 17) as u8;
+        }
+        std::fs::write(&q, &b).unwrap();
+        // Either a mask on the grid or a clear error; a panic fails the test.
+        // (A VR byte damaged into an unknown VR still makes dicom-object try a
+        // 4-byte length of up to ~1 GB before failing: slow, but an error.)
+        match read_rtstruct_onto(&q, RoiChoice::Auto, &g) {
+            Ok(m) => assert_eq!(m.dims(), g.dims()),
+            Err(_) => errors += 1,
+        }
+    }
+    assert!(errors > 0, "no damaged file was refused");
+    let junk = dir.path().join("junk.dcm");
+    std::fs::write(&junk, b"not dicom").unwrap();
+    assert!(read_rtstruct_onto(&junk, RoiChoice::Auto, &g).is_err());
+    // A SEG is not an RTSTRUCT.
+    let seg = dir.path().join("seg.dcm");
+    write_seg(&seg, &synthetic_mask(&g), &source, &SegWriteOptions::default()).unwrap();
+    assert!(matches!(read_rtstruct_onto(&seg, RoiChoice::Auto, &g), Err(Error::Unsupported { .. })));
+}

@@ -296,6 +296,13 @@ fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
 /// Rasterise one ROI of an RTSTRUCT onto `reference` (pixel centres inside the
 /// contours, even-odd per slice). Contours must lie on slices of the grid.
 pub fn read_rtstruct_onto(path: &Path, roi: RoiChoice, reference: &Geometry) -> Result<Mask> {
+    // Element lengths checked against the file before dicom-object allocates for
+    // them (a damaged length would otherwise allocate and read gigabytes).
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if let Err(m) = super::seg::scan::check_lengths(&bytes) {
+        return Err(Error::invalid(path, format!("damaged DICOM: {m}")));
+    }
+    drop(bytes);
     let opened = std::panic::catch_unwind(|| dicom_object::OpenFileOptions::new().open_file(path));
     let obj = match opened {
         Err(_) => return Err(Error::invalid(path, "the DICOM parser panicked on this file")),
@@ -345,7 +352,8 @@ pub fn read_rtstruct_onto(path: &Path, roi: RoiChoice, reference: &Geometry) -> 
             let idx: Vec<[f64; 3]> = data.chunks_exact(3).map(|p| reference.world_to_index([p[0], p[1], p[2]])).collect();
             let kf = idx.iter().map(|p| p[2]).sum::<f64>() / idx.len() as f64;
             let k = kf.round();
-            if idx.iter().any(|p| (p[2] - k).abs() > 0.25) || k < 0.0 || k >= nz as f64 {
+            let off = |p: &[f64; 3]| !p.iter().all(|v| v.is_finite()) || (p[2] - k).abs() > 0.25;
+            if !k.is_finite() || idx.iter().any(off) || k < 0.0 || k >= nz as f64 {
                 return Err(Error::invalid(
                     path,
                     format!("contour {} of ROI {number} is not on a slice of the reference grid (slice index {kf:.2}); the structure set belongs to another grid", c + 1),
