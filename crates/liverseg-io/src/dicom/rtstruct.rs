@@ -100,7 +100,7 @@ pub fn marching_squares(slice: &[u8], nx: usize, ny: usize) -> Vec<Contour> {
     let point = |id: usize| {
         let cell = id / 2;
         let (x, y) = ((cell % w) as f64 - 1.0, (cell / w) as f64 - 1.0);
-        if id % 2 == 0 { [x + 0.5, y] } else { [x, y + 0.5] }
+        if id.is_multiple_of(2) { [x + 0.5, y] } else { [x, y + 0.5] }
     };
     let mut next = vec![usize::MAX; 2 * w * h];
     let mut starts = Vec::new();

@@ -71,15 +71,13 @@ pub(crate) fn code_item(value: &str, scheme: &str, meaning: &str) -> InMemDicomO
 /// dependency for the one place that needs randomness), mixed with time and pid.
 fn random_u128() -> u128 {
     use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::hash::BuildHasher;
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let half = |salt: u8| {
-        let mut h = RandomState::new().build_hasher();
-        (salt, n, t, std::process::id()).hash(&mut h);
-        h.finish() as u128
+        RandomState::new().hash_one((salt, n, t, std::process::id())) as u128
     };
     (half(1) << 64) | half(2)
 }
