@@ -27,6 +27,8 @@ mod header;
 mod pixels;
 mod precheck;
 pub mod seg;
+pub mod seg_write;
+pub mod rtstruct;
 
 use crate::{Error, Format, ReadOptions, ReadOutput, Result, SourceInfo};
 use dicom_core::Tag;

@@ -17,7 +17,7 @@
 //!   grid are only counted (a SEG may carry empty frames for a longer series).
 mod grid;
 mod parse;
-mod scan;
+pub(crate) mod scan;
 
 pub use grid::SLICE_TOLERANCE;
 pub use parse::{Code, FrameInfo, FramePlane, SegFile, SegmentInfo, SegmentationType, LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS};
