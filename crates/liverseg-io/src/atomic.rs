@@ -42,6 +42,24 @@ fn current_umask() -> u32 {
 /// Create `path` atomically from whatever `fill` writes. The temporary file is
 /// removed if `fill` fails.
 pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let tmp = stage(path, fill)?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Write several files that belong together (e.g. `.mhd` + `.raw`): all are
+/// written to temporaries first and renamed only when every one succeeded.
+pub fn write_atomic_group(files: Vec<(&Path, Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + '_>)>) -> Result<()> {
+    let staged = files.into_iter().map(|(path, fill)| Ok((path, stage(path, fill)?))).collect::<Result<Vec<_>>>()?;
+    for (path, tmp) in staged {
+        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    }
+    Ok(())
+}
+
+/// Write `fill`'s bytes to a synced temporary file beside `path`, with the
+/// permissions the final file should have; dropped (deleted) on any error.
+fn stage(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -61,37 +79,7 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::R
     }
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     output_permissions(tmp.as_file(), path).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
-
-/// Write several files that belong together (e.g. `.mhd` + `.raw`): all are
-/// written to temporaries first and renamed only when every one succeeded.
-pub fn write_atomic_group(files: Vec<(&Path, Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + '_>)>) -> Result<()> {
-    let mut staged = Vec::new();
-    for (path, fill) in files {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".liverseg-")
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(path, e))?;
-        {
-            let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-            fill(&mut w).map_err(|e| Error::io(path, e))?;
-            w.flush().map_err(|e| Error::io(path, e))?;
-        }
-        tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-        output_permissions(tmp.as_file(), path).map_err(|e| Error::io(path, e))?;
-        staged.push((path, tmp));
-    }
-    for (path, tmp) in staged {
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    }
-    Ok(())
+    Ok(tmp)
 }
 
 #[cfg(test)]
