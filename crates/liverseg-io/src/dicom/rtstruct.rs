@@ -298,17 +298,7 @@ fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
 pub fn read_rtstruct_onto(path: &Path, roi: RoiChoice, reference: &Geometry) -> Result<Mask> {
     // Element lengths checked against the file before dicom-object allocates for
     // them (a damaged length would otherwise allocate and read gigabytes).
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if let Err(m) = super::seg::scan::check_lengths(&bytes) {
-        return Err(Error::invalid(path, format!("damaged DICOM: {m}")));
-    }
-    drop(bytes);
-    let opened = std::panic::catch_unwind(|| dicom_object::OpenFileOptions::new().open_file(path));
-    let obj = match opened {
-        Err(_) => return Err(Error::invalid(path, "the DICOM parser panicked on this file")),
-        Ok(Err(e)) => return Err(Error::invalid(path, format!("cannot parse DICOM: {e}"))),
-        Ok(Ok(o)) => o.into_inner(),
-    };
+    let obj = super::open_object(path)?.into_inner();
     if get_str(&obj, tags::SOP_CLASS_UID).as_deref() != Some(RTSTRUCT_SOP_CLASS) {
         return Err(Error::unsupported(path, "not an RT Structure Set (SOP class 1.2.840.10008.5.1.4.1.1.481.3)"));
     }

@@ -17,7 +17,7 @@
 //!   grid are only counted (a SEG may carry empty frames for a longer series).
 mod grid;
 mod parse;
-pub(crate) mod scan;
+mod scan;
 
 pub use grid::SLICE_TOLERANCE;
 pub use parse::{Code, FrameInfo, FramePlane, SegFile, SegmentInfo, SegmentationType, LABELMAP_SEG_SOP_CLASS, SEG_SOP_CLASS};
@@ -99,19 +99,9 @@ pub fn open_seg(path: &Path) -> Result<Option<SegFile>> {
         // No or incomplete meta group: the data set's SOPClassUID decides below.
         Ok(_) => {}
     }
-    // The whole file is read once for the length check; SEGs are small (a 512 x
-    // 512 x 300 BINARY SEG holds 10 MB of pixels).
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if let Err(m) = scan::check_lengths(&bytes) {
-        return Err(Error::invalid(path, format!("damaged DICOM: {m}")));
-    }
-    drop(bytes);
-    let opened = std::panic::catch_unwind(|| dicom_object::OpenFileOptions::new().open_file(path));
-    let obj = match opened {
-        Err(_) => return Err(Error::invalid(path, "the DICOM parser panicked on this file")),
-        Ok(Err(e)) => return Err(Error::invalid(path, format!("cannot parse DICOM: {e}"))),
-        Ok(Ok(obj)) => obj,
-    };
+    // The shared opener refuses impossible element lengths before dicom-rs
+    // allocates them and turns a parser panic into an error.
+    let obj = super::open_object(path)?;
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SegFile::from_object(obj))) {
         Err(_) => Err(Error::invalid(path, "reading the SEG attributes panicked")),
         Ok(Err(ParseError::Invalid(m))) => Err(Error::invalid(path, format!("malformed SEG: {m}"))),
