@@ -37,7 +37,9 @@ pub struct BoxSeries {
 }
 
 /// Tukey box: quartiles with numpy's linear interpolation, whiskers to the most
-/// extreme values within 1.5 IQR of the box, the rest drawn as outliers.
+/// extreme values within 1.5 IQR of the box, the rest drawn as outliers. When no
+/// value lies between a quartile and its fence the whisker has zero length (it
+/// never reaches back into the box; matplotlib does the same).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoxStats {
     pub q1: f64,
@@ -56,8 +58,8 @@ impl BoxStats {
         let q3 = percentile_linear(&mut v, 75.0)?;
         let (lo, hi) = (q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1));
         let inside = v.iter().copied().filter(|&x| x >= lo && x <= hi);
-        let whisker_lo = inside.clone().fold(f64::INFINITY, f64::min);
-        let whisker_hi = inside.fold(f64::NEG_INFINITY, f64::max);
+        let whisker_lo = inside.clone().fold(f64::INFINITY, f64::min).min(q1);
+        let whisker_hi = inside.fold(f64::NEG_INFINITY, f64::max).max(q3);
         let outliers = v.iter().copied().filter(|&x| x < lo || x > hi).collect();
         Some(BoxStats { q1, median, q3, whisker_lo, whisker_hi, outliers })
     }
@@ -215,6 +217,12 @@ mod tests {
         assert_eq!((b.whisker_lo, b.whisker_hi), (1.0, 4.0));
         assert_eq!(b.outliers, vec![100.0]);
         assert!(BoxStats::of(&[]).is_none());
+        // Four cases, the largest an outlier and the next one below q3: the upper
+        // whisker must stop at q3, not point back into the box.
+        let b = BoxStats::of(&[0.499, 0.614, 0.988, 2.82]).unwrap();
+        assert_eq!(b.outliers, vec![2.82]);
+        assert_eq!(b.whisker_hi, b.q3);
+        assert_eq!(b.whisker_lo, 0.499);
     }
 
     #[test]
