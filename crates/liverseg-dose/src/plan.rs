@@ -158,6 +158,8 @@ pub fn run(input: &PlanInput) -> Result<(DoseSummary, Option<DoseMap>)> {
     let v = input.volumes;
     formulas::positive("density", input.density.0, "g/ml")?;
     formulas::positive("lung mass", input.lung_mass.0, "kg")?;
+    input.limits.validate()?;
+    v.validate()?;
     if v.liver_ml.0 <= 0.0 {
         return Err(DoseError::input("liver", "is empty: liver volume 0 ml"));
     }
