@@ -301,7 +301,10 @@ fn run_voxel(input: &PlanInput, regions: &Regions, activity: &ActivityInput, sum
         ActivityInput::Counts { name, counts, administered } => {
             crate::regions::require_same_grid(name, regions.geometry(), counts.geometry())?;
             let (total, from) = match administered {
-                Some(a) => (*a, "given".to_string()),
+                Some(a) => {
+                    formulas::positive("administered activity", a.0, "GBq")?;
+                    (*a, "given".to_string())
+                }
                 None => {
                     let planned = summary
                         .partition
