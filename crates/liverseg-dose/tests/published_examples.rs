@@ -312,3 +312,43 @@ fn local_deposition_factor_is_the_published_gy_per_gbq_per_kg() {
     let liver = gray_per_bq_per_ml(GramsPerMl(1.03)) * 1e6;
     assert!((liver - 49.67 / 1.03).abs() < 1e-9);
 }
+
+/// The report tells the reader which constant it used and how far a 50-based vendor
+/// sheet (TheraSphere insert, Sirtex; see above) will be from it.
+#[test]
+fn report_names_the_factor_and_the_vendor_difference() {
+    use liverseg_dose::plan::{self, Method, PlanInput};
+    use liverseg_dose::regions::RegionVolumes;
+    let input = PlanInput {
+        methods: vec![Method::Mird],
+        skip_unavailable: false,
+        regions: None,
+        volumes: RegionVolumes {
+            liver_ml: Millilitres(1500.0),
+            tumour_ml: Millilitres(0.0),
+            normal_liver_ml: Millilitres(1500.0),
+            treated_liver_ml: Millilitres(1500.0),
+            treated_tumour_ml: Millilitres(0.0),
+            treated_normal_liver_ml: Millilitres(1500.0),
+        },
+        height: None,
+        weight: None,
+        lsf: Some(lsf(5.0)),
+        lsf_source: "given".into(),
+        lung_mass: Kilograms(1.0),
+        density: GramsPerMl(1.03),
+        sphere: Sphere::Glass,
+        limits: Limits::for_sphere(Sphere::Glass),
+        target_dose: Some(Gray(120.0)),
+        target_normal: None,
+        target_tumour: None,
+        tn: None,
+        tn_source: String::new(),
+        activity: None,
+        dvh_bin_width: Gray(1.0),
+    };
+    let (summary, _) = plan::run(&input).unwrap();
+    let md = liverseg_dose::report::markdown(&summary, &[], &[]);
+    assert!(md.contains("D [Gy] = 49.67 x A [GBq] / M [kg]"), "{md}");
+    assert!(md.contains("round it to 50, so for the same dose their activities are 0.66 % lower"), "{md}");
+}
