@@ -156,10 +156,12 @@ fn millicurie_conversion_reproduces_the_insert_vial_labels() {
 ///   "Guidelines suggest a maximum per treatment dose of 30Gy and a maximum total
 ///   dose of 50Gy."
 /// * The glass-sphere chapter (radiologykey.com/and-dose-calculation, after eq. (2)):
-///   0.61 GBq is "the upper limit of activity that can safely be delivered to the
-///   lungs in a single glass microsphere administration". With the 1 kg lung mass of
-///   the crate's default, 0.61 GBq x 49.67 = 30.3 Gy (x 50 = 30.5 Gy): the same 30 Gy
-///   limit, the 0.61 being rounded (1 % tolerance).
+///   "In these equations for glass microspheres F = 0.61 when GBq is used,
+///   (representing the upper limit of activity that can safely be delivered to the
+///   lungs in a single glass microsphere administration)", read as 0.61 GBq reaching
+///   the lungs. With the 1 kg lung mass of the crate's default, 0.61 GBq x 49.67 =
+///   30.3 Gy (x 50 = 30.5 Gy): the same 30 Gy limit, the 0.61 being rounded (1 %
+///   tolerance).
 #[test]
 fn lung_limits_are_the_published_30_and_50_gy() {
     for sphere in [Sphere::Resin, Sphere::Glass] {
@@ -289,7 +291,7 @@ fn partition_model_follows_the_printed_formula() {
 }
 
 /// T/N is a ratio of concentrations, not of activities. Cardiovasc Intervent Radiol
-/// (Springer, 2013), doi:10.1007/s00270-013-0783-z, section defining R (eq. 3): "R is
+/// (Springer), doi:10.1007/s00270-013-0783-z, section defining R (eq. 3): "R is
 /// a ratio of activities, not of mean radioconcentrations and, therefore, is
 /// conceptually different from the 'tumor-to-normal liver ratio' defined by the
 /// original partition model [8]." The crate's T/N follows the original partition
