@@ -13,3 +13,5 @@ pub mod sampler;
 
 pub use error::{Error, Result};
 pub use preprocess::{prepare, PreprocessConfig, Prepared};
+
+pub mod datasets;
