@@ -15,3 +15,5 @@ pub use error::{Error, Result};
 pub use preprocess::{prepare, PreprocessConfig, Prepared};
 
 pub mod datasets;
+pub mod cache;
+pub mod duplicates;
