@@ -131,12 +131,17 @@ pub fn find_duplicates(cases: &[LoadedCase]) -> DuplicateReport {
 
     // Near-duplicates: only pairs with different hashes and the same original
     // and prepared grid sizes are compared, so this is cheap on real datasets.
+    // Only the first copy of each identical group takes part.
+    let mut seen = std::collections::BTreeSet::new();
+    let firsts: Vec<&LoadedCase> = cases
+        .iter()
+        .filter(|c| seen.insert(c.content_hash.as_str()))
+        .collect();
     let mut near = Vec::new();
-    for i in 0..cases.len() {
-        for j in i + 1..cases.len() {
-            let (a, b) = (&cases[i], &cases[j]);
-            if a.content_hash == b.content_hash
-                || a.prepared.original.dims() != b.prepared.original.dims()
+    for i in 0..firsts.len() {
+        for j in i + 1..firsts.len() {
+            let (a, b) = (firsts[i], firsts[j]);
+            if a.prepared.original.dims() != b.prepared.original.dims()
                 || a.prepared.hu.dims() != b.prepared.hu.dims()
             {
                 continue;
@@ -180,7 +185,12 @@ pub fn dedupe(cases: Vec<LoadedCase>) -> (Vec<LoadedCase>, DuplicateReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use liverseg_volume::{Geometry, Volume};
+    use crate::cache::load_case;
+    use crate::datasets::CaseSource;
+    use crate::PreprocessConfig;
+    use liverseg_phantom::{generate, PhantomConfig};
+    use liverseg_volume::{Geometry, Mask, Volume};
+    use std::path::Path;
 
     fn vol<T>(data: Vec<T>, dims: [usize; 3]) -> DynVolume
     where
@@ -229,5 +239,125 @@ mod tests {
         frac[3] += 0.25;
         assert_ne!(content_hash(&a), content_hash(&vol(frac, [5, 4, 3])));
         assert_eq!(content_hash(&a).len(), 32);
+    }
+
+    fn write_case(
+        dir: &Path,
+        dataset: &str,
+        id: &str,
+        ct: DynVolume,
+        label: &Mask,
+        ext: &str,
+    ) -> CaseSource {
+        std::fs::create_dir_all(dir.join(dataset)).unwrap();
+        let (c, l) = (
+            dir.join(dataset).join(format!("{id}-ct.{ext}")),
+            dir.join(dataset).join(format!("{id}-liver.{ext}")),
+        );
+        liverseg_io::write_image(&c, &ct).unwrap();
+        liverseg_io::write_image(&l, &DynVolume::from(label.clone())).unwrap();
+        CaseSource {
+            id: format!("{dataset}/{id}"),
+            dataset: dataset.into(),
+            ct: c,
+            label: l,
+        }
+    }
+
+    #[test]
+    fn one_phantom_in_two_formats_and_two_datasets_is_one_case() {
+        let d = tempfile::tempdir().unwrap();
+        let small = PhantomConfig {
+            dims: [64, 56, 30],
+            spacing: [4.0, 4.0, 6.0],
+            ..Default::default()
+        };
+        let p = generate(&small);
+        let other = generate(&PhantomConfig {
+            seed: 2,
+            ..small.clone()
+        });
+        // Near-duplicate: a few voxels re-valued.
+        let mut edited = p.ct.clone();
+        for v in &mut edited.data_mut()[20_000..20_002] {
+            *v += 300;
+        }
+        let cases = [
+            write_case(
+                d.path(),
+                "lits",
+                "volume-1",
+                DynVolume::from(p.ct.clone()),
+                &p.liver,
+                "nii.gz",
+            ),
+            write_case(
+                d.path(),
+                "lits",
+                "volume-2",
+                DynVolume::from(other.ct.clone()),
+                &other.liver,
+                "nii",
+            ),
+            write_case(
+                d.path(),
+                "msd",
+                "liver_1",
+                DynVolume::from(p.ct.clone()),
+                &p.liver,
+                "mha",
+            ),
+            write_case(
+                d.path(),
+                "float",
+                "copy",
+                DynVolume::from(p.ct.map(|&v| f32::from(v))),
+                &p.liver,
+                "mhd",
+            ),
+            write_case(
+                d.path(),
+                "edited",
+                "e",
+                DynVolume::from(edited),
+                &p.liver,
+                "nii.gz",
+            ),
+        ];
+        let config = PreprocessConfig {
+            spacing_mm: 4.0,
+            ..Default::default()
+        };
+        let loaded: Vec<LoadedCase> = cases
+            .iter()
+            .map(|c| load_case(c, &config, None).unwrap())
+            .collect();
+        let (kept, report) = dedupe(loaded);
+        assert_eq!(report.groups.len(), 1, "{report:?}");
+        assert_eq!(
+            report.groups[0].ids,
+            ["lits/volume-1", "msd/liver_1", "float/copy"]
+        );
+        let kept_ids: Vec<&str> = kept.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(kept_ids, ["lits/volume-1", "lits/volume-2", "edited/e"]);
+        assert_eq!(
+            report.removed().collect::<Vec<_>>(),
+            ["msd/liver_1", "float/copy"]
+        );
+        assert_eq!(report.kept_id("float/copy"), "lits/volume-1");
+        assert_eq!(report.kept_id("lits/volume-2"), "lits/volume-2");
+        // The edited copy is near, not identical; the other phantom is neither.
+        assert_eq!(report.near.len(), 1, "{:?}", report.near);
+        let n = &report.near[0];
+        assert_eq!((n.a.as_str(), n.b.as_str()), ("lits/volume-1", "edited/e"));
+        assert!(
+            n.identical_fraction > NEAR_DUPLICATE_FRACTION && n.identical_fraction < 1.0,
+            "{}",
+            n.identical_fraction
+        );
+        // Nothing to remove in an already clean set.
+        let (again, none) = dedupe(kept);
+        assert_eq!(again.len(), 3);
+        assert!(none.groups.is_empty());
     }
 }
