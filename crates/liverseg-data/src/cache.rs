@@ -263,6 +263,13 @@ fn parse_entry(bytes: &[u8], key: &str) -> Option<(Prepared, String)> {
     }
     let (json, rest) = rest.split_at_checked(len as usize)?;
     let h: Header = serde_json::from_slice(json).ok()?;
+    // Geometry's serde skips its constructor's checks (positive spacing,
+    // invertible direction, sane size): redo them.
+    let valid =
+        |g: &Geometry| Geometry::new(g.dims(), g.spacing(), g.origin(), g.direction()).is_ok();
+    if !valid(&h.grid) || !valid(&h.original) {
+        return None;
+    }
     if h.key != key || h.hu != "f32" {
         return None;
     }
