@@ -27,6 +27,8 @@ enum Command {
     Study(commands::study::Args),
     /// Y-90 SIRT dosimetry from the liver contour: BSA, MIRD, partition model, voxel DVH.
     Dose(commands::dose::Args),
+    /// DICOM node: receive CT series (C-STORE), segment each, send SEG/RTSTRUCT back.
+    Node(commands::node::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Study(args) => commands::study::run(args),
         Command::Dose(args) => commands::dose::run(args),
+        Command::Node(args) => commands::node::run(args),
     };
     match result {
         Ok(code) => code,
