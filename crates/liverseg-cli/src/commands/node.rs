@@ -69,8 +69,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let processor: Vec<String> = match &args.run {
         Some(t) => t.split_whitespace().map(String::from).collect(),
         None => {
-            let exe = std::env::current_exe().map_err(|e| anyhow!("cannot find this program's path for the default processor: {e}"))?;
-            vec![exe.to_string_lossy().into_owned(), "segment".into(), "{input}".into(), "-o".into(), "{output}".into(), "--format".into(), "dicom-seg,rtstruct".into(), "--json".into()]
+            let exe = std::env::current_exe().map_err(|e| {
+                anyhow!("cannot find this program's path for the default processor: {e}")
+            })?;
+            vec![
+                exe.to_string_lossy().into_owned(),
+                "segment".into(),
+                "{input}".into(),
+                "-o".into(),
+                "{output}".into(),
+                "--format".into(),
+                "dicom-seg,rtstruct".into(),
+                "--json".into(),
+            ]
         }
     };
     if args.concurrency == 0 {
