@@ -160,7 +160,8 @@ fn two_series_sent_at_once_both_come_back_to_the_calling_ae() {
     let b = write_ct_series(&tmp.path().join("b"), "1.2.826.0.1.3680043.10.1137.904", 4);
     let (fa, fb) = (a.files.clone(), b.files.clone());
     let ta = std::thread::spawn(move || storescu("SENDER", "LIVERSEG", port, &fa, &[]));
-    let tb = std::thread::spawn(move || storescu("SENDER", "LIVERSEG", port, &fb, &[]));
+    // b goes as implicit VR little endian (storescu converts), a as explicit.
+    let tb = std::thread::spawn(move || storescu("SENDER", "LIVERSEG", port, &fb, &["-xi"]));
     for o in [ta.join().unwrap(), tb.join().unwrap()] {
         assert!(o.status.success(), "storescu failed: {}", text(&o));
     }
@@ -174,6 +175,10 @@ fn two_series_sent_at_once_both_come_back_to_the_calling_ae() {
         let ct = if study_of(f) == a.study_uid { &a } else { &b };
         assert_seg_maps_onto(f, ct);
     }
+    // Stored as received: each file keeps the transfer syntax it came in.
+    let ts = |p: &PathBuf| dicom_object::open_file(p).unwrap().meta().transfer_syntax().trim_end_matches('\0').to_string();
+    assert!(stored_instances(&storage, &a).iter().all(|p| ts(p) == "1.2.840.10008.1.2.1"));
+    assert!(stored_instances(&storage, &b).iter().all(|p| ts(p) == "1.2.840.10008.1.2"));
     node.shutdown();
 }
 
