@@ -123,15 +123,14 @@ fn a_series_sent_with_storescu_comes_back_as_a_seg_that_maps_onto_the_ct() {
         ),
         (ct.series_uid.as_str(), ct.files.len(), "SENDER")
     );
-    assert_eq!(job.sent, ["seg.dcm"]);
+    assert_eq!(job.sent, ["rtstruct.dcm", "seg.dcm"]);
     assert_eq!(
         job.destination.as_deref(),
         Some(format!("RESULTS@127.0.0.1:{}", scp.port).as_str())
     );
 
-    let files = scp.wait_files(1, LONG);
-    assert_eq!(files.len(), 1);
-    assert_seg_maps_onto(&files[0], &ct);
+    let files = scp.wait_files(2, LONG);
+    check_results(&files, &[&ct]);
     // The series' "not yet queued" marker is gone, no temporaries are left.
     assert!(!storage
         .join(&ct.study_uid)
@@ -165,20 +164,24 @@ fn two_series_sent_at_once_both_come_back_to_the_calling_ae() {
     for o in [ta.join().unwrap(), tb.join().unwrap()] {
         assert!(o.status.success(), "storescu failed: {}", text(&o));
     }
-    let files = scp.wait_files(2, LONG);
+    let files = scp.wait_files(4, LONG);
     wait_for("both jobs done", LONG, || jobs(&storage, "done").len() == 2);
-    assert_eq!(files.len(), 2);
-    let mut studies: Vec<String> = files.iter().map(|f| study_of(f)).collect();
-    studies.sort();
-    assert_eq!(studies, [a.study_uid.clone(), b.study_uid.clone()]);
-    for f in &files {
-        let ct = if study_of(f) == a.study_uid { &a } else { &b };
-        assert_seg_maps_onto(f, ct);
-    }
+    check_results(&files, &[&a, &b]);
     // Stored as received: each file keeps the transfer syntax it came in.
-    let ts = |p: &PathBuf| dicom_object::open_file(p).unwrap().meta().transfer_syntax().trim_end_matches('\0').to_string();
-    assert!(stored_instances(&storage, &a).iter().all(|p| ts(p) == "1.2.840.10008.1.2.1"));
-    assert!(stored_instances(&storage, &b).iter().all(|p| ts(p) == "1.2.840.10008.1.2"));
+    let ts = |p: &PathBuf| {
+        dicom_object::open_file(p)
+            .unwrap()
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches('\0')
+            .to_string()
+    };
+    assert!(stored_instances(&storage, &a)
+        .iter()
+        .all(|p| ts(p) == "1.2.840.10008.1.2.1"));
+    assert!(stored_instances(&storage, &b)
+        .iter()
+        .all(|p| ts(p) == "1.2.840.10008.1.2"));
     node.shutdown();
 }
 
@@ -342,12 +345,12 @@ fn an_association_cut_mid_series_leaves_nothing_half_written_or_processed() {
     // A later complete (released) association: the whole series is processed once.
     let out = storescu("SENDER", "LIVERSEG", port, &ct.files[..1], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let files = scp.wait_files(1, LONG);
+    let files = scp.wait_files(2, LONG);
     wait_for("the job to finish", LONG, || {
         jobs(&storage, "done").len() == 1
     });
     assert_eq!(jobs(&storage, "done")[0].instances, ct.files.len());
-    assert_seg_maps_onto(&files[0], &ct);
+    check_results(&files, &[&ct]);
     node.shutdown();
 }
 
@@ -376,8 +379,8 @@ fn after_an_abort_the_quiet_period_processes_what_was_received() {
             && jobs(&storage, "done").is_empty(),
         "queued before the quiet period"
     );
-    let files = scp.wait_files(1, LONG);
-    assert_seg_maps_onto(&files[0], &ct);
+    let files = scp.wait_files(2, LONG);
+    check_results(&files, &[&ct]);
     node.shutdown();
 }
 
@@ -424,7 +427,7 @@ fn a_restart_loses_nothing_received() {
     cfg.quiet_period = Duration::from_secs(2);
     let node = start(cfg);
     assert!(dir_is_empty(&storage.join("tmp")));
-    let files = scp.wait_files(2, LONG);
+    let files = scp.wait_files(4, LONG);
     wait_for("both jobs done", LONG, || jobs(&storage, "done").len() == 2);
     let done = jobs(&storage, "done");
     let ja = done
@@ -439,10 +442,7 @@ fn a_restart_loses_nothing_received() {
         done.iter().any(|j| j.series_uid == b.series_uid),
         "series b processed"
     );
-    for f in &files {
-        let ct = if study_of(f) == a.study_uid { &a } else { &b };
-        assert_seg_maps_onto(f, ct);
-    }
+    check_results(&files, &[&a, &b]);
     node.shutdown();
 }
 
@@ -513,7 +513,7 @@ fn a_crashing_processor_or_an_unreachable_destination_fail_the_job_not_the_node(
     );
     assert_eq!(
         job.processor.as_ref().unwrap().outputs,
-        ["seg.dcm"],
+        ["rtstruct.dcm", "seg.dcm"],
         "the result is kept for a manual resend"
     );
     node.shutdown();

@@ -2,11 +2,14 @@
 //! `liverseg segment` so they can check the DICOM plumbing (receive, queue,
 //! subprocess, send back, SEG onto the CT grid) before and independently of the
 //! model: it reads the series with liverseg-io, marks voxels at or above a fixed
-//! threshold, and writes that mask as a DICOM-SEG with liverseg-io's writer.
+//! threshold, and writes that mask as a DICOM-SEG (`seg.dcm`) and an RTSTRUCT
+//! (`rtstruct.dcm`) with liverseg-io's writers, as `liverseg segment --format
+//! dicom-seg,rtstruct` will.
 //!
 //! Usage: liverseg-node-test-processor <series_dir> <out_dir> [--threshold HU]
 //!        [--sleep-ms N] [--exit CODE]
 //! `--sleep-ms` and `--exit` let tests simulate a slow or crashing processor.
+use liverseg_io::dicom::rtstruct::{write_rtstruct, RtStructWriteOptions};
 use liverseg_io::dicom::seg_write::{write_seg, SegWriteOptions, SourceSeries};
 use liverseg_io::{read_image, ReadOptions};
 use std::path::PathBuf;
@@ -53,6 +56,11 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
         )?;
+        let rt = RtStructWriteOptions {
+            algorithm_name: "threshold test double".into(),
+            ..Default::default()
+        };
+        write_rtstruct(&output.join("rtstruct.dcm"), &mask, &source, &rt)?;
         Ok(mask.count_foreground())
     };
     match run() {

@@ -454,3 +454,68 @@ pub fn dir_is_empty(p: &Path) -> bool {
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)
 }
+
+/// Dice similarity of two 0/1 masks on one grid.
+pub fn dice(a: &Mask, b: &Mask) -> f64 {
+    let (mut inter, mut na, mut nb) = (0usize, 0usize, 0usize);
+    for (x, y) in a.data().iter().zip(b.data()) {
+        let (x, y) = (*x != 0, *y != 0);
+        inter += usize::from(x && y);
+        na += usize::from(x);
+        nb += usize::from(y);
+    }
+    2.0 * inter as f64 / (na + nb).max(1) as f64
+}
+
+/// The results received for some CT series: per series exactly one SEG, which
+/// must equal the expected mask voxel for voxel, and one RTSTRUCT, whose
+/// rasterised contours must reach the round-trip bar (Dice >= 0.99;
+/// contours are polygons, so exact equality is not their contract).
+pub fn check_results(files: &[PathBuf], cts: &[&CtSeries]) {
+    assert_eq!(
+        files.len(),
+        2 * cts.len(),
+        "one SEG and one RTSTRUCT per series: {files:?}"
+    );
+    for ct in cts {
+        let mine: Vec<&PathBuf> = files
+            .iter()
+            .filter(|f| study_of(f) == ct.study_uid)
+            .collect();
+        let class = |p: &PathBuf| {
+            dicom_object::open_file(p)
+                .unwrap()
+                .meta()
+                .media_storage_sop_class_uid()
+                .trim_end_matches('\0')
+                .to_string()
+        };
+        let segs: Vec<&&PathBuf> = mine
+            .iter()
+            .filter(|f| class(f) == liverseg_io::dicom::seg_write::SEG_SOP_CLASS)
+            .collect();
+        let rts: Vec<&&PathBuf> = mine
+            .iter()
+            .filter(|f| class(f) == liverseg_io::dicom::rtstruct::RTSTRUCT_SOP_CLASS)
+            .collect();
+        assert_eq!(
+            (segs.len(), rts.len()),
+            (1, 1),
+            "series {}: {mine:?}",
+            ct.series_uid
+        );
+        assert_seg_maps_onto(segs[0], ct);
+        let rt = liverseg_io::dicom::rtstruct::read_rtstruct_onto(
+            rts[0],
+            Default::default(),
+            &ct.geometry,
+        )
+        .expect("read the received RTSTRUCT");
+        let d = dice(&rt, &ct.expected_mask());
+        eprintln!(
+            "series {}: RTSTRUCT rasterised onto the CT: Dice {d:.4}",
+            ct.series_uid
+        );
+        assert!(d >= 0.99, "RTSTRUCT rasterised onto the CT: Dice {d:.4}");
+    }
+}
