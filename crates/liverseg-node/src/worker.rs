@@ -77,7 +77,9 @@ fn run_job(shared: &Shared, job: &mut Job) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", log_rel.display()))?;
     let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let mut child = Command::new(&argv[0])
+    let mut cmd = Command::new(&argv[0]);
+    die_with_parent(&mut cmd);
+    let mut child = cmd
         .args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(log_file)
@@ -179,6 +181,27 @@ fn run_job(shared: &Shared, job: &mut Job) -> Result<(), String> {
         "sending to {dest} failed {} time(s)",
         cfg.send_retries + 1
     ))
+}
+
+/// A processor left running by a killed node would go on writing into a result
+/// folder that the restarted node reuses for the same job; on Linux the kernel
+/// kills it when the worker thread that started it dies.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe, which is all pre_exec requires.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
 }
 
 /// `*.dcm` files directly in `dir`, sorted by name.

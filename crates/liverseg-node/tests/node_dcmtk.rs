@@ -380,6 +380,10 @@ fn after_an_abort_the_quiet_period_processes_what_was_received() {
         "queued before the quiet period"
     );
     let files = scp.wait_files(2, LONG);
+    // Done = the node's sending association was released: storescp has the whole files.
+    wait_for("the job to finish", LONG, || {
+        jobs(&storage, "done").len() == 1
+    });
     check_results(&files, &[&ct]);
     node.shutdown();
 }
@@ -516,5 +520,32 @@ fn a_crashing_processor_or_an_unreachable_destination_fail_the_job_not_the_node(
         ["rtstruct.dcm", "seg.dcm"],
         "the result is kept for a manual resend"
     );
+    node.shutdown();
+
+    // A processor that hangs is stopped after the timeout; the job fails.
+    let storage = tmp.path().join("s3");
+    let mut cfg = config(&storage, ReplyTo::Nowhere);
+    cfg.processor = processor(&["--sleep-ms", "60000"]);
+    cfg.processor_timeout = Duration::from_secs(1);
+    let node = start(cfg);
+    assert!(storescu(
+        "SENDER",
+        "LIVERSEG",
+        node.local_addr().port(),
+        &ct.files,
+        &[]
+    )
+    .status
+    .success());
+    wait_for("the job to fail", LONG, || {
+        jobs(&storage, "failed").len() == 1
+    });
+    let job = &jobs(&storage, "failed")[0];
+    assert!(
+        job.error.as_deref().unwrap().contains("longer than 1 s"),
+        "{:?}",
+        job.error
+    );
+    assert!(job.processor.as_ref().unwrap().seconds < 30.0);
     node.shutdown();
 }
