@@ -10,17 +10,29 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     let t = Instant::now();
     while !ok() {
-        assert!(t.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -38,13 +50,33 @@ fn write_instance(dir: &Path, k: usize) -> PathBuf {
         ),
     )
     .unwrap();
-    let st = Command::new("dump2dcm").arg(&dump).arg(&file).status().unwrap();
+    let st = Command::new("dump2dcm")
+        .arg(&dump)
+        .arg(&file)
+        .status()
+        .unwrap();
     assert!(st.success());
     file
 }
 
+/// Kills the child when the test ends, also when an assertion fails first.
+struct Killed(Option<std::process::Child>);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -59,38 +91,94 @@ fn liverseg_node_receives_runs_the_processor_and_sends_back() {
     let rx = tmp.path().join("rx");
     std::fs::create_dir_all(&rx).unwrap();
     let rx_port = free_port();
-    let mut scp = Command::new("storescp").args(["-aet", "RX", "-od"]).arg(&rx).args(["-fe", ".dcm", &rx_port.to_string()]).spawn().unwrap();
+    let _scp = Killed(Some(
+        Command::new("storescp")
+            .args(["-aet", "RX", "-od"])
+            .arg(&rx)
+            .args(["-fe", ".dcm", &rx_port.to_string()])
+            .spawn()
+            .unwrap(),
+    ));
     let port = free_port();
     let storage = tmp.path().join("storage");
-    let mut node = Command::new(env!("CARGO_BIN_EXE_liverseg"))
-        .args(["node", "--storage"])
-        .arg(&storage)
-        .args(["--ae-title", "NODE", "--port", &port.to_string(), "--bind", "127.0.0.1", "--allow", "SENDER"])
-        .args(["--dest", &format!("RX@127.0.0.1:{rx_port}"), "--quiet-period", "30"])
-        .args(["--run", "find {input} -name *.dcm -exec cp {} {output} ;"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for("the node to listen", || TcpStream::connect(("127.0.0.1", port)).is_ok());
-    wait_for("storescp to listen", || TcpStream::connect(("127.0.0.1", rx_port)).is_ok());
+    let mut node = Killed(Some(
+        Command::new(env!("CARGO_BIN_EXE_liverseg"))
+            .args(["node", "--storage"])
+            .arg(&storage)
+            .args([
+                "--ae-title",
+                "NODE",
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--allow",
+                "SENDER",
+            ])
+            .args([
+                "--dest",
+                &format!("RX@127.0.0.1:{rx_port}"),
+                "--quiet-period",
+                "30",
+            ])
+            .args(["--run", "find {input} -name *.dcm -exec cp {} {output} ;"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_for("the node to listen", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    wait_for("storescp to listen", || {
+        TcpStream::connect(("127.0.0.1", rx_port)).is_ok()
+    });
 
-    let echo = |aet: &str| Command::new("echoscu").args(["-aet", aet, "-aec", "NODE", "127.0.0.1", &port.to_string()]).output().unwrap();
+    let echo = |aet: &str| {
+        Command::new("echoscu")
+            .args(["-aet", aet, "-aec", "NODE", "127.0.0.1", &port.to_string()])
+            .output()
+            .unwrap()
+    };
     assert!(echo("SENDER").status.success());
     let refused = echo("OTHER");
-    assert!(!refused.status.success() && text(&refused).contains("Calling AE Title Not Recognized"), "{}", text(&refused));
+    assert!(
+        !refused.status.success() && text(&refused).contains("Calling AE Title Not Recognized"),
+        "{}",
+        text(&refused)
+    );
 
     let files: Vec<PathBuf> = (1..=3).map(|k| write_instance(tmp.path(), k)).collect();
-    let out = Command::new("storescu").args(["-aet", "SENDER", "-aec", "NODE", "127.0.0.1", &port.to_string()]).args(&files).output().unwrap();
+    let out = Command::new("storescu")
+        .args([
+            "-aet",
+            "SENDER",
+            "-aec",
+            "NODE",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .args(&files)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let received = || std::fs::read_dir(&rx).unwrap().count();
     wait_for("3 objects back at storescp", || received() == 3);
-    wait_for("the job in done/", || std::fs::read_dir(storage.join("queue/done")).map(|d| d.count() == 1).unwrap_or(false));
+    wait_for("the job in done/", || {
+        std::fs::read_dir(storage.join("queue/done"))
+            .map(|d| d.count() == 1)
+            .unwrap_or(false)
+    });
 
-    node.kill().unwrap();
-    let log = node.wait_with_output().unwrap();
+    let mut child = node.0.take().unwrap();
+    child.kill().unwrap();
+    let log = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&log.stderr);
-    assert!(log.contains("1.2.826.0.1.3680043.10.1137.950.2") && log.contains("3 instance(s)"), "{log}");
-    assert!(!log.contains("Clitest") && !log.contains("CLI-PID-4711"), "patient data in the log: {log}");
-    let _ = scp.kill();
-    let _ = scp.wait();
+    assert!(
+        log.contains("1.2.826.0.1.3680043.10.1137.950.2") && log.contains("3 instance(s)"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("Clitest") && !log.contains("CLI-PID-4711"),
+        "patient data in the log: {log}"
+    );
 }

@@ -43,6 +43,8 @@ impl AccessControl for CallerList {
     }
 }
 
+const MAX_COMMAND_BYTES: usize = 64 * 1024;
+
 pub fn listen(listener: TcpListener, shared: Arc<Shared>) {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     while !shared.stopping() {
@@ -218,6 +220,13 @@ fn on_pdata<S: std::io::Read + std::io::Write + dicom_ul::association::CloseSock
 ) -> Result<(), String> {
     match pv.value_type {
         PDataValueType::Command => {
+            // C-ECHO/C-STORE commands are a few hundred bytes; a peer streaming an
+            // endless command must not grow memory without bound.
+            if command.len() + pv.data.len() > MAX_COMMAND_BYTES {
+                return Err(format!(
+                    "DIMSE command longer than {MAX_COMMAND_BYTES} bytes"
+                ));
+            }
             command.extend_from_slice(&pv.data);
             if !pv.is_last {
                 return Ok(());
