@@ -45,6 +45,23 @@ impl AccessControl for CallerList {
 
 const MAX_COMMAND_BYTES: usize = 64 * 1024;
 
+/// Transfer syntaxes accepted for incoming images: those whose pixel data this
+/// build can decode (the processor has to read them), in the sender's order of
+/// preference. Explicit VR big endian is left out (retired, and a sender that
+/// has it always offers little endian too); so are codecs not compiled in
+/// (e.g. JPEG-LS without the `jpeg-ls` feature), so that the sender falls back
+/// to one we can read instead of storing files nobody here can decode.
+pub fn accepted_transfer_syntaxes() -> Vec<String> {
+    let mut v: Vec<String> = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .iter()
+        .filter(|ts| ts.can_decode_all() && ts.uid() != "1.2.840.10008.1.2.2")
+        .map(|ts| trim_uid(ts.uid()).to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 pub fn listen(listener: TcpListener, shared: Arc<Shared>) {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     while !shared.stopping() {
@@ -86,7 +103,7 @@ struct Incoming {
 fn association(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>) {
     let cfg = &shared.config;
     let _ = stream.set_nonblocking(false);
-    let options = ServerAssociationOptions::new()
+    let mut options = ServerAssociationOptions::new()
         .ae_access_control(CallerList {
             allowed: cfg.allowed_callers.clone(),
         })
@@ -99,6 +116,9 @@ fn association(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>
         .strict(false)
         .read_timeout(cfg.association_timeout)
         .write_timeout(cfg.association_timeout);
+    for ts in accepted_transfer_syntaxes() {
+        options = options.with_transfer_syntax(ts);
+    }
     let mut assoc = match options.establish(stream) {
         Ok(a) => a,
         Err(e) => {
@@ -446,4 +466,29 @@ fn finish_file(
     })?;
     t.instance_stored(id, &study, &series, calling, peer_ip.clone());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_transfer_syntaxes_are_the_decodable_ones() {
+        let ts = accepted_transfer_syntaxes();
+        for must in [
+            IMPLICIT_VR_LE,
+            EXPLICIT_VR_LE,
+            "1.2.840.10008.1.2.4.70",
+            "1.2.840.10008.1.2.4.90",
+            "1.2.840.10008.1.2.5",
+        ] {
+            assert!(ts.iter().any(|t| t == must), "{must} missing from {ts:?}");
+        }
+        assert!(
+            !ts.iter().any(|t| t == "1.2.840.10008.1.2.2"),
+            "big endian accepted"
+        );
+        // MPEG-2 video: no decoder here, so not accepted.
+        assert!(!ts.iter().any(|t| t == "1.2.840.10008.1.2.4.100"));
+    }
 }
