@@ -112,8 +112,10 @@ fn association(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>
         .with_abstract_syntax(CT_IMAGE_STORAGE)
         .with_abstract_syntax(ENHANCED_CT_IMAGE_STORAGE)
         .max_pdu_length(cfg.max_pdu_length)
-        // Peers differ in how strictly they honour our maximum PDU size.
-        .strict(false)
+        // A PDU longer than our maximum is refused rather than buffered: the
+        // first PDU (A-ASSOCIATE-RQ) arrives before any AE title check, so a
+        // length field must not make us hold gigabytes.
+        .strict(true)
         .read_timeout(cfg.association_timeout)
         .write_timeout(cfg.association_timeout);
     for ts in accepted_transfer_syntaxes() {

@@ -549,3 +549,35 @@ fn a_crashing_processor_or_an_unreachable_destination_fail_the_job_not_the_node(
     assert!(job.processor.as_ref().unwrap().seconds < 30.0);
     node.shutdown();
 }
+
+#[test]
+fn garbage_and_oversized_pdus_are_refused_without_harm() {
+    require_dcmtk!();
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = start(config(&tmp.path().join("storage"), ReplyTo::Nowhere));
+    let port = node.local_addr().port();
+    // An A-ASSOCIATE-RQ header claiming ~4 GiB, then a trickle of bytes.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(&[0x01, 0x00, 0xFF, 0xFF, 0xFF, 0xF0]).unwrap();
+    let _ = s.write_all(&[0u8; 1024]);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    // The node closes the connection (possibly after an A-ABORT) instead of waiting for 4 GiB.
+    let mut total = 0;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => panic!("the node kept the connection open: {e}"),
+        }
+    }
+    assert!(total <= 64);
+    // Random bytes.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    drop(s);
+    let ok = echoscu("SENDER", "LIVERSEG", port);
+    assert!(ok.status.success(), "the node still answers: {}", text(&ok));
+    node.shutdown();
+}
