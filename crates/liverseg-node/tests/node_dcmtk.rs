@@ -297,9 +297,15 @@ fn an_association_cut_mid_series_leaves_nothing_half_written_or_processed() {
     let port = node.local_addr().port();
     let ct = write_ct_series(&tmp.path().join("ct"), "1.2.826.0.1.3680043.10.1137.905", 5);
 
+    liverseg_node::capture_logs();
     send_then_drop_mid_instance(port, &ct.files, 3);
-    // The node notices the dropped connection; give it time to act wrongly.
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for("the node to notice the dropped connection", LONG, || {
+        liverseg_node::captured_logs().iter().any(|l| {
+            l.contains("aborted: 3 instance(s) stored, 0 refused, 1 partial instance discarded")
+        })
+    });
+    // Give it time to act wrongly.
+    std::thread::sleep(Duration::from_secs(1));
     let stored = stored_instances(&storage, &ct);
     assert_eq!(
         stored.len(),
@@ -361,7 +367,7 @@ fn after_an_abort_the_quiet_period_processes_what_was_received() {
     let scp = StoreScp::start(&tmp.path().join("received"), "RESULTS");
     let storage = tmp.path().join("storage");
     let mut cfg = config(&storage, dest(&scp));
-    cfg.quiet_period = Duration::from_secs(3);
+    cfg.quiet_period = Duration::from_secs(5);
     let node = start(cfg);
     let ct = write_ct_series(&tmp.path().join("ct"), "1.2.826.0.1.3680043.10.1137.906", 6);
     let out = storescu(
