@@ -83,7 +83,27 @@ pub fn write_ct_series(dir: &Path, root: &str, seed: u64) -> CtSeries {
         [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
     )
     .unwrap();
-    let ct = Volume::new(geometry.clone(), ph.ct.into_data()).unwrap();
+    let ct = Volume::new(geometry, ph.ct.into_data()).unwrap();
+    write_ct_volume(dir, root, ct)
+}
+
+/// A synthetic ramp volume of any size (throughput measurements).
+pub fn write_ct_series_dims(dir: &Path, root: &str, dims: [usize; 3]) -> CtSeries {
+    let geometry = Geometry::new(
+        dims,
+        [0.8, 0.8, 1.0],
+        [200.0, -200.0, -100.0],
+        [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+    )
+    .unwrap();
+    let ct = Volume::from_fn(geometry, |[i, j, k]| ((i + j + k) % 400) as i16 - 100);
+    write_ct_volume(dir, root, ct)
+}
+
+/// Write `ct` as an axial series, one file per z index (see [`write_ct_series`]).
+pub fn write_ct_volume(dir: &Path, root: &str, ct: Volume<i16>) -> CtSeries {
+    let geometry = ct.geometry().clone();
+    let dims = ct.dims();
     let study_uid = format!("{root}.1");
     let series_uid = format!("{root}.2");
     let for_uid = format!("{root}.3");
