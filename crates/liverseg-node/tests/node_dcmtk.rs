@@ -200,6 +200,16 @@ fn command(elements: Vec<DataElement<InMemDicomObject>>) -> Vec<u8> {
 /// sends half of the next one and drops the TCP connection: an association cut
 /// mid-series and mid-instance.
 fn send_then_drop_mid_instance(port: u16, files: &[PathBuf], complete: usize) {
+    assert!(send_instances(port, &files[..complete + 1], true).is_none());
+}
+
+/// Store `files` in one association and return it still open; with `cut_last`,
+/// the last file is sent only half and the connection is dropped (`None`).
+fn send_instances(
+    port: u16,
+    files: &[PathBuf],
+    cut_last: bool,
+) -> Option<dicom_ul::ClientAssociation<std::net::TcpStream>> {
     let mut assoc = ClientAssociationOptions::new()
         .calling_ae_title("SENDER")
         .called_ae_title("LIVERSEG")
@@ -208,7 +218,7 @@ fn send_then_drop_mid_instance(port: u16, files: &[PathBuf], complete: usize) {
         .unwrap();
     let pc = assoc.presentation_contexts()[0].clone();
     let ts = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
-    for (i, f) in files.iter().take(complete + 1).enumerate() {
+    for (i, f) in files.iter().enumerate() {
         let obj = dicom_object::open_file(f).unwrap();
         let sop = obj
             .meta()
@@ -247,7 +257,7 @@ fn send_then_drop_mid_instance(port: u16, files: &[PathBuf], complete: usize) {
                 }],
             })
             .unwrap();
-        if i == complete {
+        if cut_last && i + 1 == files.len() {
             // Half the data set, not marked last; then the connection goes away.
             let half = data[..data.len() / 2].to_vec();
             assoc
@@ -262,7 +272,7 @@ fn send_then_drop_mid_instance(port: u16, files: &[PathBuf], complete: usize) {
                 .unwrap();
             std::thread::sleep(Duration::from_millis(300));
             let _ = assoc.inner_stream().shutdown(std::net::Shutdown::Both);
-            return;
+            return None;
         }
         {
             let mut w = assoc.send_pdata(pc.id);
@@ -285,6 +295,47 @@ fn send_then_drop_mid_instance(port: u16, files: &[PathBuf], complete: usize) {
             other => panic!("unexpected {other:?}"),
         }
     }
+    Some(assoc)
+}
+
+#[test]
+fn a_series_split_over_two_associations_waits_for_both() {
+    require_dcmtk!();
+    let tmp = tempfile::tempdir().unwrap();
+    let scp = StoreScp::start(&tmp.path().join("received"), "RESULTS");
+    let storage = tmp.path().join("storage");
+    let node = start(config(&storage, dest(&scp)));
+    let port = node.local_addr().port();
+    let ct = write_ct_series(
+        &tmp.path().join("ct"),
+        "1.2.826.0.1.3680043.10.1137.910",
+        10,
+    );
+    let half = ct.files.len() / 2;
+    // First half over an association that stays open...
+    let first = send_instances(port, &ct.files[..half], false).unwrap();
+    // ...second half by storescu, released: the series is not complete yet.
+    let out = storescu("SENDER2", "LIVERSEG", port, &ct.files[half..], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        jobs(&storage, "pending").is_empty() && jobs(&storage, "done").is_empty(),
+        "queued while an association still delivers"
+    );
+    // Releasing the first association completes it: one job with every instance
+    // (the caller on record is the one whose instance arrived last).
+    first.release().unwrap();
+    let files = scp.wait_files(2, LONG);
+    wait_for("the job to finish", LONG, || {
+        jobs(&storage, "done").len() == 1
+    });
+    let done = jobs(&storage, "done");
+    assert_eq!(
+        (done.len(), done[0].instances, done[0].calling_ae.as_str()),
+        (1, ct.files.len(), "SENDER2")
+    );
+    check_results(&files, &[&ct]);
+    node.shutdown();
 }
 
 #[test]
@@ -575,6 +626,8 @@ fn garbage_and_oversized_pdus_are_refused_without_harm() {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => total += n,
+            // Closing with our bytes unread makes the kernel send a reset.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => panic!("the node kept the connection open: {e}"),
         }
     }
