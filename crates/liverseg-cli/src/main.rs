@@ -30,6 +30,8 @@ enum Command {
     Dose(commands::dose::Args),
     /// Train the DeepMedic network on CTs with liver masks (LiTS, MSD, SLIVER07, case folders, DICOM).
     Train(commands::train::Args),
+    /// DICOM node: receive CT series (C-STORE), segment each, send SEG/RTSTRUCT back.
+    Node(commands::node::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Study(args) => commands::study::run(args),
         Command::Dose(args) => commands::dose::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Node(args) => commands::node::run(args),
     };
     match result {
         Ok(code) => code,

@@ -5,3 +5,4 @@ pub mod info;
 pub mod evaluate;
 pub mod study;
 pub mod train;
+pub mod node;
