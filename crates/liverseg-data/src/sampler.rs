@@ -35,6 +35,9 @@ impl SamplingVolume {
                 background.push(i as u32);
             }
         }
+        if liver.is_empty() && background.is_empty() {
+            return Err(Error::param("sampling volume", "the volume has no voxel"));
+        }
         if background.is_empty() {
             // A body outline can miss on odd data; any non-liver voxel is background then.
             background = (0..label.len() as u32).filter(|&i| label.data()[i as usize] == 0).collect();
@@ -78,7 +81,8 @@ pub fn sample_batch(
             let v = rng.below(volumes.len());
             let vol = &volumes[v];
             let want_liver = rng.uniform() < liver_fraction;
-            if want_liver && !vol.liver.is_empty() {
+            // A volume that is all liver (or all background) serves the class it has.
+            if (want_liver || vol.background.is_empty()) && !vol.liver.is_empty() {
                 (v, vol.liver[rng.below(vol.liver.len())], true)
             } else {
                 (v, vol.background[rng.below(vol.background.len())], false)
@@ -131,9 +135,9 @@ mod tests {
 
     fn setup() -> SamplingVolume {
         let g = Geometry::new([30, 30, 30], [1.0; 3], [0.0; 3], IDENTITY).unwrap();
-        let label = Volume::from_fn(g.clone(), |[i, j, k]| u8::from(i >= 5 && i < 12 && j >= 5 && j < 12 && k >= 5 && k < 12));
+        let label = Volume::from_fn(g.clone(), |[i, j, k]| u8::from([i, j, k].iter().all(|v| (5..12).contains(v))));
         let body = Volume::from_fn(g.clone(), |[i, _, _]| u8::from(i < 25));
-        let image = Volume::from_fn(g, |[i, j, k]| if i >= 5 && i < 12 && j >= 5 && j < 12 && k >= 5 && k < 12 { 0.1 } else { -0.1 });
+        let image = Volume::from_fn(g, |[i, j, k]| if [i, j, k].iter().all(|v| (5..12).contains(v)) { 0.1 } else { -0.1 });
         SamplingVolume::new(&image, &label, &body, -0.2).unwrap()
     }
 
@@ -158,6 +162,16 @@ mod tests {
         let again = sample_batch(std::slice::from_ref(&vol), 400, 3, &p, 0.5, &mut SplitMix64(5)).unwrap();
         assert_eq!(again.labels, b.labels);
         assert_eq!(again.inputs, b.inputs);
+    }
+
+    #[test]
+    fn an_all_liver_volume_still_samples() {
+        let g = Geometry::new([6, 6, 6], [1.0; 3], [0.0; 3], IDENTITY).unwrap();
+        let all = Volume::filled(g.clone(), 1u8);
+        let vol = SamplingVolume::new(&Volume::filled(g, 0.1f32), &all, &all, -0.2).unwrap();
+        let p = [PathwayInput { factor: 1, input: 3 }];
+        let b = sample_batch(std::slice::from_ref(&vol), 10, 1, &p, 0.0, &mut SplitMix64(2)).unwrap();
+        assert_eq!(b.liver_centred, 10);
     }
 
     #[test]
