@@ -99,7 +99,7 @@ pub fn tissue_hu(tissue: &str, contrast: f64) -> f64 {
         "kidney" => (30.0, 160.0),
         "aorta" => (40.0, 170.0),
         "ivc" => (40.0, 145.0),
-        "stomach_wall" => (40.0, 75.0),
+        "stomach_wall" => (40.0, 65.0),
         "stomach_fluid" => (8.0, 8.0),
         "gas" => (-950.0, -950.0),
         "vertebra" => (300.0, 300.0),
@@ -235,7 +235,7 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
                         label = 8;
                     }
                     if in_cylinder(p, spine.0, spine.1) {
-                        let inner = in_cylinder(p, spine.0, [spine.1[0] - 3.0, spine.1[1] - 3.0]);
+                        let inner = in_cylinder(p, spine.0, [spine.1[0] - 4.0, spine.1[1] - 4.0]);
                         v = if inner { vertebra_hu } else { cortex_hu };
                         label = 8;
                     }
