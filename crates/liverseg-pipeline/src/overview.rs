@@ -19,9 +19,10 @@ use std::sync::Once;
 pub const WINDOW_HU: [f64; 2] = [-80.0, 220.0];
 /// Contour colour (orange: visible on grey and on bone).
 pub const CONTOUR_RGB: [u8; 3] = [255, 140, 0];
-/// Largest panel side in pixels (the pixel size grows past it).
-const MAX_PANEL_PX: f64 = 420.0;
-const CAPTION_PX: u32 = 58;
+/// Largest panel side in pixels: every CT is shown at the same size (coarse
+/// grids are enlarged, fine ones reduced).
+const MAX_PANEL_PX: f64 = 400.0;
+const CAPTION_PX: u32 = 80;
 const TITLE_PX: u32 = 24;
 const GAP_PX: u32 = 14;
 const BOTTOM_PX: u32 = 10;
@@ -94,8 +95,7 @@ pub fn render_rgb<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -
         }
     }
     let ext = [0, 1, 2].map(|a| hi[a] - lo[a]);
-    let min_spacing = g.spacing().iter().copied().fold(f64::INFINITY, f64::min);
-    let px = min_spacing.max(ext.iter().copied().fold(0.0, f64::max) / MAX_PANEL_PX);
+    let px = ext.iter().copied().fold(0.0, f64::max) / MAX_PANEL_PX;
     let centre = centroid(liver).unwrap_or([0, 1, 2].map(|a| (lo[a] + hi[a]) / 2.0));
 
     let panels: Vec<Panel> = PLANES
@@ -175,8 +175,8 @@ pub fn render_rgb<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -
         let big = ("sans-serif", 17).into_font().color(&WHITE);
         let small = ("sans-serif", 15).into_font().color(&RGBColor(230, 230, 230));
         let letter = ("sans-serif", 16).into_font().color(&RGBColor(255, 230, 90));
-        for (n, line) in caption.iter().take(2).enumerate() {
-            root.draw(&Text::new(line.clone(), (GAP_PX as i32, 8 + 24 * n as i32), if n == 0 { big.clone() } else { small.clone() })).map_err(|e| draw_err(e.to_string()))?;
+        for (n, line) in caption.iter().take(3).enumerate() {
+            root.draw(&Text::new(line.clone(), (GAP_PX as i32, 6 + 23 * n as i32), if n == 0 { big.clone() } else { small.clone() })).map_err(|e| draw_err(e.to_string()))?;
         }
         for ((plane, p), &x0) in PLANES.iter().zip(&panels).zip(&x0s) {
             let title = format!("{} {} = {:.1} mm", plane.title, ["x", "y", "z"][plane.fixed], centre[plane.fixed]);

@@ -157,10 +157,108 @@ pub fn write_outputs(dir: &Path, seg: &Segmentation, formats: &OutputFormats, so
     Ok(written)
 }
 
-/// Two caption lines for the overview: volume and model; flags.
+/// Three caption lines for the overview: volume, model, flags.
 pub fn caption(seg: &Segmentation) -> Vec<String> {
     let r = &seg.report;
-    let first = format!("liver {:.0} ml ({:.0} g), median {} HU   model {}   threshold {:.2}", r.liver_volume_ml, r.liver_mass_g, r.liver_hu_median.map_or("-".into(), |h| format!("{h:.0}")), r.model_id, r.threshold);
-    let second = if r.flags.is_empty() { "quality flags: none".to_string() } else { format!("quality flags: {}", r.flags.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")) };
-    vec![first, second]
+    let first = format!("liver {:.0} ml ({:.0} g), median {} HU", r.liver_volume_ml, r.liver_mass_g, r.liver_hu_median.map_or("-".into(), |h| format!("{h:.0}")));
+    let second = format!("model {}, threshold {:.2}", r.model_id, r.threshold);
+    let third = if r.flags.is_empty() { "quality flags: none".to_string() } else { format!("quality flags: {}", r.flags.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")) };
+    vec![first, second, third]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::HuWindowModel;
+    use crate::{segment, PreprocessConfig, SegmentOptions};
+    use liverseg_io::ReadOptions;
+    use liverseg_phantom::{generate, PhantomConfig};
+
+    fn case() -> (DynVolume, Segmentation) {
+        let p = generate(&PhantomConfig { dims: [128, 106, 48], spacing: [2.7, 2.72, 4.5], ..Default::default() });
+        let model = HuWindowModel { config: PreprocessConfig { spacing_mm: 2.2, ..Default::default() }, ..Default::default() };
+        let seg = segment(&p.ct, &model, &SegmentOptions { probability: true, ..Default::default() }, &mut |_, _, _| {}).unwrap();
+        (DynVolume::from(p.ct), seg)
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn formats_parse() {
+        let f = OutputFormats::default().with_list("nifti, DICOM-SEG,rtstruct").unwrap();
+        assert!(f.nifti && f.dicom_seg && f.rtstruct && f.needs_dicom());
+        assert_eq!(f.file_names(), [LIVER_NIFTI, SEG_DCM, RTSTRUCT_DCM, OVERVIEW_PNG, REPORT_JSON]);
+        assert!(OutputFormats::default().with_list("png").unwrap_err().contains("png"));
+        assert!(OutputFormats::default().with_list(",").is_err());
+    }
+
+    #[test]
+    fn outputs_written_read_back_and_group_failure_leaves_nothing() {
+        let (ct, seg) = case();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("case");
+        let formats = OutputFormats { probability: true, ..Default::default() };
+        let source = OutputSource { ct: &ct, dicom_series: None };
+        let written = write_outputs(&out, &seg, &formats, &source).unwrap();
+        assert_eq!(written.last().unwrap(), &out.join(REPORT_JSON));
+        assert_eq!(entries(&out), [LIVER_NIFTI, OVERVIEW_PNG, PROBABILITY_NIFTI, REPORT_JSON]);
+        assert!(outputs_complete(&out, &formats));
+        let (mask, _) = liverseg_io::read_mask(&out.join(LIVER_NIFTI), None, &ReadOptions::default()).unwrap();
+        assert!(mask.geometry().same_grid(ct.geometry()));
+        assert_eq!(mask.data(), seg.liver.data());
+        let prob = liverseg_io::read_image(&out.join(PROBABILITY_NIFTI), &ReadOptions::default()).unwrap();
+        assert_eq!(prob.volume.dtype(), liverseg_volume::DType::F32);
+        let report: crate::Report = serde_json::from_slice(&std::fs::read(out.join(REPORT_JSON)).unwrap()).unwrap();
+        assert_eq!(report.model_id, seg.report.model_id);
+
+        // The overview: a PNG wide enough for three panels, with contour pixels
+        // (the contour colour appears only where the liver is drawn).
+        let png_bytes = std::fs::read(out.join(OVERVIEW_PNG)).unwrap();
+        if let Some(keep) = std::env::var_os("LIVERSEG_KEEP_OVERVIEW") {
+            std::fs::write(keep, &png_bytes).unwrap();
+        }
+        let mut r = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().unwrap();
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        let info = r.next_frame(&mut buf).unwrap();
+        assert!(info.width > 3 * 100 && info.height > 150, "{}x{}", info.width, info.height);
+        let contour = buf.chunks(3).filter(|p| *p == overview::CONTOUR_RGB).count();
+        assert!(contour > 200, "{contour} contour pixels");
+        let (_, _, empty_rgb) = overview::render_rgb(&ct.to_f32(), &seg.liver.map(|_| 0), &caption(&seg)).unwrap();
+        assert_eq!(empty_rgb.chunks(3).filter(|p| *p == overview::CONTOUR_RGB).count(), 0);
+
+        // Resume check: a missing file makes the set incomplete.
+        std::fs::remove_file(out.join(OVERVIEW_PNG)).unwrap();
+        assert!(!outputs_complete(&out, &formats));
+
+        // DICOM outputs from a folder that holds no DICOM: error, and the
+        // output folder gets nothing (no staging folder left either).
+        let empty_src = dir.path().join("not-dicom");
+        std::fs::create_dir(&empty_src).unwrap();
+        std::fs::write(empty_src.join("x.txt"), "hello").unwrap();
+        let out2 = dir.path().join("case2");
+        let dicom = OutputFormats::default().with_list("nifti,dicom-seg").unwrap();
+        let e = write_outputs(&out2, &seg, &dicom, &OutputSource { ct: &ct, dicom_series: Some(&empty_src) }).unwrap_err();
+        assert!(e.to_string().contains("not-dicom"), "{e}");
+        assert!(entries(&out2).is_empty(), "{:?}", entries(&out2));
+        // Asking for DICOM outputs without a DICOM input is refused up front.
+        let e = write_outputs(&out2, &seg, &dicom, &OutputSource { ct: &ct, dicom_series: None }).unwrap_err();
+        assert!(e.to_string().contains("DICOM series"), "{e}");
+    }
+
+    #[test]
+    fn dicom_seg_on_a_synthetic_series() {
+        // The SEG writer needs the source headers only; a synthetic series on
+        // the CT grid stands in for a folder here (the CLI test uses files).
+        let (ct, seg) = case();
+        let series = SourceSeries::synthetic(ct.geometry(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SEG_DCM);
+        write_seg(&path, &seg.liver, &series, &SegWriteOptions::default()).unwrap();
+        let back = liverseg_io::dicom::seg::read_seg(&path, Some(ct.geometry()), liverseg_io::dicom::seg::SegmentChoice::Auto).unwrap();
+        assert_eq!(back.mask.data(), seg.liver.data());
+    }
 }
