@@ -2,6 +2,7 @@
 //! calls one library function and prints a table or JSON; no logic lives here.
 
 mod commands;
+mod model;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +28,10 @@ enum Command {
     Study(commands::study::Args),
     /// Y-90 SIRT dosimetry from the liver contour: BSA, MIRD, partition model, voxel DVH.
     Dose(commands::dose::Args),
+    /// Segment the liver of CTs: mask, probability, report with quality flags, overview, DICOM-SEG/RTSTRUCT.
+    Segment(commands::segment::Args),
+    /// Write a synthetic abdominal CT phantom with truth masks per organ.
+    Phantom(commands::phantom::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +50,8 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Study(args) => commands::study::run(args),
         Command::Dose(args) => commands::dose::run(args),
+        Command::Segment(args) => commands::segment::run(args),
+        Command::Phantom(args) => commands::phantom::run(args),
     };
     match result {
         Ok(code) => code,
