@@ -160,8 +160,9 @@ fn batch_is_resumable_and_keeps_going_past_a_failure() {
     let bad = dir.path().join("broken.nii.gz");
     std::fs::write(&bad, b"\x1f\x8b not really gzip").unwrap();
     let out = dir.path().join("out");
+    let (ct_a, ct_b) = (a.join("ct.nii.gz"), b.join("ct.nii.gz"));
     let run = |extra: &[&str]| {
-        let mut args = vec!["segment", s(&a.join("ct.nii.gz")), s(&b.join("ct.nii.gz")), "-o", s(&out), "--json", "--jobs", "2"];
+        let mut args = vec!["segment", s(&ct_a), s(&ct_b), "-o", s(&out), "--json", "--jobs", "2"];
         args.extend_from_slice(extra);
         liverseg(&args)
     };

@@ -27,10 +27,10 @@ pub struct Args {
     #[arg(long, default_value_t = 2)]
     pub lesions: usize,
     /// Voxels per axis, e.g. 192,160,72.
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [192usize, 160, 72])]
+    #[arg(long, value_delimiter = ',', default_values_t = [192usize, 160, 72])]
     pub dims: Vec<usize>,
     /// Voxel size per axis in mm, e.g. 1.8,1.8,3.
-    #[arg(long, value_delimiter = ',', num_args = 3, default_values_t = [1.8f64, 1.8, 3.0])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1.8f64, 1.8, 3.0])]
     pub spacing: Vec<f64>,
     /// Print what was written as JSON.
     #[arg(long)]
@@ -44,6 +44,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if !(args.noise.is_finite() && args.noise >= 0.0) {
         eprintln!("liverseg: error: --noise {} is not a non-negative number of HU", args.noise);
+        return Ok(ExitCode::from(2));
+    }
+    if args.dims.len() != 3 || args.spacing.len() != 3 {
+        eprintln!("liverseg: error: --dims and --spacing take three comma-separated values (x,y,z)");
         return Ok(ExitCode::from(2));
     }
     let dims = [args.dims[0], args.dims[1], args.dims[2]];
