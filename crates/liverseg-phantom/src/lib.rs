@@ -39,7 +39,15 @@ pub struct PhantomConfig {
 
 impl Default for PhantomConfig {
     fn default() -> Self {
-        Self { dims: [192, 160, 72], spacing: [1.8, 1.8, 3.0], noise_hu: 12.0, contrast: 1.0, liver_hu: None, lesions: 2, seed: 1 }
+        Self {
+            dims: [192, 160, 72],
+            spacing: [1.8, 1.8, 3.0],
+            noise_hu: 12.0,
+            contrast: 1.0,
+            liver_hu: None,
+            lesions: 2,
+            seed: 1,
+        }
     }
 }
 
@@ -82,7 +90,10 @@ impl Phantom {
 
     /// Every structure's truth mask, in [`LABELS`] order.
     pub fn masks(&self) -> Vec<(&'static str, Mask)> {
-        LABELS.iter().filter_map(|(_, n)| Some((*n, self.mask(n)?))).collect()
+        LABELS
+            .iter()
+            .filter_map(|(_, n)| Some((*n, self.mask(n)?)))
+            .collect()
     }
 }
 
@@ -106,7 +117,11 @@ pub fn tissue_hu(tissue: &str, contrast: f64) -> f64 {
         "cortical_bone" => (700.0, 700.0),
         _ => (0.0, 0.0),
     };
-    let c = if contrast.is_nan() { 1.0 } else { contrast.clamp(0.0, 1.0) };
+    let c = if contrast.is_nan() {
+        1.0
+    } else {
+        contrast.clamp(0.0, 1.0)
+    };
     native + c * (enhanced - native)
 }
 
@@ -162,35 +177,72 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
         -(ny as f64 - 1.0) * config.spacing[1] / 2.0,
         -(nz as f64 - 1.0) * config.spacing[2] / 2.0,
     ];
-    let geometry = Geometry::new(config.dims, config.spacing, origin, liverseg_volume::IDENTITY)
-        .expect("phantom geometry is valid by construction");
+    let geometry = Geometry::new(
+        config.dims,
+        config.spacing,
+        origin,
+        liverseg_volume::IDENTITY,
+    )
+    .expect("phantom geometry is valid by construction");
 
-    let fov = [nx as f64 * config.spacing[0], ny as f64 * config.spacing[1], nz as f64 * config.spacing[2]];
+    let fov = [
+        nx as f64 * config.spacing[0],
+        ny as f64 * config.spacing[1],
+        nz as f64 * config.spacing[2],
+    ];
     let body_r = [fov[0] * 0.42, fov[1] * 0.36];
     // Patient's right is -x in LPS, anterior is -y, superior is +z.
-    let liver_right_lobe = ([-0.16 * fov[0], -0.02 * fov[1], 0.12 * fov[2]], [0.17 * fov[0], 0.2 * fov[1], 0.3 * fov[2]]);
-    let liver_left_lobe = ([0.02 * fov[0], -0.12 * fov[1], 0.2 * fov[2]], [0.13 * fov[0], 0.09 * fov[1], 0.16 * fov[2]]);
-    let spleen = ([0.25 * fov[0], 0.12 * fov[1], 0.15 * fov[2]], [0.06 * fov[0], 0.09 * fov[1], 0.15 * fov[2]]);
+    let liver_right_lobe = (
+        [-0.16 * fov[0], -0.02 * fov[1], 0.12 * fov[2]],
+        [0.17 * fov[0], 0.2 * fov[1], 0.3 * fov[2]],
+    );
+    let liver_left_lobe = (
+        [0.02 * fov[0], -0.12 * fov[1], 0.2 * fov[2]],
+        [0.13 * fov[0], 0.09 * fov[1], 0.16 * fov[2]],
+    );
+    let spleen = (
+        [0.25 * fov[0], 0.12 * fov[1], 0.15 * fov[2]],
+        [0.06 * fov[0], 0.09 * fov[1], 0.15 * fov[2]],
+    );
     let kidneys = [
-        ([-0.16 * fov[0], 0.2 * fov[1], -0.15 * fov[2]], [0.05 * fov[0], 0.06 * fov[1], 0.18 * fov[2]]),
-        ([0.16 * fov[0], 0.2 * fov[1], -0.12 * fov[2]], [0.05 * fov[0], 0.06 * fov[1], 0.18 * fov[2]]),
+        (
+            [-0.16 * fov[0], 0.2 * fov[1], -0.15 * fov[2]],
+            [0.05 * fov[0], 0.06 * fov[1], 0.18 * fov[2]],
+        ),
+        (
+            [0.16 * fov[0], 0.2 * fov[1], -0.12 * fov[2]],
+            [0.05 * fov[0], 0.06 * fov[1], 0.18 * fov[2]],
+        ),
     ];
-    let stomach = ([0.13 * fov[0], -0.06 * fov[1], 0.1 * fov[2]], [0.08 * fov[0], 0.07 * fov[1], 0.14 * fov[2]]);
+    let stomach = (
+        [0.13 * fov[0], -0.06 * fov[1], 0.1 * fov[2]],
+        [0.08 * fov[0], 0.07 * fov[1], 0.14 * fov[2]],
+    );
     let stomach_wall_mm = 4.0;
     let spine = ([0.0, 0.26 * fov[1]], [0.045 * fov[0], 0.05 * fov[1]]);
-    let aorta = ([0.03 * fov[0], 0.17 * fov[1]], [0.016 * fov[0], 0.016 * fov[1]]);
+    let aorta = (
+        [0.03 * fov[0], 0.17 * fov[1]],
+        [0.016 * fov[0], 0.016 * fov[1]],
+    );
     // The IVC runs along the liver's posterior surface, right of the aorta; it
     // is drawn after the liver so the liver truth excludes it, as references do.
-    let ivc = ([-0.06 * fov[0], 0.15 * fov[1]], [0.02 * fov[0], 0.017 * fov[1]]);
+    let ivc = (
+        [-0.06 * fov[0], 0.15 * fov[1]],
+        [0.02 * fov[0], 0.017 * fov[1]],
+    );
     // Ribs: bands in the muscle wall on the upper part of the volume, every
     // 26 mm in z, 9 mm thick, sparing the anterior midline and the back.
-    let rib_ring = ([body_r[0] - 13.0, body_r[1] - 13.0], [body_r[0] - 20.0, body_r[1] - 20.0]);
+    let rib_ring = (
+        [body_r[0] - 13.0, body_r[1] - 13.0],
+        [body_r[0] - 20.0, body_r[1] - 20.0],
+    );
     let rib_z_from = -0.05 * fov[2];
 
     let hu = |t: &str| tissue_hu(t, config.contrast);
     let liver_hu = config.liver_hu.unwrap_or_else(|| hu("liver"));
     let (fat, visceral_fat, muscle) = (hu("fat"), hu("visceral_fat"), hu("muscle"));
-    let (spleen_hu, kidney_hu, aorta_hu, ivc_hu) = (hu("spleen"), hu("kidney"), hu("aorta"), hu("ivc"));
+    let (spleen_hu, kidney_hu, aorta_hu, ivc_hu) =
+        (hu("spleen"), hu("kidney"), hu("aorta"), hu("ivc"));
     let (wall_hu, fluid_hu, gas_hu) = (hu("stomach_wall"), hu("stomach_fluid"), hu("gas"));
     let (vertebra_hu, cortex_hu) = (hu("vertebra"), hu("cortical_bone"));
 
@@ -204,7 +256,11 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
                 c[2] + (rng.uniform() - 0.5) * r[2],
             ];
             let radius = 6.0 + rng.uniform() * 10.0;
-            let hu = if i % 2 == 0 { liver_hu - 70.0 } else { liver_hu + 80.0 };
+            let hu = if i % 2 == 0 {
+                liver_hu - 70.0
+            } else {
+                liver_hu + 80.0
+            };
             (centre, radius, hu)
         })
         .collect();
@@ -212,81 +268,103 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
     let slice_len = nx * ny;
     let mut ct = vec![0i16; geometry.len()];
     let mut labels = vec![0u8; geometry.len()];
-    ct.par_chunks_mut(slice_len).zip(labels.par_chunks_mut(slice_len)).enumerate().for_each(|(k, (ct_slice, label_slice))| {
-        let mut noise = SplitMix64(config.seed.wrapping_mul(1_000_003).wrapping_add(k as u64));
-        for j in 0..ny {
-            for i in 0..nx {
-                let p = geometry.index_to_world([i as f64, j as f64, k as f64]);
-                let o = i + nx * j;
-                let mut v = -1000.0;
-                let mut label = 0u8;
-                if in_cylinder(p, [0.0, 0.0], body_r) {
-                    v = fat;
-                    if in_cylinder(p, [0.0, 0.0], [body_r[0] - 12.0, body_r[1] - 12.0]) {
-                        v = muscle;
-                    }
-                    if in_cylinder(p, [0.0, 0.0], [body_r[0] - 22.0, body_r[1] - 22.0]) {
-                        v = visceral_fat;
-                    }
-                    let rib_band = (p[2] - rib_z_from).rem_euclid(26.0) < 9.0 && p[2] > rib_z_from;
-                    let rib_sector = p[1] < 0.55 * body_r[1] && p[0].abs() > 0.12 * body_r[0];
-                    if rib_band && rib_sector && in_cylinder(p, [0.0, 0.0], rib_ring.0) && !in_cylinder(p, [0.0, 0.0], rib_ring.1) {
-                        v = cortex_hu;
-                        label = 8;
-                    }
-                    if in_cylinder(p, spine.0, spine.1) {
-                        let inner = in_cylinder(p, spine.0, [spine.1[0] - 4.0, spine.1[1] - 4.0]);
-                        v = if inner { vertebra_hu } else { cortex_hu };
-                        label = 8;
-                    }
-                    if in_cylinder(p, aorta.0, aorta.1) {
-                        v = aorta_hu;
-                        label = 6;
-                    }
-                    for (n, (c, r)) in kidneys.iter().enumerate() {
-                        if in_ellipsoid(p, *c, *r) {
-                            v = kidney_hu;
-                            label = 3 + n as u8;
+    ct.par_chunks_mut(slice_len)
+        .zip(labels.par_chunks_mut(slice_len))
+        .enumerate()
+        .for_each(|(k, (ct_slice, label_slice))| {
+            let mut noise = SplitMix64(config.seed.wrapping_mul(1_000_003).wrapping_add(k as u64));
+            for j in 0..ny {
+                for i in 0..nx {
+                    let p = geometry.index_to_world([i as f64, j as f64, k as f64]);
+                    let o = i + nx * j;
+                    let mut v = -1000.0;
+                    let mut label = 0u8;
+                    if in_cylinder(p, [0.0, 0.0], body_r) {
+                        v = fat;
+                        if in_cylinder(p, [0.0, 0.0], [body_r[0] - 12.0, body_r[1] - 12.0]) {
+                            v = muscle;
                         }
-                    }
-                    if in_ellipsoid(p, spleen.0, spleen.1) {
-                        v = spleen_hu;
-                        label = 2;
-                    }
-                    if in_ellipsoid(p, stomach.0, stomach.1) {
-                        let (c, r) = stomach;
-                        let inner = [r[0] - stomach_wall_mm, r[1] - stomach_wall_mm, r[2] - stomach_wall_mm];
-                        v = if !in_ellipsoid(p, c, inner) {
-                            wall_hu
-                        } else if p[1] < c[1] - 0.55 * r[1] {
-                            gas_hu // gas rises anteriorly in a supine patient
-                        } else {
-                            fluid_hu
-                        };
-                        label = 5;
-                    }
-                    if in_ellipsoid(p, liver_right_lobe.0, liver_right_lobe.1) || in_ellipsoid(p, liver_left_lobe.0, liver_left_lobe.1) {
-                        v = liver_hu;
-                        label = LIVER;
-                        for (c, r, lesion_hu) in &lesions {
-                            if in_ellipsoid(p, *c, [*r; 3]) {
-                                v = *lesion_hu;
-                                label = LESION;
+                        if in_cylinder(p, [0.0, 0.0], [body_r[0] - 22.0, body_r[1] - 22.0]) {
+                            v = visceral_fat;
+                        }
+                        let rib_band =
+                            (p[2] - rib_z_from).rem_euclid(26.0) < 9.0 && p[2] > rib_z_from;
+                        let rib_sector = p[1] < 0.55 * body_r[1] && p[0].abs() > 0.12 * body_r[0];
+                        if rib_band
+                            && rib_sector
+                            && in_cylinder(p, [0.0, 0.0], rib_ring.0)
+                            && !in_cylinder(p, [0.0, 0.0], rib_ring.1)
+                        {
+                            v = cortex_hu;
+                            label = 8;
+                        }
+                        if in_cylinder(p, spine.0, spine.1) {
+                            let inner =
+                                in_cylinder(p, spine.0, [spine.1[0] - 4.0, spine.1[1] - 4.0]);
+                            v = if inner { vertebra_hu } else { cortex_hu };
+                            label = 8;
+                        }
+                        if in_cylinder(p, aorta.0, aorta.1) {
+                            v = aorta_hu;
+                            label = 6;
+                        }
+                        for (n, (c, r)) in kidneys.iter().enumerate() {
+                            if in_ellipsoid(p, *c, *r) {
+                                v = kidney_hu;
+                                label = 3 + n as u8;
                             }
                         }
+                        if in_ellipsoid(p, spleen.0, spleen.1) {
+                            v = spleen_hu;
+                            label = 2;
+                        }
+                        if in_ellipsoid(p, stomach.0, stomach.1) {
+                            let (c, r) = stomach;
+                            let inner = [
+                                r[0] - stomach_wall_mm,
+                                r[1] - stomach_wall_mm,
+                                r[2] - stomach_wall_mm,
+                            ];
+                            v = if !in_ellipsoid(p, c, inner) {
+                                wall_hu
+                            } else if p[1] < c[1] - 0.55 * r[1] {
+                                gas_hu // gas rises anteriorly in a supine patient
+                            } else {
+                                fluid_hu
+                            };
+                            label = 5;
+                        }
+                        if in_ellipsoid(p, liver_right_lobe.0, liver_right_lobe.1)
+                            || in_ellipsoid(p, liver_left_lobe.0, liver_left_lobe.1)
+                        {
+                            v = liver_hu;
+                            label = LIVER;
+                            for (c, r, lesion_hu) in &lesions {
+                                if in_ellipsoid(p, *c, [*r; 3]) {
+                                    v = *lesion_hu;
+                                    label = LESION;
+                                }
+                            }
+                        }
+                        if in_cylinder(p, ivc.0, ivc.1) && p[2] > -0.3 * fov[2] {
+                            v = ivc_hu;
+                            label = 7;
+                        }
                     }
-                    if in_cylinder(p, ivc.0, ivc.1) && p[2] > -0.3 * fov[2] {
-                        v = ivc_hu;
-                        label = 7;
-                    }
+                    let noisy = v + if v > -1000.0 {
+                        config.noise_hu * noise.normal()
+                    } else {
+                        0.0
+                    };
+                    ct_slice[o] = noisy.round().clamp(-1024.0, 3071.0) as i16;
+                    label_slice[o] = label;
                 }
-                let noisy = v + if v > -1000.0 { config.noise_hu * noise.normal() } else { 0.0 };
-                ct_slice[o] = noisy.round().clamp(-1024.0, 3071.0) as i16;
-                label_slice[o] = label;
             }
-        }
-    });
-    let liver = labels.iter().map(|&l| u8::from(l == LIVER || l == LESION)).collect();
+        });
+    let liver = labels
+        .iter()
+        .map(|&l| u8::from(l == LIVER || l == LESION))
+        .collect();
     Phantom {
         ct: Volume::new(geometry.clone(), ct).expect("sizes match"),
         liver: Volume::new(geometry.clone(), liver).expect("sizes match"),
@@ -310,27 +388,47 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(sum_x / (n as f64) < 0.0, "liver centroid must be at negative x (patient right in LPS)");
+        assert!(
+            sum_x / (n as f64) < 0.0,
+            "liver centroid must be at negative x (patient right in LPS)"
+        );
         let ml = p.liver.foreground_ml();
         assert!((800.0..2500.0).contains(&ml), "liver volume {ml} ml");
     }
 
     #[test]
     fn same_seed_same_phantom_other_seed_differs() {
-        let small = PhantomConfig { dims: [48, 40, 12], spacing: [6.0, 6.0, 15.0], ..Default::default() };
+        let small = PhantomConfig {
+            dims: [48, 40, 12],
+            spacing: [6.0, 6.0, 15.0],
+            ..Default::default()
+        };
         let a = generate(&small);
         let b = generate(&small);
         assert_eq!(a.ct, b.ct);
         let c = generate(&PhantomConfig { seed: 2, ..small });
         assert_ne!(a.ct, c.ct);
-        assert_eq!(a.liver, c.liver, "anatomy does not depend on the noise seed");
+        assert_eq!(
+            a.liver, c.liver,
+            "anatomy does not depend on the noise seed"
+        );
     }
 
     #[test]
     fn liver_is_brighter_than_fat() {
-        let p = generate(&PhantomConfig { noise_hu: 0.0, lesions: 0, ..Default::default() });
+        let p = generate(&PhantomConfig {
+            noise_hu: 0.0,
+            lesions: 0,
+            ..Default::default()
+        });
         let liver_mean: f64 = {
-            let v: Vec<f64> = p.ct.data().iter().zip(p.liver.data()).filter(|(_, &m)| m != 0).map(|(&h, _)| h as f64).collect();
+            let v: Vec<f64> =
+                p.ct.data()
+                    .iter()
+                    .zip(p.liver.data())
+                    .filter(|(_, &m)| m != 0)
+                    .map(|(&h, _)| h as f64)
+                    .collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
         assert!((liver_mean - 110.0).abs() < 1e-9);
@@ -338,21 +436,40 @@ mod tests {
 
     fn mean_hu(p: &Phantom, name: &str) -> f64 {
         let m = p.mask(name).unwrap();
-        let v: Vec<f64> = p.ct.data().iter().zip(m.data()).filter(|(_, &m)| m != 0).map(|(&h, _)| h as f64).collect();
+        let v: Vec<f64> =
+            p.ct.data()
+                .iter()
+                .zip(m.data())
+                .filter(|(_, &m)| m != 0)
+                .map(|(&h, _)| h as f64)
+                .collect();
         assert!(!v.is_empty(), "{name} is missing");
         v.iter().sum::<f64>() / v.len() as f64
     }
 
     #[test]
     fn every_structure_exists_where_expected_and_contrast_enhances_it() {
-        let cfg = PhantomConfig { dims: [96, 80, 36], spacing: [3.6, 3.6, 6.0], noise_hu: 0.0, lesions: 2, ..Default::default() };
+        let cfg = PhantomConfig {
+            dims: [96, 80, 36],
+            spacing: [3.6, 3.6, 6.0],
+            noise_hu: 0.0,
+            lesions: 2,
+            ..Default::default()
+        };
         let pv = generate(&cfg);
-        let nc = generate(&PhantomConfig { contrast: 0.0, ..cfg.clone() });
+        let nc = generate(&PhantomConfig {
+            contrast: 0.0,
+            ..cfg.clone()
+        });
         let g = pv.ct.geometry();
         for (name, mask) in pv.masks() {
             let n = mask.count_foreground();
             assert!(n > 5, "{name}: {n} voxels");
-            assert_eq!(nc.mask(name).unwrap(), mask, "{name}: anatomy must not depend on contrast");
+            assert_eq!(
+                nc.mask(name).unwrap(),
+                mask,
+                "{name}: anatomy must not depend on contrast"
+            );
         }
         let centroid_x = |name: &str| {
             let m = pv.mask(name).unwrap();
@@ -371,21 +488,42 @@ mod tests {
         assert!(centroid_x("spleen") > 0.0 && centroid_x("ivc") < centroid_x("aorta"));
         // Lesions are part of the liver.
         let lesion = pv.mask("lesion").unwrap();
-        assert!(lesion.data().iter().zip(pv.liver.data()).all(|(&l, &v)| l == 0 || v != 0));
+        assert!(lesion
+            .data()
+            .iter()
+            .zip(pv.liver.data())
+            .all(|(&l, &v)| l == 0 || v != 0));
         // Portal-venous: vessels and liver well above muscle; non-contrast: within 15 HU.
         assert!(mean_hu(&pv, "aorta") > 150.0 && mean_hu(&pv, "ivc") > 130.0);
         let liver_pv = tissue_hu("liver", 1.0);
         assert!(liver_pv - tissue_hu("muscle", 1.0) > 40.0);
         for t in ["liver", "aorta", "ivc", "spleen"] {
-            assert!((tissue_hu(t, 0.0) - tissue_hu("muscle", 0.0)).abs() <= 15.0, "{t}");
+            assert!(
+                (tissue_hu(t, 0.0) - tissue_hu("muscle", 0.0)).abs() <= 15.0,
+                "{t}"
+            );
         }
         assert!(mean_hu(&nc, "aorta") < 60.0);
         assert!(mean_hu(&pv, "bone") > 290.0);
         // The stomach holds a gas bubble (air inside the body, as in real CTs).
-        assert!(pv.ct.data().iter().zip(pv.labels.data()).any(|(&h, &l)| l == 5 && h < -900));
+        assert!(pv
+            .ct
+            .data()
+            .iter()
+            .zip(pv.labels.data())
+            .any(|(&h, &l)| l == 5 && h < -900));
         // Liver HU override and lesion contrast.
-        let o = generate(&PhantomConfig { liver_hu: Some(70.0), ..cfg });
-        let liver_only: Vec<f64> = o.ct.data().iter().zip(o.labels.data()).filter(|(_, &l)| l == LIVER).map(|(&h, _)| h as f64).collect();
+        let o = generate(&PhantomConfig {
+            liver_hu: Some(70.0),
+            ..cfg
+        });
+        let liver_only: Vec<f64> =
+            o.ct.data()
+                .iter()
+                .zip(o.labels.data())
+                .filter(|(_, &l)| l == LIVER)
+                .map(|(&h, _)| h as f64)
+                .collect();
         assert!(liver_only.iter().all(|&h| h == 70.0));
     }
 }

@@ -25,7 +25,10 @@ pub enum Error {
 
 impl Error {
     pub fn param(name: &'static str, message: impl Into<String>) -> Self {
-        Error::Parameter { name, message: message.into() }
+        Error::Parameter {
+            name,
+            message: message.into(),
+        }
     }
 }
 

@@ -16,12 +16,14 @@ pub mod testing;
 pub mod write;
 
 pub use error::{Error, Result};
-pub use liverseg_data::{PreprocessConfig, Prepared};
+pub use liverseg_data::{Prepared, PreprocessConfig};
 pub use quality::QualityRules;
 pub use report::{Flag, Report, LIVER_DENSITY_G_PER_ML};
 pub use write::{write_outputs, OutputFormats, OutputSource};
 
-use liverseg_imgproc::morphology::{bounding_box, connected_components, dilate, erode, Connectivity};
+use liverseg_imgproc::morphology::{
+    bounding_box, connected_components, dilate, erode, Connectivity,
+};
 use liverseg_imgproc::Scalar;
 use liverseg_volume::{dyn_dispatch, DynVolume, Mask, Volume};
 use rayon::prelude::*;
@@ -39,7 +41,12 @@ pub trait ProbabilityModel: Send + Sync {
     /// Liver probability on `prepared.hu`'s grid. `input` is the normalised
     /// image (`prepared.normalised(config, 0.0)`). `progress(done, total)`
     /// reports work units (e.g. tiles).
-    fn predict(&self, prepared: &Prepared, input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<Volume<f32>, String>;
+    fn predict(
+        &self,
+        prepared: &Prepared,
+        input: &Volume<f32>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Volume<f32>, String>;
 }
 
 /// Options of [`segment`].
@@ -60,7 +67,12 @@ impl Default for SegmentOptions {
         // 3 mm: about two voxels of the 1.4 mm grid, enough to cut the thin
         // bridges that join the liver to the heart, stomach or kidney in a
         // thresholded map, small enough to keep the left lobe's tip.
-        Self { threshold: None, postprocess_radius_mm: 3.0, probability: false, rules: QualityRules::default() }
+        Self {
+            threshold: None,
+            postprocess_radius_mm: 3.0,
+            probability: false,
+            rules: QualityRules::default(),
+        }
     }
 }
 
@@ -108,7 +120,11 @@ struct PostProcessed {
 /// why the AND and the fallback), redone here to count the components.
 fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64) -> Result<PostProcessed> {
     let voxel_ml = raw.geometry().voxel_volume_mm3() / 1000.0;
-    let eroded = if radius_mm > 0.0 { erode(raw, radius_mm)? } else { raw.clone() };
+    let eroded = if radius_mm > 0.0 {
+        erode(raw, radius_mm)?
+    } else {
+        raw.clone()
+    };
     let mut cc = connected_components(&eroded, Connectivity::Six)?;
     let from_eroded = cc.count() > 0;
     if !from_eroded {
@@ -123,7 +139,12 @@ fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64) -> Result<PostProc
             let core = cc.mask_where(|l| l == keep);
             if from_eroded && radius_mm > 0.0 {
                 let grown = dilate(&core, radius_mm)?;
-                let data = grown.data().par_iter().zip(raw.data().par_iter()).map(|(&g, &m)| u8::from(g != 0 && m != 0)).collect();
+                let data = grown
+                    .data()
+                    .par_iter()
+                    .zip(raw.data().par_iter())
+                    .map(|(&g, &m)| u8::from(g != 0 && m != 0))
+                    .collect();
                 Volume::new(raw.geometry().clone(), data)?
             } else {
                 core
@@ -133,18 +154,40 @@ fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64) -> Result<PostProc
     let removed_ml = (raw.count_foreground() - mask.count_foreground()) as f64 * voxel_ml;
     Ok(PostProcessed {
         mask,
-        components: ComponentSummary { count: cc.count(), large, large_min_ml, largest_ml: sizes.into_iter().take(5).collect(), removed_ml },
+        components: ComponentSummary {
+            count: cc.count(),
+            large,
+            large_min_ml,
+            largest_ml: sizes.into_iter().take(5).collect(),
+            removed_ml,
+        },
     })
 }
 
 fn grid_info(g: &liverseg_volume::Geometry) -> GridInfo {
-    GridInfo { dims: g.dims(), spacing_mm: g.spacing(), origin_lps_mm: g.origin(), direction: g.direction_flat(), orientation: g.orientation_code() }
+    GridInfo {
+        dims: g.dims(),
+        spacing_mm: g.spacing(),
+        origin_lps_mm: g.origin(),
+        direction: g.direction_flat(),
+        orientation: g.orientation_code(),
+    }
 }
 
 /// Bounding box, centroid, mean and median HU of `mask` on the CT grid.
-fn liver_stats<T: Scalar>(ct: &Volume<T>, mask: &Mask) -> (Option<BoundingBox>, Option<[f64; 3]>, Option<f64>, Option<f64>) {
+fn liver_stats<T: Scalar>(
+    ct: &Volume<T>,
+    mask: &Mask,
+) -> (
+    Option<BoundingBox>,
+    Option<[f64; 3]>,
+    Option<f64>,
+    Option<f64>,
+) {
     let g = mask.geometry();
-    let Some((lo, hi)) = bounding_box(mask) else { return (None, None, None, None) };
+    let Some((lo, hi)) = bounding_box(mask) else {
+        return (None, None, None, None);
+    };
     let (mut lps_min, mut lps_max) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
     let mut sum_idx = [0.0f64; 3];
     let mut values = Vec::with_capacity(mask.count_foreground());
@@ -165,7 +208,13 @@ fn liver_stats<T: Scalar>(ct: &Volume<T>, mask: &Mask) -> (Option<BoundingBox>, 
     // The extreme voxel centres lie on the corners of the index box for a
     // linear map, so the LPS box is the min/max over its 8 corners.
     for c in 0..8 {
-        let idx = [0, 1, 2].map(|a| if c >> a & 1 == 0 { lo[a] as f64 } else { (hi[a] - 1) as f64 });
+        let idx = [0, 1, 2].map(|a| {
+            if c >> a & 1 == 0 {
+                lo[a] as f64
+            } else {
+                (hi[a] - 1) as f64
+            }
+        });
         let w = g.index_to_world(idx);
         for a in 0..3 {
             lps_min[a] = lps_min[a].min(w[a]);
@@ -177,8 +226,17 @@ fn liver_stats<T: Scalar>(ct: &Volume<T>, mask: &Mask) -> (Option<BoundingBox>, 
     let mean = values.iter().sum::<f64>() / n;
     values.sort_by(|a, b| a.total_cmp(b));
     let mid = values.len() / 2;
-    let median = if values.len() % 2 == 1 { values[mid] } else { (values[mid - 1] + values[mid]) / 2.0 };
-    let bbox = BoundingBox { voxel_min: lo, voxel_max: hi.map(|h| h - 1), lps_min_mm: lps_min, lps_max_mm: lps_max };
+    let median = if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    };
+    let bbox = BoundingBox {
+        voxel_min: lo,
+        voxel_max: hi.map(|h| h - 1),
+        lps_min_mm: lps_min,
+        lps_max_mm: lps_max,
+    };
     (Some(bbox), Some(centroid), Some(mean), Some(median))
 }
 
@@ -188,17 +246,35 @@ fn liver_stats<T: Scalar>(ct: &Volume<T>, mask: &Mask) -> (Option<BoundingBox>, 
 /// erode / keep largest / dilate -> back onto the CT grid -> measurements and
 /// quality flags. `progress(stage, done, total)` is called at stage starts
 /// and ends, and with the model's own progress during `Predict`.
-pub fn segment<T: Scalar>(ct: &Volume<T>, model: &dyn ProbabilityModel, options: &SegmentOptions, progress: &mut dyn FnMut(Stage, usize, usize)) -> Result<Segmentation> {
-    let threshold = options.threshold.unwrap_or_else(|| model.default_threshold());
+pub fn segment<T: Scalar>(
+    ct: &Volume<T>,
+    model: &dyn ProbabilityModel,
+    options: &SegmentOptions,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<Segmentation> {
+    let threshold = options
+        .threshold
+        .unwrap_or_else(|| model.default_threshold());
     if !(threshold > 0.0 && threshold < 1.0) {
-        return Err(Error::param("threshold", format!("{threshold} is not strictly between 0 and 1")));
+        return Err(Error::param(
+            "threshold",
+            format!("{threshold} is not strictly between 0 and 1"),
+        ));
     }
     let r = options.postprocess_radius_mm;
     if !(r.is_finite() && (0.0..=50.0).contains(&r)) {
-        return Err(Error::param("postprocess_radius_mm", format!("{r} is not in 0..=50 mm")));
+        return Err(Error::param(
+            "postprocess_radius_mm",
+            format!("{r} is not in 0..=50 mm"),
+        ));
     }
     let mut timings = Vec::new();
-    let mut timed = |stage: Stage, t0: Instant| timings.push(StageTime { stage: stage.name().into(), seconds: t0.elapsed().as_secs_f64() });
+    let mut timed = |stage: Stage, t0: Instant| {
+        timings.push(StageTime {
+            stage: stage.name().into(),
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    };
 
     progress(Stage::Preprocess, 0, 1);
     let t0 = Instant::now();
@@ -209,14 +285,29 @@ pub fn segment<T: Scalar>(ct: &Volume<T>, model: &dyn ProbabilityModel, options:
     progress(Stage::Preprocess, 1, 1);
 
     let t0 = Instant::now();
-    let model_err = |message: String| Error::Model { model: model.id(), message };
-    let probability = model.predict(&prepared, &input, &mut |d, t| progress(Stage::Predict, d, t)).map_err(model_err)?;
+    let model_err = |message: String| Error::Model {
+        model: model.id(),
+        message,
+    };
+    let probability = model
+        .predict(&prepared, &input, &mut |d, t| {
+            progress(Stage::Predict, d, t)
+        })
+        .map_err(model_err)?;
     drop(input);
     if !probability.geometry().same_grid(prepared.hu.geometry()) {
-        return Err(model_err("returned a probability map that is not on the pre-processed grid".into()));
+        return Err(model_err(
+            "returned a probability map that is not on the pre-processed grid".into(),
+        ));
     }
-    if let Some(bad) = probability.data().iter().find(|p| !(0.0..=1.0).contains(*p)) {
-        return Err(model_err(format!("returned {bad}, not a probability in [0, 1]")));
+    if let Some(bad) = probability
+        .data()
+        .iter()
+        .find(|p| !(0.0..=1.0).contains(*p))
+    {
+        return Err(model_err(format!(
+            "returned {bad}, not a probability in [0, 1]"
+        )));
     }
     timed(Stage::Predict, t0);
 
@@ -230,7 +321,11 @@ pub fn segment<T: Scalar>(ct: &Volume<T>, model: &dyn ProbabilityModel, options:
     progress(Stage::ToOriginalGrid, 0, 1);
     let t0 = Instant::now();
     let liver = prepared.to_original_grid(&post.mask)?;
-    let probability_out = if options.probability { Some(prepared.probability_to_original_grid(&probability)?) } else { None };
+    let probability_out = if options.probability {
+        Some(prepared.probability_to_original_grid(&probability)?)
+    } else {
+        None
+    };
     timed(Stage::ToOriginalGrid, t0);
 
     progress(Stage::Measure, 0, 1);
@@ -238,18 +333,39 @@ pub fn segment<T: Scalar>(ct: &Volume<T>, model: &dyn ProbabilityModel, options:
     let liver_ml = liver.foreground_ml();
     let (bounding_box, centroid, hu_mean, hu_median) = liver_stats(ct, &liver);
     let nonempty = post.mask.count_foreground() > 0 && liver_ml > 0.0;
-    let (soft_tissue_hu, liver_contrast_hu) = if nonempty { quality::contrast(&prepared.hu, &prepared.body, &post.mask) } else { (None, None) };
+    let (soft_tissue_hu, liver_contrast_hu) = if nonempty {
+        quality::contrast(&prepared.hu, &prepared.body, &post.mask)
+    } else {
+        (None, None)
+    };
     let ct_f32 = ct.map(|v| v.to_f32());
     let measurements = Measurements {
         liver_contrast_hu,
         soft_tissue_hu,
-        enhanced_tissue_ml: Some(quality::enhanced_tissue_ml(&prepared.hu, &prepared.body, options.rules.enhanced_hu)),
-        noise_hu: if nonempty { quality::noise_hu(&ct_f32, &liver) } else { None },
+        enhanced_tissue_ml: Some(quality::enhanced_tissue_ml(
+            &prepared.hu,
+            &prepared.body,
+            options.rules.enhanced_hu,
+        )),
+        noise_hu: if nonempty {
+            quality::noise_hu(&ct_f32, &liver)
+        } else {
+            None
+        },
         crop_border_contact_mm2: nonempty.then(|| quality::border_contact_mm2(&post.mask)),
-        border_confidence: if nonempty { quality::border_confidence(&post.mask, &probability) } else { None },
+        border_confidence: if nonempty {
+            quality::border_confidence(&post.mask, &probability)
+        } else {
+            None
+        },
     };
     drop(ct_f32);
-    let flags = quality::flags(&options.rules, &measurements, if nonempty { liver_ml } else { 0.0 }, post.components.large);
+    let flags = quality::flags(
+        &options.rules,
+        &measurements,
+        if nonempty { liver_ml } else { 0.0 },
+        post.components.large,
+    );
     timed(Stage::Measure, t0);
     progress(Stage::Measure, 1, 1);
 
@@ -271,11 +387,20 @@ pub fn segment<T: Scalar>(ct: &Volume<T>, model: &dyn ProbabilityModel, options:
         flags,
         timings_s: timings,
     };
-    Ok(Segmentation { liver, probability: probability_out, report })
+    Ok(Segmentation {
+        liver,
+        probability: probability_out,
+        report,
+    })
 }
 
 /// [`segment`] for a CT of any stored type.
-pub fn segment_dyn(ct: &DynVolume, model: &dyn ProbabilityModel, options: &SegmentOptions, progress: &mut dyn FnMut(Stage, usize, usize)) -> Result<Segmentation> {
+pub fn segment_dyn(
+    ct: &DynVolume,
+    model: &dyn ProbabilityModel,
+    options: &SegmentOptions,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<Segmentation> {
     dyn_dispatch!(ct, v => segment(v, model, options, progress))
 }
 

@@ -31,7 +31,11 @@ fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // dejavu ships a valid TTF; a failure here would be a build defect.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
@@ -49,9 +53,27 @@ struct Plane {
 }
 
 const PLANES: [Plane; 3] = [
-    Plane { title: "Axial", col: (0, true), row: (1, true), fixed: 2, letters: ["R", "L", "A", "P"] },
-    Plane { title: "Coronal", col: (0, true), row: (2, false), fixed: 1, letters: ["R", "L", "S", "I"] },
-    Plane { title: "Sagittal", col: (1, true), row: (2, false), fixed: 0, letters: ["A", "P", "S", "I"] },
+    Plane {
+        title: "Axial",
+        col: (0, true),
+        row: (1, true),
+        fixed: 2,
+        letters: ["R", "L", "A", "P"],
+    },
+    Plane {
+        title: "Coronal",
+        col: (0, true),
+        row: (2, false),
+        fixed: 1,
+        letters: ["R", "L", "S", "I"],
+    },
+    Plane {
+        title: "Sagittal",
+        col: (1, true),
+        row: (2, false),
+        fixed: 0,
+        letters: ["A", "P", "S", "I"],
+    },
 ];
 
 /// Centroid of the mask in LPS mm, `None` when empty.
@@ -79,7 +101,11 @@ struct Panel {
 }
 
 /// Render the overview as RGB pixels: (width, height, rgb).
-pub fn render_rgb<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -> Result<(u32, u32, Vec<u8>)> {
+pub fn render_rgb<T: Scalar>(
+    ct: &Volume<T>,
+    liver: &Mask,
+    caption: &[String],
+) -> Result<(u32, u32, Vec<u8>)> {
     let g = ct.geometry();
     if !liver.geometry().same_grid(g) {
         return Err(Error::param("liver", "the mask is not on the CT grid"));
@@ -87,7 +113,13 @@ pub fn render_rgb<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -
     let dims = g.dims();
     let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
     for c in 0..8 {
-        let idx = [0, 1, 2].map(|a| if c >> a & 1 == 0 { -0.5 } else { dims[a] as f64 - 0.5 });
+        let idx = [0, 1, 2].map(|a| {
+            if c >> a & 1 == 0 {
+                -0.5
+            } else {
+                dims[a] as f64 - 0.5
+            }
+        });
         let w = g.index_to_world(idx);
         for a in 0..3 {
             lo[a] = lo[a].min(w[a]);
@@ -108,7 +140,13 @@ pub fn render_rgb<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -
             for v in 0..h {
                 for u in 0..w {
                     let mut p = centre;
-                    let along = |(axis, up): (usize, bool), t: u32| if up { lo[axis] + (t as f64 + 0.5) * px } else { hi[axis] - (t as f64 + 0.5) * px };
+                    let along = |(axis, up): (usize, bool), t: u32| {
+                        if up {
+                            lo[axis] + (t as f64 + 0.5) * px
+                        } else {
+                            hi[axis] - (t as f64 + 0.5) * px
+                        }
+                    };
                     p[plane.col.0] = along(plane.col, u);
                     p[plane.row.0] = along(plane.row, v);
                     let idx = g.world_to_index(p).map(|x| x.round());
@@ -123,7 +161,12 @@ pub fn render_rgb<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -
                     }
                 }
             }
-            Panel { w, h, ct: ct_px, mask: mask_px }
+            Panel {
+                w,
+                h,
+                ct: ct_px,
+                mask: mask_px,
+            }
         })
         .collect();
 
@@ -148,14 +191,23 @@ pub fn render_rgb<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -
                             // (8-neighbourhood) or at 2 pixels along the axes.
                             let at = |du: i64, dv: i64| {
                                 let (uu, vv) = (u as i64 + du, v as i64 + dv);
-                                uu < 0 || vv < 0 || uu >= p.w as i64 || vv >= p.h as i64 || !p.mask[(vv as u32 * p.w + uu as u32) as usize]
+                                uu < 0
+                                    || vv < 0
+                                    || uu >= p.w as i64
+                                    || vv >= p.h as i64
+                                    || !p.mask[(vv as u32 * p.w + uu as u32) as usize]
                             };
-                            (-1..=1).any(|du| (-1..=1).any(|dv| at(du, dv))) || at(2, 0) || at(-2, 0) || at(0, 2) || at(0, -2)
+                            (-1..=1).any(|du| (-1..=1).any(|dv| at(du, dv)))
+                                || at(2, 0)
+                                || at(-2, 0)
+                                || at(0, 2)
+                                || at(0, -2)
                         };
                         if on_contour {
                             CONTOUR_RGB
                         } else {
-                            let t = ((hu - WINDOW_HU[0]) / (WINDOW_HU[1] - WINDOW_HU[0])).clamp(0.0, 1.0);
+                            let t = ((hu - WINDOW_HU[0]) / (WINDOW_HU[1] - WINDOW_HU[0]))
+                                .clamp(0.0, 1.0);
                             let gray = (t * 255.0).round() as u8;
                             [gray; 3]
                         }
@@ -173,18 +225,43 @@ pub fn render_rgb<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -
         let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
         let draw_err = |e: String| Error::param("overview", format!("drawing failed: {e}"));
         let big = ("sans-serif", 17).into_font().color(&WHITE);
-        let small = ("sans-serif", 15).into_font().color(&RGBColor(230, 230, 230));
-        let letter = ("sans-serif", 16).into_font().color(&RGBColor(255, 230, 90));
+        let small = ("sans-serif", 15)
+            .into_font()
+            .color(&RGBColor(230, 230, 230));
+        let letter = ("sans-serif", 16)
+            .into_font()
+            .color(&RGBColor(255, 230, 90));
         for (n, line) in caption.iter().take(3).enumerate() {
-            root.draw(&Text::new(line.clone(), (GAP_PX as i32, 6 + 23 * n as i32), if n == 0 { big.clone() } else { small.clone() })).map_err(|e| draw_err(e.to_string()))?;
+            root.draw(&Text::new(
+                line.clone(),
+                (GAP_PX as i32, 6 + 23 * n as i32),
+                if n == 0 { big.clone() } else { small.clone() },
+            ))
+            .map_err(|e| draw_err(e.to_string()))?;
         }
         for ((plane, p), &x0) in PLANES.iter().zip(&panels).zip(&x0s) {
-            let title = format!("{} {} = {:.1} mm", plane.title, ["x", "y", "z"][plane.fixed], centre[plane.fixed]);
-            root.draw(&Text::new(title, (x0 as i32, (CAPTION_PX + 3) as i32), small.clone())).map_err(|e| draw_err(e.to_string()))?;
+            let title = format!(
+                "{} {} = {:.1} mm",
+                plane.title,
+                ["x", "y", "z"][plane.fixed],
+                centre[plane.fixed]
+            );
+            root.draw(&Text::new(
+                title,
+                (x0 as i32, (CAPTION_PX + 3) as i32),
+                small.clone(),
+            ))
+            .map_err(|e| draw_err(e.to_string()))?;
             let (x0, y0, w, h) = (x0 as i32, y0 as i32, p.w as i32, p.h as i32);
-            let spots = [(x0 + 3, y0 + h / 2 - 8), (x0 + w - 14, y0 + h / 2 - 8), (x0 + w / 2 - 5, y0 + 2), (x0 + w / 2 - 5, y0 + h - 19)];
+            let spots = [
+                (x0 + 3, y0 + h / 2 - 8),
+                (x0 + w - 14, y0 + h / 2 - 8),
+                (x0 + w / 2 - 5, y0 + 2),
+                (x0 + w / 2 - 5, y0 + h - 19),
+            ];
             for (l, at) in plane.letters.iter().zip(spots) {
-                root.draw(&Text::new(*l, at, letter.clone())).map_err(|e| draw_err(e.to_string()))?;
+                root.draw(&Text::new(*l, at, letter.clone()))
+                    .map_err(|e| draw_err(e.to_string()))?;
             }
         }
         root.present().map_err(|e| draw_err(e.to_string()))?;
@@ -200,7 +277,10 @@ pub fn render_png<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -
 
 fn encode_png(name: &Path, w: u32, h: u32, rgb: &[u8]) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    let err = |e: png::EncodingError| Error::Output { path: name.to_path_buf(), message: format!("PNG encoding: {e}") };
+    let err = |e: png::EncodingError| Error::Output {
+        path: name.to_path_buf(),
+        message: format!("PNG encoding: {e}"),
+    };
     let mut enc = png::Encoder::new(&mut bytes, w, h);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);

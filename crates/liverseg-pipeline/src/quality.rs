@@ -95,15 +95,30 @@ fn histogram_mode(values: impl Iterator<Item = f64>, lo: f64, hi: f64, bin: f64)
             counts[(((v - lo) / bin) as usize).min(n - 1)] += 1;
         }
     }
-    let (best, &c) = counts.iter().enumerate().max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))?;
-    (c > 0).then(|| lo + (best as f64 + 0.5) * bin)
+    let (best, &c) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))?;
+    (c > 0).then_some(lo + (best as f64 + 0.5) * bin)
 }
 
 /// Soft-tissue reference HU and liver contrast, on the pre-processed grid.
 pub fn contrast(hu: &Volume<f32>, body: &Mask, liver: &Mask) -> (Option<f64>, Option<f64>) {
-    let outside = hu.data().iter().zip(body.data()).zip(liver.data()).filter(|((_, &b), &l)| b != 0 && l == 0).map(|((&h, _), _)| f64::from(h));
+    let outside = hu
+        .data()
+        .iter()
+        .zip(body.data())
+        .zip(liver.data())
+        .filter(|((_, &b), &l)| b != 0 && l == 0)
+        .map(|((&h, _), _)| f64::from(h));
     let soft = histogram_mode(outside, 20.0, 100.0, 4.0);
-    let mut inside: Vec<f64> = hu.data().iter().zip(liver.data()).filter(|(_, &l)| l != 0).map(|(&h, _)| f64::from(h)).collect();
+    let mut inside: Vec<f64> = hu
+        .data()
+        .iter()
+        .zip(liver.data())
+        .filter(|(_, &l)| l != 0)
+        .map(|(&h, _)| f64::from(h))
+        .collect();
     let liver_median = median(&mut inside);
     (soft, liver_median.zip(soft).map(|(l, s)| l - s))
 }
@@ -130,7 +145,9 @@ pub fn enhanced_tissue_ml(hu: &Volume<f32>, body: &Mask, range: [f64; 2]) -> f64
         .par_iter()
         .zip(inner.data().par_iter())
         .zip(bone.data().par_iter())
-        .filter(|((&h, &b), &bone)| b != 0 && bone == 0 && (range[0]..range[1]).contains(&f64::from(h)))
+        .filter(|((&h, &b), &bone)| {
+            b != 0 && bone == 0 && (range[0]..range[1]).contains(&f64::from(h))
+        })
         .count();
     n as f64 * hu.geometry().voxel_volume_mm3() / 1000.0
 }
@@ -149,7 +166,8 @@ pub fn noise_hu(ct: &Volume<f32>, mask: &Mask) -> Option<f64> {
             let base = row * nx;
             (1..nx - 2).filter_map(move |i| {
                 let o = base + i;
-                (m[o - 1] != 0 && m[o] != 0 && m[o + 1] != 0 && m[o + 2] != 0).then(|| f64::from(c[o + 1]) - f64::from(c[o]))
+                (m[o - 1] != 0 && m[o] != 0 && m[o + 1] != 0 && m[o + 2] != 0)
+                    .then(|| f64::from(c[o + 1]) - f64::from(c[o]))
             })
         })
         .collect();
@@ -175,7 +193,9 @@ pub fn border_contact_mm2(mask: &Mask) -> f64 {
                 let faces_x = usize::from(i == 0) + usize::from(i + 1 == nx);
                 let faces_y = usize::from(j == 0) + usize::from(j + 1 == ny);
                 let faces_z = usize::from(k == 0) + usize::from(k + 1 == nz);
-                area += faces_x as f64 * s[1] * s[2] + faces_y as f64 * s[0] * s[2] + faces_z as f64 * s[0] * s[1];
+                area += faces_x as f64 * s[1] * s[2]
+                    + faces_y as f64 * s[0] * s[2]
+                    + faces_z as f64 * s[0] * s[1];
             }
         }
     }
@@ -197,12 +217,24 @@ pub fn border_confidence(mask: &Mask, probability: &Volume<f32>) -> Option<f64> 
                     let v = m[o] != 0;
                     let differs = |di: isize, dj: isize, dk: isize| {
                         let (a, b, c) = (i as isize + di, j as isize + dj, k as isize + dk);
-                        if a < 0 || b < 0 || c < 0 || a >= nx as isize || b >= ny as isize || c >= nz as isize {
+                        if a < 0
+                            || b < 0
+                            || c < 0
+                            || a >= nx as isize
+                            || b >= ny as isize
+                            || c >= nz as isize
+                        {
                             return false;
                         }
                         (m[mask.geometry().offset(a as usize, b as usize, c as usize)] != 0) != v
                     };
-                    if differs(-1, 0, 0) || differs(1, 0, 0) || differs(0, -1, 0) || differs(0, 1, 0) || differs(0, 0, -1) || differs(0, 0, 1) {
+                    if differs(-1, 0, 0)
+                        || differs(1, 0, 0)
+                        || differs(0, -1, 0)
+                        || differs(0, 1, 0)
+                        || differs(0, 0, -1)
+                        || differs(0, 0, 1)
+                    {
                         sum += (2.0 * f64::from(p[o]) - 1.0).abs();
                         n += 1;
                     }
@@ -215,22 +247,37 @@ pub fn border_confidence(mask: &Mask, probability: &Volume<f32>) -> Option<f64> 
 }
 
 fn flag(name: &str, message: String, value: Option<f64>, threshold: f64, unit: &str) -> Flag {
-    Flag { name: name.into(), message, value, threshold, unit: unit.into() }
+    Flag {
+        name: name.into(),
+        message,
+        value,
+        threshold,
+        unit: unit.into(),
+    }
 }
 
 /// The flags the rules raise for these measurements.
-pub fn flags(rules: &QualityRules, m: &Measurements, liver_ml: f64, large_components: usize) -> Vec<Flag> {
+pub fn flags(
+    rules: &QualityRules,
+    m: &Measurements,
+    liver_ml: f64,
+    large_components: usize,
+) -> Vec<Flag> {
     let mut out = Vec::new();
     if liver_ml <= 0.0 {
         out.push(flag(
             "empty_result",
-            "no liver was found: check that the input is an abdominal CT and the model fits it".into(),
+            "no liver was found: check that the input is an abdominal CT and the model fits it"
+                .into(),
             None,
             0.0,
             "ml",
         ));
     }
-    if let Some(c) = m.liver_contrast_hu.filter(|&c| c < rules.min_liver_contrast_hu) {
+    if let Some(c) = m
+        .liver_contrast_hu
+        .filter(|&c| c < rules.min_liver_contrast_hu)
+    {
         let enhanced = m.enhanced_tissue_ml.unwrap_or(0.0);
         if enhanced < rules.min_enhanced_ml {
             out.push(flag(
@@ -251,10 +298,20 @@ pub fn flags(rules: &QualityRules, m: &Measurements, liver_ml: f64, large_compon
         }
     }
     if let Some(n) = m.noise_hu.filter(|&n| n > rules.max_noise_hu) {
-        out.push(flag("low_dose", format!("noise {n:.0} HU in the liver (low dose or thin slices): check the border"), Some(n), rules.max_noise_hu, "HU"));
+        out.push(flag(
+            "low_dose",
+            format!("noise {n:.0} HU in the liver (low dose or thin slices): check the border"),
+            Some(n),
+            rules.max_noise_hu,
+            "HU",
+        ));
     }
     if liver_ml > 0.0 && !(rules.volume_ml[0]..=rules.volume_ml[1]).contains(&liver_ml) {
-        let bound = if liver_ml < rules.volume_ml[0] { rules.volume_ml[0] } else { rules.volume_ml[1] };
+        let bound = if liver_ml < rules.volume_ml[0] {
+            rules.volume_ml[0]
+        } else {
+            rules.volume_ml[1]
+        };
         out.push(flag(
             "volume_implausible",
             format!("liver volume {liver_ml:.0} ml is outside {:.0}-{:.0} ml: check the mask (or a very small/large liver)", rules.volume_ml[0], rules.volume_ml[1]),
@@ -263,7 +320,10 @@ pub fn flags(rules: &QualityRules, m: &Measurements, liver_ml: f64, large_compon
             "ml",
         ));
     }
-    if let Some(a) = m.crop_border_contact_mm2.filter(|&a| a > rules.max_border_contact_mm2) {
+    if let Some(a) = m
+        .crop_border_contact_mm2
+        .filter(|&a| a > rules.max_border_contact_mm2)
+    {
         out.push(flag(
             "touches_crop_border",
             format!("{:.1} cm² of the liver lies on the edge of the scanned volume: the liver may be cut off and its volume underestimated", a / 100.0),
@@ -281,7 +341,10 @@ pub fn flags(rules: &QualityRules, m: &Measurements, liver_ml: f64, large_compon
             "count",
         ));
     }
-    if let Some(c) = m.border_confidence.filter(|&c| c < rules.min_border_confidence) {
+    if let Some(c) = m
+        .border_confidence
+        .filter(|&c| c < rules.min_border_confidence)
+    {
         out.push(flag("low_border_confidence", format!("the model is unsure along the liver border (confidence {c:.2}): review the contour"), Some(c), rules.min_border_confidence, "1"));
     }
     out
@@ -302,7 +365,10 @@ mod tests {
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&mut []), None);
         let v = [21.0, 50.0, 51.0, 52.0, 99.0, 150.0, -5.0];
-        assert_eq!(histogram_mode(v.iter().copied(), 20.0, 100.0, 4.0), Some(50.0));
+        assert_eq!(
+            histogram_mode(v.iter().copied(), 20.0, 100.0, 4.0),
+            Some(50.0)
+        );
         assert_eq!(histogram_mode([5.0].into_iter(), 20.0, 100.0, 4.0), None);
     }
 
@@ -315,7 +381,9 @@ mod tests {
         let n = noise_hu(&ct, &mask).unwrap();
         assert!((n - 20.0).abs() < 1.0, "noise {n}");
         // An edge inside the mask barely moves it (robust to lesion borders).
-        let stepped = Volume::from_fn(geom, |[i, j, k]| *ct.get(i, j, k) + if i > 32 { 300.0 } else { 0.0 });
+        let stepped = Volume::from_fn(geom, |[i, j, k]| {
+            *ct.get(i, j, k) + if i > 32 { 300.0 } else { 0.0 }
+        });
         let n2 = noise_hu(&stepped, &mask).unwrap();
         assert!((n2 - n).abs() < 1.0, "{n2} vs {n}");
         assert_eq!(noise_hu(&ct, &Mask::filled(ct.geometry().clone(), 0)), None);
@@ -324,10 +392,14 @@ mod tests {
     #[test]
     fn border_contact_and_confidence() {
         let geom = g([10, 10, 10]);
-        let inner = Mask::from_fn(geom.clone(), |[i, j, k]| u8::from((2..8).contains(&i) && (2..8).contains(&j) && (2..8).contains(&k)));
+        let inner = Mask::from_fn(geom.clone(), |[i, j, k]| {
+            u8::from((2..8).contains(&i) && (2..8).contains(&j) && (2..8).contains(&k))
+        });
         assert_eq!(border_contact_mm2(&inner), 0.0);
         // Touching the top slice: 6 x 6 voxels of 1 x 2 mm.
-        let top = Mask::from_fn(geom.clone(), |[i, j, k]| u8::from((2..8).contains(&i) && (2..8).contains(&j) && k >= 5));
+        let top = Mask::from_fn(geom.clone(), |[i, j, k]| {
+            u8::from((2..8).contains(&i) && (2..8).contains(&j) && k >= 5)
+        });
         assert_eq!(border_contact_mm2(&top), 72.0);
         let sure = inner.map(|&v| f32::from(v));
         assert_eq!(border_confidence(&inner, &sure), Some(1.0));
@@ -371,17 +443,84 @@ mod tests {
             border_confidence: Some(0.9),
         };
         assert!(flags(&r, &good, 1500.0, 1).is_empty());
-        let names = |m: &Measurements, ml: f64, comps: usize| flags(&r, m, ml, comps).into_iter().map(|f| f.name).collect::<Vec<_>>();
-        assert_eq!(names(&Measurements { liver_contrast_hu: Some(5.0), enhanced_tissue_ml: Some(1.0), ..good.clone() }, 1500.0, 1), ["non_contrast"]);
-        assert_eq!(names(&Measurements { liver_contrast_hu: Some(5.0), ..good.clone() }, 1500.0, 1), ["low_contrast"]);
-        assert_eq!(names(&Measurements { noise_hu: Some(40.0), ..good.clone() }, 1500.0, 1), ["low_dose"]);
+        let names = |m: &Measurements, ml: f64, comps: usize| {
+            flags(&r, m, ml, comps)
+                .into_iter()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(
+                &Measurements {
+                    liver_contrast_hu: Some(5.0),
+                    enhanced_tissue_ml: Some(1.0),
+                    ..good.clone()
+                },
+                1500.0,
+                1
+            ),
+            ["non_contrast"]
+        );
+        assert_eq!(
+            names(
+                &Measurements {
+                    liver_contrast_hu: Some(5.0),
+                    ..good.clone()
+                },
+                1500.0,
+                1
+            ),
+            ["low_contrast"]
+        );
+        assert_eq!(
+            names(
+                &Measurements {
+                    noise_hu: Some(40.0),
+                    ..good.clone()
+                },
+                1500.0,
+                1
+            ),
+            ["low_dose"]
+        );
         assert_eq!(names(&good, 300.0, 1), ["volume_implausible"]);
         assert_eq!(names(&good, 4500.0, 1), ["volume_implausible"]);
-        assert_eq!(names(&Measurements { crop_border_contact_mm2: Some(500.0), ..good.clone() }, 1500.0, 1), ["touches_crop_border"]);
+        assert_eq!(
+            names(
+                &Measurements {
+                    crop_border_contact_mm2: Some(500.0),
+                    ..good.clone()
+                },
+                1500.0,
+                1
+            ),
+            ["touches_crop_border"]
+        );
         assert_eq!(names(&good, 1500.0, 2), ["multiple_large_components"]);
-        assert_eq!(names(&Measurements { border_confidence: Some(0.3), ..good.clone() }, 1500.0, 1), ["low_border_confidence"]);
+        assert_eq!(
+            names(
+                &Measurements {
+                    border_confidence: Some(0.3),
+                    ..good.clone()
+                },
+                1500.0,
+                1
+            ),
+            ["low_border_confidence"]
+        );
         assert_eq!(names(&Measurements::default(), 0.0, 0), ["empty_result"]);
-        let f = &flags(&r, &Measurements { noise_hu: Some(40.0), ..good }, 1500.0, 1)[0];
-        assert_eq!((f.value, f.threshold, f.unit.as_str()), (Some(40.0), 25.0, "HU"));
+        let f = &flags(
+            &r,
+            &Measurements {
+                noise_hu: Some(40.0),
+                ..good
+            },
+            1500.0,
+            1,
+        )[0];
+        assert_eq!(
+            (f.value, f.threshold, f.unit.as_str()),
+            (Some(40.0), 25.0, "HU")
+        );
     }
 }

@@ -147,7 +147,13 @@ impl Report {
     pub fn set_time(&mut self, stage: &str, seconds: f64) {
         match self.timings_s.iter_mut().find(|t| t.stage == stage) {
             Some(t) => t.seconds = seconds,
-            None => self.timings_s.insert(0, StageTime { stage: stage.into(), seconds }),
+            None => self.timings_s.insert(
+                0,
+                StageTime {
+                    stage: stage.into(),
+                    seconds,
+                },
+            ),
         }
     }
 }

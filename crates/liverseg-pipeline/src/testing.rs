@@ -5,7 +5,7 @@
 //! right, which happens to work on the portal-venous phantom and on few real
 //! CTs.
 
-use crate::{PreprocessConfig, Prepared, ProbabilityModel};
+use crate::{Prepared, PreprocessConfig, ProbabilityModel};
 use liverseg_imgproc::morphology::bounding_box;
 use liverseg_volume::Volume;
 
@@ -24,7 +24,12 @@ pub struct HuWindowModel {
 
 impl Default for HuWindowModel {
     fn default() -> Self {
-        Self { config: PreprocessConfig::default(), window_hu: [80.0, 135.0], softness_hu: 4.0, left_limit: 0.2 }
+        Self {
+            config: PreprocessConfig::default(),
+            window_hu: [80.0, 135.0],
+            softness_hu: 4.0,
+            left_limit: 0.2,
+        }
     }
 }
 
@@ -34,7 +39,10 @@ fn sigmoid(x: f32) -> f32 {
 
 impl ProbabilityModel for HuWindowModel {
     fn id(&self) -> String {
-        format!("hu-window-test-double-{:.0}-{:.0}", self.window_hu[0], self.window_hu[1])
+        format!(
+            "hu-window-test-double-{:.0}-{:.0}",
+            self.window_hu[0], self.window_hu[1]
+        )
     }
     fn preprocess_config(&self) -> &PreprocessConfig {
         &self.config
@@ -42,7 +50,12 @@ impl ProbabilityModel for HuWindowModel {
     fn default_threshold(&self) -> f32 {
         0.5
     }
-    fn predict(&self, prepared: &Prepared, _input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<Volume<f32>, String> {
+    fn predict(
+        &self,
+        prepared: &Prepared,
+        _input: &Volume<f32>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Volume<f32>, String> {
         let g = prepared.hu.geometry().clone();
         let [_, _, nz] = g.dims();
         // Body centre and width along world x (LPS: +x = patient left).
@@ -54,15 +67,22 @@ impl ProbabilityModel for HuWindowModel {
         let [w0, w1] = self.window_hu;
         let s = self.softness_hu;
         let mut data = Vec::with_capacity(g.len());
-        let hu = prepared.hu.data();
         let slice = g.dims()[0] * g.dims()[1];
-        for k in 0..nz {
-            for o in k * slice..(k + 1) * slice {
-                let [i, j, kk] = g.index_of(o);
+        let body = prepared.body.data();
+        for (k, (hu_slice, body_slice)) in prepared
+            .hu
+            .data()
+            .chunks(slice)
+            .zip(body.chunks(slice))
+            .enumerate()
+        {
+            for (n, (&h, &b)) in hu_slice.iter().zip(body_slice).enumerate() {
+                let [i, j, kk] = g.index_of(k * slice + n);
                 let x = g.index_to_world([i as f64, j as f64, kk as f64])[0];
-                let h = hu[o];
-                let p = sigmoid((h - w0) / s) * sigmoid((w1 - h) / s) * sigmoid(((cut - x) / 3.0) as f32);
-                data.push(if prepared.body.data()[o] != 0 { p } else { 0.0 });
+                let p = sigmoid((h - w0) / s)
+                    * sigmoid((w1 - h) / s)
+                    * sigmoid(((cut - x) / 3.0) as f32);
+                data.push(if b != 0 { p } else { 0.0 });
             }
             progress(k + 1, nz);
         }

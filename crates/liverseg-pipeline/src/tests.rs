@@ -7,15 +7,27 @@ use liverseg_volume::Geometry;
 
 /// The default phantom's field of view on a coarser grid (fast tests).
 fn phantom(cfg: PhantomConfig) -> Phantom {
-    generate(&PhantomConfig { dims: [128, 106, 48], spacing: [2.7, 2.72, 4.5], ..cfg })
+    generate(&PhantomConfig {
+        dims: [128, 106, 48],
+        spacing: [2.7, 2.72, 4.5],
+        ..cfg
+    })
 }
 
 fn coarse() -> PreprocessConfig {
-    PreprocessConfig { spacing_mm: 2.2, ..Default::default() }
+    PreprocessConfig {
+        spacing_mm: 2.2,
+        ..Default::default()
+    }
 }
 
 fn dice(a: &Mask, b: &Mask) -> f64 {
-    let both = a.data().iter().zip(b.data()).filter(|(x, y)| **x != 0 && **y != 0).count();
+    let both = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .filter(|(x, y)| **x != 0 && **y != 0)
+        .count();
     2.0 * both as f64 / (a.count_foreground() + b.count_foreground()).max(1) as f64
 }
 
@@ -30,7 +42,12 @@ struct Oracle {
 
 impl Oracle {
     fn new(truth: Mask) -> Self {
-        Oracle { truth, inside: 0.97, outside: 0.02, config: coarse() }
+        Oracle {
+            truth,
+            inside: 0.97,
+            outside: 0.02,
+            config: coarse(),
+        }
     }
 }
 
@@ -44,7 +61,12 @@ impl ProbabilityModel for Oracle {
     fn default_threshold(&self) -> f32 {
         0.5
     }
-    fn predict(&self, prepared: &Prepared, _input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<Volume<f32>, String> {
+    fn predict(
+        &self,
+        prepared: &Prepared,
+        _input: &Volume<f32>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Volume<f32>, String> {
         progress(0, 1);
         let m = resample_mask_partial_volume(&self.truth, prepared.hu.geometry());
         progress(1, 1);
@@ -60,7 +82,16 @@ fn run(ct: &Volume<i16>, model: &dyn ProbabilityModel, options: &SegmentOptions)
         }
     })
     .unwrap();
-    assert_eq!(stages, [Stage::Preprocess, Stage::Predict, Stage::Postprocess, Stage::ToOriginalGrid, Stage::Measure]);
+    assert_eq!(
+        stages,
+        [
+            Stage::Preprocess,
+            Stage::Predict,
+            Stage::Postprocess,
+            Stage::ToOriginalGrid,
+            Stage::Measure
+        ]
+    );
     seg
 }
 
@@ -71,8 +102,18 @@ fn flag_names(seg: &Segmentation) -> Vec<&str> {
 #[test]
 fn phantom_with_the_test_double_report_and_grid() {
     let p = phantom(PhantomConfig::default());
-    let model = HuWindowModel { config: coarse(), ..Default::default() };
-    let seg = run(&p.ct, &model, &SegmentOptions { probability: true, ..Default::default() });
+    let model = HuWindowModel {
+        config: coarse(),
+        ..Default::default()
+    };
+    let seg = run(
+        &p.ct,
+        &model,
+        &SegmentOptions {
+            probability: true,
+            ..Default::default()
+        },
+    );
     assert_eq!(seg.liver.geometry(), p.ct.geometry());
     let d = dice(&seg.liver, &p.liver);
     assert!(d > 0.85, "test double DSC {d}");
@@ -93,7 +134,10 @@ fn phantom_with_the_test_double_report_and_grid() {
         }
     }
     let w = g.index_to_world(b.voxel_min.map(|x| x as f64));
-    assert_eq!(w, b.lps_min_mm, "identity direction: min corner is voxel_min");
+    assert_eq!(
+        w, b.lps_min_mm,
+        "identity direction: min corner is voxel_min"
+    );
     // Probability on the CT grid, 0 outside the crop, in [0, 1].
     let prob = seg.probability.as_ref().unwrap();
     assert_eq!(prob.geometry(), p.ct.geometry());
@@ -101,23 +145,52 @@ fn phantom_with_the_test_double_report_and_grid() {
     assert_eq!(r.threshold, 0.5);
     assert!(r.model_id.starts_with("hu-window-test-double"));
     let stages: Vec<&str> = r.timings_s.iter().map(|t| t.stage.as_str()).collect();
-    assert_eq!(stages, ["preprocess", "predict", "postprocess", "to_original_grid", "measure"]);
+    assert_eq!(
+        stages,
+        [
+            "preprocess",
+            "predict",
+            "postprocess",
+            "to_original_grid",
+            "measure"
+        ]
+    );
     // The spleen (same HU as the liver) is kept out by the double; nothing to flag.
     assert!(r.flags.is_empty(), "{:?}", r.flags);
     // The report is JSON with the documented names.
     let json: serde_json::Value = serde_json::from_str(&r.to_json_pretty()).unwrap();
-    for key in ["liver_volume_ml", "liver_mass_g", "liver_hu_mean", "liver_hu_median", "bounding_box", "timings_s", "model_id", "threshold", "flags"] {
+    for key in [
+        "liver_volume_ml",
+        "liver_mass_g",
+        "liver_hu_mean",
+        "liver_hu_median",
+        "bounding_box",
+        "timings_s",
+        "model_id",
+        "threshold",
+        "flags",
+    ] {
         assert!(json.get(key).is_some(), "{key}");
     }
     // serde_json may round the last bit of a float when reading back.
     let back: Report = serde_json::from_value(json).unwrap();
-    assert_eq!((&back.flags, &back.grid.dims, back.bounding_box.as_ref().map(|b| b.voxel_max)), (&r.flags, &r.grid.dims, Some(b.voxel_max)));
+    assert_eq!(
+        (
+            &back.flags,
+            &back.grid.dims,
+            back.bounding_box.as_ref().map(|b| b.voxel_max)
+        ),
+        (&r.flags, &r.grid.dims, Some(b.voxel_max))
+    );
     assert!((back.liver_volume_ml - r.liver_volume_ml).abs() < 1e-9);
 }
 
 #[test]
 fn flipped_and_rotated_grid_comes_back_on_itself() {
-    let p = phantom(PhantomConfig { noise_hu: 6.0, ..Default::default() });
+    let p = phantom(PhantomConfig {
+        noise_hu: 6.0,
+        ..Default::default()
+    });
     // Same anatomy on a grid rotated 20 degrees in plane, rows mirrored and
     // slices going feet-wards: resampled in world space, so the patient is
     // where the axis-aligned phantom has it.
@@ -128,11 +201,15 @@ fn flipped_and_rotated_grid_comes_back_on_itself() {
     let dims = [120, 110, 44];
     let spacing = [2.9, 2.8, 4.9];
     let half: [f64; 3] = [0, 1, 2].map(|a| (dims[a] as f64 - 1.0) / 2.0 * spacing[a]);
-    let origin = [0, 1, 2].map(|r| centre[r] - (0..3).map(|a| direction[r][a] * half[a]).sum::<f64>());
+    let origin =
+        [0, 1, 2].map(|r| centre[r] - (0..3).map(|a| direction[r][a] * half[a]).sum::<f64>());
     let g = Geometry::new(dims, spacing, origin, direction).unwrap();
     let ct = resample_nearest(&p.ct, &g, -1000i16);
     let truth = resample_nearest(&p.liver, &g, 0u8);
-    let model = HuWindowModel { config: coarse(), ..Default::default() };
+    let model = HuWindowModel {
+        config: coarse(),
+        ..Default::default()
+    };
     let seg = run(&ct, &model, &SegmentOptions::default());
     assert!(seg.liver.geometry().same_grid(&g));
     assert_eq!(seg.liver.geometry(), &g, "exactly the input grid");
@@ -142,7 +219,10 @@ fn flipped_and_rotated_grid_comes_back_on_itself() {
     let ratio = seg.report.liver_volume_ml / straight.report.liver_volume_ml;
     assert!((0.95..1.05).contains(&ratio), "volume ratio {ratio}");
     // The centroid is the same place in the patient, whatever the grid.
-    let (a, b) = (seg.report.centroid_lps_mm.unwrap(), straight.report.centroid_lps_mm.unwrap());
+    let (a, b) = (
+        seg.report.centroid_lps_mm.unwrap(),
+        straight.report.centroid_lps_mm.unwrap(),
+    );
     let dist = (0..3).map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt();
     assert!(dist < 5.0, "centroids {a:?} vs {b:?}");
     // The LPS box holds the centroid.
@@ -167,44 +247,112 @@ fn flags_on_phantom_variations() {
     assert!(dice(&good.liver, &base.liver) > 0.95);
 
     // Non-contrast: liver within ~5 HU of muscle, no enhanced vessels or kidneys.
-    let nc = phantom(PhantomConfig { contrast: 0.0, ..Default::default() });
+    let nc = phantom(PhantomConfig {
+        contrast: 0.0,
+        ..Default::default()
+    });
     let seg = run(&nc.ct, &oracle, &options);
-    assert_eq!(flag_names(&seg), ["non_contrast"], "{:?}", seg.report.measurements);
+    assert_eq!(
+        flag_names(&seg),
+        ["non_contrast"],
+        "{:?}",
+        seg.report.measurements
+    );
     // Arterial-like: vessels bright, liver not enhanced.
-    let art = phantom(PhantomConfig { liver_hu: Some(65.0), ..Default::default() });
+    let art = phantom(PhantomConfig {
+        liver_hu: Some(65.0),
+        ..Default::default()
+    });
     let seg = run(&art.ct, &oracle, &options);
-    assert_eq!(flag_names(&seg), ["low_contrast"], "{:?}", seg.report.measurements);
+    assert_eq!(
+        flag_names(&seg),
+        ["low_contrast"],
+        "{:?}",
+        seg.report.measurements
+    );
 
-    let noisy = phantom(PhantomConfig { noise_hu: 45.0, ..Default::default() });
+    let noisy = phantom(PhantomConfig {
+        noise_hu: 45.0,
+        ..Default::default()
+    });
     let seg = run(&noisy.ct, &oracle, &options);
-    assert_eq!(flag_names(&seg), ["low_dose"], "{:?}", seg.report.measurements);
+    assert_eq!(
+        flag_names(&seg),
+        ["low_dose"],
+        "{:?}",
+        seg.report.measurements
+    );
     let f = &seg.report.flags[0];
     assert!(f.value.unwrap() > 35.0 && f.threshold == 25.0);
 
     // A small body: the whole phantom at 55% scale holds a ~250 ml liver.
-    let small = generate(&PhantomConfig { dims: [128, 106, 48], spacing: [1.5, 1.5, 2.5], ..Default::default() });
+    let small = generate(&PhantomConfig {
+        dims: [128, 106, 48],
+        spacing: [1.5, 1.5, 2.5],
+        ..Default::default()
+    });
     let seg = run(&small.ct, &Oracle::new(small.liver.clone()), &options);
-    assert_eq!(flag_names(&seg), ["volume_implausible"], "{} ml", seg.report.liver_volume_ml);
+    assert_eq!(
+        flag_names(&seg),
+        ["volume_implausible"],
+        "{} ml",
+        seg.report.liver_volume_ml
+    );
 
     // Scan range ending inside the liver: its top is cut.
-    let cut = CropBox { start: [0, 0, 0], size: [128, 106, 36] };
-    let (ct, truth) = (cut.apply(&base.ct).unwrap(), cut.apply(&base.liver).unwrap());
+    let cut = CropBox {
+        start: [0, 0, 0],
+        size: [128, 106, 36],
+    };
+    let (ct, truth) = (
+        cut.apply(&base.ct).unwrap(),
+        cut.apply(&base.liver).unwrap(),
+    );
     let seg = run(&ct, &Oracle::new(truth), &options);
-    assert_eq!(flag_names(&seg), ["touches_crop_border"], "{:?}", seg.report.measurements);
+    assert_eq!(
+        flag_names(&seg),
+        ["touches_crop_border"],
+        "{:?}",
+        seg.report.measurements
+    );
 
     // Liver and spleen both predicted: two large components, the liver kept.
     let spleen = base.mask("spleen").unwrap();
-    let both = base.liver.map(|&v| v).data().iter().zip(spleen.data()).map(|(&a, &b)| a | b).collect();
+    let both = base
+        .liver
+        .map(|&v| v)
+        .data()
+        .iter()
+        .zip(spleen.data())
+        .map(|(&a, &b)| a | b)
+        .collect();
     let both = Mask::new(base.liver.geometry().clone(), both).unwrap();
-    let rules = QualityRules { large_component_ml: 30.0, ..Default::default() };
-    let seg = run(&base.ct, &Oracle::new(both), &SegmentOptions { rules, ..Default::default() });
+    let rules = QualityRules {
+        large_component_ml: 30.0,
+        ..Default::default()
+    };
+    let seg = run(
+        &base.ct,
+        &Oracle::new(both),
+        &SegmentOptions {
+            rules,
+            ..Default::default()
+        },
+    );
     assert_eq!(flag_names(&seg), ["multiple_large_components"]);
     assert_eq!(seg.report.components.large, 2);
     assert!(seg.report.components.removed_ml > 30.0);
-    assert!(dice(&seg.liver, &base.liver) > 0.95, "the liver, not the spleen, is kept");
+    assert!(
+        dice(&seg.liver, &base.liver) > 0.95,
+        "the liver, not the spleen, is kept"
+    );
 
     // A hesitant model: right answer, probabilities near 0.5.
-    let unsure = Oracle { inside: 0.56, outside: 0.44, ..Oracle::new(base.liver.clone()) };
+    let unsure = Oracle {
+        inside: 0.56,
+        outside: 0.44,
+        ..Oracle::new(base.liver.clone())
+    };
     let seg = run(&base.ct, &unsure, &options);
     assert_eq!(flag_names(&seg), ["low_border_confidence"]);
 
@@ -218,14 +366,36 @@ fn flags_on_phantom_variations() {
 
 #[test]
 fn threshold_and_bad_models_are_handled() {
-    let p = phantom(PhantomConfig { noise_hu: 0.0, ..Default::default() });
-    let oracle = Oracle { inside: 0.7, ..Oracle::new(p.liver.clone()) };
+    let p = phantom(PhantomConfig {
+        noise_hu: 0.0,
+        ..Default::default()
+    });
+    let oracle = Oracle {
+        inside: 0.7,
+        ..Oracle::new(p.liver.clone())
+    };
     // Threshold above the model's "inside" probability: nothing left.
-    let seg = run(&p.ct, &oracle, &SegmentOptions { threshold: Some(0.8), ..Default::default() });
+    let seg = run(
+        &p.ct,
+        &oracle,
+        &SegmentOptions {
+            threshold: Some(0.8),
+            ..Default::default()
+        },
+    );
     assert_eq!(seg.report.threshold, 0.8);
     assert_eq!(flag_names(&seg), ["empty_result"]);
     for bad in [0.0, 1.0, f32::NAN] {
-        let e = segment(&p.ct, &oracle, &SegmentOptions { threshold: Some(bad), ..Default::default() }, &mut |_, _, _| {}).unwrap_err();
+        let e = segment(
+            &p.ct,
+            &oracle,
+            &SegmentOptions {
+                threshold: Some(bad),
+                ..Default::default()
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("threshold"), "{e}");
     }
     struct Broken(PreprocessConfig, bool);
@@ -239,7 +409,12 @@ fn threshold_and_bad_models_are_handled() {
         fn default_threshold(&self) -> f32 {
             0.5
         }
-        fn predict(&self, prepared: &Prepared, _: &Volume<f32>, _: &mut dyn FnMut(usize, usize)) -> Result<Volume<f32>, String> {
+        fn predict(
+            &self,
+            prepared: &Prepared,
+            _: &Volume<f32>,
+            _: &mut dyn FnMut(usize, usize),
+        ) -> Result<Volume<f32>, String> {
             if self.1 {
                 Err("out of memory".into())
             } else {
@@ -247,9 +422,21 @@ fn threshold_and_bad_models_are_handled() {
             }
         }
     }
-    let e = segment(&p.ct, &Broken(coarse(), true), &SegmentOptions::default(), &mut |_, _, _| {}).unwrap_err();
+    let e = segment(
+        &p.ct,
+        &Broken(coarse(), true),
+        &SegmentOptions::default(),
+        &mut |_, _, _| {},
+    )
+    .unwrap_err();
     assert_eq!(e.to_string(), "model broken: out of memory");
-    let e = segment(&p.ct, &Broken(coarse(), false), &SegmentOptions::default(), &mut |_, _, _| {}).unwrap_err();
+    let e = segment(
+        &p.ct,
+        &Broken(coarse(), false),
+        &SegmentOptions::default(),
+        &mut |_, _, _| {},
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("not a probability"), "{e}");
 }
 
@@ -264,7 +451,12 @@ fn postprocess_keeps_the_largest_and_never_adds() {
         u8::from(big || small || bridge)
     });
     let post = postprocess(&raw, 2.0, 0.01).unwrap();
-    assert!(post.mask.data().iter().zip(raw.data()).all(|(&p, &r)| p <= r));
+    assert!(post
+        .mask
+        .data()
+        .iter()
+        .zip(raw.data())
+        .all(|(&p, &r)| p <= r));
     assert_eq!(post.components.count, 2, "the bridge is cut by the erosion");
     assert_eq!(post.components.large, 2);
     assert_eq!(*post.mask.get(10, 10, 10), 1);
@@ -272,9 +464,14 @@ fn postprocess_keeps_the_largest_and_never_adds() {
     // The opening rounds the box's edges (3 voxels per edge voxel for a 2 mm
     // ball: 12 edges x 12 voxels) and corners; the rest is kept.
     let kept = post.mask.count_foreground();
-    assert!((4096 - 12 * 12 * 3 - 8 * 8..4096 - 12 * 12 * 3).contains(&kept), "{kept}");
+    assert!(
+        (4096 - 12 * 12 * 3 - 8 * 8..4096 - 12 * 12 * 3).contains(&kept),
+        "{kept}"
+    );
     // Thinner than the ball everywhere: fall back to the largest raw component.
-    let thin = Mask::from_fn(raw.geometry().clone(), |[i, j, k]| u8::from(j == 3 && k == 3 && i < 30));
+    let thin = Mask::from_fn(raw.geometry().clone(), |[i, j, k]| {
+        u8::from(j == 3 && k == 3 && i < 30)
+    });
     let post = postprocess(&thin, 2.0, 50.0).unwrap();
     assert_eq!(post.mask, thin);
     assert_eq!(post.components.large, 0);

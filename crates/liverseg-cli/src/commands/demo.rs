@@ -32,12 +32,32 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
     let model = model::load(None).map_err(|e| anyhow::anyhow!(e))?;
-    let phantom = generate(&PhantomConfig { seed: args.seed, ..Default::default() });
-    let seg = segment(&phantom.ct, model.as_ref(), &SegmentOptions::default(), &mut |_, _, _| {})?;
+    let phantom = generate(&PhantomConfig {
+        seed: args.seed,
+        ..Default::default()
+    });
+    let seg = segment(
+        &phantom.ct,
+        model.as_ref(),
+        &SegmentOptions::default(),
+        &mut |_, _, _| {},
+    )?;
     let ct = DynVolume::from(phantom.ct.clone());
-    std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", args.out.display()))?;
-    let mut files = write_outputs(&args.out, &seg, &OutputFormats::default(), &OutputSource { ct: &ct, dicom_series: None })?;
-    for (name, volume) in [("ct.nii.gz", ct), ("liver_truth.nii.gz", DynVolume::from(phantom.liver.clone()))] {
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", args.out.display()))?;
+    let mut files = write_outputs(
+        &args.out,
+        &seg,
+        &OutputFormats::default(),
+        &OutputSource {
+            ct: &ct,
+            dicom_series: None,
+        },
+    )?;
+    for (name, volume) in [
+        ("ct.nii.gz", ct),
+        ("liver_truth.nii.gz", DynVolume::from(phantom.liver.clone())),
+    ] {
         let path = args.out.join(name);
         write_image(&path, &volume)?;
         files.push(path);
@@ -45,7 +65,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let eval = evaluate(&seg.liver, &phantom.liver, &EvalOptions::default())?;
     let eval_path = args.out.join("evaluation.json");
     let eval_json = eval.to_json();
-    liverseg_io::atomic::write_atomic(&eval_path, |w| w.write_all(serde_json::to_string_pretty(&eval_json).expect("json").as_bytes()))?;
+    liverseg_io::atomic::write_atomic(&eval_path, |w| {
+        w.write_all(
+            serde_json::to_string_pretty(&eval_json)
+                .expect("json")
+                .as_bytes(),
+        )
+    })?;
     files.push(eval_path);
     let secs = t0.elapsed().as_secs_f64();
     let dsc = eval.dice.unwrap_or(0.0);
@@ -67,13 +93,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let g = phantom.ct.geometry();
         println!("liverseg demo: synthetic abdominal CT {} x {} x {} voxels, {:.1} x {:.1} x {:.1} mm (seed {})", g.dims()[0], g.dims()[1], g.dims()[2], g.spacing()[0], g.spacing()[1], g.spacing()[2], args.seed);
         println!("  model      {}", r.model_id);
-        println!("  liver      {:.1} ml segmented, {:.1} ml truth", r.liver_volume_ml, phantom.liver.foreground_ml());
+        println!(
+            "  liver      {:.1} ml segmented, {:.1} ml truth",
+            r.liver_volume_ml,
+            phantom.liver.foreground_ml()
+        );
         println!("  DSC        {dsc:.3} against the phantom truth");
-        println!("  flags      {}", if r.flags.is_empty() { "none".to_string() } else { r.flags.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ") });
+        println!(
+            "  flags      {}",
+            if r.flags.is_empty() {
+                "none".to_string()
+            } else {
+                r.flags
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
         println!("  time       {secs:.1} s");
         println!("  outputs in {}:", args.out.display());
         for f in &files {
-            println!("    {}", f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            println!(
+                "    {}",
+                f.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            );
         }
         println!("  look at {}", args.out.join("overview.png").display());
     }

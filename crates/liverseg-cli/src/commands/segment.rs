@@ -11,7 +11,10 @@ use crate::model;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use liverseg_io::{read_image, Format, ReadOptions};
 use liverseg_pipeline::write::outputs_complete;
-use liverseg_pipeline::{segment_dyn, write_outputs, OutputFormats, OutputSource, ProbabilityModel, Report, SegmentOptions, Stage};
+use liverseg_pipeline::{
+    segment_dyn, write_outputs, OutputFormats, OutputSource, ProbabilityModel, Report,
+    SegmentOptions, Stage,
+};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -79,7 +82,8 @@ fn usage(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 
 /// Inputs of a manifest: `path` or `name<TAB>path` per line.
 fn read_manifest(path: &Path) -> Result<Vec<(Option<String>, PathBuf)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read manifest: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read manifest: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
@@ -92,10 +96,21 @@ fn read_manifest(path: &Path) -> Result<Vec<(Option<String>, PathBuf)>, String> 
             None => (None, line),
         };
         if p.is_empty() || name.as_deref() == Some("") {
-            return Err(format!("{}: line {}: expected `path` or `name<TAB>path`", path.display(), n + 1));
+            return Err(format!(
+                "{}: line {}: expected `path` or `name<TAB>path`",
+                path.display(),
+                n + 1
+            ));
         }
         let p = Path::new(p);
-        out.push((name, if p.is_absolute() { p.to_path_buf() } else { base.join(p) }));
+        out.push((
+            name,
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            },
+        ));
     }
     if out.is_empty() {
         return Err(format!("{}: the manifest lists no input", path.display()));
@@ -104,7 +119,10 @@ fn read_manifest(path: &Path) -> Result<Vec<(Option<String>, PathBuf)>, String> 
 }
 
 fn stem(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "case".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "case".into());
     let lower = name.to_lowercase();
     for ext in [".nii.gz", ".nii", ".mha", ".mhd", ".dcm", ".gz"] {
         if lower.ends_with(ext) && lower.len() > ext.len() {
@@ -123,7 +141,8 @@ fn parent_name(path: &Path) -> Option<String> {
 /// generic (`ct.nii.gz` in a case folder) or shared with another input.
 fn case_names(inputs: &[(Option<String>, PathBuf)]) -> Result<Vec<String>, String> {
     let stems: Vec<String> = inputs.iter().map(|(_, p)| stem(p)).collect();
-    let generic = |s: &str| ["ct", "image", "img", "volume", "scan"].contains(&s.to_lowercase().as_str());
+    let generic =
+        |s: &str| ["ct", "image", "img", "volume", "scan"].contains(&s.to_lowercase().as_str());
     let names: Vec<String> = inputs
         .iter()
         .zip(&stems)
@@ -141,7 +160,10 @@ fn case_names(inputs: &[(Option<String>, PathBuf)]) -> Result<Vec<String>, Strin
         .collect();
     for (i, n) in names.iter().enumerate() {
         if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\\']) {
-            return Err(format!("{}: case name {n:?} cannot be a folder name; give one in a manifest", inputs[i].1.display()));
+            return Err(format!(
+                "{}: case name {n:?} cannot be a folder name; give one in a manifest",
+                inputs[i].1.display()
+            ));
         }
         if let Some(j) = names[..i].iter().position(|m| m == n) {
             return Err(format!("{} and {} both give the case name {n:?}; name them in a manifest (`name<TAB>path`)", inputs[j].1.display(), inputs[i].1.display()));
@@ -155,13 +177,23 @@ fn style(template: &str) -> ProgressStyle {
 }
 
 /// Segment one case and write its outputs.
-fn run_case(case: &Case, model: &dyn ProbabilityModel, options: &SegmentOptions, formats: &OutputFormats, bar: &ProgressBar) -> Result<(Report, f64), String> {
+fn run_case(
+    case: &Case,
+    model: &dyn ProbabilityModel,
+    options: &SegmentOptions,
+    formats: &OutputFormats,
+    bar: &ProgressBar,
+) -> Result<(Report, f64), String> {
     let t0 = Instant::now();
     bar.set_message("read");
     let read = read_image(&case.input, &ReadOptions::default()).map_err(|e| e.to_string())?;
     let is_dicom = read.info.format == Format::DicomSeries;
     if formats.needs_dicom() && !is_dicom {
-        return Err(format!("{}: dicom-seg and rtstruct outputs need a DICOM series input (this is {})", case.input.display(), read.info.format.name()));
+        return Err(format!(
+            "{}: dicom-seg and rtstruct outputs need a DICOM series input (this is {})",
+            case.input.display(),
+            read.info.format.name()
+        ));
     }
     let read_s = t0.elapsed().as_secs_f64();
     let mut progress = |stage: Stage, done: usize, total: usize| {
@@ -171,11 +203,16 @@ fn run_case(case: &Case, model: &dyn ProbabilityModel, options: &SegmentOptions,
             bar.set_position(done as u64);
         }
     };
-    let mut seg = segment_dyn(&read.volume, model, options, &mut progress).map_err(|e| format!("{}: {e}", case.input.display()))?;
+    let mut seg = segment_dyn(&read.volume, model, options, &mut progress)
+        .map_err(|e| format!("{}: {e}", case.input.display()))?;
     seg.report.set_time("read", read_s);
     bar.set_message("write");
-    let source = OutputSource { ct: &read.volume, dicom_series: is_dicom.then_some(case.input.as_path()) };
-    write_outputs(&case.dir, &seg, formats, &source).map_err(|e| format!("{}: {e}", case.input.display()))?;
+    let source = OutputSource {
+        ct: &read.volume,
+        dicom_series: is_dicom.then_some(case.input.as_path()),
+    };
+    write_outputs(&case.dir, &seg, formats, &source)
+        .map_err(|e| format!("{}: {e}", case.input.display()))?;
     Ok((seg.report, t0.elapsed().as_secs_f64()))
 }
 
@@ -185,7 +222,13 @@ fn read_report(dir: &Path) -> Option<Box<Report>> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let formats = match (OutputFormats { probability: args.probability, overview: !args.no_overview, ..Default::default() }).with_list(&args.format) {
+    let formats = match (OutputFormats {
+        probability: args.probability,
+        overview: !args.no_overview,
+        ..Default::default()
+    })
+    .with_list(&args.format)
+    {
         Ok(f) => f,
         Err(e) => return usage(format!("--format: {e}")),
     };
@@ -200,7 +243,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 {
         return usage("--jobs must be at least 1");
     }
-    let mut inputs: Vec<(Option<String>, PathBuf)> = args.inputs.iter().map(|p| (None, p.clone())).collect();
+    let mut inputs: Vec<(Option<String>, PathBuf)> =
+        args.inputs.iter().map(|p| (None, p.clone())).collect();
     if let Some(m) = &args.manifest {
         match read_manifest(m) {
             Ok(list) => inputs.extend(list),
@@ -212,15 +256,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let single = inputs.len() == 1 && args.manifest.is_none();
     let cases: Vec<Case> = if single {
-        vec![Case { name: stem(&inputs[0].1), input: inputs[0].1.clone(), dir: args.out.clone() }]
+        vec![Case {
+            name: stem(&inputs[0].1),
+            input: inputs[0].1.clone(),
+            dir: args.out.clone(),
+        }]
     } else {
         match case_names(&inputs) {
-            Ok(names) => names.into_iter().zip(inputs).map(|(name, (_, input))| Case { dir: args.out.join(&name), name, input }).collect(),
+            Ok(names) => names
+                .into_iter()
+                .zip(inputs)
+                .map(|(name, (_, input))| Case {
+                    dir: args.out.join(&name),
+                    name,
+                    input,
+                })
+                .collect(),
             Err(e) => return usage(e),
         }
     };
     let model = model::load(args.model.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-    let options = SegmentOptions { threshold: args.threshold, postprocess_radius_mm: args.radius, probability: args.probability, ..Default::default() };
+    let options = SegmentOptions {
+        threshold: args.threshold,
+        postprocess_radius_mm: args.radius,
+        probability: args.probability,
+        ..Default::default()
+    };
 
     let multi = MultiProgress::new();
     if !std::io::stderr().is_terminal() {
@@ -252,7 +313,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(o) = &overall {
             o.inc(1);
         }
-        results.lock().expect("no worker panics while holding the lock")[i] = Some(outcome);
+        results
+            .lock()
+            .expect("no worker panics while holding the lock")[i] = Some(outcome);
     };
     std::thread::scope(|s| {
         for _ in 0..args.jobs.min(cases.len()) {
@@ -262,8 +325,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(o) = overall {
         o.finish_and_clear();
     }
-    let results: Vec<Outcome> = results.into_inner().expect("workers ended").into_iter().map(|o| o.expect("every case ran")).collect();
-    let failed = results.iter().filter(|o| matches!(o, Outcome::Failed(_))).count();
+    let results: Vec<Outcome> = results
+        .into_inner()
+        .expect("workers ended")
+        .into_iter()
+        .map(|o| o.expect("every case ran"))
+        .collect();
+    let failed = results
+        .iter()
+        .filter(|o| matches!(o, Outcome::Failed(_)))
+        .count();
 
     if single {
         match &results[0] {
@@ -299,20 +370,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("liverseg: error: case {}: {e}", c.name);
         }
     }
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn flag_list(r: &Report) -> String {
     if r.flags.is_empty() {
         "-".into()
     } else {
-        r.flags.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(",")
+        r.flags
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
 fn print_case(case: &Case, r: &Report, secs: f64) {
     println!("liverseg segment: {}", case.input.display());
-    println!("  liver {:.1} ml, {:.0} g, median {} HU ({:.1} s, model {})", r.liver_volume_ml, r.liver_mass_g, r.liver_hu_median.map_or("-".into(), |h| format!("{h:.0}")), secs, r.model_id);
+    println!(
+        "  liver {:.1} ml, {:.0} g, median {} HU ({:.1} s, model {})",
+        r.liver_volume_ml,
+        r.liver_mass_g,
+        r.liver_hu_median.map_or("-".into(), |h| format!("{h:.0}")),
+        secs,
+        r.model_id
+    );
     for f in &r.flags {
         println!("  flag {}: {}", f.name, f.message);
     }
@@ -321,17 +407,51 @@ fn print_case(case: &Case, r: &Report, secs: f64) {
 
 fn print_table(cases: &[Case], results: &[Outcome]) {
     let w = cases.iter().map(|c| c.name.len()).max().unwrap_or(4).max(4);
-    println!("{:w$}  {:8}  {:>9}  {:>7}  flags", "case", "status", "liver ml", "time s");
+    println!(
+        "{:w$}  {:8}  {:>9}  {:>7}  flags",
+        "case", "status", "liver ml", "time s"
+    );
     for (c, o) in cases.iter().zip(results) {
         match o {
-            Outcome::Done(r, s) => println!("{:w$}  {:8}  {:>9.1}  {:>7.1}  {}", c.name, "ok", r.liver_volume_ml, s, flag_list(r)),
-            Outcome::Skipped(Some(r)) => println!("{:w$}  {:8}  {:>9.1}  {:>7}  {}", c.name, "skipped", r.liver_volume_ml, "-", flag_list(r)),
-            Outcome::Skipped(None) => println!("{:w$}  {:8}  {:>9}  {:>7}  -", c.name, "skipped", "-", "-"),
-            Outcome::Failed(_) => println!("{:w$}  {:8}  {:>9}  {:>7}  (see error below)", c.name, "FAILED", "-", "-"),
+            Outcome::Done(r, s) => println!(
+                "{:w$}  {:8}  {:>9.1}  {:>7.1}  {}",
+                c.name,
+                "ok",
+                r.liver_volume_ml,
+                s,
+                flag_list(r)
+            ),
+            Outcome::Skipped(Some(r)) => println!(
+                "{:w$}  {:8}  {:>9.1}  {:>7}  {}",
+                c.name,
+                "skipped",
+                r.liver_volume_ml,
+                "-",
+                flag_list(r)
+            ),
+            Outcome::Skipped(None) => {
+                println!("{:w$}  {:8}  {:>9}  {:>7}  -", c.name, "skipped", "-", "-")
+            }
+            Outcome::Failed(_) => println!(
+                "{:w$}  {:8}  {:>9}  {:>7}  (see error below)",
+                c.name, "FAILED", "-", "-"
+            ),
         }
     }
-    let done = results.iter().filter(|o| matches!(o, Outcome::Done(..))).count();
-    let skipped = results.iter().filter(|o| matches!(o, Outcome::Skipped(_))).count();
+    let done = results
+        .iter()
+        .filter(|o| matches!(o, Outcome::Done(..)))
+        .count();
+    let skipped = results
+        .iter()
+        .filter(|o| matches!(o, Outcome::Skipped(_)))
+        .count();
     let failed = results.len() - done - skipped;
-    println!("{done} done, {skipped} skipped (outputs complete), {failed} failed; outputs in {}", cases.first().and_then(|c| c.dir.parent()).map_or(String::new(), |p| p.display().to_string()));
+    println!(
+        "{done} done, {skipped} skipped (outputs complete), {failed} failed; outputs in {}",
+        cases
+            .first()
+            .and_then(|c| c.dir.parent())
+            .map_or(String::new(), |p| p.display().to_string())
+    );
 }
