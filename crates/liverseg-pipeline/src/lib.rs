@@ -338,7 +338,6 @@ pub fn segment<T: Scalar>(
     } else {
         (None, None)
     };
-    let ct_f32 = ct.map(|v| v.to_f32());
     let measurements = Measurements {
         liver_contrast_hu,
         soft_tissue_hu,
@@ -348,7 +347,7 @@ pub fn segment<T: Scalar>(
             options.rules.enhanced_hu,
         )),
         noise_hu: if nonempty {
-            quality::noise_hu(&ct_f32, &liver)
+            quality::noise_hu(ct, &liver)
         } else {
             None
         },
@@ -359,7 +358,6 @@ pub fn segment<T: Scalar>(
             None
         },
     };
-    drop(ct_f32);
     let flags = quality::flags(
         &options.rules,
         &measurements,

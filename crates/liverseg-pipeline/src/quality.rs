@@ -38,6 +38,7 @@
 
 use crate::report::{Flag, Measurements};
 use liverseg_imgproc::morphology::{dilate, erode, fill_holes_slicewise, Connectivity};
+use liverseg_imgproc::Scalar;
 use liverseg_volume::{Mask, Volume};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -154,7 +155,7 @@ pub fn enhanced_tissue_ml(hu: &Volume<f32>, body: &Mask, range: [f64; 2]) -> f64
 
 /// Robust noise estimate (HU) inside `mask` on the CT grid; `None` with fewer
 /// than 100 usable neighbour pairs.
-pub fn noise_hu(ct: &Volume<f32>, mask: &Mask) -> Option<f64> {
+pub fn noise_hu<T: Scalar>(ct: &Volume<T>, mask: &Mask) -> Option<f64> {
     let [nx, ny, nz] = ct.dims();
     if nx < 4 {
         return None;
@@ -167,7 +168,7 @@ pub fn noise_hu(ct: &Volume<f32>, mask: &Mask) -> Option<f64> {
             (1..nx - 2).filter_map(move |i| {
                 let o = base + i;
                 (m[o - 1] != 0 && m[o] != 0 && m[o + 1] != 0 && m[o + 2] != 0)
-                    .then(|| f64::from(c[o + 1]) - f64::from(c[o]))
+                    .then(|| c[o + 1].to_f64() - c[o].to_f64())
             })
         })
         .collect();
