@@ -240,6 +240,21 @@ fn liver_stats<T: Scalar>(
     (Some(bbox), Some(centroid), Some(mean), Some(median))
 }
 
+/// Enhanced-tissue volume on the pre-processed grid; above 4 M voxels on every
+/// second voxel per axis (the morphology on the full 1.4 mm grid of a 512² CT
+/// costs seconds; the estimate changes by well under the 5 ml rule).
+fn enhanced_ml(prepared: &Prepared, rules: &QualityRules) -> f64 {
+    if prepared.hu.len() > 4_000_000 {
+        let (hu, body) = (
+            quality::subsample(&prepared.hu, 2),
+            quality::subsample(&prepared.body, 2),
+        );
+        quality::enhanced_tissue_ml(&hu, &body, rules.enhanced_hu)
+    } else {
+        quality::enhanced_tissue_ml(&prepared.hu, &prepared.body, rules.enhanced_hu)
+    }
+}
+
 /// Segment the liver of a CT (values in HU) with `model`.
 ///
 /// prepare (crop, 1.4 mm, median filter) -> model probability -> threshold ->
@@ -341,11 +356,7 @@ pub fn segment<T: Scalar>(
     let measurements = Measurements {
         liver_contrast_hu,
         soft_tissue_hu,
-        enhanced_tissue_ml: Some(quality::enhanced_tissue_ml(
-            &prepared.hu,
-            &prepared.body,
-            options.rules.enhanced_hu,
-        )),
+        enhanced_tissue_ml: Some(enhanced_ml(&prepared, &options.rules)),
         noise_hu: if nonempty {
             quality::noise_hu(ct, &liver)
         } else {

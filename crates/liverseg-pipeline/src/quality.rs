@@ -24,7 +24,8 @@
 //!   (the cancellous interior of a vertebra is 150–300 HU without contrast),
 //!   grown by 3 mm (partial-volume voxels on its surface); only voxels deeper
 //!   than 25 mm inside the body outline count (ribs and their partial volumes
-//!   lie in the body wall; aorta, IVC and kidneys deeper).
+//!   lie in the body wall; aorta, IVC and kidneys deeper). Above 4 M voxels
+//!   it is measured on every second voxel per axis (see `segment`).
 //!   A heuristic: calcifications and contrast-filled bowel count as enhanced.
 //! * noise: 1.4826 · MAD of the differences of x-neighbours inside the liver,
 //!   divided by √2, on the original CT (4 consecutive liver voxels required, so
@@ -151,6 +152,24 @@ pub fn enhanced_tissue_ml(hu: &Volume<f32>, body: &Mask, range: [f64; 2]) -> f64
         })
         .count();
     n as f64 * hu.geometry().voxel_volume_mm3() / 1000.0
+}
+
+/// Every `stride`-th voxel along each axis, on the matching coarser grid
+/// (same origin and direction, spacing x stride). For volume estimates whose
+/// morphology would otherwise dominate `segment`'s measuring time.
+pub fn subsample<T: Copy + Send + Sync>(v: &Volume<T>, stride: usize) -> Volume<T> {
+    let stride = stride.max(1);
+    let g = v.geometry();
+    let [nx, ny, nz] = g.dims();
+    let dims = [
+        nx.div_ceil(stride),
+        ny.div_ceil(stride),
+        nz.div_ceil(stride),
+    ];
+    let spacing = g.spacing().map(|s| s * stride as f64);
+    let grid = liverseg_volume::Geometry::new(dims, spacing, g.origin(), g.direction())
+        .expect("a coarser grid of a valid grid is valid");
+    Volume::from_fn(grid, |[i, j, k]| *v.get(i * stride, j * stride, k * stride))
 }
 
 /// Robust noise estimate (HU) inside `mask` on the CT grid; `None` with fewer
@@ -430,6 +449,33 @@ mod tests {
         let ml = enhanced_tissue_ml(&hu, &body, [150.0, 400.0]);
         let vessel_voxels = hu.data().iter().filter(|&&h| h == 170.0).count();
         assert_eq!(ml, vessel_voxels as f64 / 1000.0);
+    }
+
+    #[test]
+    fn subsampled_enhanced_volume_matches_the_full_grid() {
+        // A 12 mm "aorta" tube deep in a body: the stride-2 estimate is within
+        // a few percent of the full-grid one.
+        let geom = Geometry::identity([120, 100, 60], [1.4, 1.4, 1.4]).unwrap();
+        let body = Mask::from_fn(geom.clone(), |[i, j, _]| {
+            u8::from((i as f64 - 60.0).hypot(j as f64 - 50.0) < 48.0)
+        });
+        let hu = Volume::from_fn(geom, |[i, j, _]| {
+            if (i as f64 - 60.0).hypot(j as f64 - 55.0) < 4.3 {
+                170.0f32
+            } else {
+                40.0
+            }
+        });
+        let full = enhanced_tissue_ml(&hu, &body, [150.0, 400.0]);
+        let coarse = enhanced_tissue_ml(&subsample(&hu, 2), &subsample(&body, 2), [150.0, 400.0]);
+        assert!(
+            full > 4.0 && (coarse / full - 1.0).abs() < 0.1,
+            "{full} vs {coarse}"
+        );
+        let sub = subsample(&body, 2);
+        assert_eq!(sub.dims(), [60, 50, 30]);
+        assert_eq!(sub.geometry().spacing(), [2.8; 3]);
+        assert_eq!(*sub.get(30, 25, 3), *body.get(60, 50, 6));
     }
 
     #[test]
