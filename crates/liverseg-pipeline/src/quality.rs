@@ -128,10 +128,22 @@ pub fn contrast(hu: &Volume<f32>, body: &Mask, liver: &Mask) -> (Option<f64>, Op
 const BONE_MARGIN_MM: f64 = 3.0;
 const WALL_MM: f64 = 25.0;
 
-/// Volume (ml) of enhanced non-bone soft tissue deeper than 25 mm inside the body.
-pub fn enhanced_tissue_ml(hu: &Volume<f32>, body: &Mask, range: [f64; 2]) -> f64 {
+/// Volume (ml) of enhanced non-bone soft tissue deeper than 25 mm inside the
+/// body. With `stride` > 1 the distance-based steps run on every `stride`-th
+/// voxel per axis; the bone outline is closed on the full grid first (a thin
+/// cortex breaks on a coarse grid and would let the vertebra's interior count).
+pub fn enhanced_tissue_ml(hu: &Volume<f32>, body: &Mask, range: [f64; 2], stride: usize) -> f64 {
     let bone = hu.map(|&h| u8::from(f64::from(h) >= range[1]));
     let bone = fill_holes_slicewise(&bone, Connectivity::Six);
+    let (hu, body, bone) = if stride > 1 {
+        (
+            &subsample(hu, stride),
+            &subsample(body, stride),
+            subsample(&bone, stride),
+        )
+    } else {
+        (hu, body, bone)
+    };
     // Partial-volume voxels on the bone surface (cortex next to fat) fall in
     // the enhanced range: a 3 mm margin keeps them out and spares a vessel
     // lying against the spine.
@@ -140,8 +152,11 @@ pub fn enhanced_tissue_ml(hu: &Volume<f32>, body: &Mask, range: [f64; 2]) -> f64
         Err(_) => bone,
     };
     // Ribs (and their partial volumes in thick slices) lie in the body wall;
-    // the aorta, IVC and kidneys lie deeper.
-    let inner = erode(body, WALL_MM).unwrap_or_else(|_| body.clone());
+    // the aorta, IVC and kidneys lie deeper. Depth is from the skin: the body
+    // outline's holes (lungs, bowel gas) are filled first, or every gas
+    // pocket would erode the region around it.
+    let outline = fill_holes_slicewise(body, Connectivity::Six);
+    let inner = erode(&outline, WALL_MM).unwrap_or(outline);
     let n = hu
         .data()
         .par_iter()
@@ -446,7 +461,9 @@ mod tests {
                 40.0
             }
         });
-        let ml = enhanced_tissue_ml(&hu, &body, [150.0, 400.0]);
+        let ml = enhanced_tissue_ml(&hu, &body, [150.0, 400.0], 1);
+        // A 1-voxel cortex on a stride-2 grid still encloses the interior.
+        assert!(enhanced_tissue_ml(&hu, &body, [150.0, 400.0], 2) < 2.0 * ml);
         let vessel_voxels = hu.data().iter().filter(|&&h| h == 170.0).count();
         assert_eq!(ml, vessel_voxels as f64 / 1000.0);
     }
@@ -466,8 +483,8 @@ mod tests {
                 40.0
             }
         });
-        let full = enhanced_tissue_ml(&hu, &body, [150.0, 400.0]);
-        let coarse = enhanced_tissue_ml(&subsample(&hu, 2), &subsample(&body, 2), [150.0, 400.0]);
+        let full = enhanced_tissue_ml(&hu, &body, [150.0, 400.0], 1);
+        let coarse = enhanced_tissue_ml(&hu, &body, [150.0, 400.0], 2);
         assert!(
             full > 4.0 && (coarse / full - 1.0).abs() < 0.1,
             "{full} vs {coarse}"
