@@ -3,6 +3,7 @@
 
 mod commands;
 mod progress;
+mod model;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,10 @@ enum Command {
     Train(commands::train::Args),
     /// DICOM node: receive CT series (C-STORE), segment each, send SEG/RTSTRUCT back.
     Node(commands::node::Args),
+    /// Segment the liver of CTs: mask, probability, report with quality flags, overview, DICOM-SEG/RTSTRUCT.
+    Segment(commands::segment::Args),
+    /// Write a synthetic abdominal CT phantom with truth masks per organ.
+    Phantom(commands::phantom::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +57,8 @@ fn main() -> ExitCode {
         Command::Dose(args) => commands::dose::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Node(args) => commands::node::run(args),
+        Command::Segment(args) => commands::segment::run(args),
+        Command::Phantom(args) => commands::phantom::run(args),
     };
     match result {
         Ok(code) => code,

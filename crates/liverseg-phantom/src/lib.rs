@@ -1,9 +1,19 @@
-//! Synthetic abdominal CT with a known liver mask.
+//! Synthetic abdominal CT with known truth masks.
 //!
-//! A deliberately simple anatomy (body with fat and muscle, spine, a two-lobe
-//! liver, spleen, kidneys, aorta, optional lesions and noise) on a grid in LPS,
-//! so every stage of liverseg can be tested without patient data. It feeds
-//! tests and the demo; it is not training data.
+//! A deliberately simple anatomy on a grid in LPS (head-first supine, axial):
+//! a body with subcutaneous fat, an abdominal muscle wall and visceral fat; a
+//! vertebral body and ribs; a liver with a large right lobe and a smaller left
+//! lobe reaching across the midline, with the inferior vena cava running along
+//! its posterior surface; spleen, both kidneys, a stomach (wall, fluid and a gas
+//! bubble) and the aorta; optional lesions alternately darker and brighter than
+//! the liver; Gaussian noise; and a contrast level from 0 (non-contrast: liver,
+//! vessels and muscle within ~15 HU of each other) to 1 (portal-venous phase).
+//! Every structure has a truth label ([`Phantom::labels`], names in
+//! [`LABELS`]). It feeds tests and the demo; it is not training data.
+//!
+//! Structures are analytic shapes (ellipsoids, elliptic cylinders) in mm scaled
+//! by the field of view, so a coarse test grid and a fine demo grid hold the
+//! same anatomy.
 
 use liverseg_volume::{Geometry, Mask, Volume};
 use rayon::prelude::*;
@@ -13,10 +23,15 @@ use rayon::prelude::*;
 pub struct PhantomConfig {
     pub dims: [usize; 3],
     pub spacing: [f64; 3],
-    /// Standard deviation of the added Gaussian noise.
+    /// Standard deviation of the added Gaussian noise (0 = none).
     pub noise_hu: f64,
-    /// Liver enhancement (portal-venous phase ~110 HU, non-contrast ~55 HU).
-    pub liver_hu: f64,
+    /// Contrast enhancement, 0 (non-contrast) to 1 (portal-venous phase);
+    /// values outside are clamped. Every organ's HU is interpolated between
+    /// its native and its enhanced value (see [`tissue_hu`]).
+    pub contrast: f64,
+    /// Liver parenchyma HU regardless of `contrast` (`None`: from `contrast`,
+    /// 55 HU native to 110 HU portal-venous).
+    pub liver_hu: Option<f64>,
     /// Number of lesions inside the liver (alternately darker and brighter).
     pub lesions: usize,
     pub seed: u64,
@@ -24,13 +39,90 @@ pub struct PhantomConfig {
 
 impl Default for PhantomConfig {
     fn default() -> Self {
-        Self { dims: [192, 160, 72], spacing: [1.8, 1.8, 3.0], noise_hu: 12.0, liver_hu: 110.0, lesions: 2, seed: 1 }
+        Self {
+            dims: [192, 160, 72],
+            spacing: [1.8, 1.8, 3.0],
+            noise_hu: 12.0,
+            contrast: 1.0,
+            liver_hu: None,
+            lesions: 2,
+            seed: 1,
+        }
     }
 }
 
+/// Truth label values of [`Phantom::labels`]: (value, name). The liver mask is
+/// labels `LIVER` and `LESION` together (lesions are part of the liver, as in
+/// the LiTS and 3D-IRCADb references).
+pub const LABELS: [(u8, &str); 9] = [
+    (1, "liver"),
+    (2, "spleen"),
+    (3, "kidney_right"),
+    (4, "kidney_left"),
+    (5, "stomach"),
+    (6, "aorta"),
+    (7, "ivc"),
+    (8, "bone"),
+    (9, "lesion"),
+];
+pub const LIVER: u8 = 1;
+pub const LESION: u8 = 9;
+
 pub struct Phantom {
     pub ct: Volume<i16>,
+    /// Liver including lesions.
     pub liver: Mask,
+    /// One label per voxel (see [`LABELS`]; 0 = none of them: air, fat, muscle,
+    /// stomach contents count as stomach).
+    pub labels: Mask,
+}
+
+impl Phantom {
+    /// The truth mask (0/1) of a structure named in [`LABELS`]; "liver"
+    /// includes its lesions.
+    pub fn mask(&self, name: &str) -> Option<Mask> {
+        if name == "liver" {
+            return Some(self.liver.clone());
+        }
+        let (value, _) = LABELS.iter().find(|(_, n)| *n == name)?;
+        Some(self.labels.map(|&l| u8::from(l == *value)))
+    }
+
+    /// Every structure's truth mask, in [`LABELS`] order.
+    pub fn masks(&self) -> Vec<(&'static str, Mask)> {
+        LABELS
+            .iter()
+            .filter_map(|(_, n)| Some((*n, self.mask(n)?)))
+            .collect()
+    }
+}
+
+/// Native (non-contrast) and portal-venous HU of each tissue. Native values
+/// after the usual textbook ranges (liver 55, spleen 45, muscle 50, blood 40);
+/// enhanced values typical of a 70 s portal-venous phase.
+pub fn tissue_hu(tissue: &str, contrast: f64) -> f64 {
+    let (native, enhanced) = match tissue {
+        "fat" => (-100.0, -100.0),
+        "visceral_fat" => (-80.0, -80.0),
+        "muscle" => (50.0, 58.0),
+        "liver" => (55.0, 110.0),
+        "spleen" => (45.0, 120.0),
+        "kidney" => (30.0, 160.0),
+        "aorta" => (40.0, 170.0),
+        "ivc" => (40.0, 145.0),
+        "stomach_wall" => (40.0, 65.0),
+        "stomach_fluid" => (8.0, 8.0),
+        "gas" => (-950.0, -950.0),
+        "vertebra" => (300.0, 300.0),
+        "cortical_bone" => (700.0, 700.0),
+        _ => (0.0, 0.0),
+    };
+    let c = if contrast.is_nan() {
+        1.0
+    } else {
+        contrast.clamp(0.0, 1.0)
+    };
+    native + c * (enhanced - native)
 }
 
 /// SplitMix64: tiny, and its sequence never changes with a dependency update, so
@@ -74,6 +166,9 @@ fn in_cylinder(p: [f64; 3], c: [f64; 2], r: [f64; 2]) -> bool {
     ((p[0] - c[0]) / r[0]).powi(2) + ((p[1] - c[1]) / r[1]).powi(2) <= 1.0
 }
 
+/// Build the phantom. Deterministic: the same config (seed included) gives the
+/// same voxels in every release; the anatomy does not depend on the seed
+/// except for lesion positions.
 pub fn generate(config: &PhantomConfig) -> Phantom {
     let [nx, ny, nz] = config.dims;
     // Centre the field of view on the patient axis, LPS, head-first-supine axial.
@@ -82,21 +177,74 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
         -(ny as f64 - 1.0) * config.spacing[1] / 2.0,
         -(nz as f64 - 1.0) * config.spacing[2] / 2.0,
     ];
-    let geometry = Geometry::new(config.dims, config.spacing, origin, liverseg_volume::IDENTITY)
-        .expect("phantom geometry is valid by construction");
+    let geometry = Geometry::new(
+        config.dims,
+        config.spacing,
+        origin,
+        liverseg_volume::IDENTITY,
+    )
+    .expect("phantom geometry is valid by construction");
 
-    let fov = [nx as f64 * config.spacing[0], ny as f64 * config.spacing[1], nz as f64 * config.spacing[2]];
+    let fov = [
+        nx as f64 * config.spacing[0],
+        ny as f64 * config.spacing[1],
+        nz as f64 * config.spacing[2],
+    ];
     let body_r = [fov[0] * 0.42, fov[1] * 0.36];
     // Patient's right is -x in LPS, anterior is -y, superior is +z.
-    let liver_right_lobe = ([-0.16 * fov[0], -0.02 * fov[1], 0.12 * fov[2]], [0.17 * fov[0], 0.2 * fov[1], 0.3 * fov[2]]);
-    let liver_left_lobe = ([0.02 * fov[0], -0.12 * fov[1], 0.2 * fov[2]], [0.13 * fov[0], 0.09 * fov[1], 0.16 * fov[2]]);
-    let spleen = ([0.25 * fov[0], 0.12 * fov[1], 0.15 * fov[2]], [0.06 * fov[0], 0.09 * fov[1], 0.15 * fov[2]]);
+    let liver_right_lobe = (
+        [-0.16 * fov[0], -0.02 * fov[1], 0.12 * fov[2]],
+        [0.17 * fov[0], 0.2 * fov[1], 0.3 * fov[2]],
+    );
+    let liver_left_lobe = (
+        [0.02 * fov[0], -0.12 * fov[1], 0.2 * fov[2]],
+        [0.13 * fov[0], 0.09 * fov[1], 0.16 * fov[2]],
+    );
+    let spleen = (
+        [0.25 * fov[0], 0.12 * fov[1], 0.15 * fov[2]],
+        [0.06 * fov[0], 0.09 * fov[1], 0.15 * fov[2]],
+    );
     let kidneys = [
-        ([-0.16 * fov[0], 0.2 * fov[1], -0.15 * fov[2]], [0.05 * fov[0], 0.06 * fov[1], 0.18 * fov[2]]),
-        ([0.16 * fov[0], 0.2 * fov[1], -0.12 * fov[2]], [0.05 * fov[0], 0.06 * fov[1], 0.18 * fov[2]]),
+        (
+            [-0.16 * fov[0], 0.2 * fov[1], -0.15 * fov[2]],
+            [0.05 * fov[0], 0.06 * fov[1], 0.18 * fov[2]],
+        ),
+        (
+            [0.16 * fov[0], 0.2 * fov[1], -0.12 * fov[2]],
+            [0.05 * fov[0], 0.06 * fov[1], 0.18 * fov[2]],
+        ),
     ];
+    let stomach = (
+        [0.13 * fov[0], -0.06 * fov[1], 0.1 * fov[2]],
+        [0.08 * fov[0], 0.07 * fov[1], 0.14 * fov[2]],
+    );
+    let stomach_wall_mm = 4.0;
     let spine = ([0.0, 0.26 * fov[1]], [0.045 * fov[0], 0.05 * fov[1]]);
-    let aorta = ([0.03 * fov[0], 0.17 * fov[1]], [0.016 * fov[0], 0.016 * fov[1]]);
+    let aorta = (
+        [0.03 * fov[0], 0.17 * fov[1]],
+        [0.016 * fov[0], 0.016 * fov[1]],
+    );
+    // The IVC runs along the liver's posterior surface, right of the aorta; it
+    // is drawn after the liver so the liver truth excludes it, as references do.
+    let ivc = (
+        [-0.06 * fov[0], 0.15 * fov[1]],
+        [0.02 * fov[0], 0.017 * fov[1]],
+    );
+    // Ribs: bands in the muscle wall on the upper part of the volume, every
+    // 26 mm in z, 9 mm thick, sparing the anterior midline and the back.
+    let rib_ring = (
+        [body_r[0] - 13.0, body_r[1] - 13.0],
+        [body_r[0] - 20.0, body_r[1] - 20.0],
+    );
+    let rib_z_from = -0.05 * fov[2];
+
+    let hu = |t: &str| tissue_hu(t, config.contrast);
+    let liver_hu = config.liver_hu.unwrap_or_else(|| hu("liver"));
+    let (fat, visceral_fat, muscle) = (hu("fat"), hu("visceral_fat"), hu("muscle"));
+    let (spleen_hu, kidney_hu, aorta_hu, ivc_hu) =
+        (hu("spleen"), hu("kidney"), hu("aorta"), hu("ivc"));
+    let (wall_hu, fluid_hu, gas_hu) = (hu("stomach_wall"), hu("stomach_fluid"), hu("gas"));
+    let (vertebra_hu, cortex_hu) = (hu("vertebra"), hu("cortical_bone"));
 
     let mut rng = SplitMix64(config.seed ^ 0x6C69_7665_7273_6567);
     let lesions: Vec<([f64; 3], f64, f64)> = (0..config.lesions)
@@ -108,63 +256,119 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
                 c[2] + (rng.uniform() - 0.5) * r[2],
             ];
             let radius = 6.0 + rng.uniform() * 10.0;
-            let hu = if i % 2 == 0 { config.liver_hu - 70.0 } else { config.liver_hu + 80.0 };
+            let hu = if i % 2 == 0 {
+                liver_hu - 70.0
+            } else {
+                liver_hu + 80.0
+            };
             (centre, radius, hu)
         })
         .collect();
 
     let slice_len = nx * ny;
     let mut ct = vec![0i16; geometry.len()];
-    let mut liver = vec![0u8; geometry.len()];
-    ct.par_chunks_mut(slice_len).zip(liver.par_chunks_mut(slice_len)).enumerate().for_each(|(k, (ct_slice, liver_slice))| {
-        let mut noise = SplitMix64(config.seed.wrapping_mul(1_000_003).wrapping_add(k as u64));
-        for j in 0..ny {
-            for i in 0..nx {
-                let p = geometry.index_to_world([i as f64, j as f64, k as f64]);
-                let o = i + nx * j;
-                let mut hu = -1000.0;
-                let mut is_liver = false;
-                if in_cylinder(p, [0.0, 0.0], body_r) {
-                    hu = -100.0; // subcutaneous fat
-                    if in_cylinder(p, [0.0, 0.0], [body_r[0] - 12.0, body_r[1] - 12.0]) {
-                        hu = 40.0; // muscle wall
-                    }
-                    if in_cylinder(p, [0.0, 0.0], [body_r[0] - 22.0, body_r[1] - 22.0]) {
-                        hu = -60.0; // visceral fat
-                    }
-                    if in_cylinder(p, spine.0, spine.1) {
-                        hu = 650.0;
-                    }
-                    if in_cylinder(p, aorta.0, aorta.1) {
-                        hu = 170.0;
-                    }
-                    for (c, r) in &kidneys {
-                        if in_ellipsoid(p, *c, *r) {
-                            hu = 160.0;
+    let mut labels = vec![0u8; geometry.len()];
+    ct.par_chunks_mut(slice_len)
+        .zip(labels.par_chunks_mut(slice_len))
+        .enumerate()
+        .for_each(|(k, (ct_slice, label_slice))| {
+            let mut noise = SplitMix64(config.seed.wrapping_mul(1_000_003).wrapping_add(k as u64));
+            for j in 0..ny {
+                for i in 0..nx {
+                    let p = geometry.index_to_world([i as f64, j as f64, k as f64]);
+                    let o = i + nx * j;
+                    let mut v = -1000.0;
+                    let mut label = 0u8;
+                    if in_cylinder(p, [0.0, 0.0], body_r) {
+                        v = fat;
+                        if in_cylinder(p, [0.0, 0.0], [body_r[0] - 12.0, body_r[1] - 12.0]) {
+                            v = muscle;
                         }
-                    }
-                    if in_ellipsoid(p, spleen.0, spleen.1) {
-                        hu = 120.0;
-                    }
-                    if in_ellipsoid(p, liver_right_lobe.0, liver_right_lobe.1) || in_ellipsoid(p, liver_left_lobe.0, liver_left_lobe.1) {
-                        hu = config.liver_hu;
-                        is_liver = true;
-                        for (c, r, lesion_hu) in &lesions {
-                            if in_ellipsoid(p, *c, [*r; 3]) {
-                                hu = *lesion_hu;
+                        if in_cylinder(p, [0.0, 0.0], [body_r[0] - 22.0, body_r[1] - 22.0]) {
+                            v = visceral_fat;
+                        }
+                        let rib_band =
+                            (p[2] - rib_z_from).rem_euclid(26.0) < 9.0 && p[2] > rib_z_from;
+                        let rib_sector = p[1] < 0.55 * body_r[1] && p[0].abs() > 0.12 * body_r[0];
+                        if rib_band
+                            && rib_sector
+                            && in_cylinder(p, [0.0, 0.0], rib_ring.0)
+                            && !in_cylinder(p, [0.0, 0.0], rib_ring.1)
+                        {
+                            v = cortex_hu;
+                            label = 8;
+                        }
+                        if in_cylinder(p, spine.0, spine.1) {
+                            let inner =
+                                in_cylinder(p, spine.0, [spine.1[0] - 4.0, spine.1[1] - 4.0]);
+                            v = if inner { vertebra_hu } else { cortex_hu };
+                            label = 8;
+                        }
+                        if in_cylinder(p, aorta.0, aorta.1) {
+                            v = aorta_hu;
+                            label = 6;
+                        }
+                        for (n, (c, r)) in kidneys.iter().enumerate() {
+                            if in_ellipsoid(p, *c, *r) {
+                                v = kidney_hu;
+                                label = 3 + n as u8;
                             }
                         }
+                        if in_ellipsoid(p, spleen.0, spleen.1) {
+                            v = spleen_hu;
+                            label = 2;
+                        }
+                        if in_ellipsoid(p, stomach.0, stomach.1) {
+                            let (c, r) = stomach;
+                            let inner = [
+                                r[0] - stomach_wall_mm,
+                                r[1] - stomach_wall_mm,
+                                r[2] - stomach_wall_mm,
+                            ];
+                            v = if !in_ellipsoid(p, c, inner) {
+                                wall_hu
+                            } else if p[1] < c[1] - 0.55 * r[1] {
+                                gas_hu // gas rises anteriorly in a supine patient
+                            } else {
+                                fluid_hu
+                            };
+                            label = 5;
+                        }
+                        if in_ellipsoid(p, liver_right_lobe.0, liver_right_lobe.1)
+                            || in_ellipsoid(p, liver_left_lobe.0, liver_left_lobe.1)
+                        {
+                            v = liver_hu;
+                            label = LIVER;
+                            for (c, r, lesion_hu) in &lesions {
+                                if in_ellipsoid(p, *c, [*r; 3]) {
+                                    v = *lesion_hu;
+                                    label = LESION;
+                                }
+                            }
+                        }
+                        if in_cylinder(p, ivc.0, ivc.1) && p[2] > -0.3 * fov[2] {
+                            v = ivc_hu;
+                            label = 7;
+                        }
                     }
+                    let noisy = v + if v > -1000.0 {
+                        config.noise_hu * noise.normal()
+                    } else {
+                        0.0
+                    };
+                    ct_slice[o] = noisy.round().clamp(-1024.0, 3071.0) as i16;
+                    label_slice[o] = label;
                 }
-                let noisy = hu + if hu > -1000.0 { config.noise_hu * noise.normal() } else { 0.0 };
-                ct_slice[o] = noisy.round().clamp(-1024.0, 3071.0) as i16;
-                liver_slice[o] = u8::from(is_liver);
             }
-        }
-    });
+        });
+    let liver = labels
+        .iter()
+        .map(|&l| u8::from(l == LIVER || l == LESION))
+        .collect();
     Phantom {
         ct: Volume::new(geometry.clone(), ct).expect("sizes match"),
-        liver: Volume::new(geometry, liver).expect("sizes match"),
+        liver: Volume::new(geometry.clone(), liver).expect("sizes match"),
+        labels: Volume::new(geometry, labels).expect("sizes match"),
     }
 }
 
@@ -184,29 +388,142 @@ mod tests {
                 n += 1;
             }
         }
-        assert!(sum_x / (n as f64) < 0.0, "liver centroid must be at negative x (patient right in LPS)");
+        assert!(
+            sum_x / (n as f64) < 0.0,
+            "liver centroid must be at negative x (patient right in LPS)"
+        );
         let ml = p.liver.foreground_ml();
         assert!((800.0..2500.0).contains(&ml), "liver volume {ml} ml");
     }
 
     #[test]
     fn same_seed_same_phantom_other_seed_differs() {
-        let small = PhantomConfig { dims: [48, 40, 12], spacing: [6.0, 6.0, 15.0], ..Default::default() };
+        let small = PhantomConfig {
+            dims: [48, 40, 12],
+            spacing: [6.0, 6.0, 15.0],
+            ..Default::default()
+        };
         let a = generate(&small);
         let b = generate(&small);
         assert_eq!(a.ct, b.ct);
         let c = generate(&PhantomConfig { seed: 2, ..small });
         assert_ne!(a.ct, c.ct);
-        assert_eq!(a.liver, c.liver, "anatomy does not depend on the noise seed");
+        assert_eq!(
+            a.liver, c.liver,
+            "anatomy does not depend on the noise seed"
+        );
     }
 
     #[test]
     fn liver_is_brighter_than_fat() {
-        let p = generate(&PhantomConfig { noise_hu: 0.0, lesions: 0, ..Default::default() });
+        let p = generate(&PhantomConfig {
+            noise_hu: 0.0,
+            lesions: 0,
+            ..Default::default()
+        });
         let liver_mean: f64 = {
-            let v: Vec<f64> = p.ct.data().iter().zip(p.liver.data()).filter(|(_, &m)| m != 0).map(|(&h, _)| h as f64).collect();
+            let v: Vec<f64> =
+                p.ct.data()
+                    .iter()
+                    .zip(p.liver.data())
+                    .filter(|(_, &m)| m != 0)
+                    .map(|(&h, _)| h as f64)
+                    .collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
         assert!((liver_mean - 110.0).abs() < 1e-9);
+    }
+
+    fn mean_hu(p: &Phantom, name: &str) -> f64 {
+        let m = p.mask(name).unwrap();
+        let v: Vec<f64> =
+            p.ct.data()
+                .iter()
+                .zip(m.data())
+                .filter(|(_, &m)| m != 0)
+                .map(|(&h, _)| h as f64)
+                .collect();
+        assert!(!v.is_empty(), "{name} is missing");
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+
+    #[test]
+    fn every_structure_exists_where_expected_and_contrast_enhances_it() {
+        let cfg = PhantomConfig {
+            dims: [96, 80, 36],
+            spacing: [3.6, 3.6, 6.0],
+            noise_hu: 0.0,
+            lesions: 2,
+            ..Default::default()
+        };
+        let pv = generate(&cfg);
+        let nc = generate(&PhantomConfig {
+            contrast: 0.0,
+            ..cfg.clone()
+        });
+        let g = pv.ct.geometry();
+        for (name, mask) in pv.masks() {
+            let n = mask.count_foreground();
+            assert!(n > 5, "{name}: {n} voxels");
+            assert_eq!(
+                nc.mask(name).unwrap(),
+                mask,
+                "{name}: anatomy must not depend on contrast"
+            );
+        }
+        let centroid_x = |name: &str| {
+            let m = pv.mask(name).unwrap();
+            let (mut s, mut n) = (0.0, 0.0);
+            for (o, &v) in m.data().iter().enumerate() {
+                if v != 0 {
+                    let [i, j, k] = g.index_of(o);
+                    s += g.index_to_world([i as f64, j as f64, k as f64])[0];
+                    n += 1.0;
+                }
+            }
+            s / n
+        };
+        // LPS: patient right is -x.
+        assert!(centroid_x("kidney_right") < 0.0 && centroid_x("kidney_left") > 0.0);
+        assert!(centroid_x("spleen") > 0.0 && centroid_x("ivc") < centroid_x("aorta"));
+        // Lesions are part of the liver.
+        let lesion = pv.mask("lesion").unwrap();
+        assert!(lesion
+            .data()
+            .iter()
+            .zip(pv.liver.data())
+            .all(|(&l, &v)| l == 0 || v != 0));
+        // Portal-venous: vessels and liver well above muscle; non-contrast: within 15 HU.
+        assert!(mean_hu(&pv, "aorta") > 150.0 && mean_hu(&pv, "ivc") > 130.0);
+        let liver_pv = tissue_hu("liver", 1.0);
+        assert!(liver_pv - tissue_hu("muscle", 1.0) > 40.0);
+        for t in ["liver", "aorta", "ivc", "spleen"] {
+            assert!(
+                (tissue_hu(t, 0.0) - tissue_hu("muscle", 0.0)).abs() <= 15.0,
+                "{t}"
+            );
+        }
+        assert!(mean_hu(&nc, "aorta") < 60.0);
+        assert!(mean_hu(&pv, "bone") > 290.0);
+        // The stomach holds a gas bubble (air inside the body, as in real CTs).
+        assert!(pv
+            .ct
+            .data()
+            .iter()
+            .zip(pv.labels.data())
+            .any(|(&h, &l)| l == 5 && h < -900));
+        // Liver HU override and lesion contrast.
+        let o = generate(&PhantomConfig {
+            liver_hu: Some(70.0),
+            ..cfg
+        });
+        let liver_only: Vec<f64> =
+            o.ct.data()
+                .iter()
+                .zip(o.labels.data())
+                .filter(|(_, &l)| l == LIVER)
+                .map(|(&h, _)| h as f64)
+                .collect();
+        assert!(liver_only.iter().all(|&h| h == 70.0));
     }
 }

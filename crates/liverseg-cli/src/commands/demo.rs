@@ -1,14 +1,20 @@
 //! `liverseg demo`: the README's first command. Runs on a fresh clone with no
-//! network and no data: it builds a synthetic abdominal CT with a known liver,
-//! writes it in every output format, reads each file back and checks that voxels
-//! and world geometry survived exactly. (Segmentation joins the demo when the
-//! model lands.)
+//! network and no data: it builds a synthetic abdominal CT with known organs
+//! (`liverseg phantom`), segments it with the built-in model
+//! (`crate::model::load(None)`), compares the result with the phantom's truth
+//! (liverseg-metrics) and writes everything into `./liverseg-demo/`:
+//! `ct.nii.gz`, `liver_truth.nii.gz`, the segment outputs (`liver.nii.gz`,
+//! `report.json`, `overview.png`) and `evaluation.json`.
 
-use liverseg_io::{read_image, read_mask, write_image, ReadOptions};
+use crate::model;
+use liverseg_io::write_image;
+use liverseg_metrics::{evaluate, EvalOptions};
 use liverseg_phantom::{generate, PhantomConfig};
+use liverseg_pipeline::{segment, write_outputs, OutputFormats, OutputSource, SegmentOptions};
 use liverseg_volume::DynVolume;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,48 +30,98 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", args.out.display()))?;
-    let phantom = generate(&PhantomConfig { seed: args.seed, ..Default::default() });
-    let ct = DynVolume::from(phantom.ct);
-    let truth_ml = phantom.liver.foreground_ml();
-    let liver = DynVolume::from(phantom.liver);
-
-    let mut files = Vec::new();
-    for (name, volume) in [("ct.nii.gz", &ct), ("ct.mha", &ct), ("liver_truth.nii.gz", &liver)] {
-        let path = args.out.join(name);
-        write_image(&path, volume)?;
-        let back = read_image(&path, &ReadOptions::default())?;
-        // NIfTI-1 stores the affine in float32, so the grid is compared within a
-        // tolerance far below a micrometre; voxels must be bit-identical.
-        let same_grid = back.volume.geometry().same_grid(volume.geometry());
-        let exact = same_grid && back.volume.clone().with_geometry(volume.geometry().clone())? == *volume;
-        if !(exact && same_grid) {
-            anyhow::bail!("{}: round trip changed the image (voxels equal: {exact}, grid equal: {same_grid})", path.display());
-        }
-        files.push(serde_json::json!({ "path": path, "format": back.info.format.name(), "round_trip_exact": true }));
-    }
-    let (mask, _) = read_mask(&args.out.join("liver_truth.nii.gz"), None, &ReadOptions::default())?;
-    let g = ct.geometry();
-    let summary = serde_json::json!({
-        "out": args.out,
-        "dims": g.dims(),
-        "spacing": g.spacing(),
-        "origin": g.origin(),
-        "liver_truth_ml": truth_ml,
-        "liver_read_back_ml": mask.foreground_ml(),
-        "files": files,
-        "segmentation": "not yet available in this build: the model lands with `liverseg segment`",
+    let t0 = Instant::now();
+    let model = model::load(None).map_err(|e| anyhow::anyhow!(e))?;
+    let phantom = generate(&PhantomConfig {
+        seed: args.seed,
+        ..Default::default()
     });
+    let seg = segment(
+        &phantom.ct,
+        model.as_ref(),
+        &SegmentOptions::default(),
+        &mut |_, _, _| {},
+    )?;
+    let ct = DynVolume::from(phantom.ct.clone());
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", args.out.display()))?;
+    let mut files = write_outputs(
+        &args.out,
+        &seg,
+        &OutputFormats::default(),
+        &OutputSource {
+            ct: &ct,
+            dicom_series: None,
+        },
+    )?;
+    for (name, volume) in [
+        ("ct.nii.gz", ct),
+        ("liver_truth.nii.gz", DynVolume::from(phantom.liver.clone())),
+    ] {
+        let path = args.out.join(name);
+        write_image(&path, &volume)?;
+        files.push(path);
+    }
+    let eval = evaluate(&seg.liver, &phantom.liver, &EvalOptions::default())?;
+    let eval_path = args.out.join("evaluation.json");
+    let eval_json = eval.to_json();
+    liverseg_io::atomic::write_atomic(&eval_path, |w| {
+        w.write_all(
+            serde_json::to_string_pretty(&eval_json)
+                .expect("json")
+                .as_bytes(),
+        )
+    })?;
+    files.push(eval_path);
+    let secs = t0.elapsed().as_secs_f64();
+    let dsc = eval.dice.unwrap_or(0.0);
+    let r = &seg.report;
     if args.json {
+        let summary = serde_json::json!({
+            "out": args.out,
+            "model_id": r.model_id,
+            "dice": eval.dice,
+            "liver_volume_ml": r.liver_volume_ml,
+            "truth_volume_ml": phantom.liver.foreground_ml(),
+            "flags": r.flags.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+            "seconds": secs,
+            "files": files,
+            "evaluation": eval_json,
+        });
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
-        println!("liverseg demo: synthetic abdominal CT {} x {} x {} voxels, {:.1} x {:.1} x {:.1} mm", g.dims()[0], g.dims()[1], g.dims()[2], g.spacing()[0], g.spacing()[1], g.spacing()[2]);
-        println!("  truth liver volume {truth_ml:.1} ml (read back: {:.1} ml)", mask.foreground_ml());
+        let g = phantom.ct.geometry();
+        println!("liverseg demo: synthetic abdominal CT {} x {} x {} voxels, {:.1} x {:.1} x {:.1} mm (seed {})", g.dims()[0], g.dims()[1], g.dims()[2], g.spacing()[0], g.spacing()[1], g.spacing()[2], args.seed);
+        println!("  model      {}", r.model_id);
+        println!(
+            "  liver      {:.1} ml segmented, {:.1} ml truth",
+            r.liver_volume_ml,
+            phantom.liver.foreground_ml()
+        );
+        println!("  DSC        {dsc:.3} against the phantom truth");
+        println!(
+            "  flags      {}",
+            if r.flags.is_empty() {
+                "none".to_string()
+            } else {
+                r.flags
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        println!("  time       {secs:.1} s");
+        println!("  outputs in {}:", args.out.display());
         for f in &files {
-            println!("  wrote {} ({}), read back exactly", f["path"].as_str().unwrap_or_default(), f["format"].as_str().unwrap_or_default());
+            println!(
+                "    {}",
+                f.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            );
         }
-        println!("  outputs are in {}", args.out.display());
-        println!("  inspect one with: liverseg info {}", args.out.join("ct.nii.gz").display());
+        println!("  look at {}", args.out.join("overview.png").display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,3 +6,5 @@ pub mod evaluate;
 pub mod study;
 pub mod train;
 pub mod node;
+pub mod segment;
+pub mod phantom;

@@ -1,0 +1,410 @@
+//! `liverseg segment` without the deep-learning framework: pre-processing,
+//! the model behind a trait, threshold, erosion / largest component /
+//! dilation, the way back onto the original CT grid, measurements, quality
+//! flags ([`quality`]), the report ([`report`]) and the output files
+//! ([`write`]: NIfTI, DICOM-SEG, RTSTRUCT, report.json, overview.png).
+//!
+//! The burn network implements [`ProbabilityModel`] in `liverseg-model`; tests
+//! here use [`testing::HuWindowModel`], a stand-in that is not a segmentation
+//! method.
+
+mod error;
+pub mod overview;
+pub mod quality;
+pub mod report;
+pub mod testing;
+pub mod write;
+
+pub use error::{Error, Result};
+pub use liverseg_data::{Prepared, PreprocessConfig};
+pub use quality::QualityRules;
+pub use report::{Flag, Report, LIVER_DENSITY_G_PER_ML};
+pub use write::{write_outputs, OutputFormats, OutputSource};
+
+use liverseg_imgproc::morphology::{
+    bounding_box, connected_components, dilate, erode, Connectivity,
+};
+use liverseg_imgproc::Scalar;
+use liverseg_volume::{dyn_dispatch, DynVolume, Mask, Volume};
+use rayon::prelude::*;
+use report::{BoundingBox, ComponentSummary, GridInfo, Measurements, StageTime};
+use std::time::Instant;
+
+/// A model that gives a liver probability per voxel of the pre-processed grid.
+pub trait ProbabilityModel: Send + Sync {
+    /// Name and weights checksum, e.g. "liverseg-fast-3f2a9c1e" (goes into the report).
+    fn id(&self) -> String;
+    /// The pre-processing the model was trained with.
+    fn preprocess_config(&self) -> &PreprocessConfig;
+    /// Threshold from training's threshold search, else 0.5.
+    fn default_threshold(&self) -> f32;
+    /// Liver probability on `prepared.hu`'s grid. `input` is the normalised
+    /// image (`prepared.normalised(config, 0.0)`). `progress(done, total)`
+    /// reports work units (e.g. tiles).
+    fn predict(
+        &self,
+        prepared: &Prepared,
+        input: &Volume<f32>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Volume<f32>, String>;
+}
+
+/// Options of [`segment`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentOptions {
+    /// Probability threshold; `None` = the model's default.
+    pub threshold: Option<f32>,
+    /// Ball radius of the erosion / largest component / dilation step, mm
+    /// (0 = keep the largest component only).
+    pub postprocess_radius_mm: f64,
+    /// Also bring the probability map back onto the CT grid.
+    pub probability: bool,
+    pub rules: QualityRules,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        // 3 mm: about two voxels of the 1.4 mm grid, enough to cut the thin
+        // bridges that join the liver to the heart, stomach or kidney in a
+        // thresholded map, small enough to keep the left lobe's tip.
+        Self {
+            threshold: None,
+            postprocess_radius_mm: 3.0,
+            probability: false,
+            rules: QualityRules::default(),
+        }
+    }
+}
+
+/// Stages reported to the progress callback, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Preprocess,
+    Predict,
+    Postprocess,
+    ToOriginalGrid,
+    Measure,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Preprocess => "preprocess",
+            Stage::Predict => "predict",
+            Stage::Postprocess => "postprocess",
+            Stage::ToOriginalGrid => "to_original_grid",
+            Stage::Measure => "measure",
+        }
+    }
+}
+
+/// The result of [`segment`], on the input CT's grid.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    /// 0/1 liver mask, same dims/spacing/origin/direction as the CT.
+    pub liver: Mask,
+    /// Liver probability on the CT grid (when asked for; 0 outside the crop).
+    pub probability: Option<Volume<f32>>,
+    pub report: Report,
+}
+
+/// The post-processed mask on the network grid and what was removed.
+struct PostProcessed {
+    mask: Mask,
+    components: ComponentSummary,
+}
+
+/// Erode, keep the largest component (6-connected), dilate back with the same
+/// ball, AND with the input. Same rule as
+/// `liverseg_imgproc::morphology::erode_keep_largest_dilate` (whose docs say
+/// why the AND and the fallback), redone here to count the components.
+fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64) -> Result<PostProcessed> {
+    let voxel_ml = raw.geometry().voxel_volume_mm3() / 1000.0;
+    let eroded = if radius_mm > 0.0 {
+        erode(raw, radius_mm)?
+    } else {
+        raw.clone()
+    };
+    let mut cc = connected_components(&eroded, Connectivity::Six)?;
+    let from_eroded = cc.count() > 0;
+    if !from_eroded {
+        cc = connected_components(raw, Connectivity::Six)?;
+    }
+    let mut sizes: Vec<f64> = cc.sizes.iter().map(|&s| s as f64 * voxel_ml).collect();
+    sizes.sort_by(|a, b| b.total_cmp(a));
+    let large = sizes.iter().filter(|&&s| s >= large_min_ml).count();
+    let mask = match cc.largest() {
+        None => raw.map(|_| 0u8),
+        Some(keep) => {
+            let core = cc.mask_where(|l| l == keep);
+            if from_eroded && radius_mm > 0.0 {
+                let grown = dilate(&core, radius_mm)?;
+                let data = grown
+                    .data()
+                    .par_iter()
+                    .zip(raw.data().par_iter())
+                    .map(|(&g, &m)| u8::from(g != 0 && m != 0))
+                    .collect();
+                Volume::new(raw.geometry().clone(), data)?
+            } else {
+                core
+            }
+        }
+    };
+    let removed_ml = (raw.count_foreground() - mask.count_foreground()) as f64 * voxel_ml;
+    Ok(PostProcessed {
+        mask,
+        components: ComponentSummary {
+            count: cc.count(),
+            large,
+            large_min_ml,
+            largest_ml: sizes.into_iter().take(5).collect(),
+            removed_ml,
+        },
+    })
+}
+
+fn grid_info(g: &liverseg_volume::Geometry) -> GridInfo {
+    GridInfo {
+        dims: g.dims(),
+        spacing_mm: g.spacing(),
+        origin_lps_mm: g.origin(),
+        direction: g.direction_flat(),
+        orientation: g.orientation_code(),
+    }
+}
+
+/// Bounding box, centroid, mean and median HU of `mask` on the CT grid.
+fn liver_stats<T: Scalar>(
+    ct: &Volume<T>,
+    mask: &Mask,
+) -> (
+    Option<BoundingBox>,
+    Option<[f64; 3]>,
+    Option<f64>,
+    Option<f64>,
+) {
+    let g = mask.geometry();
+    let Some((lo, hi)) = bounding_box(mask) else {
+        return (None, None, None, None);
+    };
+    let (mut lps_min, mut lps_max) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+    let mut sum_idx = [0.0f64; 3];
+    let mut values = Vec::with_capacity(mask.count_foreground());
+    for k in lo[2]..hi[2] {
+        for j in lo[1]..hi[1] {
+            for i in lo[0]..hi[0] {
+                let o = g.offset(i, j, k);
+                if mask.data()[o] == 0 {
+                    continue;
+                }
+                values.push(ct.data()[o].to_f64());
+                sum_idx[0] += i as f64;
+                sum_idx[1] += j as f64;
+                sum_idx[2] += k as f64;
+            }
+        }
+    }
+    // The extreme voxel centres lie on the corners of the index box for a
+    // linear map, so the LPS box is the min/max over its 8 corners.
+    for c in 0..8 {
+        let idx = [0, 1, 2].map(|a| {
+            if c >> a & 1 == 0 {
+                lo[a] as f64
+            } else {
+                (hi[a] - 1) as f64
+            }
+        });
+        let w = g.index_to_world(idx);
+        for a in 0..3 {
+            lps_min[a] = lps_min[a].min(w[a]);
+            lps_max[a] = lps_max[a].max(w[a]);
+        }
+    }
+    let n = values.len() as f64;
+    let centroid = g.index_to_world(sum_idx.map(|s| s / n));
+    let mean = values.iter().sum::<f64>() / n;
+    values.sort_by(|a, b| a.total_cmp(b));
+    let mid = values.len() / 2;
+    let median = if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    };
+    let bbox = BoundingBox {
+        voxel_min: lo,
+        voxel_max: hi.map(|h| h - 1),
+        lps_min_mm: lps_min,
+        lps_max_mm: lps_max,
+    };
+    (Some(bbox), Some(centroid), Some(mean), Some(median))
+}
+
+/// Enhanced-tissue volume on the pre-processed grid; above 4 M voxels the
+/// distance-based steps run on every second voxel per axis (on the full
+/// 1.4 mm grid of a 512² CT they cost several seconds).
+fn enhanced_ml(prepared: &Prepared, rules: &QualityRules) -> f64 {
+    let stride = if prepared.hu.len() > 4_000_000 { 2 } else { 1 };
+    quality::enhanced_tissue_ml(&prepared.hu, &prepared.body, rules.enhanced_hu, stride)
+}
+
+/// Segment the liver of a CT (values in HU) with `model`.
+///
+/// prepare (crop, 1.4 mm, median filter) -> model probability -> threshold ->
+/// erode / keep largest / dilate -> back onto the CT grid -> measurements and
+/// quality flags. `progress(stage, done, total)` is called at stage starts
+/// and ends, and with the model's own progress during `Predict`.
+pub fn segment<T: Scalar>(
+    ct: &Volume<T>,
+    model: &dyn ProbabilityModel,
+    options: &SegmentOptions,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<Segmentation> {
+    let threshold = options
+        .threshold
+        .unwrap_or_else(|| model.default_threshold());
+    if !(threshold > 0.0 && threshold < 1.0) {
+        return Err(Error::param(
+            "threshold",
+            format!("{threshold} is not strictly between 0 and 1"),
+        ));
+    }
+    let r = options.postprocess_radius_mm;
+    if !(r.is_finite() && (0.0..=50.0).contains(&r)) {
+        return Err(Error::param(
+            "postprocess_radius_mm",
+            format!("{r} is not in 0..=50 mm"),
+        ));
+    }
+    let mut timings = Vec::new();
+    let mut timed = |stage: Stage, t0: Instant| {
+        timings.push(StageTime {
+            stage: stage.name().into(),
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    };
+
+    progress(Stage::Preprocess, 0, 1);
+    let t0 = Instant::now();
+    let config = model.preprocess_config();
+    let prepared = liverseg_data::prepare(ct, None, config)?;
+    let input = prepared.normalised(config, 0.0);
+    timed(Stage::Preprocess, t0);
+    progress(Stage::Preprocess, 1, 1);
+
+    let t0 = Instant::now();
+    let model_err = |message: String| Error::Model {
+        model: model.id(),
+        message,
+    };
+    let probability = model
+        .predict(&prepared, &input, &mut |d, t| {
+            progress(Stage::Predict, d, t)
+        })
+        .map_err(model_err)?;
+    drop(input);
+    if !probability.geometry().same_grid(prepared.hu.geometry()) {
+        return Err(model_err(
+            "returned a probability map that is not on the pre-processed grid".into(),
+        ));
+    }
+    if let Some(bad) = probability
+        .data()
+        .iter()
+        .find(|p| !(0.0..=1.0).contains(*p))
+    {
+        return Err(model_err(format!(
+            "returned {bad}, not a probability in [0, 1]"
+        )));
+    }
+    timed(Stage::Predict, t0);
+
+    progress(Stage::Postprocess, 0, 1);
+    let t0 = Instant::now();
+    let raw = probability.map(|&p| u8::from(p >= threshold));
+    let post = postprocess(&raw, r, options.rules.large_component_ml)?;
+    drop(raw);
+    timed(Stage::Postprocess, t0);
+
+    progress(Stage::ToOriginalGrid, 0, 1);
+    let t0 = Instant::now();
+    let liver = prepared.to_original_grid(&post.mask)?;
+    let probability_out = if options.probability {
+        Some(prepared.probability_to_original_grid(&probability)?)
+    } else {
+        None
+    };
+    timed(Stage::ToOriginalGrid, t0);
+
+    progress(Stage::Measure, 0, 1);
+    let t0 = Instant::now();
+    let liver_ml = liver.foreground_ml();
+    let (bounding_box, centroid, hu_mean, hu_median) = liver_stats(ct, &liver);
+    let nonempty = post.mask.count_foreground() > 0 && liver_ml > 0.0;
+    let (soft_tissue_hu, liver_contrast_hu) = if nonempty {
+        quality::contrast(&prepared.hu, &prepared.body, &post.mask)
+    } else {
+        (None, None)
+    };
+    let measurements = Measurements {
+        liver_contrast_hu,
+        soft_tissue_hu,
+        enhanced_tissue_ml: Some(enhanced_ml(&prepared, &options.rules)),
+        noise_hu: if nonempty {
+            quality::noise_hu(ct, &liver)
+        } else {
+            None
+        },
+        crop_border_contact_mm2: nonempty.then(|| quality::border_contact_mm2(&post.mask)),
+        border_confidence: if nonempty {
+            quality::border_confidence(&post.mask, &probability)
+        } else {
+            None
+        },
+    };
+    let flags = quality::flags(
+        &options.rules,
+        &measurements,
+        if nonempty { liver_ml } else { 0.0 },
+        post.components.large,
+    );
+    timed(Stage::Measure, t0);
+    progress(Stage::Measure, 1, 1);
+
+    let report = Report {
+        software: format!("liverseg-pipeline {}", env!("CARGO_PKG_VERSION")),
+        model_id: model.id(),
+        threshold,
+        postprocess_radius_mm: r,
+        grid: grid_info(ct.geometry()),
+        liver_volume_ml: liver_ml,
+        liver_mass_g: liver_ml * LIVER_DENSITY_G_PER_ML,
+        liver_density_g_per_ml: LIVER_DENSITY_G_PER_ML,
+        liver_hu_mean: hu_mean,
+        liver_hu_median: hu_median,
+        bounding_box,
+        centroid_lps_mm: centroid,
+        components: post.components,
+        measurements,
+        flags,
+        timings_s: timings,
+    };
+    Ok(Segmentation {
+        liver,
+        probability: probability_out,
+        report,
+    })
+}
+
+/// [`segment`] for a CT of any stored type.
+pub fn segment_dyn(
+    ct: &DynVolume,
+    model: &dyn ProbabilityModel,
+    options: &SegmentOptions,
+    progress: &mut dyn FnMut(Stage, usize, usize),
+) -> Result<Segmentation> {
+    dyn_dispatch!(ct, v => segment(v, model, options, progress))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,478 @@
+use super::*;
+use crate::testing::HuWindowModel;
+use liverseg_imgproc::crop::CropBox;
+use liverseg_imgproc::resample::{resample_mask_partial_volume, resample_nearest};
+use liverseg_phantom::{generate, Phantom, PhantomConfig};
+use liverseg_volume::Geometry;
+
+/// The default phantom's field of view on a coarser grid (fast tests).
+fn phantom(cfg: PhantomConfig) -> Phantom {
+    generate(&PhantomConfig {
+        dims: [128, 106, 48],
+        spacing: [2.7, 2.72, 4.5],
+        ..cfg
+    })
+}
+
+fn coarse() -> PreprocessConfig {
+    PreprocessConfig {
+        spacing_mm: 2.2,
+        ..Default::default()
+    }
+}
+
+fn dice(a: &Mask, b: &Mask) -> f64 {
+    let both = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .filter(|(x, y)| **x != 0 && **y != 0)
+        .count();
+    2.0 * both as f64 / (a.count_foreground() + b.count_foreground()).max(1) as f64
+}
+
+/// A model that knows the answer: the truth mask brought onto the
+/// pre-processed grid, with `inside` / `outside` as probabilities.
+struct Oracle {
+    truth: Mask,
+    inside: f32,
+    outside: f32,
+    config: PreprocessConfig,
+}
+
+impl Oracle {
+    fn new(truth: Mask) -> Self {
+        Oracle {
+            truth,
+            inside: 0.97,
+            outside: 0.02,
+            config: coarse(),
+        }
+    }
+}
+
+impl ProbabilityModel for Oracle {
+    fn id(&self) -> String {
+        "oracle".into()
+    }
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.config
+    }
+    fn default_threshold(&self) -> f32 {
+        0.5
+    }
+    fn predict(
+        &self,
+        prepared: &Prepared,
+        _input: &Volume<f32>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Volume<f32>, String> {
+        progress(0, 1);
+        let m = resample_mask_partial_volume(&self.truth, prepared.hu.geometry());
+        progress(1, 1);
+        Ok(m.map(|&v| if v != 0 { self.inside } else { self.outside }))
+    }
+}
+
+fn run(ct: &Volume<i16>, model: &dyn ProbabilityModel, options: &SegmentOptions) -> Segmentation {
+    let mut stages = Vec::new();
+    let seg = segment(ct, model, options, &mut |s, _, _| {
+        if stages.last() != Some(&s) {
+            stages.push(s)
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        stages,
+        [
+            Stage::Preprocess,
+            Stage::Predict,
+            Stage::Postprocess,
+            Stage::ToOriginalGrid,
+            Stage::Measure
+        ]
+    );
+    seg
+}
+
+fn flag_names(seg: &Segmentation) -> Vec<&str> {
+    seg.report.flags.iter().map(|f| f.name.as_str()).collect()
+}
+
+#[test]
+fn phantom_with_the_test_double_report_and_grid() {
+    let p = phantom(PhantomConfig::default());
+    let model = HuWindowModel {
+        config: coarse(),
+        ..Default::default()
+    };
+    let seg = run(
+        &p.ct,
+        &model,
+        &SegmentOptions {
+            probability: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(seg.liver.geometry(), p.ct.geometry());
+    let d = dice(&seg.liver, &p.liver);
+    assert!(d > 0.85, "test double DSC {d}");
+    let r = &seg.report;
+    assert_eq!(r.liver_volume_ml, seg.liver.foreground_ml());
+    assert!((r.liver_mass_g - 1.03 * r.liver_volume_ml).abs() < 1e-9);
+    assert!(seg.liver.data().iter().all(|&v| v <= 1));
+    // Mean HU of a 110 HU liver with darker and brighter lesions excluded by the window.
+    let median = r.liver_hu_median.unwrap();
+    assert!((100.0..120.0).contains(&median), "median {median}");
+    // Bounding box: every liver voxel inside it, its faces touched.
+    let b = r.bounding_box.as_ref().unwrap();
+    let g = seg.liver.geometry();
+    for (o, &v) in seg.liver.data().iter().enumerate() {
+        if v != 0 {
+            let idx = g.index_of(o);
+            assert!((0..3).all(|a| idx[a] >= b.voxel_min[a] && idx[a] <= b.voxel_max[a]));
+        }
+    }
+    let w = g.index_to_world(b.voxel_min.map(|x| x as f64));
+    assert_eq!(
+        w, b.lps_min_mm,
+        "identity direction: min corner is voxel_min"
+    );
+    // Probability on the CT grid, 0 outside the crop, in [0, 1].
+    let prob = seg.probability.as_ref().unwrap();
+    assert_eq!(prob.geometry(), p.ct.geometry());
+    assert!(prob.data().iter().all(|v| (0.0..=1.0).contains(v)));
+    assert_eq!(r.threshold, 0.5);
+    assert!(r.model_id.starts_with("hu-window-test-double"));
+    let stages: Vec<&str> = r.timings_s.iter().map(|t| t.stage.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "preprocess",
+            "predict",
+            "postprocess",
+            "to_original_grid",
+            "measure"
+        ]
+    );
+    // The spleen (same HU as the liver) is kept out by the double; nothing to flag.
+    assert!(r.flags.is_empty(), "{:?}", r.flags);
+    // The report is JSON with the documented names.
+    let json: serde_json::Value = serde_json::from_str(&r.to_json_pretty()).unwrap();
+    for key in [
+        "liver_volume_ml",
+        "liver_mass_g",
+        "liver_hu_mean",
+        "liver_hu_median",
+        "bounding_box",
+        "timings_s",
+        "model_id",
+        "threshold",
+        "flags",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+    // serde_json may round the last bit of a float when reading back.
+    let back: Report = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        (
+            &back.flags,
+            &back.grid.dims,
+            back.bounding_box.as_ref().map(|b| b.voxel_max)
+        ),
+        (&r.flags, &r.grid.dims, Some(b.voxel_max))
+    );
+    assert!((back.liver_volume_ml - r.liver_volume_ml).abs() < 1e-9);
+}
+
+#[test]
+fn flipped_and_rotated_grid_comes_back_on_itself() {
+    let p = phantom(PhantomConfig {
+        noise_hu: 6.0,
+        ..Default::default()
+    });
+    // Same anatomy on a grid rotated 20 degrees in plane, rows mirrored and
+    // slices going feet-wards: resampled in world space, so the patient is
+    // where the axis-aligned phantom has it.
+    let (s, c) = 20f64.to_radians().sin_cos();
+    let direction = [[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]];
+    let g0 = p.ct.geometry();
+    let centre = g0.index_to_world(g0.dims().map(|d| (d as f64 - 1.0) / 2.0));
+    let dims = [120, 110, 44];
+    let spacing = [2.9, 2.8, 4.9];
+    let half: [f64; 3] = [0, 1, 2].map(|a| (dims[a] as f64 - 1.0) / 2.0 * spacing[a]);
+    let origin =
+        [0, 1, 2].map(|r| centre[r] - (0..3).map(|a| direction[r][a] * half[a]).sum::<f64>());
+    let g = Geometry::new(dims, spacing, origin, direction).unwrap();
+    let ct = resample_nearest(&p.ct, &g, -1000i16);
+    let truth = resample_nearest(&p.liver, &g, 0u8);
+    let model = HuWindowModel {
+        config: coarse(),
+        ..Default::default()
+    };
+    let seg = run(&ct, &model, &SegmentOptions::default());
+    assert!(seg.liver.geometry().same_grid(&g));
+    assert_eq!(seg.liver.geometry(), &g, "exactly the input grid");
+    let d = dice(&seg.liver, &truth);
+    assert!(d > 0.85, "DSC on the oblique grid {d}");
+    let straight = run(&p.ct, &model, &SegmentOptions::default());
+    let ratio = seg.report.liver_volume_ml / straight.report.liver_volume_ml;
+    assert!((0.95..1.05).contains(&ratio), "volume ratio {ratio}");
+    // The centroid is the same place in the patient, whatever the grid.
+    let (a, b) = (
+        seg.report.centroid_lps_mm.unwrap(),
+        straight.report.centroid_lps_mm.unwrap(),
+    );
+    let dist = (0..3).map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt();
+    assert!(dist < 5.0, "centroids {a:?} vs {b:?}");
+    // The LPS box holds the centroid.
+    let bb = seg.report.bounding_box.unwrap();
+    assert!((0..3).all(|i| bb.lps_min_mm[i] <= a[i] && a[i] <= bb.lps_max_mm[i]));
+}
+
+#[test]
+fn flags_on_phantom_variations() {
+    let base = phantom(PhantomConfig::default());
+    let oracle = Oracle::new(base.liver.clone());
+    let options = SegmentOptions::default();
+    let good = run(&base.ct, &oracle, &options);
+    assert!(good.report.flags.is_empty(), "{:?}", good.report.flags);
+    let m = &good.report.measurements;
+    assert!(m.liver_contrast_hu.unwrap() > 40.0, "{m:?}");
+    assert!(m.enhanced_tissue_ml.unwrap() > 20.0, "{m:?}");
+    let noise = m.noise_hu.unwrap();
+    assert!((9.0..15.0).contains(&noise), "noise {noise} for 12 HU");
+    assert!(m.border_confidence.unwrap() > 0.9);
+    assert_eq!(good.report.components.large, 1);
+    assert!(dice(&good.liver, &base.liver) > 0.95);
+
+    // Non-contrast: liver within ~5 HU of muscle, no enhanced vessels or kidneys.
+    let nc = phantom(PhantomConfig {
+        contrast: 0.0,
+        ..Default::default()
+    });
+    let seg = run(&nc.ct, &oracle, &options);
+    assert_eq!(
+        flag_names(&seg),
+        ["non_contrast"],
+        "{:?}",
+        seg.report.measurements
+    );
+    // Arterial-like: vessels bright, liver not enhanced.
+    let art = phantom(PhantomConfig {
+        liver_hu: Some(65.0),
+        ..Default::default()
+    });
+    let seg = run(&art.ct, &oracle, &options);
+    assert_eq!(
+        flag_names(&seg),
+        ["low_contrast"],
+        "{:?}",
+        seg.report.measurements
+    );
+
+    let noisy = phantom(PhantomConfig {
+        noise_hu: 45.0,
+        ..Default::default()
+    });
+    let seg = run(&noisy.ct, &oracle, &options);
+    assert_eq!(
+        flag_names(&seg),
+        ["low_dose"],
+        "{:?}",
+        seg.report.measurements
+    );
+    let f = &seg.report.flags[0];
+    assert!(f.value.unwrap() > 35.0 && f.threshold == 25.0);
+
+    // A small body: the whole phantom at 55% scale holds a ~250 ml liver.
+    let small = generate(&PhantomConfig {
+        dims: [128, 106, 48],
+        spacing: [1.5, 1.5, 2.5],
+        ..Default::default()
+    });
+    let seg = run(&small.ct, &Oracle::new(small.liver.clone()), &options);
+    assert_eq!(
+        flag_names(&seg),
+        ["volume_implausible"],
+        "{} ml",
+        seg.report.liver_volume_ml
+    );
+
+    // Scan range ending inside the liver: its top is cut.
+    let cut = CropBox {
+        start: [0, 0, 0],
+        size: [128, 106, 36],
+    };
+    let (ct, truth) = (
+        cut.apply(&base.ct).unwrap(),
+        cut.apply(&base.liver).unwrap(),
+    );
+    let seg = run(&ct, &Oracle::new(truth), &options);
+    assert_eq!(
+        flag_names(&seg),
+        ["touches_crop_border"],
+        "{:?}",
+        seg.report.measurements
+    );
+
+    // Liver and spleen both predicted: two large components, the liver kept.
+    let spleen = base.mask("spleen").unwrap();
+    let both = base
+        .liver
+        .map(|&v| v)
+        .data()
+        .iter()
+        .zip(spleen.data())
+        .map(|(&a, &b)| a | b)
+        .collect();
+    let both = Mask::new(base.liver.geometry().clone(), both).unwrap();
+    let rules = QualityRules {
+        large_component_ml: 30.0,
+        ..Default::default()
+    };
+    let seg = run(
+        &base.ct,
+        &Oracle::new(both),
+        &SegmentOptions {
+            rules,
+            ..Default::default()
+        },
+    );
+    assert_eq!(flag_names(&seg), ["multiple_large_components"]);
+    assert_eq!(seg.report.components.large, 2);
+    assert!(seg.report.components.removed_ml > 30.0);
+    assert!(
+        dice(&seg.liver, &base.liver) > 0.95,
+        "the liver, not the spleen, is kept"
+    );
+
+    // A hesitant model: right answer, probabilities near 0.5.
+    let unsure = Oracle {
+        inside: 0.56,
+        outside: 0.44,
+        ..Oracle::new(base.liver.clone())
+    };
+    let seg = run(&base.ct, &unsure, &options);
+    assert_eq!(flag_names(&seg), ["low_border_confidence"]);
+
+    // Nothing found.
+    let nothing = Oracle::new(base.liver.map(|_| 0));
+    let seg = run(&base.ct, &nothing, &options);
+    assert_eq!(flag_names(&seg), ["empty_result"]);
+    assert_eq!(seg.report.liver_volume_ml, 0.0);
+    assert!(seg.report.bounding_box.is_none() && seg.report.liver_hu_mean.is_none());
+}
+
+#[test]
+fn threshold_and_bad_models_are_handled() {
+    let p = phantom(PhantomConfig {
+        noise_hu: 0.0,
+        ..Default::default()
+    });
+    let oracle = Oracle {
+        inside: 0.7,
+        ..Oracle::new(p.liver.clone())
+    };
+    // Threshold above the model's "inside" probability: nothing left.
+    let seg = run(
+        &p.ct,
+        &oracle,
+        &SegmentOptions {
+            threshold: Some(0.8),
+            ..Default::default()
+        },
+    );
+    assert_eq!(seg.report.threshold, 0.8);
+    assert_eq!(flag_names(&seg), ["empty_result"]);
+    for bad in [0.0, 1.0, f32::NAN] {
+        let e = segment(
+            &p.ct,
+            &oracle,
+            &SegmentOptions {
+                threshold: Some(bad),
+                ..Default::default()
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("threshold"), "{e}");
+    }
+    struct Broken(PreprocessConfig, bool);
+    impl ProbabilityModel for Broken {
+        fn id(&self) -> String {
+            "broken".into()
+        }
+        fn preprocess_config(&self) -> &PreprocessConfig {
+            &self.0
+        }
+        fn default_threshold(&self) -> f32 {
+            0.5
+        }
+        fn predict(
+            &self,
+            prepared: &Prepared,
+            _: &Volume<f32>,
+            _: &mut dyn FnMut(usize, usize),
+        ) -> Result<Volume<f32>, String> {
+            if self.1 {
+                Err("out of memory".into())
+            } else {
+                Ok(prepared.hu.map(|_| 2.0))
+            }
+        }
+    }
+    let e = segment(
+        &p.ct,
+        &Broken(coarse(), true),
+        &SegmentOptions::default(),
+        &mut |_, _, _| {},
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "model broken: out of memory");
+    let e = segment(
+        &p.ct,
+        &Broken(coarse(), false),
+        &SegmentOptions::default(),
+        &mut |_, _, _| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not a probability"), "{e}");
+}
+
+#[test]
+fn postprocess_keeps_the_largest_and_never_adds() {
+    let g = Geometry::identity([40, 30, 20], [1.0, 1.0, 1.0]).unwrap();
+    // A big box and a small one joined by a 1-voxel bridge, and a far blob.
+    let raw = Mask::from_fn(g, |[i, j, k]| {
+        let big = (2..18).contains(&i) && (2..18).contains(&j) && (2..18).contains(&k);
+        let small = (24..32).contains(&i) && (5..13).contains(&j) && (5..13).contains(&k);
+        let bridge = (18..24).contains(&i) && j == 9 && k == 9;
+        u8::from(big || small || bridge)
+    });
+    let post = postprocess(&raw, 2.0, 0.01).unwrap();
+    assert!(post
+        .mask
+        .data()
+        .iter()
+        .zip(raw.data())
+        .all(|(&p, &r)| p <= r));
+    assert_eq!(post.components.count, 2, "the bridge is cut by the erosion");
+    assert_eq!(post.components.large, 2);
+    assert_eq!(*post.mask.get(10, 10, 10), 1);
+    assert_eq!(*post.mask.get(28, 9, 9), 0);
+    // The opening rounds the box's edges (3 voxels per edge voxel for a 2 mm
+    // ball: 12 edges x 12 voxels) and corners; the rest is kept.
+    let kept = post.mask.count_foreground();
+    assert!(
+        (4096 - 12 * 12 * 3 - 8 * 8..4096 - 12 * 12 * 3).contains(&kept),
+        "{kept}"
+    );
+    // Thinner than the ball everywhere: fall back to the largest raw component.
+    let thin = Mask::from_fn(raw.geometry().clone(), |[i, j, k]| {
+        u8::from(j == 3 && k == 3 && i < 30)
+    });
+    let post = postprocess(&thin, 2.0, 50.0).unwrap();
+    assert_eq!(post.mask, thin);
+    assert_eq!(post.components.large, 0);
+}

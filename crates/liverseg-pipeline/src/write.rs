@@ -1,0 +1,415 @@
+//! The output files of one case, written as a group: every file is produced
+//! in a staging folder inside the output folder first, and moved into place
+//! only when all of them succeeded, `report.json` last. A failure (bad DICOM
+//! source, full disk) leaves the output folder as it was; `report.json`
+//! present means the case is complete.
+//!
+//! Decision: the NIfTI and DICOM writers of liverseg-io take a path (each is
+//! atomic on its own), so they write into the staging folder and the group is
+//! committed by renames on the same file system, rather than by
+//! `atomic::write_atomic_group`, which would copy every byte a second time.
+
+use crate::{overview, Error, Result, Segmentation};
+use liverseg_io::dicom::rtstruct::{write_rtstruct, RtStructWriteOptions};
+use liverseg_io::dicom::seg_write::{write_seg, SegWriteOptions, SourceSeries};
+use liverseg_volume::{dyn_dispatch, DynVolume};
+use std::path::{Path, PathBuf};
+
+pub const LIVER_NIFTI: &str = "liver.nii.gz";
+pub const PROBABILITY_NIFTI: &str = "probability.nii.gz";
+pub const REPORT_JSON: &str = "report.json";
+pub const OVERVIEW_PNG: &str = "overview.png";
+pub const SEG_DCM: &str = "seg.dcm";
+pub const RTSTRUCT_DCM: &str = "rtstruct.dcm";
+
+/// Which files to write. `report.json` is always written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputFormats {
+    /// liver.nii.gz (u8, 0/1).
+    pub nifti: bool,
+    /// seg.dcm: DICOM-SEG on the source series (DICOM input only).
+    pub dicom_seg: bool,
+    /// rtstruct.dcm: RT Structure Set on the source series (DICOM input only).
+    pub rtstruct: bool,
+    /// probability.nii.gz (f32, 0..1).
+    pub probability: bool,
+    /// overview.png.
+    pub overview: bool,
+}
+
+impl Default for OutputFormats {
+    fn default() -> Self {
+        Self {
+            nifti: true,
+            dicom_seg: false,
+            rtstruct: false,
+            probability: false,
+            overview: true,
+        }
+    }
+}
+
+impl OutputFormats {
+    /// Parse `nifti,dicom-seg,rtstruct` (comma-separated, any order; `seg` and
+    /// `dicom-seg` are the same). The probability map and overview are separate
+    /// switches and keep their values from `self`.
+    pub fn with_list(mut self, list: &str) -> std::result::Result<Self, String> {
+        self.nifti = false;
+        self.dicom_seg = false;
+        self.rtstruct = false;
+        for item in list
+            .split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+        {
+            match item.as_str() {
+                "nifti" | "nii" => self.nifti = true,
+                "dicom-seg" | "seg" => self.dicom_seg = true,
+                "rtstruct" | "rt-struct" => self.rtstruct = true,
+                other => {
+                    return Err(format!(
+                        "unknown output format {other:?} (known: nifti, dicom-seg, rtstruct)"
+                    ))
+                }
+            }
+        }
+        if !(self.nifti || self.dicom_seg || self.rtstruct) {
+            return Err("no output format given (known: nifti, dicom-seg, rtstruct)".into());
+        }
+        Ok(self)
+    }
+
+    pub fn needs_dicom(&self) -> bool {
+        self.dicom_seg || self.rtstruct
+    }
+
+    /// The file names this selection writes, `report.json` last.
+    pub fn file_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (on, name) in [
+            (self.nifti, LIVER_NIFTI),
+            (self.probability, PROBABILITY_NIFTI),
+            (self.dicom_seg, SEG_DCM),
+            (self.rtstruct, RTSTRUCT_DCM),
+            (self.overview, OVERVIEW_PNG),
+        ] {
+            if on {
+                v.push(name);
+            }
+        }
+        v.push(REPORT_JSON);
+        v
+    }
+}
+
+/// What the outputs are made from besides the segmentation.
+pub struct OutputSource<'a> {
+    /// The CT the segmentation was made from (for the overview).
+    pub ct: &'a DynVolume,
+    /// The DICOM series (folder or file) the CT was read from, for SEG/RTSTRUCT.
+    pub dicom_series: Option<&'a Path>,
+}
+
+/// Whether `dir` holds a complete set of outputs for `formats` (every file
+/// present and `report.json` readable).
+pub fn outputs_complete(dir: &Path, formats: &OutputFormats) -> bool {
+    formats.file_names().iter().all(|n| dir.join(n).is_file())
+        && std::fs::read(dir.join(REPORT_JSON))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::Report>(&b).ok())
+            .is_some()
+}
+
+/// Write the outputs of `seg` into `dir` (created if needed) as one group.
+/// Returns the paths written, `report.json` last.
+pub fn write_outputs(
+    dir: &Path,
+    seg: &Segmentation,
+    formats: &OutputFormats,
+    source: &OutputSource,
+) -> Result<Vec<PathBuf>> {
+    if formats.probability && seg.probability.is_none() {
+        return Err(Error::param(
+            "probability",
+            "the probability map was not kept by segment (SegmentOptions::probability)",
+        ));
+    }
+    if formats.needs_dicom() && source.dicom_series.is_none() {
+        return Err(Error::param(
+            "format",
+            "dicom-seg and rtstruct outputs need a DICOM series as input",
+        ));
+    }
+    if !source.ct.geometry().same_grid(seg.liver.geometry()) {
+        return Err(Error::param(
+            "source",
+            "the CT is not on the segmentation's grid",
+        ));
+    }
+    let io = |path: &Path, e: std::io::Error| Error::Output {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".liverseg-staging-")
+        .tempdir_in(dir)
+        .map_err(|e| io(dir, e))?;
+    let st = |name: &str| staging.path().join(name);
+
+    // Load the DICOM source first: a bad series fails before any work.
+    let series = match source.dicom_series {
+        Some(p) if formats.needs_dicom() => Some(SourceSeries::from_folder(p, None)?),
+        _ => None,
+    };
+    if formats.nifti {
+        liverseg_io::write_image(&st(LIVER_NIFTI), &DynVolume::from(seg.liver.clone()))?;
+    }
+    if let (true, Some(p)) = (formats.probability, &seg.probability) {
+        liverseg_io::write_image(&st(PROBABILITY_NIFTI), &DynVolume::from(p.clone()))?;
+    }
+    if let Some(series) = &series {
+        let model = &seg.report.model_id;
+        if formats.dicom_seg {
+            let opts = SegWriteOptions {
+                algorithm_name: format!("liverseg {model}"),
+                ..Default::default()
+            };
+            write_seg(&st(SEG_DCM), &seg.liver, series, &opts)?;
+        }
+        if formats.rtstruct {
+            let opts = RtStructWriteOptions {
+                algorithm_name: format!("liverseg {model}"),
+                ..Default::default()
+            };
+            write_rtstruct(&st(RTSTRUCT_DCM), &seg.liver, series, &opts)?;
+        }
+    }
+    if formats.overview {
+        let png =
+            dyn_dispatch!(source.ct, v => overview::render_png(v, &seg.liver, &caption(seg)))?;
+        std::fs::write(st(OVERVIEW_PNG), png).map_err(|e| io(&st(OVERVIEW_PNG), e))?;
+    }
+    std::fs::write(st(REPORT_JSON), seg.report.to_json_pretty())
+        .map_err(|e| io(&st(REPORT_JSON), e))?;
+
+    let mut written = Vec::new();
+    for name in formats.file_names() {
+        let target = dir.join(name);
+        std::fs::rename(st(name), &target).map_err(|e| io(&target, e))?;
+        written.push(target);
+    }
+    Ok(written)
+}
+
+/// Three caption lines for the overview: volume, model, flags.
+pub fn caption(seg: &Segmentation) -> Vec<String> {
+    let r = &seg.report;
+    let first = format!(
+        "liver {:.0} ml ({:.0} g), median {} HU",
+        r.liver_volume_ml,
+        r.liver_mass_g,
+        r.liver_hu_median.map_or("-".into(), |h| format!("{h:.0}"))
+    );
+    let second = format!("model {}, threshold {:.2}", r.model_id, r.threshold);
+    let third = if r.flags.is_empty() {
+        "quality flags: none".to_string()
+    } else {
+        format!(
+            "quality flags: {}",
+            r.flags
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    vec![first, second, third]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::HuWindowModel;
+    use crate::{segment, PreprocessConfig, SegmentOptions};
+    use liverseg_io::ReadOptions;
+    use liverseg_phantom::{generate, PhantomConfig};
+
+    fn case() -> (DynVolume, Segmentation) {
+        let p = generate(&PhantomConfig {
+            dims: [128, 106, 48],
+            spacing: [2.7, 2.72, 4.5],
+            ..Default::default()
+        });
+        let model = HuWindowModel {
+            config: PreprocessConfig {
+                spacing_mm: 2.2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let seg = segment(
+            &p.ct,
+            &model,
+            &SegmentOptions {
+                probability: true,
+                ..Default::default()
+            },
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        (DynVolume::from(p.ct), seg)
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn formats_parse() {
+        let f = OutputFormats::default()
+            .with_list("nifti, DICOM-SEG,rtstruct")
+            .unwrap();
+        assert!(f.nifti && f.dicom_seg && f.rtstruct && f.needs_dicom());
+        assert_eq!(
+            f.file_names(),
+            [
+                LIVER_NIFTI,
+                SEG_DCM,
+                RTSTRUCT_DCM,
+                OVERVIEW_PNG,
+                REPORT_JSON
+            ]
+        );
+        assert!(OutputFormats::default()
+            .with_list("png")
+            .unwrap_err()
+            .contains("png"));
+        assert!(OutputFormats::default().with_list(",").is_err());
+    }
+
+    #[test]
+    fn outputs_written_read_back_and_group_failure_leaves_nothing() {
+        let (ct, seg) = case();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("case");
+        let formats = OutputFormats {
+            probability: true,
+            ..Default::default()
+        };
+        let source = OutputSource {
+            ct: &ct,
+            dicom_series: None,
+        };
+        let written = write_outputs(&out, &seg, &formats, &source).unwrap();
+        assert_eq!(written.last().unwrap(), &out.join(REPORT_JSON));
+        assert_eq!(
+            entries(&out),
+            [LIVER_NIFTI, OVERVIEW_PNG, PROBABILITY_NIFTI, REPORT_JSON]
+        );
+        assert!(outputs_complete(&out, &formats));
+        let (mask, _) =
+            liverseg_io::read_mask(&out.join(LIVER_NIFTI), None, &ReadOptions::default()).unwrap();
+        assert!(mask.geometry().same_grid(ct.geometry()));
+        assert_eq!(mask.data(), seg.liver.data());
+        let prob =
+            liverseg_io::read_image(&out.join(PROBABILITY_NIFTI), &ReadOptions::default()).unwrap();
+        assert_eq!(prob.volume.dtype(), liverseg_volume::DType::F32);
+        let report: crate::Report =
+            serde_json::from_slice(&std::fs::read(out.join(REPORT_JSON)).unwrap()).unwrap();
+        assert_eq!(report.model_id, seg.report.model_id);
+
+        // The overview: a PNG wide enough for three panels, with contour pixels
+        // (the contour colour appears only where the liver is drawn).
+        let png_bytes = std::fs::read(out.join(OVERVIEW_PNG)).unwrap();
+        if let Some(keep) = std::env::var_os("LIVERSEG_KEEP_OVERVIEW") {
+            std::fs::write(keep, &png_bytes).unwrap();
+        }
+        let mut r = png::Decoder::new(std::io::Cursor::new(png_bytes))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        let info = r.next_frame(&mut buf).unwrap();
+        assert!(
+            info.width > 3 * 100 && info.height > 150,
+            "{}x{}",
+            info.width,
+            info.height
+        );
+        let contour = buf
+            .chunks(3)
+            .filter(|p| *p == overview::CONTOUR_RGB)
+            .count();
+        assert!(contour > 200, "{contour} contour pixels");
+        let (_, _, empty_rgb) =
+            overview::render_rgb(&ct.to_f32(), &seg.liver.map(|_| 0), &caption(&seg)).unwrap();
+        assert_eq!(
+            empty_rgb
+                .chunks(3)
+                .filter(|p| *p == overview::CONTOUR_RGB)
+                .count(),
+            0
+        );
+
+        // Resume check: a missing file makes the set incomplete.
+        std::fs::remove_file(out.join(OVERVIEW_PNG)).unwrap();
+        assert!(!outputs_complete(&out, &formats));
+
+        // DICOM outputs from a folder that holds no DICOM: error, and the
+        // output folder gets nothing (no staging folder left either).
+        let empty_src = dir.path().join("not-dicom");
+        std::fs::create_dir(&empty_src).unwrap();
+        std::fs::write(empty_src.join("x.txt"), "hello").unwrap();
+        let out2 = dir.path().join("case2");
+        let dicom = OutputFormats::default()
+            .with_list("nifti,dicom-seg")
+            .unwrap();
+        let e = write_outputs(
+            &out2,
+            &seg,
+            &dicom,
+            &OutputSource {
+                ct: &ct,
+                dicom_series: Some(&empty_src),
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not-dicom"), "{e}");
+        assert!(entries(&out2).is_empty(), "{:?}", entries(&out2));
+        // Asking for DICOM outputs without a DICOM input is refused up front.
+        let e = write_outputs(
+            &out2,
+            &seg,
+            &dicom,
+            &OutputSource {
+                ct: &ct,
+                dicom_series: None,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("DICOM series"), "{e}");
+    }
+
+    #[test]
+    fn dicom_seg_on_a_synthetic_series() {
+        // The SEG writer needs the source headers only; a synthetic series on
+        // the CT grid stands in for a folder here (the CLI test uses files).
+        let (ct, seg) = case();
+        let series = SourceSeries::synthetic(ct.geometry(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SEG_DCM);
+        write_seg(&path, &seg.liver, &series, &SegWriteOptions::default()).unwrap();
+        let back = liverseg_io::dicom::seg::read_seg(
+            &path,
+            Some(ct.geometry()),
+            liverseg_io::dicom::seg::SegmentChoice::Auto,
+        )
+        .unwrap();
+        assert_eq!(back.mask.data(), seg.liver.data());
+    }
+}
