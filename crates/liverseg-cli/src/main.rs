@@ -27,6 +27,8 @@ enum Command {
     Study(commands::study::Args),
     /// Y-90 SIRT dosimetry from the liver contour: BSA, MIRD, partition model, voxel DVH.
     Dose(commands::dose::Args),
+    /// Check, correct and score segmentations in the browser (serves a local web app).
+    Review(commands::review::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Study(args) => commands::study::run(args),
         Command::Dose(args) => commands::dose::run(args),
+        Command::Review(args) => commands::review::run(args),
     };
     match result {
         Ok(code) => code,

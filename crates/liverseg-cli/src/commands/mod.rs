@@ -4,3 +4,4 @@ pub mod dose;
 pub mod info;
 pub mod evaluate;
 pub mod study;
+pub mod review;
