@@ -526,6 +526,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/web/{file}", get(static_file))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/api/info", get(info))
         .route("/api/cases/{id}", get(open_case))
         .route("/api/cases/{id}/slice/{axis}/{index}", get(slice))
