@@ -20,7 +20,8 @@ pub fn validate_name(kind: &str, s: &str) -> Result<(), ReviewError> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('.')
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -36,22 +37,38 @@ const MASK_STEMS: [&str; 6] = ["liver", "mask", "seg", "segmentation", "cnn", "l
 
 fn stem_of(name: &str) -> Option<&str> {
     let lower = name.to_ascii_lowercase();
-    IMAGE_EXTENSIONS.iter().find(|e| lower.ends_with(*e)).map(|e| &name[..name.len() - e.len()])
+    IMAGE_EXTENSIONS
+        .iter()
+        .find(|e| lower.ends_with(*e))
+        .map(|e| &name[..name.len() - e.len()])
 }
 
 /// A case folder: `ct.*` (or `image.*`, or a DICOM sub-folder `ct/`) and `liver.*`
 /// (or `mask.*`, `seg.*`, ...), as in `data/cases/<id>/`. The id is the folder name.
 pub fn case_from_folder(dir: &Path) -> Result<CaseSpec, ReviewError> {
-    let id = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let rd = std::fs::read_dir(dir).map_err(|e| ReviewError::Input(format!("{}: {e}", dir.display())))?;
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let rd = std::fs::read_dir(dir)
+        .map_err(|e| ReviewError::Input(format!("{}: {e}", dir.display())))?;
     let mut ct = None;
     let mut mask = None;
     let mut entries: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let stem = if p.is_dir() { Some(name.as_str()) } else { stem_of(&name) };
-        let Some(stem) = stem.map(str::to_ascii_lowercase) else { continue };
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let stem = if p.is_dir() {
+            Some(name.as_str())
+        } else {
+            stem_of(&name)
+        };
+        let Some(stem) = stem.map(str::to_ascii_lowercase) else {
+            continue;
+        };
         if CT_STEMS.contains(&stem.as_str()) && ct.is_none() {
             ct = Some(p.clone());
         } else if MASK_STEMS.contains(&stem.as_str()) && mask.is_none() {
@@ -63,8 +80,14 @@ pub fn case_from_folder(dir: &Path) -> Result<CaseSpec, ReviewError> {
             validate_name("case id (folder name)", &id)?;
             Ok(CaseSpec { id, ct, mask })
         }
-        (None, _) => Err(ReviewError::Input(format!("{}: no CT (ct.nii.gz, ct.mha, a ct/ DICOM folder, ...)", dir.display()))),
-        (_, None) => Err(ReviewError::Input(format!("{}: no mask to correct (liver.nii.gz, mask.*, seg.*, ...)", dir.display()))),
+        (None, _) => Err(ReviewError::Input(format!(
+            "{}: no CT (ct.nii.gz, ct.mha, a ct/ DICOM folder, ...)",
+            dir.display()
+        ))),
+        (_, None) => Err(ReviewError::Input(format!(
+            "{}: no mask to correct (liver.nii.gz, mask.*, seg.*, ...)",
+            dir.display()
+        ))),
     }
 }
 
@@ -74,27 +97,51 @@ pub fn read_manifest(path: &Path) -> Result<Vec<CaseSpec>, ReviewError> {
     let bad = |m: String| ReviewError::Input(format!("{}: {m}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let Some((_, header)) = lines.next() else { return Err(bad("empty manifest".into())) };
-    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
-    let col = |n: &str| cols.iter().position(|c| c == n).ok_or_else(|| bad(format!("missing column {n:?} (header: {header})")));
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    let Some((_, header)) = lines.next() else {
+        return Err(bad("empty manifest".into()));
+    };
+    let cols: Vec<String> = header
+        .split(',')
+        .map(|c| c.trim().to_ascii_lowercase())
+        .collect();
+    let col = |n: &str| {
+        cols.iter()
+            .position(|c| c == n)
+            .ok_or_else(|| bad(format!("missing column {n:?} (header: {header})")))
+    };
     let (ci, ti, mi) = (col("case")?, col("ct")?, col("mask")?);
     let mut out = Vec::new();
     for (n, line) in lines {
         // Plain split: paths with commas are not supported (say so rather than misparse).
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         if f.len() != cols.len() {
-            return Err(bad(format!("line {}: {} fields, header has {} (commas in paths are not supported)", n + 1, f.len(), cols.len())));
+            return Err(bad(format!(
+                "line {}: {} fields, header has {} (commas in paths are not supported)",
+                n + 1,
+                f.len(),
+                cols.len()
+            )));
         }
         validate_name("case id", f[ci]).map_err(|e| bad(format!("line {}: {e}", n + 1)))?;
-        out.push(CaseSpec { id: f[ci].to_string(), ct: base.join(f[ti]), mask: base.join(f[mi]) });
+        out.push(CaseSpec {
+            id: f[ci].to_string(),
+            ct: base.join(f[ti]),
+            mask: base.join(f[mi]),
+        });
     }
     Ok(out)
 }
 
 /// Build the worklist from positional arguments (case folders, a folder of case
 /// folders, or a manifest `.csv`) and explicit `--ct/--mask` pairs.
-pub fn collect_cases(inputs: &[PathBuf], pairs: &[(PathBuf, PathBuf)]) -> Result<Vec<CaseSpec>, ReviewError> {
+pub fn collect_cases(
+    inputs: &[PathBuf],
+    pairs: &[(PathBuf, PathBuf)],
+) -> Result<Vec<CaseSpec>, ReviewError> {
     let mut out = Vec::new();
     for p in inputs {
         if p.is_file() {
@@ -107,10 +154,18 @@ pub fn collect_cases(inputs: &[PathBuf], pairs: &[(PathBuf, PathBuf)]) -> Result
                     let mut subs: Vec<PathBuf> = std::fs::read_dir(p)
                         .map_err(|e| ReviewError::Input(format!("{}: {e}", p.display())))?
                         .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|s| s.is_dir() && !s.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+                        .filter(|s| {
+                            s.is_dir()
+                                && !s
+                                    .file_name()
+                                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                        })
                         .collect();
                     subs.sort();
-                    let found: Vec<CaseSpec> = subs.iter().filter_map(|s| case_from_folder(s).ok()).collect();
+                    let found: Vec<CaseSpec> = subs
+                        .iter()
+                        .filter_map(|s| case_from_folder(s).ok())
+                        .collect();
                     if found.is_empty() {
                         return Err(first);
                     }
@@ -118,25 +173,41 @@ pub fn collect_cases(inputs: &[PathBuf], pairs: &[(PathBuf, PathBuf)]) -> Result
                 }
             }
         } else {
-            return Err(ReviewError::Input(format!("{}: no such file or folder", p.display())));
+            return Err(ReviewError::Input(format!(
+                "{}: no such file or folder",
+                p.display()
+            )));
         }
     }
     for (ct, mask) in pairs {
-        let name = ct.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = ct
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let stem = stem_of(&name).unwrap_or(&name);
         // `x/ct.nii.gz` says nothing about the case; use the folder name then.
         let id = if CT_STEMS.contains(&stem.to_ascii_lowercase().as_str()) {
-            ct.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| stem.to_string())
+            ct.parent()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| stem.to_string())
         } else {
             stem.to_string()
         };
         validate_name("case id (from the CT file name)", &id)?;
-        out.push(CaseSpec { id, ct: ct.clone(), mask: mask.clone() });
+        out.push(CaseSpec {
+            id,
+            ct: ct.clone(),
+            mask: mask.clone(),
+        });
     }
     let mut seen = std::collections::BTreeSet::new();
     for c in &out {
         if !seen.insert(c.id.clone()) {
-            return Err(ReviewError::Input(format!("case id {:?} is given twice", c.id)));
+            return Err(ReviewError::Input(format!(
+                "case id {:?} is given twice",
+                c.id
+            )));
         }
     }
     if out.is_empty() {
@@ -151,7 +222,20 @@ mod tests {
 
     #[test]
     fn names_that_could_escape_are_refused() {
-        for bad in ["", "..", ".", "../x", "a/b", "a\\b", ".hidden", "a b", "%2e%2e", "a\0b", "ü", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "..",
+            ".",
+            "../x",
+            "a/b",
+            "a\\b",
+            ".hidden",
+            "a b",
+            "%2e%2e",
+            "a\0b",
+            "ü",
+            &"x".repeat(65),
+        ] {
             assert!(validate_name("case id", bad).is_err(), "{bad:?} accepted");
         }
         for good in ["case01", "LiTS-7", "a.b_c", "0"] {
@@ -172,21 +256,42 @@ mod tests {
         std::fs::write(c2.join("image.mha"), b"").unwrap();
         std::fs::write(c2.join("seg.mha"), b"").unwrap();
         let all = collect_cases(&[d.path().join("cases")], &[]).unwrap();
-        assert_eq!(all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1", "c2"]);
+        assert_eq!(
+            all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["c1", "c2"]
+        );
         assert_eq!(all[0].ct, c1.join("ct.nii.gz"));
         assert_eq!(all[1].mask, c2.join("seg.mha"));
 
         let m = d.path().join("list.csv");
-        std::fs::write(&m, "# worklist\ncase,mask,ct\nx1,cases/c1/liver.nii.gz,cases/c1/ct.nii.gz\n").unwrap();
-        let all = collect_cases(&[m.clone()], &[(c2.join("image.mha"), c2.join("seg.mha"))]).unwrap();
-        assert_eq!(all[0], CaseSpec { id: "x1".into(), ct: d.path().join("cases/c1/ct.nii.gz"), mask: d.path().join("cases/c1/liver.nii.gz") });
-        assert_eq!(all[1].id, "c2", "a CT named image.* takes its folder's name");
+        std::fs::write(
+            &m,
+            "# worklist\ncase,mask,ct\nx1,cases/c1/liver.nii.gz,cases/c1/ct.nii.gz\n",
+        )
+        .unwrap();
+        let all =
+            collect_cases(std::slice::from_ref(&m), &[(c2.join("image.mha"), c2.join("seg.mha"))]).unwrap();
+        assert_eq!(
+            all[0],
+            CaseSpec {
+                id: "x1".into(),
+                ct: d.path().join("cases/c1/ct.nii.gz"),
+                mask: d.path().join("cases/c1/liver.nii.gz")
+            }
+        );
+        assert_eq!(
+            all[1].id, "c2",
+            "a CT named image.* takes its folder's name"
+        );
         let all = collect_cases(&[], &[(c1.join("ct.nii.gz"), c1.join("liver.nii.gz"))]).unwrap();
         assert_eq!(all[0].id, "c1");
 
         std::fs::write(&m, "case,ct,mask\n../evil,a,b\n").unwrap();
-        assert!(collect_cases(&[m.clone()], &[]).is_err());
+        assert!(collect_cases(std::slice::from_ref(&m), &[]).is_err());
         std::fs::write(&m, "case,ct,mask\nc1,a,b\nc1,a,b\n").unwrap();
-        assert!(collect_cases(&[m], &[]).unwrap_err().to_string().contains("twice"));
+        assert!(collect_cases(&[m], &[])
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
     }
 }

@@ -75,7 +75,13 @@ pub enum EditOp {
     /// Flood from `seed` through voxels whose HU is in [hu_min, hu_max] and
     /// whose label differs from `value`; in one slice when `axis` is given
     /// (4-connected), else in 3-D (6-connected).
-    Fill { seed: [usize; 3], hu_min: f64, hu_max: f64, value: u8, axis: Option<Axis> },
+    Fill {
+        seed: [usize; 3],
+        hu_min: f64,
+        hu_max: f64,
+        value: u8,
+        axis: Option<Axis>,
+    },
     /// Shape-based interpolation (linear in signed distance) of the slices
     /// strictly between `from` and `to` along `axis`.
     Interpolate { axis: Axis, from: usize, to: usize },
@@ -142,17 +148,38 @@ impl EditSession {
     /// starting mask); `start` is the mask the DSC is computed against.
     pub fn new(ct: Volume<i16>, start: Mask, mask: Mask) -> Result<Self, ReviewError> {
         if !ct.geometry().same_grid(start.geometry()) || !ct.geometry().same_grid(mask.geometry()) {
-            return Err(ReviewError::Input("the mask is not on the CT's grid".into()));
+            return Err(ReviewError::Input(
+                "the mask is not on the CT's grid".into(),
+            ));
         }
         if ct.len() > u32::MAX as usize {
-            return Err(ReviewError::Input(format!("{} voxels: more than the editor supports (2^32)", ct.len())));
+            return Err(ReviewError::Input(format!(
+                "{} voxels: more than the editor supports (2^32)",
+                ct.len()
+            )));
         }
         let start = start.map(|&v| u8::from(v != 0));
         let mask = mask.map(|&v| u8::from(v != 0));
         let start_fg = start.data().iter().map(|&v| v as u64).sum();
         let fg = mask.data().iter().map(|&v| v as u64).sum();
-        let intersection = start.data().iter().zip(mask.data()).map(|(&a, &b)| (a & b) as u64).sum();
-        Ok(EditSession { ct, start, mask, undo: vec![], redo: vec![], fg, start_fg, intersection, edits: 0, revision: 0 })
+        let intersection = start
+            .data()
+            .iter()
+            .zip(mask.data())
+            .map(|(&a, &b)| (a & b) as u64)
+            .sum();
+        Ok(EditSession {
+            ct,
+            start,
+            mask,
+            undo: vec![],
+            redo: vec![],
+            fg,
+            start_fg,
+            intersection,
+            edits: 0,
+            revision: 0,
+        })
     }
 
     pub fn mask(&self) -> &Mask {
@@ -169,7 +196,11 @@ impl EditSession {
     }
     /// Bytes held by the undo and redo history.
     pub fn history_bytes(&self) -> usize {
-        self.undo.iter().chain(&self.redo).map(|s| s.flipped.len() * 4).sum()
+        self.undo
+            .iter()
+            .chain(&self.redo)
+            .map(|s| s.flipped.len() * 4)
+            .sum()
     }
 
     pub fn stats(&self) -> Stats {
@@ -178,7 +209,11 @@ impl EditSession {
         Stats {
             volume_ml: self.fg as f64 * ml,
             start_volume_ml: self.start_fg as f64 * ml,
-            dsc_vs_start: if denom == 0 { 1.0 } else { 2.0 * self.intersection as f64 / denom as f64 },
+            dsc_vs_start: if denom == 0 {
+                1.0
+            } else {
+                2.0 * self.intersection as f64 / denom as f64
+            },
             changed_voxels: self.fg + self.start_fg - 2 * self.intersection,
             voxels: self.fg,
         }
@@ -213,7 +248,10 @@ impl EditSession {
         self.edits += 1;
         self.redo.clear();
         let n = flipped.len();
-        self.undo.push(Step { op: op.name(), flipped });
+        self.undo.push(Step {
+            op: op.name(),
+            flipped,
+        });
         Ok(n)
     }
 
@@ -252,22 +290,43 @@ impl EditSession {
         let dims = g.dims();
         let m = self.mask.data();
         match op {
-            EditOp::Brush { axis, slice, points, radius_mm, value, sphere, hu_min, hu_max } => {
+            EditOp::Brush {
+                axis,
+                slice,
+                points,
+                radius_mm,
+                value,
+                sphere,
+                hu_min,
+                hu_max,
+            } => {
                 self.check_slice(*axis, *slice)?;
                 if !(radius_mm.is_finite() && *radius_mm > 0.0 && *radius_mm <= MAX_RADIUS_MM) {
-                    return Err(bad(format!("brush radius {radius_mm} mm outside (0, {MAX_RADIUS_MM}]")));
+                    return Err(bad(format!(
+                        "brush radius {radius_mm} mm outside (0, {MAX_RADIUS_MM}]"
+                    )));
                 }
-                if points.is_empty() || points.len() > MAX_POINTS || points.iter().flatten().any(|v| !v.is_finite()) {
+                if points.is_empty()
+                    || points.len() > MAX_POINTS
+                    || points.iter().flatten().any(|v| !v.is_finite())
+                {
                     return Err(bad(format!("a stroke needs 1-{MAX_POINTS} finite points")));
                 }
                 let value = u8::from(*value != 0);
-                let (lo, hi) = (hu_min.unwrap_or(f64::NEG_INFINITY), hu_max.unwrap_or(f64::INFINITY));
+                let (lo, hi) = (
+                    hu_min.unwrap_or(f64::NEG_INFINITY),
+                    hu_max.unwrap_or(f64::INFINITY),
+                );
                 let (ua, va) = axis.plane();
                 let w = axis.index();
                 let sp = g.spacing();
                 let r = *radius_mm;
                 // Half-extent of the brush in voxels along each axis.
-                let ext = [(r / sp[0]).floor() as i64, (r / sp[1]).floor() as i64, (r / sp[2]).floor() as i64];
+                let ext = [
+                    (r / sp[0]).floor() as i64,
+                    (r / sp[1]).floor() as i64,
+                    (r / sp[2]).floor() as i64,
+                ];
                 let ext_w = if *sphere { ext[w] } else { 0 };
                 // Stamp centres: the stroke resampled at a quarter of the smallest in-plane spacing.
                 let step = 0.25 * r.min(sp[ua].min(sp[va]));
@@ -292,7 +351,8 @@ impl EditSession {
                     centre[va] = c[1];
                     centre[w] = *slice as f64;
                     let lo_i = |a: usize, e: i64| (centre[a].round() as i64 - e).max(0);
-                    let hi_i = |a: usize, e: i64| (centre[a].round() as i64 + e).min(dims[a] as i64 - 1);
+                    let hi_i =
+                        |a: usize, e: i64| (centre[a].round() as i64 + e).min(dims[a] as i64 - 1);
                     let mut range = [[0i64; 2]; 3];
                     for a in 0..3 {
                         let e = if a == w { ext_w } else { ext[a] };
@@ -302,7 +362,9 @@ impl EditSession {
                         for j in range[1][0]..=range[1][1] {
                             for i in range[0][0]..=range[0][1] {
                                 let idx = [i, j, k];
-                                let d2: f64 = (0..3).map(|a| ((idx[a] as f64 - centre[a]) * sp[a]).powi(2)).sum();
+                                let d2: f64 = (0..3)
+                                    .map(|a| ((idx[a] as f64 - centre[a]) * sp[a]).powi(2))
+                                    .sum();
                                 if d2 > r * r {
                                     continue;
                                 }
@@ -316,7 +378,13 @@ impl EditSession {
                 }
                 Ok(out)
             }
-            EditOp::Fill { seed, hu_min, hu_max, value, axis } => {
+            EditOp::Fill {
+                seed,
+                hu_min,
+                hu_max,
+                value,
+                axis,
+            } => {
                 if (0..3).any(|a| seed[a] >= dims[a]) {
                     return Err(bad(format!("seed {seed:?} outside the grid {dims:?}")));
                 }
@@ -357,11 +425,18 @@ impl EditSession {
             EditOp::Interpolate { axis, from, to } => {
                 self.check_slice(*axis, *from)?;
                 self.check_slice(*axis, *to)?;
-                let (a, b) = if from <= to { (*from, *to) } else { (*to, *from) };
+                let (a, b) = if from <= to {
+                    (*from, *to)
+                } else {
+                    (*to, *from)
+                };
                 if b - a < 2 {
                     return Ok(vec![]);
                 }
-                let (da, db) = (self.slice_distance(*axis, a)?, self.slice_distance(*axis, b)?);
+                let (da, db) = (
+                    self.slice_distance(*axis, a)?,
+                    self.slice_distance(*axis, b)?,
+                );
                 let mut out = Vec::new();
                 for s in a + 1..b {
                     let t = (s - a) as f64 / (b - a) as f64;
@@ -377,14 +452,18 @@ impl EditSession {
             }
             EditOp::Smooth { radius_mm } => {
                 if !(radius_mm.is_finite() && *radius_mm > 0.0 && *radius_mm <= 20.0) {
-                    return Err(bad(format!("smoothing radius {radius_mm} mm outside (0, 20]")));
+                    return Err(bad(format!(
+                        "smoothing radius {radius_mm} mm outside (0, 20]"
+                    )));
                 }
                 let err = |e: liverseg_imgproc::Error| ReviewError::Internal(e.to_string());
-                let smoothed = opening(&closing(&self.mask, *radius_mm).map_err(err)?, *radius_mm).map_err(err)?;
+                let smoothed = opening(&closing(&self.mask, *radius_mm).map_err(err)?, *radius_mm)
+                    .map_err(err)?;
                 Ok(diff(m, smoothed.data()))
             }
             EditOp::RemoveIslands => {
-                let kept = largest_component(&self.mask, Connectivity::Six).map_err(|e| ReviewError::Internal(e.to_string()))?;
+                let kept = largest_component(&self.mask, Connectivity::Six)
+                    .map_err(|e| ReviewError::Internal(e.to_string()))?;
                 Ok(diff(m, kept.data()))
             }
             EditOp::Runs { runs } => {
@@ -392,10 +471,16 @@ impl EditSession {
                 let mut out = Vec::new();
                 for &[start, len, value] in runs {
                     if start.checked_add(len).is_none_or(|end| end > n) {
-                        return Err(bad(format!("run {start}+{len} outside the volume ({n} voxels)")));
+                        return Err(bad(format!(
+                            "run {start}+{len} outside the volume ({n} voxels)"
+                        )));
                     }
                     let value = u8::from(value != 0);
-                    out.extend((start..start + len).filter(|&o| m[o as usize] != value).map(|o| o as u32));
+                    out.extend(
+                        (start..start + len)
+                            .filter(|&o| m[o as usize] != value)
+                            .map(|o| o as u32),
+                    );
                 }
                 Ok(out)
             }
@@ -423,20 +508,27 @@ impl EditSession {
     fn slice_distance(&self, axis: Axis, s: usize) -> Result<Vec<f64>, ReviewError> {
         let (w, h) = self.slice_len(axis);
         let m = self.mask.data();
-        let data: Vec<u8> = (0..w * h).map(|n| m[self.slice_offset(axis, s, n)]).collect();
+        let data: Vec<u8> = (0..w * h)
+            .map(|n| m[self.slice_offset(axis, s, n)])
+            .collect();
         let (u, v) = axis.plane();
         let sp = self.geometry().spacing();
         if data.iter().all(|&x| x == 0) {
             // An empty end slice: the shape shrinks to nothing towards it.
             return Ok(vec![1e9; w * h]);
         }
-        let g2 = Geometry::identity([w, h, 1], [sp[u], sp[v], 1.0]).map_err(|e| ReviewError::Internal(e.to_string()))?;
+        let g2 = Geometry::identity([w, h, 1], [sp[u], sp[v], 1.0])
+            .map_err(|e| ReviewError::Internal(e.to_string()))?;
         let mask = Mask::new(g2, data).map_err(|e| ReviewError::Internal(e.to_string()))?;
         Ok(liverseg_imgproc::edt::signed_distance(&mask).into_data())
     }
 
     /// One slice in voxel order (u fastest): HU and mask.
-    pub fn slice(&self, axis: Axis, s: usize) -> Result<(usize, usize, Vec<i16>, Vec<u8>), ReviewError> {
+    pub fn slice(
+        &self,
+        axis: Axis,
+        s: usize,
+    ) -> Result<(usize, usize, Vec<i16>, Vec<u8>), ReviewError> {
         self.check_slice(axis, s)?;
         let (w, h) = self.slice_len(axis);
         let (ct, m) = (self.ct.data(), self.mask.data());
@@ -452,7 +544,12 @@ impl EditSession {
 }
 
 fn diff(a: &[u8], b: &[u8]) -> Vec<u32> {
-    a.iter().zip(b).enumerate().filter(|(_, (x, y))| (**x != 0) != (**y != 0)).map(|(o, _)| o as u32).collect()
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .filter(|(_, (x, y))| (**x != 0) != (**y != 0))
+        .map(|(o, _)| o as u32)
+        .collect()
 }
 
 #[cfg(test)]
@@ -463,12 +560,30 @@ mod tests {
         let g = Geometry::identity([20, 16, 10], [1.0, 1.0, 2.0]).unwrap();
         // HU = 100 left of i = 10, -100 right of it.
         let ct = Volume::from_fn(g.clone(), |[i, _, _]| if i < 10 { 100 } else { -100 });
-        let start = Volume::from_fn(g, |[i, j, k]| u8::from((4..8).contains(&i) && (4..8).contains(&j) && (3..6).contains(&k)));
+        let start = Volume::from_fn(g, |[i, j, k]| {
+            u8::from((4..8).contains(&i) && (4..8).contains(&j) && (3..6).contains(&k))
+        });
         EditSession::new(ct, start.clone(), start).unwrap()
     }
 
-    fn brush(slice: usize, pts: &[[f64; 2]], r: f64, value: u8, sphere: bool, hu: Option<(f64, f64)>) -> EditOp {
-        EditOp::Brush { axis: Axis::Z, slice, points: pts.to_vec(), radius_mm: r, value, sphere, hu_min: hu.map(|h| h.0), hu_max: hu.map(|h| h.1) }
+    fn brush(
+        slice: usize,
+        pts: &[[f64; 2]],
+        r: f64,
+        value: u8,
+        sphere: bool,
+        hu: Option<(f64, f64)>,
+    ) -> EditOp {
+        EditOp::Brush {
+            axis: Axis::Z,
+            slice,
+            points: pts.to_vec(),
+            radius_mm: r,
+            value,
+            sphere,
+            hu_min: hu.map(|h| h.0),
+            hu_max: hu.map(|h| h.1),
+        }
     }
 
     #[test]
@@ -478,12 +593,18 @@ mod tests {
         assert_eq!(s.stats().dsc_vs_start, 1.0);
         assert_eq!(s.stats().voxels, 48);
         // A disc of radius 1.5 mm around (15, 12) on slice 8: 9 voxels (3x3).
-        let n = s.apply(&brush(8, &[[15.0, 12.0]], 1.5, 1, false, None)).unwrap();
+        let n = s
+            .apply(&brush(8, &[[15.0, 12.0]], 1.5, 1, false, None))
+            .unwrap();
         assert_eq!(n, 9);
         assert_eq!(*s.mask().get(15, 12, 8), 1);
         assert_eq!(*s.mask().get(16, 13, 8), 1);
         assert_eq!(*s.mask().get(17, 12, 8), 0);
-        assert_eq!(*s.mask().get(15, 12, 7), 0, "2-D brush leaks into the next slice");
+        assert_eq!(
+            *s.mask().get(15, 12, 7),
+            0,
+            "2-D brush leaks into the next slice"
+        );
         let st = s.stats();
         assert_eq!(st.voxels, 57);
         assert!((st.dsc_vs_start - 2.0 * 48.0 / 105.0).abs() < 1e-12);
@@ -497,7 +618,8 @@ mod tests {
         assert_eq!(s.stats().voxels, 57);
         // A new edit clears redo.
         s.undo();
-        s.apply(&brush(5, &[[5.0, 5.0]], 1.0, 0, false, None)).unwrap();
+        s.apply(&brush(5, &[[5.0, 5.0]], 1.0, 0, false, None))
+            .unwrap();
         assert!(!s.can_redo());
         assert_eq!(s.edits, 2);
     }
@@ -506,13 +628,22 @@ mod tests {
     fn sphere_stroke_and_hu_range() {
         let mut s = session();
         // Sphere radius 2.5 mm with z spacing 2 mm reaches one slice either side.
-        s.apply(&brush(2, &[[12.0, 12.0]], 2.5, 1, true, None)).unwrap();
+        s.apply(&brush(2, &[[12.0, 12.0]], 2.5, 1, true, None))
+            .unwrap();
         assert_eq!(*s.mask().get(12, 12, 1), 1);
         assert_eq!(*s.mask().get(12, 12, 3), 1);
         assert_eq!(*s.mask().get(12, 12, 0), 0);
         // A stroke across the HU edge only paints the 100 HU side.
         let mut s = session();
-        s.apply(&brush(0, &[[2.0, 1.0], [18.0, 1.0]], 1.0, 1, false, Some((50.0, 200.0)))).unwrap();
+        s.apply(&brush(
+            0,
+            &[[2.0, 1.0], [18.0, 1.0]],
+            1.0,
+            1,
+            false,
+            Some((50.0, 200.0)),
+        ))
+        .unwrap();
         assert!((2..10).all(|i| *s.mask().get(i, 1, 0) == 1));
         assert!((10..20).all(|i| *s.mask().get(i, 1, 0) == 0));
     }
@@ -520,14 +651,48 @@ mod tests {
     #[test]
     fn fill_2d_and_3d_within_hu() {
         let mut s = session();
-        let n = s.apply(&EditOp::Fill { seed: [0, 0, 0], hu_min: 50.0, hu_max: 150.0, value: 1, axis: Some(Axis::Z) }).unwrap();
+        let n = s
+            .apply(&EditOp::Fill {
+                seed: [0, 0, 0],
+                hu_min: 50.0,
+                hu_max: 150.0,
+                value: 1,
+                axis: Some(Axis::Z),
+            })
+            .unwrap();
         assert_eq!(n, 10 * 16);
         let mut s = session();
-        let n = s.apply(&EditOp::Fill { seed: [0, 0, 0], hu_min: 50.0, hu_max: 150.0, value: 1, axis: None }).unwrap();
+        let n = s
+            .apply(&EditOp::Fill {
+                seed: [0, 0, 0],
+                hu_min: 50.0,
+                hu_max: 150.0,
+                value: 1,
+                axis: None,
+            })
+            .unwrap();
         assert_eq!(n, 10 * 16 * 10 - 48);
         // Seed outside the range: nothing.
-        assert_eq!(s.apply(&EditOp::Fill { seed: [15, 0, 0], hu_min: 50.0, hu_max: 150.0, value: 1, axis: None }).unwrap(), 0);
-        assert!(s.apply(&EditOp::Fill { seed: [25, 0, 0], hu_min: 0.0, hu_max: 1.0, value: 1, axis: None }).is_err());
+        assert_eq!(
+            s.apply(&EditOp::Fill {
+                seed: [15, 0, 0],
+                hu_min: 50.0,
+                hu_max: 150.0,
+                value: 1,
+                axis: None
+            })
+            .unwrap(),
+            0
+        );
+        assert!(s
+            .apply(&EditOp::Fill {
+                seed: [25, 0, 0],
+                hu_min: 0.0,
+                hu_max: 1.0,
+                value: 1,
+                axis: None
+            })
+            .is_err());
     }
 
     #[test]
@@ -544,7 +709,12 @@ mod tests {
             u8::from((15 - h..15 + h).contains(&i) && (15 - h..15 + h).contains(&j))
         });
         let mut s = EditSession::new(ct, m.clone(), m).unwrap();
-        s.apply(&EditOp::Interpolate { axis: Axis::Z, from: 4, to: 0 }).unwrap();
+        s.apply(&EditOp::Interpolate {
+            axis: Axis::Z,
+            from: 4,
+            to: 0,
+        })
+        .unwrap();
         let width = |k: usize| (0..30).filter(|&i| *s.mask().get(i, 15, k) == 1).count();
         assert_eq!(width(0), 8);
         assert_eq!(width(4), 16);
@@ -556,20 +726,38 @@ mod tests {
     #[test]
     fn islands_smooth_runs() {
         let mut s = session();
-        s.apply(&brush(0, &[[15.0, 2.0]], 1.0, 1, false, None)).unwrap();
+        s.apply(&brush(0, &[[15.0, 2.0]], 1.0, 1, false, None))
+            .unwrap();
         assert_eq!(s.stats().voxels, 53);
         s.apply(&EditOp::RemoveIslands).unwrap();
         assert_eq!(s.stats().voxels, 48);
         assert_eq!(s.stats().dsc_vs_start, 1.0);
         // Runs: set 3 voxels of row (0, 0, 0).. and clear one that was set.
         let o = s.geometry().offset(4, 4, 3) as u64;
-        s.apply(&EditOp::Runs { runs: vec![[0, 3, 1], [o, 1, 0]] }).unwrap();
+        s.apply(&EditOp::Runs {
+            runs: vec![[0, 3, 1], [o, 1, 0]],
+        })
+        .unwrap();
         assert_eq!(s.stats().voxels, 50);
-        assert!(s.apply(&EditOp::Runs { runs: vec![[3199, 2, 1]] }).is_err());
-        assert!(s.apply(&EditOp::Runs { runs: vec![[u64::MAX, 2, 1]] }).is_err());
+        assert!(s
+            .apply(&EditOp::Runs {
+                runs: vec![[3199, 2, 1]]
+            })
+            .is_err());
+        assert!(s
+            .apply(&EditOp::Runs {
+                runs: vec![[u64::MAX, 2, 1]]
+            })
+            .is_err());
         // Smoothing removes a thin two-voxel spike's tip and fills a one-voxel hole.
         let mut s = session();
-        s.apply(&EditOp::Runs { runs: vec![[s.geometry().offset(8, 5, 4) as u64, 2, 1], [s.geometry().offset(5, 5, 4) as u64, 1, 0]] }).unwrap();
+        s.apply(&EditOp::Runs {
+            runs: vec![
+                [s.geometry().offset(8, 5, 4) as u64, 2, 1],
+                [s.geometry().offset(5, 5, 4) as u64, 1, 0],
+            ],
+        })
+        .unwrap();
         s.apply(&EditOp::Smooth { radius_mm: 1.0 }).unwrap();
         assert_eq!(*s.mask().get(9, 5, 4), 0);
         assert_eq!(*s.mask().get(5, 5, 4), 1);
@@ -578,13 +766,25 @@ mod tests {
     #[test]
     fn bad_requests_are_errors_not_panics() {
         let mut s = session();
-        assert!(s.apply(&brush(10, &[[1.0, 1.0]], 1.0, 1, false, None)).is_err());
-        assert!(s.apply(&brush(0, &[[1.0, 1.0]], 0.0, 1, false, None)).is_err());
-        assert!(s.apply(&brush(0, &[[f64::NAN, 1.0]], 1.0, 1, false, None)).is_err());
+        assert!(s
+            .apply(&brush(10, &[[1.0, 1.0]], 1.0, 1, false, None))
+            .is_err());
+        assert!(s
+            .apply(&brush(0, &[[1.0, 1.0]], 0.0, 1, false, None))
+            .is_err());
+        assert!(s
+            .apply(&brush(0, &[[f64::NAN, 1.0]], 1.0, 1, false, None))
+            .is_err());
         assert!(s.apply(&brush(0, &[], 1.0, 1, false, None)).is_err());
         // Far outside the grid: nothing painted, no panic.
-        assert_eq!(s.apply(&brush(0, &[[-1e6, 1e6]], 5.0, 1, false, None)).unwrap(), 0);
-        assert!(s.apply(&brush(0, &[[-1e6, 1e6], [1e6, -1e6]], 5.0, 1, false, None)).is_err());
+        assert_eq!(
+            s.apply(&brush(0, &[[-1e6, 1e6]], 5.0, 1, false, None))
+                .unwrap(),
+            0
+        );
+        assert!(s
+            .apply(&brush(0, &[[-1e6, 1e6], [1e6, -1e6]], 5.0, 1, false, None))
+            .is_err());
         assert!(s.apply(&EditOp::Smooth { radius_mm: -1.0 }).is_err());
         assert_eq!(s.edits, 0);
     }

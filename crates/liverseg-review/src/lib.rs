@@ -57,7 +57,9 @@ impl ReviewConfig {
     pub fn new(cases: Vec<CaseSpec>, reviewer: &str, out: PathBuf) -> Result<Self, ReviewError> {
         validate_name("reviewer name", reviewer)?;
         if store::RESERVED.contains(&reviewer) {
-            return Err(ReviewError::BadRequest(format!("reviewer name {reviewer:?} is reserved")));
+            return Err(ReviewError::BadRequest(format!(
+                "reviewer name {reviewer:?} is reserved"
+            )));
         }
         Ok(ReviewConfig {
             cases,
@@ -83,17 +85,27 @@ pub fn random_token() -> std::io::Result<String> {
 /// Bind, call `ready` with the address actually bound, and serve until Ctrl-C
 /// or SIGTERM; unsaved work is saved before returning. For the CLI, which
 /// should not need an async runtime of its own.
-pub fn run_blocking(cfg: ReviewConfig, addr: std::net::SocketAddr, ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), ReviewError> {
+pub fn run_blocking(
+    cfg: ReviewConfig,
+    addr: std::net::SocketAddr,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), ReviewError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| ReviewError::Internal(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| ReviewError::Input(format!("cannot listen on {addr}: {e}")))?;
-        let bound = listener.local_addr().map_err(|e| ReviewError::Internal(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| ReviewError::Input(format!("cannot listen on {addr}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| ReviewError::Internal(e.to_string()))?;
         let app = App::new(cfg)?;
         ready(bound);
-        serve(listener, app, shutdown_signal()).await.map_err(|e| ReviewError::Internal(format!("server: {e}")))
+        serve(listener, app, shutdown_signal())
+            .await
+            .map_err(|e| ReviewError::Internal(format!("server: {e}")))
     })
 }
 

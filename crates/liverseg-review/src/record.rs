@@ -7,7 +7,18 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Regions the paper's experts corrected (plus "other").
-pub const TAGS: [&str; 10] = ["IVC", "portal vein", "hepatic veins", "left-lobe tip", "lesion", "heart", "stomach", "duodenum", "colon", "other"];
+pub const TAGS: [&str; 10] = [
+    "IVC",
+    "portal vein",
+    "hepatic veins",
+    "left-lobe tip",
+    "lesion",
+    "heart",
+    "stomach",
+    "duodenum",
+    "colon",
+    "other",
+];
 
 /// The paper's scoring criteria (Table 3): (scores, expert 1, expert 2).
 pub const CRITERIA: [(&str, &str, &str); 7] = [
@@ -48,7 +59,11 @@ pub struct ActiveClock {
 
 impl ActiveClock {
     pub fn new(idle: Duration, already: Duration) -> Self {
-        ActiveClock { idle, last: None, total: already }
+        ActiveClock {
+            idle,
+            last: None,
+            total: already,
+        }
     }
     pub fn touch(&mut self, now: Instant) {
         if let Some(last) = self.last {
@@ -86,7 +101,10 @@ pub struct Audit {
 /// UTC time as RFC 3339 (`2026-11-26T23:59:01Z`), without a date crate:
 /// days-to-civil from Howard Hinnant's algorithms.
 pub fn utc_now() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     rfc3339(secs)
 }
 
@@ -102,7 +120,12 @@ pub fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn csv_field(s: &str) -> String {
@@ -141,12 +164,17 @@ pub fn read_audits(dir: &Path) -> Result<Vec<Audit>, ReviewError> {
     };
     for e in rd.flatten() {
         let p = e.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if name.starts_with('.') || !name.ends_with(".json") {
             continue;
         }
-        let text = std::fs::read_to_string(&p).map_err(|e| ReviewError::Internal(format!("{}: {e}", p.display())))?;
-        let a: Audit = serde_json::from_str(&text).map_err(|e| ReviewError::Internal(format!("{}: {e}", p.display())))?;
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| ReviewError::Internal(format!("{}: {e}", p.display())))?;
+        let a: Audit = serde_json::from_str(&text)
+            .map_err(|e| ReviewError::Internal(format!("{}: {e}", p.display())))?;
         out.push(a);
     }
     out.sort_by(|a, b| a.case.cmp(&b.case));
@@ -181,7 +209,9 @@ mod tests {
     #[test]
     fn scores_and_tables() {
         assert!(valid_score(1.0) && valid_score(3.5) && valid_score(5.0));
-        assert!(!valid_score(0.5) && !valid_score(3.25) && !valid_score(5.5) && !valid_score(f64::NAN));
+        assert!(
+            !valid_score(0.5) && !valid_score(3.25) && !valid_score(5.5) && !valid_score(f64::NAN)
+        );
         let a = Audit {
             case: "c1".into(),
             reviewer: "alice".into(),
@@ -202,6 +232,9 @@ mod tests {
         let (s, t, g) = study_tables(&[a]);
         assert_eq!(s, "case,reviewer,score\nc1,alice,3.5\n");
         assert_eq!(t, "case,reviewer,task,seconds\nc1,alice,adjust,75.3\n");
-        assert_eq!(g, "case,reviewer,region\nc1,alice,IVC\nc1,alice,portal vein\n");
+        assert_eq!(
+            g,
+            "case,reviewer,region\nc1,alice,IVC\nc1,alice,portal vein\n"
+        );
     }
 }

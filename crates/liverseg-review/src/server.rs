@@ -88,16 +88,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> ApiResult<T> + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ReviewError::Internal(format!("worker failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ReviewError::Internal(format!("worker failed: {e}")))?
 }
 
 impl App {
     pub fn new(cfg: ReviewConfig) -> Result<Arc<App>, ReviewError> {
-        let layout = Layout { out: cfg.out.clone(), reviewer: cfg.reviewer.clone() };
+        let layout = Layout {
+            out: cfg.out.clone(),
+            reviewer: cfg.reviewer.clone(),
+        };
         layout.create_dirs()?;
-        let cases = cfg.cases.iter().map(|c| (c.id.clone(), c.clone())).collect();
-        Ok(Arc::new(App { cfg, layout, cases, open: Mutex::new(HashMap::new()), loading: tokio::sync::Mutex::new(()), epoch: Instant::now() }))
+        let cases = cfg
+            .cases
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
+        Ok(Arc::new(App {
+            cfg,
+            layout,
+            cases,
+            open: Mutex::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+            epoch: Instant::now(),
+        }))
     }
 
     fn now_tick(&self) -> u64 {
@@ -106,7 +124,10 @@ impl App {
 
     fn spec(&self, id: &str) -> ApiResult<CaseSpec> {
         validate_name("case id", id)?;
-        self.cases.get(id).cloned().ok_or_else(|| ReviewError::NotFound(format!("no case {id:?} in the worklist")))
+        self.cases
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ReviewError::NotFound(format!("no case {id:?} in the worklist")))
     }
 
     /// The open case, loading it (and evicting the least recently used one) if needed.
@@ -123,7 +144,9 @@ impl App {
         let evict = {
             let open = lock(&self.open);
             if open.len() >= self.cfg.max_open.max(1) {
-                open.iter().min_by_key(|(_, h)| h.last_used.load(Ordering::Relaxed)).map(|(k, _)| k.clone())
+                open.iter()
+                    .min_by_key(|(_, h)| h.last_used.load(Ordering::Relaxed))
+                    .map(|(k, _)| k.clone())
             } else {
                 None
             }
@@ -137,7 +160,11 @@ impl App {
         }
         let (layout, idle) = (self.layout.clone(), self.cfg.idle);
         let state = blocking(move || load_case(&spec, &layout, idle)).await?;
-        let h = Arc::new(CaseHandle { saved: Mutex::new(state.revision()), state: Mutex::new(state), last_used: AtomicU64::new(self.now_tick()) });
+        let h = Arc::new(CaseHandle {
+            saved: Mutex::new(state.revision()),
+            state: Mutex::new(state),
+            last_used: AtomicU64::new(self.now_tick()),
+        });
         lock(&self.open).insert(id.to_string(), h.clone());
         Ok(h)
     }
@@ -148,7 +175,13 @@ impl App {
         self.save_inner(id, h, close, false)
     }
 
-    fn save_inner(&self, id: &str, h: &CaseHandle, close: bool, force: bool) -> ApiResult<Option<Audit>> {
+    fn save_inner(
+        &self,
+        id: &str,
+        h: &CaseHandle,
+        close: bool,
+        force: bool,
+    ) -> ApiResult<Option<Audit>> {
         let mut saved = lock(&h.saved);
         let (rev, mask, start, dicom, audit) = {
             let mut st = lock(&h.state);
@@ -176,16 +209,32 @@ impl App {
                 software: concat!("liverseg-review ", env!("CARGO_PKG_VERSION")).into(),
             };
             // Copies, so editing goes on while the files are written.
-            (rev, st.edit.mask().clone(), st.edit.start.clone(), st.dicom.clone(), audit)
+            (
+                rev,
+                st.edit.mask().clone(),
+                st.edit.start.clone(),
+                st.dicom.clone(),
+                audit,
+            )
         };
-        let audit = store::save(SaveJob { layout: &self.layout, case: id, mask: &mask, start: &start, dicom: dicom.as_ref(), audit })?;
+        let audit = store::save(SaveJob {
+            layout: &self.layout,
+            case: id,
+            mask: &mask,
+            start: &start,
+            dicom: dicom.as_ref(),
+            audit,
+        })?;
         *saved = rev;
         Ok(Some(audit))
     }
 
     /// Save every changed open case (autosave, shutdown).
     pub fn save_all(&self) -> Vec<String> {
-        let open: Vec<(String, Arc<CaseHandle>)> = lock(&self.open).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let open: Vec<(String, Arc<CaseHandle>)> = lock(&self.open)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut errors = vec![];
         for (id, h) in open {
             if let Err(e) = self.save_handle(&id, &h, false) {
@@ -204,7 +253,8 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
         warnings.push("CT values are not whole HU in the i16 range: rounded and clamped for display and editing".into());
         ct.volume.to_f32().map(|&v| v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16)
     });
-    let (start, _) = liverseg_io::read_mask(&spec.mask, Some(ctv.geometry()), &Default::default()).map_err(input)?;
+    let (start, _) = liverseg_io::read_mask(&spec.mask, Some(ctv.geometry()), &Default::default())
+        .map_err(input)?;
     if !start.geometry().same_grid(ctv.geometry()) {
         return Err(ReviewError::Input(format!(
             "{}: the mask's grid ({:?} voxels of {:?} mm) is not the CT's ({:?} of {:?} mm)",
@@ -235,11 +285,16 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
     edit.edits = a.map_or(0, |a| a.edit_count);
     Ok(CaseState {
         edit,
-        clock: ActiveClock::new(idle, Duration::from_secs_f64(a.map_or(0.0, |a| a.active_seconds.max(0.0)))),
+        clock: ActiveClock::new(
+            idle,
+            Duration::from_secs_f64(a.map_or(0.0, |a| a.active_seconds.max(0.0))),
+        ),
         score: a.and_then(|a| a.score),
         tags: a.map(|a| a.tags.clone()).unwrap_or_default(),
         comment: a.map(|a| a.comment.clone()).unwrap_or_default(),
-        started_at: a.map(|a| a.started_at.clone()).unwrap_or_else(record::utc_now),
+        started_at: a
+            .map(|a| a.started_at.clone())
+            .unwrap_or_else(record::utc_now),
         record_rev: 0,
         dicom,
         warnings,
@@ -257,7 +312,9 @@ async fn with_case<T: Send + 'static>(
     blocking(move || {
         let mut st = lock(&h.state);
         if st.closed {
-            return Err(ReviewError::Conflict("the case was closed to free memory; open it again".into()));
+            return Err(ReviewError::Conflict(
+                "the case was closed to free memory; open it again".into(),
+            ));
         }
         f(&mut st)
     })
@@ -281,11 +338,16 @@ async fn info(State(app): State<Arc<App>>) -> Json<Value> {
         .cases
         .keys()
         .map(|id| {
-            let a = std::fs::read_to_string(app.layout.audit(id)).ok().and_then(|t| serde_json::from_str::<Audit>(&t).ok());
+            let a = std::fs::read_to_string(app.layout.audit(id))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Audit>(&t).ok());
             json!({ "id": id, "saved": a.is_some(), "score": a.as_ref().and_then(|a| a.score) })
         })
         .collect();
-    let criteria: Vec<Value> = CRITERIA.iter().map(|(s, e1, e2)| json!({ "scores": s, "expert1": e1, "expert2": e2 })).collect();
+    let criteria: Vec<Value> = CRITERIA
+        .iter()
+        .map(|(s, e1, e2)| json!({ "scores": s, "expert1": e1, "expert2": e2 }))
+        .collect();
     Json(json!({
         "reviewer": app.cfg.reviewer,
         "cases": cases,
@@ -297,7 +359,10 @@ async fn info(State(app): State<Arc<App>>) -> Json<Value> {
     }))
 }
 
-async fn open_case(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+async fn open_case(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
     let now = Instant::now();
     with_case(&app, &id.clone(), move |st| {
         st.clock.touch(now);
@@ -329,7 +394,10 @@ struct SliceQuery {
 
 fn binary(bytes: Vec<u8>, extra: &[(&'static str, String)]) -> Response {
     let mut h = HeaderMap::new();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     for (k, v) in extra {
         if let Ok(v) = HeaderValue::from_str(v) {
@@ -344,11 +412,16 @@ async fn slice(
     UrlPath((id, axis, index)): UrlPath<(String, String, usize)>,
     Query(q): Query<SliceQuery>,
 ) -> ApiResult<Response> {
-    let axis = Axis::parse(&axis).ok_or_else(|| ReviewError::BadRequest(format!("axis {axis:?}: use x, y or z")))?;
+    let axis = Axis::parse(&axis)
+        .ok_or_else(|| ReviewError::BadRequest(format!("axis {axis:?}: use x, y or z")))?;
     let mask_only = match q.part.as_deref() {
         None | Some("both") => false,
         Some("mask") => true,
-        Some(p) => return Err(ReviewError::BadRequest(format!("part {p:?}: use both or mask"))),
+        Some(p) => {
+            return Err(ReviewError::BadRequest(format!(
+                "part {p:?}: use both or mask"
+            )))
+        }
     };
     with_case(&app, &id, move |st| {
         let (w, h, hu, mk) = st.edit.slice(axis, index)?;
@@ -359,27 +432,58 @@ async fn slice(
             }
         }
         out.extend_from_slice(&mk);
-        Ok(binary(out, &[("x-width", w.to_string()), ("x-height", h.to_string()), ("x-revision", st.revision().to_string())]))
+        Ok(binary(
+            out,
+            &[
+                ("x-width", w.to_string()),
+                ("x-height", h.to_string()),
+                ("x-revision", st.revision().to_string()),
+            ],
+        ))
     })
     .await
 }
 
-async fn volume(State(app): State<Arc<App>>, UrlPath((id, which)): UrlPath<(String, String)>) -> ApiResult<Response> {
+async fn volume(
+    State(app): State<Arc<App>>,
+    UrlPath((id, which)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
     with_case(&app, &id, move |st| {
         let bytes = match which.as_str() {
-            "ct" => st.edit.ct.data().iter().flat_map(|v| v.to_le_bytes()).collect(),
+            "ct" => st
+                .edit
+                .ct
+                .data()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
             "mask" => st.edit.mask().data().to_vec(),
             "start" => st.edit.start.data().to_vec(),
-            w => return Err(ReviewError::BadRequest(format!("volume {w:?}: use ct, mask or start"))),
+            w => {
+                return Err(ReviewError::BadRequest(format!(
+                    "volume {w:?}: use ct, mask or start"
+                )))
+            }
         };
         let d = st.edit.geometry().dims();
-        Ok(binary(bytes, &[("x-dims", format!("{},{},{}", d[0], d[1], d[2])), ("x-revision", st.revision().to_string())]))
+        Ok(binary(
+            bytes,
+            &[
+                ("x-dims", format!("{},{},{}", d[0], d[1], d[2])),
+                ("x-revision", st.revision().to_string()),
+            ],
+        ))
     })
     .await
 }
 
-async fn edit(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult<Json<Value>> {
-    let op: EditOp = serde_json::from_slice(&body).map_err(|e| ReviewError::BadRequest(format!("edit: {e}")))?;
+async fn edit(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let op: EditOp =
+        serde_json::from_slice(&body).map_err(|e| ReviewError::BadRequest(format!("edit: {e}")))?;
     let now = Instant::now();
     with_case(&app, &id, move |st| {
         let changed = st.edit.apply(&op)?;
@@ -415,7 +519,10 @@ async fn redo(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiR
     .await
 }
 
-async fn activity(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+async fn activity(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
     let now = Instant::now();
     with_case(&app, &id, move |st| {
         let before = st.clock.total;
@@ -423,7 +530,9 @@ async fn activity(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> 
         if st.clock.total != before {
             st.record_rev += 1;
         }
-        Ok(Json(json!({ "active_seconds": st.clock.total.as_secs_f64() })))
+        Ok(Json(
+            json!({ "active_seconds": st.clock.total.as_secs_f64() }),
+        ))
     })
     .await
 }
@@ -437,18 +546,30 @@ struct RecordBody {
     comment: String,
 }
 
-async fn put_record(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>, body: Bytes) -> ApiResult<Json<Value>> {
-    let r: RecordBody = serde_json::from_slice(&body).map_err(|e| ReviewError::BadRequest(format!("record: {e}")))?;
+async fn put_record(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let r: RecordBody = serde_json::from_slice(&body)
+        .map_err(|e| ReviewError::BadRequest(format!("record: {e}")))?;
     if let Some(s) = r.score {
         if !valid_score(s) {
-            return Err(ReviewError::BadRequest(format!("score {s}: use 1, 1.5, ..., 5")));
+            return Err(ReviewError::BadRequest(format!(
+                "score {s}: use 1, 1.5, ..., 5"
+            )));
         }
     }
     if let Some(t) = r.tags.iter().find(|t| !TAGS.contains(&t.as_str())) {
-        return Err(ReviewError::BadRequest(format!("tag {t:?} is not one of {}", TAGS.join(", "))));
+        return Err(ReviewError::BadRequest(format!(
+            "tag {t:?} is not one of {}",
+            TAGS.join(", ")
+        )));
     }
     if r.comment.len() > 4000 {
-        return Err(ReviewError::BadRequest("comment longer than 4000 bytes".into()));
+        return Err(ReviewError::BadRequest(
+            "comment longer than 4000 bytes".into(),
+        ));
     }
     let now = Instant::now();
     with_case(&app, &id, move |st| {
@@ -460,7 +581,9 @@ async fn put_record(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>, b
         st.comment = r.comment;
         st.record_rev += 1;
         st.clock.touch(now);
-        Ok(Json(json!({ "score": st.score, "tags": st.tags, "comment": st.comment })))
+        Ok(Json(
+            json!({ "score": st.score, "tags": st.tags, "comment": st.comment }),
+        ))
     })
     .await
 }
@@ -474,19 +597,46 @@ async fn save(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiR
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const STATIC: [(&str, &str, &str); 4] = [
-    ("app.js", "text/javascript; charset=utf-8", include_str!("../web/app.js")),
-    ("view.js", "text/javascript; charset=utf-8", include_str!("../web/view.js")),
-    ("api.js", "text/javascript; charset=utf-8", include_str!("../web/api.js")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../web/style.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/app.js"),
+    ),
+    (
+        "view.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/view.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/api.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/style.css"),
+    ),
 ];
 
 async fn index() -> Response {
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        INDEX_HTML,
+    )
+        .into_response()
 }
 
 async fn static_file(UrlPath(name): UrlPath<String>) -> Response {
     match STATIC.iter().find(|(n, _, _)| *n == name) {
-        Some((_, ct, body)) => ([(header::CONTENT_TYPE, *ct), (header::CACHE_CONTROL, "no-cache")], *body).into_response(),
+        Some((_, ct, body)) => (
+            [
+                (header::CONTENT_TYPE, *ct),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -496,8 +646,18 @@ async fn static_file(UrlPath(name): UrlPath<String>) -> Response {
 /// the Host it sends must name localhost).
 async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     if app.cfg.loopback_host_only {
-        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        let name = host.rsplit_once(':').map_or(host, |(n, p)| if p.bytes().all(|b| b.is_ascii_digit()) { n } else { host });
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let name = host.rsplit_once(':').map_or(host, |(n, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        });
         if !["127.0.0.1", "localhost", "[::1]"].contains(&name) {
             return (StatusCode::FORBIDDEN, Json(json!({ "error": format!("host {host:?} refused: use 127.0.0.1 or localhost") }))).into_response();
         }
@@ -509,9 +669,18 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
                 .get("x-review-token")
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_string)
-                .or_else(|| req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(str::to_string))));
+                .or_else(|| {
+                    req.uri().query().and_then(|q| {
+                        q.split('&')
+                            .find_map(|kv| kv.strip_prefix("token=").map(str::to_string))
+                    })
+                });
             if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-                return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "missing or wrong token" }))).into_response();
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({ "error": "missing or wrong token" })),
+                )
+                    .into_response();
             }
         }
     }
@@ -543,7 +712,11 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Serve until `shutdown` resolves, autosaving changed cases every
 /// `cfg.autosave`; everything unsaved is saved before returning.
-pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let saver = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -560,9 +733,13 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Arc<App>, shutdown: i
             }
         })
     };
-    let result = axum::serve(listener, router(app.clone())).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
     saver.abort();
-    let errors = tokio::task::spawn_blocking(move || app.save_all()).await.unwrap_or_default();
+    let errors = tokio::task::spawn_blocking(move || app.save_all())
+        .await
+        .unwrap_or_default();
     for e in errors {
         eprintln!("liverseg review: final save failed: {e}");
     }

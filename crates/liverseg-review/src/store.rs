@@ -46,16 +46,23 @@ impl Layout {
         self.out.join(&self.reviewer)
     }
     pub fn adjusted(&self, case: &str) -> PathBuf {
-        self.reviewer_dir().join("adjusted").join(format!("{case}.nii.gz"))
+        self.reviewer_dir()
+            .join("adjusted")
+            .join(format!("{case}.nii.gz"))
     }
     pub fn audit(&self, case: &str) -> PathBuf {
-        self.reviewer_dir().join("audit").join(format!("{case}.json"))
+        self.reviewer_dir()
+            .join("audit")
+            .join(format!("{case}.json"))
     }
     pub fn original(&self, case: &str) -> PathBuf {
         self.out.join("original").join(format!("{case}.nii.gz"))
     }
     fn rel(&self, p: &Path) -> String {
-        p.strip_prefix(&self.out).unwrap_or(p).to_string_lossy().to_string()
+        p.strip_prefix(&self.out)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .to_string()
     }
 
     pub fn create_dirs(&self) -> Result<(), ReviewError> {
@@ -68,14 +75,22 @@ impl Layout {
     }
 
     /// The saved mask and audit of a case, if this reviewer saved it before.
-    pub fn load_saved(&self, case: &str, grid: &Geometry) -> Result<Option<(Mask, Option<Audit>)>, ReviewError> {
+    pub fn load_saved(
+        &self,
+        case: &str,
+        grid: &Geometry,
+    ) -> Result<Option<(Mask, Option<Audit>)>, ReviewError> {
         let p = self.adjusted(case);
         if !p.exists() {
             return Ok(None);
         }
-        let (mask, _) = liverseg_io::read_mask(&p, Some(grid), &Default::default()).map_err(|e| ReviewError::Internal(e.to_string()))?;
+        let (mask, _) = liverseg_io::read_mask(&p, Some(grid), &Default::default())
+            .map_err(|e| ReviewError::Internal(e.to_string()))?;
         if !mask.geometry().same_grid(grid) {
-            return Err(ReviewError::Internal(format!("{}: saved mask is not on the CT's grid", p.display())));
+            return Err(ReviewError::Internal(format!(
+                "{}: saved mask is not on the CT's grid",
+                p.display()
+            )));
         }
         let a = self.audit(case);
         let audit = match std::fs::read_to_string(&a) {
@@ -89,7 +104,12 @@ impl Layout {
 
 /// Hold an exclusive advisory lock on `path` (created if absent) while `f` runs.
 fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T, ReviewError>) -> Result<T, ReviewError> {
-    let file = File::options().create(true).truncate(false).write(true).open(path).map_err(|e| io(path, e))?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| io(path, e))?;
     file.lock().map_err(|e| io(path, e))?;
     let out = f();
     let _ = file.unlock();
@@ -110,7 +130,10 @@ pub struct SaveJob<'a> {
 pub fn save(job: SaveJob) -> Result<Audit, ReviewError> {
     let l = job.layout;
     l.create_dirs()?;
-    let lock = l.reviewer_dir().join("audit").join(format!(".{}.lock", job.case));
+    let lock = l
+        .reviewer_dir()
+        .join("audit")
+        .join(format!(".{}.lock", job.case));
     let audit = with_lock(&lock, || {
         let mut outputs = vec![];
         let original = l.original(job.case);
@@ -158,12 +181,14 @@ pub fn save(job: SaveJob) -> Result<Audit, ReviewError> {
 }
 
 fn write_mask(path: &Path, mask: &Mask) -> Result<(), ReviewError> {
-    liverseg_io::write_image(path, &DynVolume::U8(mask.clone())).map_err(|e| ReviewError::Internal(e.to_string()))
+    liverseg_io::write_image(path, &DynVolume::U8(mask.clone()))
+        .map_err(|e| ReviewError::Internal(e.to_string()))
 }
 
 fn outputs_json(path: &Path, audit: &Audit) -> Result<(), ReviewError> {
     let text = serde_json::to_string_pretty(audit).map_err(|e| io(path, e))?;
-    write_atomic(path, |w| w.write_all(text.as_bytes())).map_err(|e| ReviewError::Internal(e.to_string()))
+    write_atomic(path, |w| w.write_all(text.as_bytes()))
+        .map_err(|e| ReviewError::Internal(e.to_string()))
 }
 
 /// Rewrite this reviewer's tables and the shared ones from the audits on disk.
@@ -171,11 +196,15 @@ pub fn rebuild_tables(l: &Layout) -> Result<(), ReviewError> {
     let write = |dir: &Path, audits: &[Audit]| -> Result<(), ReviewError> {
         let (s, t, g) = study_tables(audits);
         for (name, text) in [("scores.csv", s), ("times.csv", t), ("tags.csv", g)] {
-            write_atomic(&dir.join(name), |w| w.write_all(text.as_bytes())).map_err(|e| ReviewError::Internal(e.to_string()))?;
+            write_atomic(&dir.join(name), |w| w.write_all(text.as_bytes()))
+                .map_err(|e| ReviewError::Internal(e.to_string()))?;
         }
         Ok(())
     };
-    write(&l.reviewer_dir(), &read_audits(&l.reviewer_dir().join("audit"))?)?;
+    write(
+        &l.reviewer_dir(),
+        &read_audits(&l.reviewer_dir().join("audit"))?,
+    )?;
     with_lock(&l.out.join(".review.lock"), || {
         let mut all = vec![];
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(&l.out)
@@ -183,7 +212,12 @@ pub fn rebuild_tables(l: &Layout) -> Result<(), ReviewError> {
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.is_dir())
-            .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.') && !RESERVED.contains(&n.to_string_lossy().as_ref())))
+            .filter(|p| {
+                p.file_name().is_some_and(|n| {
+                    !n.to_string_lossy().starts_with('.')
+                        && !RESERVED.contains(&n.to_string_lossy().as_ref())
+                })
+            })
             .collect();
         dirs.sort();
         for d in dirs {

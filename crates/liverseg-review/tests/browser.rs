@@ -17,13 +17,19 @@ use std::process::Command;
 
 fn missing_tools(dir: &Path, chromium: &Path) -> Option<String> {
     if !chromium.exists() {
-        return Some(format!("{} not found (apt-get install -y chromium)", chromium.display()));
+        return Some(format!(
+            "{} not found (apt-get install -y chromium)",
+            chromium.display()
+        ));
     }
     if Command::new("node").arg("--version").output().is_err() {
         return Some("node not found".into());
     }
     if !dir.join("node_modules/playwright-core").is_dir() {
-        return Some(format!("{}/node_modules/playwright-core missing (npm ci in that folder)", dir.display()));
+        return Some(format!(
+            "{}/node_modules/playwright-core missing (npm ci in that folder)",
+            dir.display()
+        ));
     }
     None
 }
@@ -31,7 +37,8 @@ fn missing_tools(dir: &Path, chromium: &Path) -> Option<String> {
 #[test]
 fn browser_paint_erase_undo_score_save_reload() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser-tests");
-    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let chromium =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     if let Some(why) = missing_tools(&dir, &chromium) {
         if std::env::var("LIVERSEG_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
             panic!("browser test required but {why}");
@@ -49,7 +56,8 @@ fn browser_paint_erase_undo_score_save_reload() {
         let mut s = BTreeSet::new();
         for j in 0..ny {
             for i in 0..nx {
-                let d2 = ((i as f64 - c[0] as f64) * sp[0]).powi(2) + ((j as f64 - c[1] as f64) * sp[1]).powi(2);
+                let d2 = ((i as f64 - c[0] as f64) * sp[0]).powi(2)
+                    + ((j as f64 - c[1] as f64) * sp[1]).powi(2);
                 if d2 <= radius * radius {
                     s.insert(g.offset(i, j, c[2]));
                 }
@@ -62,11 +70,23 @@ fn browser_paint_erase_undo_score_save_reload() {
     let paint = (0..ny)
         .flat_map(|j| (0..nx).map(move |i| [i, j, k_paint]))
         .filter(|&[i, j, _]| i >= 3 && j >= 3 && i + 3 < nx && j + 3 < ny)
-        .find(|&c| disc(c).iter().all(|&o| start.data()[o] == 0) && disc([c[0] + 3, c[1], c[2]]).iter().any(|&o| start.data()[o] == 1))
+        .find(|&c| {
+            disc(c).iter().all(|&o| start.data()[o] == 0)
+                && disc([c[0] + 3, c[1], c[2]])
+                    .iter()
+                    .any(|&o| start.data()[o] == 1)
+        })
         .expect("a paint spot beside the liver");
     let erase = (0..start.len())
         .map(|o| g.index_of(o))
-        .find(|&[i, j, k]| k + 2 == nz / 2 && i > 2 && j > 2 && i + 2 < nx && j + 2 < ny && (i - 2..=i + 2).all(|a| (j - 2..=j + 2).all(|b| *start.get(a, b, k) == 1)))
+        .find(|&[i, j, k]| {
+            k + 2 == nz / 2
+                && i > 2
+                && j > 2
+                && i + 2 < nx
+                && j + 2 < ny
+                && (i - 2..=i + 2).all(|a| (j - 2..=j + 2).all(|b| *start.get(a, b, k) == 1))
+        })
         .expect("a liver spot to erase");
     let out = tmp.path().join("out");
     let srv = Server::start(config(vec![spec], "alice", out.clone()));
@@ -75,7 +95,10 @@ fn browser_paint_erase_undo_score_save_reload() {
     let output = Command::new("node")
         .arg("review.test.mjs")
         .current_dir(&dir)
-        .env("REVIEW_URL", format!("http://127.0.0.1:{}/", srv.addr.port()))
+        .env(
+            "REVIEW_URL",
+            format!("http://127.0.0.1:{}/", srv.addr.port()),
+        )
         .env("PAINT", s(paint))
         .env("ERASE", s(erase))
         .env("RADIUS", radius.to_string())
@@ -83,20 +106,49 @@ fn browser_paint_erase_undo_score_save_reload() {
         .env("CHROMIUM", &chromium)
         .output()
         .unwrap();
-    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     eprintln!("{log}");
     assert!(output.status.success(), "browser test failed:\n{log}");
     srv.stop();
 
-    let saved = liverseg_io::read_mask(&out.join("alice/adjusted/phantom01.nii.gz"), None, &Default::default()).unwrap().0;
-    let diff: BTreeSet<usize> = start.data().iter().zip(saved.data()).enumerate().filter(|(_, (a, b))| a != b).map(|(o, _)| o).collect();
-    assert_eq!(diff, disc(paint), "saved mask differs from the start elsewhere than the painted disc");
-    let audit: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("alice/audit/phantom01.json")).unwrap()).unwrap();
+    let saved = liverseg_io::read_mask(
+        &out.join("alice/adjusted/phantom01.nii.gz"),
+        None,
+        &Default::default(),
+    )
+    .unwrap()
+    .0;
+    let diff: BTreeSet<usize> = start
+        .data()
+        .iter()
+        .zip(saved.data())
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(
+        diff,
+        disc(paint),
+        "saved mask differs from the start elsewhere than the painted disc"
+    );
+    let audit: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("alice/audit/phantom01.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(audit["score"], 3.5);
     assert_eq!(audit["tags"], serde_json::json!(["IVC"]));
     assert_eq!(audit["edit_count"], 2);
     assert!(audit["active_seconds"].as_f64().unwrap() > 0.0);
-    for f in ["1-opened.png", "2-painted-erased.png", "3-reloaded-zoomed.png", "4-contour.png"] {
+    for f in [
+        "1-opened.png",
+        "2-painted-erased.png",
+        "3-reloaded-zoomed.png",
+        "4-contour.png",
+    ] {
         assert!(shots.join(f).metadata().unwrap().len() > 10_000, "{f}");
     }
 }

@@ -69,17 +69,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.ct.len() != args.mask.len() {
         bail!("--ct and --mask must be given the same number of times");
     }
-    let positive = |name: &str, v: f64| if v.is_finite() && v > 0.0 { Ok(Duration::from_secs_f64(v)) } else { bail!("--{name} must be > 0") };
-    let pairs: Vec<(PathBuf, PathBuf)> = args.ct.iter().cloned().zip(args.mask.iter().cloned()).collect();
+    let positive = |name: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            bail!("--{name} must be > 0")
+        }
+    };
+    let pairs: Vec<(PathBuf, PathBuf)> = args
+        .ct
+        .iter()
+        .cloned()
+        .zip(args.mask.iter().cloned())
+        .collect();
     let cases = collect_cases(&args.inputs, &pairs)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
     let mut cfg = ReviewConfig::new(cases, &args.reviewer, args.out.clone())?;
     cfg.idle = positive("idle-seconds", args.idle_seconds)?;
     cfg.autosave = positive("autosave-seconds", args.autosave_seconds)?;
     let loopback = args.bind.is_loopback();
     cfg.loopback_host_only = loopback;
     cfg.token = match (args.token, loopback) {
-        (Some(t), _) if t.len() < 8 || !t.bytes().all(|b| b.is_ascii_alphanumeric()) => bail!("--token: use at least 8 letters or digits"),
+        (Some(t), _) if t.len() < 8 || !t.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            bail!("--token: use at least 8 letters or digits")
+        }
         (Some(t), _) => Some(t),
         (None, true) => None,
         (None, false) => Some(random_token()?),
@@ -88,16 +102,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let token = cfg.token.clone();
     let (reviewer, out, json) = (cfg.reviewer.clone(), args.out.clone(), args.json);
     run_blocking(cfg, SocketAddr::new(args.bind, args.port), move |addr| {
-        let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-        let host = if host.contains(':') { format!("[{host}]") } else { host };
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host
+        };
         let url = match &token {
             Some(t) => format!("http://{host}:{}/?token={t}", addr.port()),
             None => format!("http://{host}:{}/", addr.port()),
         };
         if json {
-            println!("{}", serde_json::json!({ "url": url, "address": addr.to_string(), "reviewer": reviewer, "cases": n, "out": out }));
+            println!(
+                "{}",
+                serde_json::json!({ "url": url, "address": addr.to_string(), "reviewer": reviewer, "cases": n, "out": out })
+            );
         } else {
-            println!("liverseg review: {n} cases for reviewer {reviewer}; saving to {}", out.display());
+            println!(
+                "liverseg review: {n} cases for reviewer {reviewer}; saving to {}",
+                out.display()
+            );
             println!("open {url}");
             println!("(Ctrl-C saves and stops)");
         }

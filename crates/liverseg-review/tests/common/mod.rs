@@ -12,12 +12,26 @@ use std::sync::Arc;
 
 /// A small phantom case folder `dir/<id>/{ct,liver}.nii.gz`; returns its spec and the mask.
 pub fn phantom_case(dir: &Path, id: &str, seed: u64) -> (CaseSpec, Mask) {
-    let p = generate(&PhantomConfig { dims: [48, 40, 16], spacing: [4.0, 4.0, 6.0], noise_hu: 5.0, lesions: 1, seed, ..Default::default() });
+    let p = generate(&PhantomConfig {
+        dims: [48, 40, 16],
+        spacing: [4.0, 4.0, 6.0],
+        noise_hu: 5.0,
+        lesions: 1,
+        seed,
+        ..Default::default()
+    });
     let d = dir.join(id);
     std::fs::create_dir_all(&d).unwrap();
     liverseg_io::write_image(&d.join("ct.nii.gz"), &DynVolume::I16(p.ct)).unwrap();
     liverseg_io::write_image(&d.join("liver.nii.gz"), &DynVolume::U8(p.liver.clone())).unwrap();
-    (CaseSpec { id: id.into(), ct: d.join("ct.nii.gz"), mask: d.join("liver.nii.gz") }, p.liver)
+    (
+        CaseSpec {
+            id: id.into(),
+            ct: d.join("ct.nii.gz"),
+            mask: d.join("liver.nii.gz"),
+        },
+        p.liver,
+    )
 }
 
 pub struct Server {
@@ -34,7 +48,11 @@ impl Server {
         let app = App::new(cfg).unwrap();
         let app2 = app.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap()).unwrap();
@@ -46,7 +64,12 @@ impl Server {
             });
         });
         let addr = rx.recv().unwrap();
-        Server { addr, app, stop: Some(stop_tx), thread: Some(thread) }
+        Server {
+            addr,
+            app,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
     }
 
     /// Graceful stop (saves what is unsaved).
@@ -96,11 +119,20 @@ impl Resp {
         String::from_utf8_lossy(&self.body).to_string()
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\nContent-Type: application/json\r\n", body.len());
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
@@ -114,23 +146,51 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &st
     s.write_all(body).unwrap();
     let mut raw = vec![];
     s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
-    Resp { status, headers, body }
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = vec![];
     loop {
         let nl = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(String::from_utf8_lossy(&b[..nl]).split(';').next().unwrap().trim(), 16).unwrap();
+        let n = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..nl])
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap();
         if n == 0 {
             return out;
         }
