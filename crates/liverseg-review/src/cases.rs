@@ -269,8 +269,11 @@ mod tests {
             "# worklist\ncase,mask,ct\nx1,cases/c1/liver.nii.gz,cases/c1/ct.nii.gz\n",
         )
         .unwrap();
-        let all =
-            collect_cases(std::slice::from_ref(&m), &[(c2.join("image.mha"), c2.join("seg.mha"))]).unwrap();
+        let all = collect_cases(
+            std::slice::from_ref(&m),
+            &[(c2.join("image.mha"), c2.join("seg.mha"))],
+        )
+        .unwrap();
         assert_eq!(
             all[0],
             CaseSpec {

@@ -255,16 +255,7 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
     });
     let (start, _) = liverseg_io::read_mask(&spec.mask, Some(ctv.geometry()), &Default::default())
         .map_err(input)?;
-    if !start.geometry().same_grid(ctv.geometry()) {
-        return Err(ReviewError::Input(format!(
-            "{}: the mask's grid ({:?} voxels of {:?} mm) is not the CT's ({:?} of {:?} mm)",
-            spec.mask.display(),
-            start.dims(),
-            start.geometry().spacing(),
-            ctv.dims(),
-            ctv.geometry().spacing()
-        )));
-    }
+    let start = onto_ct_grid(start, ctv.geometry(), &mut warnings);
     let (mask, audit) = match layout.load_saved(&spec.id, ctv.geometry())? {
         Some((m, a)) => (m, a),
         None => (start.clone(), None),
@@ -300,6 +291,44 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
         warnings,
         closed: false,
     })
+}
+
+/// The editor works on the CT's grid. A mask whose grid matches up to float
+/// rounding of its header (every voxel centre within half a voxel) takes the
+/// CT's geometry; any other grid is resampled (nearest neighbour). Both say so.
+fn onto_ct_grid(
+    mask: liverseg_volume::Mask,
+    ct: &liverseg_volume::Geometry,
+    warnings: &mut Vec<String>,
+) -> liverseg_volume::Mask {
+    let mg = mask.geometry().clone();
+    if mg.same_grid(ct) {
+        return mask;
+    }
+    if mg.dims() == ct.dims() {
+        let d = ct.dims();
+        let corners = (0..8).map(|c| {
+            [
+                (c & 1) * (d[0] - 1),
+                ((c >> 1) & 1) * (d[1] - 1),
+                ((c >> 2) & 1) * (d[2] - 1),
+            ]
+            .map(|x| x as f64)
+        });
+        let worst = corners
+            .map(|p| {
+                let (a, b) = (mg.index_to_world(p), ct.index_to_world(p));
+                (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f64>().sqrt()
+            })
+            .fold(0.0, f64::max);
+        let half = 0.5 * ct.spacing().iter().cloned().fold(f64::INFINITY, f64::min);
+        if worst < half {
+            warnings.push(format!("the mask's header places its voxels up to {worst:.3} mm from the CT's; taken as the CT's grid"));
+            return mask.with_geometry(ct.clone()).expect("same dims");
+        }
+    }
+    warnings.push("the mask is on another grid than the CT: resampled onto the CT's grid (nearest neighbour); saved masks are on the CT's grid".into());
+    liverseg_imgproc::resample::resample_nearest(&mask, ct, 0)
 }
 
 /// Run `f` on the open case's state in a worker thread.
@@ -744,4 +773,52 @@ pub async fn serve(
         eprintln!("liverseg review: final save failed: {e}");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liverseg_volume::{Geometry, Volume};
+
+    #[test]
+    fn masks_are_put_on_the_ct_grid() {
+        let ct = Geometry::new(
+            [10, 10, 4],
+            [1.0, 1.0, 2.0],
+            [0.0; 3],
+            liverseg_volume::IDENTITY,
+        )
+        .unwrap();
+        let near = Geometry::new(
+            [10, 10, 4],
+            [1.0, 1.0, 2.0],
+            [0.01, 0.0, -0.02],
+            liverseg_volume::IDENTITY,
+        )
+        .unwrap();
+        let m = Volume::from_fn(near, |[i, _, _]| u8::from(i < 5));
+        let mut w = vec![];
+        let out = onto_ct_grid(m.clone(), &ct, &mut w);
+        assert!(out.geometry().same_grid(&ct) && out.data() == m.data());
+        assert!(w[0].contains("taken as the CT's grid"), "{w:?}");
+        // Shifted by two voxels along x: resampled, so the edge moves by two voxels.
+        let far = Geometry::new(
+            [10, 10, 4],
+            [1.0, 1.0, 2.0],
+            [2.0, 0.0, 0.0],
+            liverseg_volume::IDENTITY,
+        )
+        .unwrap();
+        let m = Volume::from_fn(far, |[i, _, _]| u8::from(i < 5));
+        let mut w = vec![];
+        let out = onto_ct_grid(m, &ct, &mut w);
+        assert!(out.geometry().same_grid(&ct));
+        assert_eq!(
+            (0..10)
+                .filter(|&i| *out.get(i, 3, 1) == 1)
+                .collect::<Vec<_>>(),
+            [2, 3, 4, 5, 6]
+        );
+        assert!(w[0].contains("resampled"));
+    }
 }
