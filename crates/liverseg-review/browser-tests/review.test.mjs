@@ -91,6 +91,30 @@ try {
   await status(/^undo: erase/);
   check('undo restores the erased liver', (await maskAt(erase)) === 1);
 
+  // Fill (Ctrl-click removes within the HU range), remove islands and
+  // interpolate, each undone: the saved mask must still hold only the paint.
+  const changed0 = await page.textContent('#stat-changed');
+  await page.keyboard.press('f');
+  const [fx, fy] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), erase);
+  await page.keyboard.down('Control');
+  await page.mouse.click(fx, fy);
+  await page.keyboard.up('Control');
+  const filled = await status(/^fill: \d+ voxels changed/);
+  check('2-D fill removed the liver region in the slice', (await maskAt(erase)) === 0 && !/: 0 voxels/.test(filled), filled);
+  await page.keyboard.press('Control+z');
+  await status(/^undo: fill/);
+  await page.click('#islands');
+  await status(/^remove_islands: \d+ voxels changed/);
+  await page.keyboard.press('Control+z');
+  await status(/^undo: /);
+  await page.keyboard.press('i');
+  const interp = await status(/^interpolate: \d+ voxels changed/);
+  check('interpolation between the edited slices', !/: 0 voxels/.test(interp), interp);
+  await page.screenshot({ path: join(shots, '2b-interpolated.png') });
+  await page.click('#undo');
+  await status(/^undo: interpolate/);
+  check('undos restore the changed-voxel count', (await page.textContent('#stat-changed')) === changed0);
+
   await page.click('label[for="score-3.5"]');
   await status(/^record: score 3.5/);
   await page.click('#tag-IVC');

@@ -395,9 +395,16 @@ impl EditSession {
                 if !ok(s) {
                     return Ok(vec![]);
                 }
-                let mut seen = vec![false; g.len()];
+                // A bitset: a 512x512x300 grid costs 10 MB instead of 79.
+                let mut seen = vec![0u64; g.len().div_ceil(64)];
+                let mut mark = |o: usize| {
+                    let (w, b) = (o / 64, 1u64 << (o % 64));
+                    let fresh = seen[w] & b == 0;
+                    seen[w] |= b;
+                    fresh
+                };
                 let mut queue = VecDeque::from([*seed]);
-                seen[s] = true;
+                mark(s);
                 let mut out = vec![s as u32];
                 while let Some(p) = queue.pop_front() {
                     for a in 0..3 {
@@ -412,8 +419,7 @@ impl EditSession {
                             let mut n = p;
                             n[a] = q as usize;
                             let o = g.offset(n[0], n[1], n[2]);
-                            if !seen[o] && ok(o) {
-                                seen[o] = true;
+                            if ok(o) && mark(o) {
                                 out.push(o as u32);
                                 queue.push_back(n);
                             }

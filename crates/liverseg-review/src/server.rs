@@ -256,6 +256,10 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
     let (start, _) = liverseg_io::read_mask(&spec.mask, Some(ctv.geometry()), &Default::default())
         .map_err(input)?;
     let start = onto_ct_grid(start, ctv.geometry(), &mut warnings);
+    let dir = ctv.geometry().direction();
+    if (0..3).any(|a| dir[a][a].abs() < 0.9) {
+        warnings.push("the CT's voxel axes are far from the patient axes (oblique or permuted): views show voxel rows and columns, labels may not match the anatomy".into());
+    }
     let (mask, audit) = match layout.load_saved(&spec.id, ctv.geometry())? {
         Some((m, a)) => (m, a),
         None => (start.clone(), None),
