@@ -59,6 +59,8 @@ struct CaseState {
     warnings: Vec<String>,
     /// Evicted from memory: later requests must reopen the case.
     closed: bool,
+    /// Editing resumed from this reviewer's saved mask.
+    mask_on_disk: bool,
 }
 
 impl CaseState {
@@ -69,8 +71,10 @@ impl CaseState {
 
 struct CaseHandle {
     state: Mutex<CaseState>,
-    /// Revision last saved; held while saving, so saves of a case are serialised.
-    saved: Mutex<u64>,
+    /// Revision last saved, and the mask revision last written (None: this
+    /// reviewer has no mask file for the case yet). Held while saving, so saves
+    /// of a case are serialised.
+    saved: Mutex<(u64, Option<u64>)>,
     last_used: AtomicU64,
 }
 
@@ -161,7 +165,7 @@ impl App {
         let (layout, idle) = (self.layout.clone(), self.cfg.idle);
         let state = blocking(move || load_case(&spec, &layout, idle)).await?;
         let h = Arc::new(CaseHandle {
-            saved: Mutex::new(state.revision()),
+            saved: Mutex::new((state.revision(), state.mask_on_disk.then_some(0))),
             state: Mutex::new(state),
             last_used: AtomicU64::new(self.now_tick()),
         });
@@ -187,9 +191,10 @@ impl App {
             let mut st = lock(&h.state);
             st.closed |= close;
             let rev = st.revision();
-            if rev <= *saved && !force {
+            if rev <= saved.0 && !force {
                 return Ok(None);
             }
+            let mask_rev = st.edit.revision;
             let s = st.edit.stats();
             let audit = Audit {
                 case: id.to_string(),
@@ -209,9 +214,11 @@ impl App {
                 software: concat!("liverseg-review ", env!("CARGO_PKG_VERSION")).into(),
             };
             // Copies, so editing goes on while the files are written.
+            // Activity and record changes alone rewrite only the audit and tables.
+            let mask = (saved.1 != Some(mask_rev)).then(|| st.edit.mask().clone());
             (
-                rev,
-                st.edit.mask().clone(),
+                (rev, mask_rev),
+                mask,
                 st.edit.start.clone(),
                 st.dicom.clone(),
                 audit,
@@ -220,12 +227,12 @@ impl App {
         let audit = store::save(SaveJob {
             layout: &self.layout,
             case: id,
-            mask: &mask,
+            mask: mask.as_ref(),
             start: &start,
             dicom: dicom.as_ref(),
             audit,
         })?;
-        *saved = rev;
+        *saved = (rev.0, Some(rev.1));
         Ok(Some(audit))
     }
 
@@ -260,7 +267,9 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
     if (0..3).any(|a| dir[a][a].abs() < 0.9) {
         warnings.push("the CT's voxel axes are far from the patient axes (oblique or permuted): views show voxel rows and columns, labels may not match the anatomy".into());
     }
-    let (mask, audit) = match layout.load_saved(&spec.id, ctv.geometry())? {
+    let saved = layout.load_saved(&spec.id, ctv.geometry())?;
+    let mask_on_disk = saved.is_some();
+    let (mask, audit) = match saved {
         Some((m, a)) => (m, a),
         None => (start.clone(), None),
     };
@@ -294,6 +303,7 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
         dicom,
         warnings,
         closed: false,
+        mask_on_disk,
     })
 }
 

@@ -119,7 +119,9 @@ fn with_lock<T>(path: &Path, f: impl FnOnce() -> Result<T, ReviewError>) -> Resu
 pub struct SaveJob<'a> {
     pub layout: &'a Layout,
     pub case: &'a str,
-    pub mask: &'a Mask,
+    /// `None`: the mask did not change since it was last written; only the
+    /// audit and the tables are rewritten.
+    pub mask: Option<&'a Mask>,
     pub start: &'a Mask,
     /// The CT series, when the CT was read from DICOM (SEG/RTSTRUCT are written then).
     pub dicom: Option<&'a SourceSeries>,
@@ -142,13 +144,21 @@ pub fn save(job: SaveJob) -> Result<Audit, ReviewError> {
             write_mask(&original, job.start)?;
         }
         let adjusted = l.adjusted(job.case);
-        write_mask(&adjusted, job.mask)?;
+        if let Some(m) = job.mask {
+            write_mask(&adjusted, m)?;
+        }
         outputs.push(l.rel(&adjusted));
         if let Some(src) = job.dicom {
             for kind in ["seg", "rtstruct"] {
                 let d = l.reviewer_dir().join(kind);
                 std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
                 let p = d.join(format!("{}.dcm", job.case));
+                let Some(mask) = job.mask else {
+                    if p.exists() {
+                        outputs.push(l.rel(&p));
+                    }
+                    continue;
+                };
                 let r = if kind == "seg" {
                     let o = SegWriteOptions {
                         algorithm: AlgorithmType::SemiAutomatic,
@@ -156,14 +166,14 @@ pub fn save(job: SaveJob) -> Result<Audit, ReviewError> {
                         series_description: "Liver segmentation (liverseg, reviewed)".into(),
                         ..Default::default()
                     };
-                    write_seg(&p, job.mask, src, &o)
+                    write_seg(&p, mask, src, &o)
                 } else {
                     let o = RtStructWriteOptions {
                         algorithm: AlgorithmType::SemiAutomatic,
                         series_description: "Liver contours (liverseg, reviewed)".into(),
                         ..Default::default()
                     };
-                    write_rtstruct(&p, job.mask, src, &o)
+                    write_rtstruct(&p, mask, src, &o)
                 };
                 r.map_err(|e| ReviewError::Internal(e.to_string()))?;
                 outputs.push(l.rel(&p));

@@ -438,3 +438,30 @@ fn lru_eviction_saves_and_reopens() {
         before
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn record_only_saves_do_not_rewrite_the_mask() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, _) = phantom_case(tmp.path(), "p1", 6);
+    let out = tmp.path().join("out");
+    let srv = Server::start(config(vec![spec], "erin", out.clone()));
+    let mask = out.join("erin/adjusted/p1.nii.gz");
+    let ino = || std::fs::metadata(&mask).unwrap().ino();
+    srv.json(
+        "POST",
+        "/api/cases/p1/edit",
+        r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
+    );
+    srv.json("POST", "/api/cases/p1/save", "");
+    let first = ino();
+    srv.json("PUT", "/api/cases/p1/record", r#"{"score":5}"#);
+    let r = srv.json("POST", "/api/cases/p1/save", "");
+    assert_eq!(r["audit"]["score"], 5.0);
+    assert_eq!(r["audit"]["outputs"], json!(["erin/adjusted/p1.nii.gz"]));
+    assert_eq!(ino(), first, "a score change rewrote the mask");
+    srv.json("POST", "/api/cases/p1/undo", "");
+    srv.json("POST", "/api/cases/p1/save", "");
+    assert_ne!(ino(), first, "an undo did not rewrite the mask");
+}
