@@ -25,9 +25,12 @@ use serde::Serialize;
 use units::Gray;
 
 /// Absorbed dose from the complete decay of 1 GBq of Y-90 deposited uniformly in
-/// 1 kg of tissue, in Gy (J/kg). The value used by SIR-Spheres' and most
-/// published MIRD / partition formulas; [`formulas::y90_dose_factor_from_physics`]
-/// derives it from the half-life and mean beta energy (see the tests there).
+/// 1 kg of tissue, in Gy (J/kg): the value of METHOD.md and issue 8.
+/// [`formulas::y90_dose_factor_from_physics`] derives it from the half-life and mean
+/// beta energy. Vendor material rounds the same factor to 50 (the TheraSphere
+/// package insert's dose formula; Sirtex: "1 GBq ... /kg ... 50 Gy"), and the
+/// insert's own 64.1 h and 0.9367 MeV give 49.96: activities here are 0.66 % above
+/// a 50-based sheet for the same dose. See `tests/published_examples.rs`.
 pub const Y90_GY_KG_PER_GBQ: f64 = 49.67;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -96,6 +99,26 @@ impl Limits {
         }
     }
 
+    /// Error naming the first limit that is not a usable number: a zero or negative
+    /// limit would flag every plan, a NaN none, and both would pass silently.
+    pub fn validate(&self) -> Result<()> {
+        for (input, v) in [
+            ("lung limit per treatment", self.lung_per_treatment_gy),
+            ("cumulative lung limit", self.lung_cumulative_gy),
+            ("normal-liver limit", self.normal_liver_gy),
+        ] {
+            formulas::positive(input, v.0, "Gy")?;
+        }
+        formulas::non_negative("prior lung dose", self.prior_lung_gy.0, "Gy")?;
+        if self.lung_cumulative_gy.0 < self.lung_per_treatment_gy.0 {
+            return Err(DoseError::input(
+                "cumulative lung limit",
+                format!("{} Gy is below the per-treatment limit of {} Gy", self.lung_cumulative_gy.0, self.lung_per_treatment_gy.0),
+            ));
+        }
+        Ok(())
+    }
+
     /// Warnings for a lung dose of this treatment.
     pub fn check_lung(&self, lung: Gray) -> Vec<Warning> {
         let mut w = Vec::new();
@@ -141,5 +164,36 @@ pub(crate) fn check_lsf(lsf: units::ShuntFraction) -> Vec<Warning> {
         )]
     } else {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_must_be_usable_numbers() {
+        Limits::for_sphere(Sphere::Resin).validate().unwrap();
+        Limits::for_sphere(Sphere::Glass).validate().unwrap();
+        let base = Limits::for_sphere(Sphere::Glass);
+        let err = |l: Limits| l.validate().unwrap_err().to_string();
+        let e = err(Limits { lung_per_treatment_gy: Gray(0.0), ..base });
+        assert!(e.starts_with("lung limit per treatment: 0 Gy must be a positive number"), "{e}");
+        let e = err(Limits { normal_liver_gy: Gray(f64::NAN), ..base });
+        assert!(e.starts_with("normal-liver limit"), "{e}");
+        let e = err(Limits { prior_lung_gy: Gray(-5.0), ..base });
+        assert!(e.starts_with("prior lung dose: -5 Gy must be zero or positive"), "{e}");
+        let e = err(Limits { lung_cumulative_gy: Gray(20.0), ..base });
+        assert!(e.starts_with("cumulative lung limit: 20 Gy is below the per-treatment limit of 30 Gy"), "{e}");
+    }
+
+    #[test]
+    fn lung_warnings_at_the_limits() {
+        let mut l = Limits::for_sphere(Sphere::Resin);
+        assert!(l.check_lung(Gray(30.0)).is_empty(), "30 Gy is at, not above, the limit");
+        assert_eq!(l.check_lung(Gray(30.01)).iter().map(|w| w.code).collect::<Vec<_>>(), ["lung-dose"]);
+        l.prior_lung_gy = Gray(25.0);
+        assert!(l.check_lung(Gray(25.0)).is_empty());
+        assert_eq!(l.check_lung(Gray(25.5)).iter().map(|w| w.code).collect::<Vec<_>>(), ["lung-dose-cumulative"]);
     }
 }

@@ -9,8 +9,10 @@ use serde::Serialize;
 /// SIR-Spheres' activity reduction for lung shunting (SIR-Spheres instructions for
 /// use; Kennedy et al. 2007, REBOC consensus, Int J Radiat Oncol Biol Phys 68:13-23):
 /// LSF < 10 %: none; 10-15 %: reduce by 20 %; 15-20 %: reduce by 40 %; > 20 %: do not
-/// treat. Band edges are read as [10, 15) -> 20 %, [15, 20] -> 40 %, > 20 % -> none
-/// (the published table leaves the exact edges open; the stricter band is taken at 15 %).
+/// treat. Band edges are read as [10, 15) -> 20 %, [15, 20] -> 40 %, > 20 % -> none.
+/// Published wordings leave the exact edges open ("if the LSF exceeds 10%, 15% or
+/// 20%" would leave 10 % and 15 % in the milder band); the stricter band is taken at
+/// 10 % and 15 % so the crate never prescribes more than either reading.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LsfAdjustment {
@@ -92,6 +94,7 @@ pub struct BsaResult {
 /// perfused fraction of the liver (lobar / segmental treatment: A x V_perfused / V_liver,
 /// as in the SIR-Spheres instructions) and reduced for lung shunting.
 pub fn bsa_method(input: &BsaInput) -> Result<BsaResult> {
+    input.limits.validate()?;
     let bsa = formulas::dubois_bsa(input.height, input.weight)?;
     positive("liver volume", input.liver.0, "ml")?;
     non_negative("tumour volume", input.tumour.0, "ml")?;
@@ -181,6 +184,7 @@ fn max_activity_for_lung(lsf: ShuntFraction, lung_mass: Kilograms, limits: &Limi
 
 /// Mono-compartment MIRD: A = D M / (49.67 (1 - LSF)).
 pub fn mird_method(input: &MirdInput) -> Result<MirdResult> {
+    input.limits.validate()?;
     positive("target dose", input.target.0, "Gy")?;
     positive("treated liver mass", input.treated_mass.0, "kg")?;
     positive("lung mass", input.lung_mass.0, "kg")?;
@@ -242,6 +246,7 @@ pub struct PartitionResult {
 /// A = D_N (T/N M_T + M_N) / (49.67 (1 - LSF)), D_T = T/N D_N,
 /// D_L = 49.67 A LSF / M_lung.
 pub fn partition_method(input: &PartitionInput) -> Result<PartitionResult> {
+    input.limits.validate()?;
     positive("tumour mass", input.tumour_mass.0, "kg")?;
     positive("normal-liver mass", input.normal_mass.0, "kg")?;
     positive("lung mass", input.lung_mass.0, "kg")?;

@@ -158,6 +158,8 @@ pub fn run(input: &PlanInput) -> Result<(DoseSummary, Option<DoseMap>)> {
     let v = input.volumes;
     formulas::positive("density", input.density.0, "g/ml")?;
     formulas::positive("lung mass", input.lung_mass.0, "kg")?;
+    input.limits.validate()?;
+    v.validate()?;
     if v.liver_ml.0 <= 0.0 {
         return Err(DoseError::input("liver", "is empty: liver volume 0 ml"));
     }
@@ -299,7 +301,10 @@ fn run_voxel(input: &PlanInput, regions: &Regions, activity: &ActivityInput, sum
         ActivityInput::Counts { name, counts, administered } => {
             crate::regions::require_same_grid(name, regions.geometry(), counts.geometry())?;
             let (total, from) = match administered {
-                Some(a) => (*a, "given".to_string()),
+                Some(a) => {
+                    formulas::positive("administered activity", a.0, "GBq")?;
+                    (*a, "given".to_string())
+                }
                 None => {
                     let planned = summary
                         .partition

@@ -55,6 +55,47 @@ pub struct RegionVolumes {
     pub treated_normal_liver_ml: Millilitres,
 }
 
+impl RegionVolumes {
+    /// Error naming the first compartment that is not a finite, non-negative volume
+    /// or that does not nest as the conventions above require (tumour and treated
+    /// liver inside the liver, normal = liver - tumour). Volumes from masks always
+    /// pass; volumes typed in by hand may not.
+    pub fn validate(&self) -> Result<()> {
+        let v = self;
+        for (input, x) in [
+            ("liver volume", v.liver_ml),
+            ("tumour volume", v.tumour_ml),
+            ("normal-liver volume", v.normal_liver_ml),
+            ("treated liver volume", v.treated_liver_ml),
+            ("treated tumour volume", v.treated_tumour_ml),
+            ("treated normal-liver volume", v.treated_normal_liver_ml),
+        ] {
+            formulas::non_negative(input, x.0, "ml")?;
+        }
+        // Relative slack for volumes summed from voxel counts.
+        let tol = 1e-9 * v.liver_ml.0.max(1.0);
+        let nested = |input: &str, part: Millilitres, whole: Millilitres, of: &str| -> Result<()> {
+            if part.0 > whole.0 + tol {
+                return Err(DoseError::input(input, format!("{} ml is larger than the {of} ({} ml)", part.0, whole.0)));
+            }
+            Ok(())
+        };
+        nested("tumour volume", v.tumour_ml, v.liver_ml, "liver, which includes the tumour")?;
+        nested("treated liver volume", v.treated_liver_ml, v.liver_ml, "liver")?;
+        nested("treated tumour volume", v.treated_tumour_ml, v.treated_liver_ml, "treated liver")?;
+        nested("treated tumour volume", v.treated_tumour_ml, v.tumour_ml, "tumour")?;
+        for (input, sum, whole, of) in [
+            ("normal-liver volume", v.normal_liver_ml.0 + v.tumour_ml.0, v.liver_ml.0, "liver"),
+            ("treated normal-liver volume", v.treated_normal_liver_ml.0 + v.treated_tumour_ml.0, v.treated_liver_ml.0, "treated liver"),
+        ] {
+            if (sum - whole).abs() > tol.max(1e-9 * whole) {
+                return Err(DoseError::input(input, format!("plus the tumour gives {sum} ml, not the {of} volume ({whole} ml)")));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn mask_volume(mask: &Mask) -> Millilitres {
     CubicMillimetres(mask.count_foreground() as f64 * mask.geometry().voxel_volume_mm3()).to_ml()
 }
@@ -158,6 +199,31 @@ mod tests {
         assert!((v.treated_normal_liver_ml.0 - 7.92).abs() < 1e-9);
         assert_eq!(r.warnings.len(), 1);
         assert!(r.warnings[0].message.contains("t.nii: 8 voxels"), "{:?}", r.warnings);
+        v.validate().unwrap();
+    }
+
+    #[test]
+    fn hand_typed_volumes_must_nest() {
+        let ok = RegionVolumes {
+            liver_ml: Millilitres(1500.0),
+            tumour_ml: Millilitres(300.0),
+            normal_liver_ml: Millilitres(1200.0),
+            treated_liver_ml: Millilitres(900.0),
+            treated_tumour_ml: Millilitres(300.0),
+            treated_normal_liver_ml: Millilitres(600.0),
+        };
+        ok.validate().unwrap();
+        let err = |v: RegionVolumes| v.validate().unwrap_err().to_string();
+        let e = err(RegionVolumes { tumour_ml: Millilitres(-1.0), ..ok });
+        assert!(e.starts_with("tumour volume: -1 ml must be zero or positive"), "{e}");
+        let e = err(RegionVolumes { treated_liver_ml: Millilitres(1600.0), ..ok });
+        assert!(e.starts_with("treated liver volume: 1600 ml is larger than the liver"), "{e}");
+        let e = err(RegionVolumes { treated_tumour_ml: Millilitres(400.0), treated_normal_liver_ml: Millilitres(500.0), ..ok });
+        assert!(e.starts_with("treated tumour volume: 400 ml is larger than the tumour"), "{e}");
+        let e = err(RegionVolumes { normal_liver_ml: Millilitres(1500.0), ..ok });
+        assert!(e.starts_with("normal-liver volume: plus the tumour gives 1800 ml"), "{e}");
+        let e = err(RegionVolumes { liver_ml: Millilitres(f64::NAN), ..ok });
+        assert!(e.starts_with("liver volume: NaN ml"), "{e}");
     }
 
     #[test]

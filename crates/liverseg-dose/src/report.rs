@@ -76,6 +76,12 @@ fn blocks(s: &DoseSummary, images: &[(String, String)], files: &[String]) -> Vec
     b.push(Formula(format!(
         "M [kg] = V [ml] x rho [g/ml] / 1000\nD [Gy] = {Y90_GY_KG_PER_GBQ} x A [GBq] / M [kg]   (Y-90, complete decay, local deposition)\nD_lung [Gy] = {Y90_GY_KG_PER_GBQ} x A [GBq] x LSF / M_lung [kg]"
     )));
+    // Physicists cross-check against vendor sheets, which use 50: say how far apart
+    // the two conventions are so a 0.7 % difference is not taken for an error.
+    b.push(Para(format!(
+        "The factor {Y90_GY_KG_PER_GBQ} Gy kg/GBq is the Y-90 complete-decay dose; vendor dose sheets round it to 50, so for the same dose their activities are {:.2} % lower than these.",
+        (1.0 - Y90_GY_KG_PER_GBQ / 50.0) * 100.0
+    )));
 
     if let Some(r) = &s.bsa {
         b.push(Heading(2, "BSA method (resin spheres)".into()));

@@ -39,6 +39,10 @@ quantity!(/// Activity in megabecquerel.
     Mbq, "MBq");
 quantity!(/// Activity in gigabecquerel (the unit of every prescription formula here).
     Gbq, "GBq");
+quantity!(/// Activity in millicurie, the unit of US vial labels and prescriptions
+    /// (1 mCi = 37 MBq exactly). Only converted, never computed with: every formula
+    /// takes [`Gbq`].
+    Millicuries, "mCi");
 quantity!(/// Activity concentration in Bq per millilitre (calibrated PET / SPECT voxels).
     BqPerMl, "Bq/ml");
 quantity!(/// Absorbed dose in gray (J/kg).
@@ -80,7 +84,21 @@ impl Mbq {
         Bq(self.0 * 1e6)
     }
 }
+/// MBq per mCi, exact by the definition of the curie (3.7e10 Bq).
+pub const MBQ_PER_MCI: f64 = 37.0;
+
+impl Millicuries {
+    pub fn to_mbq(self) -> Mbq {
+        Mbq(self.0 * MBQ_PER_MCI)
+    }
+    pub fn to_gbq(self) -> Gbq {
+        Gbq(self.0 * MBQ_PER_MCI * 1e-3)
+    }
+}
 impl Gbq {
+    pub fn to_mci(self) -> Millicuries {
+        Millicuries(self.0 * 1e3 / MBQ_PER_MCI)
+    }
     pub fn to_mbq(self) -> Mbq {
         Mbq(self.0 * 1e3)
     }
@@ -209,6 +227,10 @@ mod tests {
         // 1000 ml of tissue at 1.03 g/ml weighs 1030 g.
         assert_eq!(Millilitres(1000.0).mass(GramsPerMl(1.03)), Grams(1030.0));
         assert_eq!(BqPerMl(2.0e6).times(Millilitres(10.0)), Bq(2.0e7));
+        // 1 Ci = 3.7e10 Bq, so 1 mCi = 37 MBq and 100 mCi = 3.7 GBq.
+        assert_eq!(Millicuries(1.0).to_mbq(), Mbq(37.0));
+        assert!((Millicuries(100.0).to_gbq().value() - 3.7).abs() < 1e-12);
+        assert!((Gbq(3.7).to_mci().value() - 100.0).abs() < 1e-9);
     }
 
     #[test]

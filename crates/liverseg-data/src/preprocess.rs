@@ -1,0 +1,218 @@
+//! The method's pre-processing (METHOD.md, in this order): crop to the abdomen,
+//! resample to an isotropic grid (1.4 mm), median filter, HU window onto
+//! [-0.2, 0.2]. Training and inference run exactly this code, so a model never
+//! sees data prepared differently from what it was trained on.
+//!
+//! The window is kept apart from the cached volume ([`Prepared::hu`] holds
+//! median-filtered HU): the training augmentation shifts HU *before*
+//! normalisation, and clipping makes that differ from shifting afterwards.
+
+use liverseg_imgproc::crop::{abdomen_crop, body_mask, slices_around, AbdomenCropOptions, CropBox, SliceRange};
+use liverseg_imgproc::filters::{median_filter, IntensityWindow};
+use liverseg_imgproc::resample::{isotropic_grid, resample, resample_mask_partial_volume, resample_nearest, Interpolation};
+use liverseg_imgproc::Scalar;
+use liverseg_volume::{Geometry, Mask, Volume};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Parameters of the pre-processing. Saved inside every model checkpoint, so
+/// `segment` prepares a CT the way its model was trained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreprocessConfig {
+    /// Isotropic voxel size of the network grid, mm (paper: 1.4).
+    pub spacing_mm: f64,
+    /// Median filter radius in voxels per axis (1 = 3x3x3, the paper's; 0 = off).
+    pub median_radius: usize,
+    /// HU window: clipped to [lo, hi], mapped onto [out_lo, out_hi].
+    pub window_hu: [f64; 2],
+    pub window_out: [f64; 2],
+    /// Body outline threshold (HU) for the abdomen crop.
+    pub body_threshold_hu: f64,
+    /// Room around the body outline in x and y, mm.
+    pub crop_margin_mm: f64,
+    /// Training only: keep the slices within this many mm of the reference
+    /// liver (METHOD.md: "z-range covers the liver with margin"). `None` keeps
+    /// every slice, as inference must (the liver is not known there).
+    pub label_z_margin_mm: Option<f64>,
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        Self {
+            spacing_mm: 1.4,
+            median_radius: 1,
+            window_hu: [-200.0, 200.0],
+            window_out: [-0.2, 0.2],
+            body_threshold_hu: -150.0,
+            crop_margin_mm: 10.0,
+            label_z_margin_mm: None,
+        }
+    }
+}
+
+impl PreprocessConfig {
+    pub fn window(&self) -> IntensityWindow {
+        IntensityWindow { lo: self.window_hu[0], hi: self.window_hu[1], out_lo: self.window_out[0], out_hi: self.window_out[1] }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(self.spacing_mm.is_finite() && self.spacing_mm > 0.0) {
+            return Err(Error::param("spacing_mm", format!("{} is not a positive number of mm", self.spacing_mm)));
+        }
+        if self.median_radius > 5 {
+            return Err(Error::param("median_radius", format!("{} voxels is more than 5", self.median_radius)));
+        }
+        let w = self.window_hu;
+        if !(w[0].is_finite() && w[1].is_finite() && w[0] < w[1]) {
+            return Err(Error::param("window_hu", format!("{w:?} needs finite lo < hi")));
+        }
+        Ok(())
+    }
+
+    /// The normalised value of a HU value (what the network sees).
+    pub fn normalise(&self, hu: f32) -> f32 {
+        let [lo, hi] = self.window_hu;
+        let [olo, ohi] = self.window_out;
+        if hu.is_nan() {
+            return olo as f32;
+        }
+        (olo + (f64::from(hu).clamp(lo, hi) - lo) * (ohi - olo) / (hi - lo)) as f32
+    }
+}
+
+/// A CT prepared for the network, and what is needed to go back.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Cropped, resampled, median-filtered CT in HU on the isotropic grid.
+    pub hu: Volume<f32>,
+    /// The body outline on the same grid (background samples are drawn inside
+    /// it; inference skips tiles with no body voxel).
+    pub body: Mask,
+    /// The reference liver on the same grid, when one was given.
+    pub label: Option<Mask>,
+    /// The crop on the original CT grid.
+    pub crop: CropBox,
+    /// The original CT grid, for [`Prepared::to_original_grid`].
+    pub original: Geometry,
+}
+
+impl Prepared {
+    /// The network input: the HU volume shifted by `hu_shift` (augmentation;
+    /// 0 at inference) and windowed.
+    pub fn normalised(&self, config: &PreprocessConfig, hu_shift: f32) -> Volume<f32> {
+        self.hu.map(|&v| config.normalise(v + hu_shift))
+    }
+
+    /// A mask on the isotropic grid brought back onto the original CT grid
+    /// (same dims, spacing, origin, direction): interpolated as a 0/1 image and
+    /// thresholded at 0.5 (smoother than nearest on a finer grid), pasted into
+    /// the crop, background elsewhere.
+    pub fn to_original_grid(&self, mask: &Mask) -> Result<Mask> {
+        if !mask.geometry().same_grid(self.hu.geometry()) {
+            return Err(Error::param("mask", "is not on the prepared grid"));
+        }
+        let crop_grid = self.crop.geometry(&self.original)?;
+        let cropped = resample_mask_partial_volume(mask, &crop_grid);
+        Ok(self.crop.paste(&cropped, &self.original, 0u8)?)
+    }
+
+    /// A probability map on the isotropic grid brought back onto the original
+    /// grid (trilinear; 0 outside the crop).
+    pub fn probability_to_original_grid(&self, probability: &Volume<f32>) -> Result<Volume<f32>> {
+        let crop_grid = self.crop.geometry(&self.original)?;
+        let cropped = resample(probability, &crop_grid, Interpolation::Linear, 0.0);
+        Ok(self.crop.paste(&cropped, &self.original, 0.0f32)?)
+    }
+}
+
+/// Crop, resample, median filter (METHOD.md steps 1-3; the window of step 4 is
+/// applied by [`Prepared::normalised`]). `label`, when given, must be on the
+/// CT's grid; it is resampled by partial volume then 0.5.
+pub fn prepare<T: Scalar>(ct: &Volume<T>, label: Option<&Mask>, config: &PreprocessConfig) -> Result<Prepared> {
+    config.validate()?;
+    if let Some(label) = label {
+        if !label.geometry().same_grid(ct.geometry()) {
+            return Err(Error::param("label", "the reference mask is not on the CT's grid"));
+        }
+    }
+    let slices = match (label, config.label_z_margin_mm) {
+        (Some(label), Some(margin)) if label.count_foreground() > 0 => slices_around(label, margin)?,
+        _ => SliceRange::Whole,
+    };
+    let options = AbdomenCropOptions {
+        body_threshold_hu: config.body_threshold_hu,
+        margin_mm: config.crop_margin_mm,
+        slices,
+        ..AbdomenCropOptions::default()
+    };
+    let crop = abdomen_crop(ct, &options)?;
+    let cropped = crop.apply(ct)?;
+    let body = body_mask(&cropped, &AbdomenCropOptions { slices: SliceRange::Whole, ..options })?;
+    let grid = isotropic_grid(cropped.geometry(), config.spacing_mm)?;
+    let hu = resample(&cropped, &grid, Interpolation::Linear, -1024.0);
+    let hu = if config.median_radius > 0 { median_filter(&hu, [config.median_radius; 3])? } else { hu };
+    let body = resample_nearest(&body, &grid, 0u8);
+    let label = match label {
+        Some(l) => Some(resample_mask_partial_volume(&crop.apply(l)?, &grid)),
+        None => None,
+    };
+    Ok(Prepared { hu, body, label, crop, original: ct.geometry().clone() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liverseg_phantom::{generate, PhantomConfig};
+
+    fn dice(a: &Mask, b: &Mask) -> f64 {
+        let both = a.data().iter().zip(b.data()).filter(|(x, y)| **x != 0 && **y != 0).count();
+        2.0 * both as f64 / (a.count_foreground() + b.count_foreground()) as f64
+    }
+
+    #[test]
+    fn phantom_goes_to_the_isotropic_grid_and_back() {
+        let p = generate(&PhantomConfig { dims: [96, 80, 40], spacing: [3.0, 3.0, 5.0], ..Default::default() });
+        let config = PreprocessConfig { spacing_mm: 3.0, ..Default::default() };
+        let prepared = prepare(&p.ct, Some(&p.liver), &config).unwrap();
+        assert_eq!(prepared.hu.geometry().spacing(), [3.0; 3]);
+        assert!(prepared.hu.geometry().same_grid(prepared.body.geometry()));
+        let label = prepared.label.as_ref().unwrap();
+        // Liver volume survives resampling within a few percent.
+        let ratio = label.foreground_ml() / p.liver.foreground_ml();
+        assert!((0.95..1.05).contains(&ratio), "volume ratio {ratio}");
+        // Back on the original grid: same geometry, near-identical mask.
+        let back = prepared.to_original_grid(label).unwrap();
+        assert!(back.geometry().same_grid(p.liver.geometry()));
+        let d = dice(&back, &p.liver);
+        assert!(d > 0.95, "round-trip dice {d}");
+        // The liver lies inside the body outline.
+        let outside = label.data().iter().zip(prepared.body.data()).filter(|(l, b)| **l != 0 && **b == 0).count();
+        assert!(outside * 100 < label.count_foreground(), "{outside} liver voxels outside the body");
+    }
+
+    #[test]
+    fn window_and_shift() {
+        let c = PreprocessConfig::default();
+        assert_eq!(c.normalise(0.0), 0.0);
+        assert_eq!(c.normalise(500.0), 0.2f32);
+        assert_eq!(c.normalise(-1000.0), -0.2f32);
+        assert!((c.normalise(100.0) - 0.1).abs() < 1e-7);
+        assert_eq!(c.normalise(f32::NAN), -0.2f32);
+        // Shift happens before clipping: 190 + 40 clips to 0.2, not 0.19 + 0.04.
+        let p = generate(&PhantomConfig { dims: [48, 40, 20], spacing: [6.0, 6.0, 10.0], ..Default::default() });
+        let prepared = prepare(&p.ct, None, &PreprocessConfig { spacing_mm: 6.0, ..Default::default() }).unwrap();
+        let shifted = prepared.normalised(&c, 40.0);
+        assert!(shifted.data().iter().all(|v| (-0.2..=0.2).contains(v)));
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let p = generate(&PhantomConfig { dims: [48, 40, 20], spacing: [6.0, 6.0, 10.0], ..Default::default() });
+        let e = prepare(&p.ct, None, &PreprocessConfig { spacing_mm: 0.0, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("spacing_mm"), "{e}");
+        let wrong = Volume::filled(Geometry::new([10, 10, 10], [1.0; 3], [0.0; 3], liverseg_volume::IDENTITY).unwrap(), 0u8);
+        assert!(prepare(&p.ct, Some(&wrong), &PreprocessConfig::default()).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! DeepMedic's training sampling: segments centred on liver and on background
+//! inside the body, in configurable shares (default half and half), cut from
+//! augmented training images.
+
+use liverseg_phantom::SplitMix64;
+use liverseg_volume::{Mask, Volume};
+use rayon::prelude::*;
+
+use crate::patches::{PathwayInput, PatchSource};
+use crate::{Error, Result};
+
+/// One training image ready for sampling.
+pub struct SamplingVolume {
+    source: PatchSource,
+    label: Vec<u8>,
+    /// Linear indices of liver voxels, and of body voxels that are not liver.
+    liver: Vec<u32>,
+    background: Vec<u32>,
+}
+
+impl SamplingVolume {
+    /// `image` is normalised; `label` and `body` are on its grid.
+    pub fn new(image: &Volume<f32>, label: &Mask, body: &Mask, pad: f32) -> Result<Self> {
+        if !image.geometry().same_grid(label.geometry()) || !image.geometry().same_grid(body.geometry()) {
+            return Err(Error::param("sampling volume", "image, label and body are not on one grid"));
+        }
+        if image.len() > u32::MAX as usize {
+            return Err(Error::param("sampling volume", format!("{} voxels is more than 2^32", image.len())));
+        }
+        let (mut liver, mut background) = (Vec::new(), Vec::new());
+        for (i, (&l, &b)) in label.data().iter().zip(body.data()).enumerate() {
+            if l != 0 {
+                liver.push(i as u32);
+            } else if b != 0 {
+                background.push(i as u32);
+            }
+        }
+        if background.is_empty() {
+            // A body outline can miss on odd data; any non-liver voxel is background then.
+            background = (0..label.len() as u32).filter(|&i| label.data()[i as usize] == 0).collect();
+        }
+        Ok(Self { source: PatchSource::new(image, pad), label: label.data().to_vec(), liver, background })
+    }
+
+    pub fn liver_voxels(&self) -> usize {
+        self.liver.len()
+    }
+}
+
+/// A batch in the tensor layout: per pathway `batch * input^3` values, labels
+/// `batch * segment^3` (0/1), each block x fastest.
+pub struct Batch {
+    pub size: usize,
+    pub inputs: Vec<Vec<f32>>,
+    pub labels: Vec<f32>,
+    /// How many segments were centred on liver.
+    pub liver_centred: usize,
+}
+
+/// Draw `batch` segments of `segment^3` voxels. Each picks a volume uniformly,
+/// then liver (with probability `liver_fraction`, when the volume has liver) or
+/// background, then a voxel of that class as the segment centre.
+pub fn sample_batch(
+    volumes: &[SamplingVolume],
+    batch: usize,
+    segment: usize,
+    pathways: &[PathwayInput],
+    liver_fraction: f64,
+    rng: &mut SplitMix64,
+) -> Result<Batch> {
+    if volumes.is_empty() {
+        return Err(Error::param("training set", "no training volume to sample from"));
+    }
+    // Draw every random choice first, in order, so a seed fixes the batch
+    // whatever the thread count.
+    let picks: Vec<(usize, u32, bool)> = (0..batch)
+        .map(|_| {
+            let v = rng.below(volumes.len());
+            let vol = &volumes[v];
+            let want_liver = rng.uniform() < liver_fraction;
+            if want_liver && !vol.liver.is_empty() {
+                (v, vol.liver[rng.below(vol.liver.len())], true)
+            } else {
+                (v, vol.background[rng.below(vol.background.len())], false)
+            }
+        })
+        .collect();
+    let half = (segment / 2) as i64;
+    let samples: Vec<(Vec<Vec<f32>>, Vec<f32>)> = picks
+        .par_iter()
+        .map(|&(v, centre, _)| {
+            let vol = &volumes[v];
+            let [nx, ny, nz] = vol.source.dims();
+            let c = centre as usize;
+            let centre = [(c % nx) as i64, ((c / nx) % ny) as i64, (c / (nx * ny)) as i64];
+            let origin = centre.map(|x| x - half);
+            let inputs = pathways
+                .iter()
+                .map(|&p| {
+                    let mut buf = vec![0.0f32; p.input.pow(3)];
+                    vol.source.extract(origin, segment, p, &mut buf);
+                    buf
+                })
+                .collect();
+            let mut labels = vec![0.0f32; segment.pow(3)];
+            for (idx, l) in labels.iter_mut().enumerate() {
+                let (i, j, k) = (idx % segment, (idx / segment) % segment, idx / (segment * segment));
+                let (x, y, z) = (origin[0] + i as i64, origin[1] + j as i64, origin[2] + k as i64);
+                if (0..nx as i64).contains(&x) && (0..ny as i64).contains(&y) && (0..nz as i64).contains(&z) {
+                    *l = f32::from(vol.label[(z as usize * ny + y as usize) * nx + x as usize] != 0);
+                }
+            }
+            (inputs, labels)
+        })
+        .collect();
+    let mut inputs: Vec<Vec<f32>> = pathways.iter().map(|p| Vec::with_capacity(batch * p.input.pow(3))).collect();
+    let mut labels = Vec::with_capacity(batch * segment.pow(3));
+    for (ins, ls) in samples {
+        for (dst, src) in inputs.iter_mut().zip(ins) {
+            dst.extend_from_slice(&src);
+        }
+        labels.extend_from_slice(&ls);
+    }
+    Ok(Batch { size: batch, inputs, labels, liver_centred: picks.iter().filter(|p| p.2).count() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liverseg_volume::{Geometry, IDENTITY};
+
+    fn setup() -> SamplingVolume {
+        let g = Geometry::new([30, 30, 30], [1.0; 3], [0.0; 3], IDENTITY).unwrap();
+        let label = Volume::from_fn(g.clone(), |[i, j, k]| u8::from(i >= 5 && i < 12 && j >= 5 && j < 12 && k >= 5 && k < 12));
+        let body = Volume::from_fn(g.clone(), |[i, _, _]| u8::from(i < 25));
+        let image = Volume::from_fn(g, |[i, j, k]| if i >= 5 && i < 12 && j >= 5 && j < 12 && k >= 5 && k < 12 { 0.1 } else { -0.1 });
+        SamplingVolume::new(&image, &label, &body, -0.2).unwrap()
+    }
+
+    #[test]
+    fn liver_share_and_centres_are_right() {
+        let vol = setup();
+        let p = [PathwayInput { factor: 1, input: 7 }, PathwayInput { factor: 3, input: 3 }];
+        let mut rng = SplitMix64(5);
+        let b = sample_batch(std::slice::from_ref(&vol), 400, 3, &p, 0.5, &mut rng).unwrap();
+        assert!((160..240).contains(&b.liver_centred), "{} of 400", b.liver_centred);
+        // Centre voxel of every segment is liver exactly when it was drawn as liver.
+        let liver_centre_labels = (0..400).filter(|s| b.labels[s * 27 + 13] == 1.0).count();
+        assert_eq!(liver_centre_labels, b.liver_centred);
+        // Fine input centre equals the label there (image is 0.1 on liver).
+        for s in 0..400 {
+            let centre = b.inputs[0][s * 343 + 171];
+            assert_eq!(centre > 0.0, b.labels[s * 27 + 13] == 1.0);
+        }
+        assert_eq!(b.inputs[1].len(), 400 * 27);
+        // Background centres lie inside the body (x < 25): no sample has its
+        // centre in the x >= 25 slab, which is all background. Same seed, same batch.
+        let again = sample_batch(std::slice::from_ref(&vol), 400, 3, &p, 0.5, &mut SplitMix64(5)).unwrap();
+        assert_eq!(again.labels, b.labels);
+        assert_eq!(again.inputs, b.inputs);
+    }
+
+    #[test]
+    fn all_background_when_the_share_is_zero() {
+        let vol = setup();
+        let p = [PathwayInput { factor: 1, input: 3 }];
+        let b = sample_batch(std::slice::from_ref(&vol), 50, 1, &p, 0.0, &mut SplitMix64(1)).unwrap();
+        assert_eq!(b.liver_centred, 0);
+        assert!(b.labels.iter().all(|&l| l == 0.0));
+        assert!(sample_batch(&[], 4, 1, &p, 0.5, &mut SplitMix64(1)).is_err());
+    }
+}
