@@ -2,6 +2,7 @@
 //! calls one library function and prints a table or JSON; no logic lives here.
 
 mod commands;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     Study(commands::study::Args),
     /// Y-90 SIRT dosimetry from the liver contour: BSA, MIRD, partition model, voxel DVH.
     Dose(commands::dose::Args),
+    /// Train the DeepMedic network on CTs with liver masks (LiTS, MSD, SLIVER07, case folders, DICOM).
+    Train(commands::train::Args),
     /// Check, correct and score segmentations in the browser (serves a local web app).
     Review(commands::review::Args),
 }
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Study(args) => commands::study::run(args),
         Command::Dose(args) => commands::dose::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Review(args) => commands::review::run(args),
     };
     match result {

@@ -263,6 +263,13 @@ fn parse_entry(bytes: &[u8], key: &str) -> Option<(Prepared, String)> {
     }
     let (json, rest) = rest.split_at_checked(len as usize)?;
     let h: Header = serde_json::from_slice(json).ok()?;
+    // Geometry's serde skips its constructor's checks (positive spacing,
+    // invertible direction, sane size): redo them.
+    let valid =
+        |g: &Geometry| Geometry::new(g.dims(), g.spacing(), g.origin(), g.direction()).is_ok();
+    if !valid(&h.grid) || !valid(&h.original) {
+        return None;
+    }
     if h.key != key || h.hu != "f32" {
         return None;
     }
@@ -458,5 +465,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("nope.nii.gz"), "{e}");
+    }
+
+    #[test]
+    fn a_label_with_another_header_is_mapped_by_position() {
+        let d = tempfile::tempdir().unwrap();
+        let ct = Geometry::new(
+            [20, 16, 10],
+            [2.0, 2.0, 3.0],
+            [-20.0, -16.0, 5.0],
+            liverseg_volume::IDENTITY,
+        )
+        .unwrap();
+        let write = |name: &str, origin: [f64; 3], dims: [usize; 3]| {
+            let g =
+                Geometry::new(dims, [2.0, 2.0, 3.0], origin, liverseg_volume::IDENTITY).unwrap();
+            let m = Volume::from_fn(g, |[i, _, _]| u8::from(i == 10));
+            let path = d.path().join(name);
+            liverseg_io::write_image(&path, &DynVolume::from(m)).unwrap();
+            path
+        };
+        let column = |m: &Mask| {
+            (0..20)
+                .filter(|&i| *m.get(i, 3, 3) != 0)
+                .collect::<Vec<_>>()
+        };
+        // Header rounding (0.01 voxel): taken on the CT grid as is.
+        let m = read_label(&write("round.nii", [-19.98, -16.0, 5.0], [20, 16, 10]), &ct).unwrap();
+        assert!(m.geometry().same_grid(&ct));
+        assert_eq!(column(&m), [10]);
+        // Two voxels over in x: mapped by position.
+        let m = read_label(&write("moved.nii", [-16.0, -16.0, 5.0], [20, 16, 10]), &ct).unwrap();
+        assert_eq!(column(&m), [12]);
+        // Another size, same world: mapped.
+        let m = read_label(&write("bigger.nii", [-20.0, -16.0, 5.0], [24, 16, 10]), &ct).unwrap();
+        assert!(m.geometry().same_grid(&ct));
+        assert_eq!(column(&m), [10]);
+        // Elsewhere entirely: refused, naming the file.
+        let e = read_label(&write("far.nii", [500.0, -16.0, 5.0], [20, 16, 10]), &ct)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("far.nii") && e.contains("overlap"), "{e}");
     }
 }

@@ -518,8 +518,68 @@ mod tests {
         assert!(deform(&hu, &other, &body, &ElasticConfig::default(), &mut rng).is_err());
     }
 
-    /// Timing on the size the brief names (250x200x150 at 1.4 mm):
-    /// `cargo test -p liverseg-data --release -- --ignored elastic_timing --nocapture`
+    #[test]
+    fn augment_applies_it_to_image_and_label_together() {
+        use crate::augment::{augment, AugmentConfig};
+        use crate::{prepare, PreprocessConfig};
+        let p = generate(&PhantomConfig {
+            dims: [64, 48, 24],
+            spacing: [4.0, 4.0, 6.0],
+            noise_hu: 0.0,
+            ..Default::default()
+        });
+        let prep = prepare(
+            &p.ct,
+            Some(&p.liver),
+            &PreprocessConfig {
+                spacing_mm: 4.0,
+                median_radius: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let config = AugmentConfig {
+            elastic: Some(ElasticConfig {
+                control_spacing_mm: 40.0,
+                magnitude_mm: 8.0,
+            }),
+            ..AugmentConfig::none()
+        };
+        let a = augment(&prep, &config, &mut SplitMix64(2)).unwrap();
+        assert!(a.applied.elastic);
+        let label = prep.label.as_ref().unwrap();
+        let changed = a
+            .label
+            .data()
+            .iter()
+            .zip(label.data())
+            .filter(|(x, y)| x != y)
+            .count();
+        assert!(changed > 50, "elastic changed only {changed} label voxels");
+        assert_ne!(a.hu.data(), prep.hu.data());
+        // HU under the deformed label is still liver HU (110 in the phantom).
+        let mean_under = |hu: &Volume<f32>, m: &Mask| {
+            let v: Vec<f64> = hu
+                .data()
+                .iter()
+                .zip(m.data())
+                .filter(|(_, l)| **l != 0)
+                .map(|(h, _)| f64::from(*h))
+                .collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let before = mean_under(&prep.hu, label);
+        let aligned = mean_under(&a.hu, &a.label);
+        assert!(
+            (aligned - before).abs() < 5.0,
+            "mean HU under the label: {before} before, {aligned} after"
+        );
+        let ratio = a.label.count_foreground() as f64 / label.count_foreground() as f64;
+        assert!((0.85..1.15).contains(&ratio), "liver volume ratio {ratio}");
+    }
+
+    /// Timing on a typical prepared abdomen (250x200x150 at 1.4 mm):
+    /// `cargo test -p liverseg-data --lib -- --ignored elastic_timing --nocapture`
     #[test]
     #[ignore]
     fn elastic_timing() {
@@ -527,7 +587,22 @@ mod tests {
         let hu = Volume::from_fn(g.clone(), |[i, j, k]| ((i * 7 + j * 3 + k) % 300) as f32);
         let label = Volume::from_fn(g.clone(), |[i, j, k]| u8::from(i > 100 && j > 80 && k > 60));
         let body = Volume::filled(g, 1u8);
-        let t = std::time::Instant::now();
+        // Process CPU time (all threads) from /proc: on a shared machine the
+        // wall time says little.
+        let cpu = || -> f64 {
+            let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+            let f: Vec<f64> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .map(|x| x.parse().unwrap_or(0.0))
+                .collect();
+            f.get(11)
+                .zip(f.get(12))
+                .map_or(0.0, |(u, s)| (u + s) / 100.0)
+        };
+        let (t, c) = (std::time::Instant::now(), cpu());
         let out = deform(
             &hu,
             &label,
@@ -537,8 +612,9 @@ mod tests {
         )
         .unwrap();
         eprintln!(
-            "elastic 250x200x150: {:.3} s on {} threads",
+            "elastic 250x200x150: {:.3} s wall, {:.2} s CPU, {} threads",
             t.elapsed().as_secs_f64(),
+            cpu() - c,
             rayon::current_num_threads()
         );
         assert_eq!(out.0.len(), hu.len());

@@ -7,6 +7,7 @@ use crate::stats::percentile_linear;
 use liverseg_io::atomic::write_atomic;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::series::LineSeries as LineSeries_;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Once;
@@ -206,6 +207,52 @@ pub fn bar_chart(stem: &Path, title: &str, categories: &[String], groups: &[(Str
     render(stem, SIZE, |r| draw_bars(r, title, categories, groups), |r| draw_bars(r, title, categories, groups))
 }
 
+/// One line of a [`line_chart`]: a label and its (x, y) points.
+#[derive(Debug, Clone)]
+pub struct LineSeries {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+fn draw_lines<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, x_label: &str, y_label: &str, series: &[LineSeries]) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let pts = || series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (x0, x1) = pts().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(x), b.max(x)));
+    let (y0, y1) = pts().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(y), b.max(y)));
+    let (x0, x1) = if x0 <= x1 { (x0, if x1 > x0 { x1 } else { x0 + 1.0 }) } else { (0.0, 1.0) };
+    let (y0, y1) = if y0 <= y1 { (y0, if y1 > y0 { y1 } else { y0 + 1.0 }) } else { (0.0, 1.0) };
+    let pad = (y1 - y0) * 0.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 26))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 18)).axis_desc_style(("sans-serif", 20)).draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+        chart
+            .draw_series(LineSeries_(points.clone(), color.stroke_width(2)))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        if points.len() < 30 {
+            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
+        }
+    }
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 18)).draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// `<stem>.png` and `<stem>.svg`: one line per series (e.g. training curves).
+pub fn line_chart(stem: &Path, title: &str, x_label: &str, y_label: &str, series: &[LineSeries]) -> Result<(), MetricsError> {
+    render(stem, SIZE, |r| draw_lines(r, title, x_label, y_label, series), |r| draw_lines(r, title, x_label, y_label, series))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +292,16 @@ mod tests {
         assert!(blue > 50);
         let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
         assert!(svg.matches("<text").count() > 5 && svg.contains("one") && svg.contains("DSC"));
+    }
+
+    #[test]
+    fn line_chart_draws_its_series() {
+        let d = tempfile::tempdir().unwrap();
+        let stem = d.path().join("curve");
+        let s = [LineSeries { label: "loss".into(), points: (0..50).map(|i| (i as f64, 1.0 / (1.0 + i as f64))).collect() }];
+        line_chart(&stem, "Training", "step", "loss", &s).unwrap();
+        let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+        assert!(svg.contains("loss") && svg.contains("<polyline"), "no line in the SVG");
+        assert!(std::fs::metadata(stem.with_extension("png")).unwrap().len() > 1000);
     }
 }

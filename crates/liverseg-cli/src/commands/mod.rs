@@ -4,4 +4,5 @@ pub mod dose;
 pub mod info;
 pub mod evaluate;
 pub mod study;
+pub mod train;
 pub mod review;

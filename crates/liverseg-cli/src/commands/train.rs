@@ -1,0 +1,250 @@
+use anyhow::{bail, Context};
+use liverseg_data::cache::{load_case, LoadedCase};
+use liverseg_data::datasets::{discover, load_manifest, split_cases, Split};
+use liverseg_data::duplicates::dedupe;
+use liverseg_metrics::plot::{line_chart, LineSeries};
+use liverseg_model::train::{train, Case, Event, TrainConfig};
+use liverseg_model::NetworkConfig;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::progress::Progress;
+
+const LONG_ABOUT: &str = "\
+Train the DeepMedic network (METHOD.md) on CTs with reference liver masks.
+
+DATA is a manifest (TOML: [[source]] entries with name, layout = lits | msd |
+sliver07 | cases | dicom, path; and an optional [split]) or a folder of cases
+(<id>/ct.nii.gz + <id>/liver.nii.gz, as ../shared/data/cases). Duplicate CTs
+across sources (same voxels) are reported and trained on once.
+
+Defaults follow the paper and DeepMedic: batch 16, BCE, SGD with Nesterov
+momentum 0.6, learning rate 0.007 halved every 32 epochs, 20 sub-epochs of 1000
+segments per epoch, half the segments centred on liver, validation DSC every
+8 epochs (best model kept), augmentation: HU shift N(-40, 40), x/y flips
+(p = 0.5), elastic deformation. --config FILE.json overrides any of them
+(keys: epochs, subepochs, segments_per_subepoch, batch, learning_rate,
+lr_step_epochs, lr_divisor, momentum, nesterov, liver_fraction,
+validate_every, augment {hu_shift, flip_x, flip_y, elastic}, seed, max_minutes).
+
+Output folder: best.lsm (the model to use with `segment --model`), last.lsm +
+last.optim.bpk + state.json (for --resume), train.jsonl (every step, sub-epoch,
+validation and the threshold search), curves.png/.svg (loss and validation DSC),
+and cache/ (pre-processed cases, reused by later runs).";
+
+#[derive(clap::Args)]
+#[command(after_help = LONG_ABOUT)]
+pub struct Args {
+    /// A dataset manifest (.toml) or a folder of cases.
+    pub data: PathBuf,
+    /// Output folder.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Network preset: fast (CPU) or paper.
+    #[arg(long, default_value = "fast")]
+    pub preset: String,
+    /// A network config JSON instead of a preset.
+    #[arg(long)]
+    pub network: Option<PathBuf>,
+    /// Training config JSON (see below); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub subepochs: Option<usize>,
+    /// Segments per sub-epoch.
+    #[arg(long)]
+    pub segments: Option<usize>,
+    #[arg(long)]
+    pub batch: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after the epoch in which this many minutes have passed.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// Validation case id (repeatable); overrides the manifest's split.
+    #[arg(long)]
+    pub validation: Vec<String>,
+    /// Validation share of the cases, drawn with --seed; overrides the manifest's split.
+    #[arg(long)]
+    pub validation_fraction: Option<f64>,
+    /// Pre-processing cache folder (default OUT/cache).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Continue from OUT/last.lsm and OUT/state.json.
+    #[arg(long)]
+    pub resume: bool,
+    /// cpu (burn flex), or gpu in builds with the wgpu feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a valid config", path.display()))
+}
+
+fn to_case(c: LoadedCase) -> Case {
+    Case { id: c.id, prepared: c.prepared }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let network = match &args.network {
+        Some(p) => read_json::<NetworkConfig>(p)?,
+        None => NetworkConfig::preset(&args.preset)?,
+    };
+    network.validate()?;
+    let mut config = match &args.config {
+        Some(p) => read_json::<TrainConfig>(p)?,
+        None => TrainConfig::default(),
+    };
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.subepochs {
+        config.subepochs = v;
+    }
+    if let Some(v) = args.segments {
+        config.segments_per_subepoch = v;
+    }
+    if let Some(v) = args.batch {
+        config.batch = v;
+    }
+    if let Some(v) = args.lr {
+        config.learning_rate = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if args.max_minutes.is_some() {
+        config.max_minutes = args.max_minutes;
+    }
+    let device = liverseg_model::device(&args.device)?;
+
+    let mut manifest = load_manifest(&args.data)?;
+    if !args.validation.is_empty() {
+        manifest.split = Split::Ids(args.validation.clone());
+    } else if let Some(fraction) = args.validation_fraction {
+        if !(0.0..1.0).contains(&fraction) {
+            bail!("--validation-fraction {fraction} is not in [0, 1)");
+        }
+        manifest.split = Split::Fraction { fraction, seed: config.seed };
+    }
+    let sources = discover(&manifest)?;
+    if sources.is_empty() {
+        bail!("{}: no training case found", args.data.display());
+    }
+    let (train_sources, val_sources) = split_cases(&sources, &manifest.split)?;
+    let cache = args.cache.clone().unwrap_or_else(|| args.out.join("cache"));
+    std::fs::create_dir_all(&cache).with_context(|| format!("{}: cannot create", cache.display()))?;
+    let progress = Progress::new(train_sources.len() as u64 + val_sources.len() as u64, "preparing");
+    let mut load = |list: &[liverseg_data::datasets::CaseSource]| -> anyhow::Result<Vec<LoadedCase>> {
+        list.iter()
+            .map(|c| {
+                progress.message(&c.id);
+                let loaded = load_case(c, &network.preprocess, Some(&cache)).with_context(|| format!("case {}", c.id))?;
+                progress.inc(1);
+                Ok(loaded)
+            })
+            .collect()
+    };
+    let train_loaded = load(&train_sources)?;
+    let val_loaded = load(&val_sources)?;
+    progress.finish();
+    let n_val = val_loaded.len();
+    let (all, duplicates) = dedupe(val_loaded.into_iter().chain(train_loaded).collect());
+    if !duplicates.groups.is_empty() {
+        for g in &duplicates.groups {
+            eprintln!("duplicate CTs (same voxels; trained once): {}", g.ids.join(" = "));
+        }
+    }
+    // Validation cases came first, so a duplicate pair keeps its validation copy.
+    let val_ids: Vec<String> = val_sources.iter().map(|c| c.id.clone()).collect();
+    let (val, tr): (Vec<LoadedCase>, Vec<LoadedCase>) = all.into_iter().partition(|c| val_ids.contains(&c.id));
+    debug_assert!(val.len() <= n_val);
+    let train_cases: Vec<Case> = tr.into_iter().map(to_case).collect();
+    let val_cases: Vec<Case> = val.into_iter().map(to_case).collect();
+    eprintln!(
+        "training on {} case(s), validating on {} ({}); network {} at {} mm",
+        train_cases.len(),
+        val_cases.len(),
+        val_cases.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", "),
+        network.name,
+        network.preprocess.spacing_mm
+    );
+
+    let steps_total = (config.epochs * config.subepochs * (config.segments_per_subepoch / config.batch)) as u64;
+    let bar = Progress::new(steps_total, "training");
+    let mut on_event = |e: &Event| match e {
+        Event::Step { epoch, loss, segments_per_s, .. } => {
+            bar.inc(1);
+            bar.message(&format!("epoch {epoch} loss {loss:.4} {segments_per_s:.1} seg/s"));
+        }
+        Event::Validation { epoch, mean_dsc, best, .. } => bar.println(&format!("epoch {epoch}: validation DSC {mean_dsc:.4}{}", if *best { " (best)" } else { "" })),
+        Event::Threshold { threshold, mean_dsc, at_half, on } => {
+            bar.println(&format!("threshold search on {on}: {threshold:.2} gives DSC {mean_dsc:.4} (0.5 gives {at_half:.4})"))
+        }
+        Event::Message { text } => bar.println(text),
+        _ => {}
+    };
+    let outcome = train(&network, &config, &train_cases, &val_cases, &args.out, args.resume, &device, &mut on_event)?;
+    bar.finish();
+    if let Err(e) = plot_curves(&args.out) {
+        eprintln!("warning: curves not drawn: {e:#}");
+    }
+    let summary = serde_json::json!({
+        "model": outcome.best_model,
+        "validation_dsc": outcome.best_dsc,
+        "best_epoch": outcome.best_epoch,
+        "threshold": outcome.threshold,
+        "epochs": outcome.epochs,
+        "minutes": outcome.minutes,
+        "train_cases": train_cases.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        "validation_cases": val_cases.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        "duplicates": duplicates.groups,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "model: {}\nvalidation DSC {:.4} (epoch {}), threshold {:.2}, {} epochs in {:.1} min",
+            outcome.best_model.display(),
+            outcome.best_dsc,
+            outcome.best_epoch,
+            outcome.threshold,
+            outcome.epochs,
+            outcome.minutes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// curves.png/.svg from train.jsonl: mean loss per sub-epoch and validation DSC.
+fn plot_curves(out: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(out.join("train.jsonl"))?;
+    let (mut loss, mut dsc) = (Vec::new(), Vec::new());
+    let mut subepochs_per_epoch = 1usize;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        match v["event"].as_str() {
+            Some("subepoch") => {
+                let (e, s) = (v["epoch"].as_u64().unwrap_or(0) as usize, v["subepoch"].as_u64().unwrap_or(0) as usize);
+                subepochs_per_epoch = subepochs_per_epoch.max(s + 1);
+                loss.push((e as f64 + (s + 1) as f64 / subepochs_per_epoch as f64, v["mean_loss"].as_f64().unwrap_or(f64::NAN)));
+            }
+            Some("validation") => dsc.push((v["epoch"].as_f64().unwrap_or(0.0), v["mean_dsc"].as_f64().unwrap_or(f64::NAN))),
+            _ => {}
+        }
+    }
+    line_chart(&out.join("curves-loss"), "Training loss (mean per sub-epoch)", "epoch", "BCE", &[LineSeries { label: "loss".into(), points: loss }])?;
+    if !dsc.is_empty() {
+        line_chart(&out.join("curves-dsc"), "Validation DSC (threshold 0.5)", "epoch", "DSC", &[LineSeries { label: "validation DSC".into(), points: dsc }])?;
+    }
+    Ok(())
+}

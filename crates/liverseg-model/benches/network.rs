@@ -1,0 +1,96 @@
+//! Training-step and inference timing of the network presets on the CPU
+//! (burn flex), and in the same run the PyTorch reference network
+//! (bench/deepmedic_torch.py) when Python with torch is installed.
+//!
+//! `cargo bench -p liverseg-model --bench network [-- --presets paper,fast --steps 3]`
+
+use std::process::Command;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{Device, Distribution, Tensor};
+use liverseg_model::network::{bce_with_logits, DeepMedic};
+use liverseg_model::NetworkConfig;
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
+}
+
+fn inputs(config: &NetworkConfig, segment: usize, batch: usize, dev: &Device) -> Vec<Tensor<5>> {
+    config
+        .pathway_inputs(segment)
+        .unwrap()
+        .iter()
+        .map(|p| Tensor::random([batch, 1, p.input, p.input, p.input], Distribution::Normal(0.0, 0.1), dev))
+        .collect()
+}
+
+fn torch_reference(config: &NetworkConfig, batch: usize, segment: usize, steps: usize, infer: usize) -> Option<serde_json::Value> {
+    let ok = Command::new("python3").args(["-c", "import torch"]).output().ok()?.status.success();
+    if !ok {
+        return None;
+    }
+    let dir = tempfile::tempdir().ok()?;
+    let cfg = dir.path().join("net.json");
+    std::fs::write(&cfg, serde_json::to_string(config).ok()?).ok()?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/deepmedic_torch.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&cfg)
+        .args(["--batch", &batch.to_string(), "--segment", &segment.to_string(), "--steps", &steps.to_string(), "--infer-segment", &infer.to_string()])
+        .output()
+        .ok()?;
+    serde_json::from_slice(out.stdout.trim_ascii()).ok()
+}
+
+fn main() {
+    let presets = arg("--presets", "paper,fast");
+    let steps: usize = arg("--steps", "3").parse().unwrap();
+    let batch: usize = arg("--batch", "16").parse().unwrap();
+    println!("threads: {} (rayon)", rayon::current_num_threads());
+    for name in presets.split(',') {
+        let config = NetworkConfig::preset(name).unwrap();
+        let segment = config.train_segment;
+        let dev = Device::flex().autodiff();
+        let mut model = DeepMedic::new(&config, &dev);
+        let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig { momentum: 0.6, dampening: 0.0, nesterov: true })).init();
+        let x = inputs(&config, segment, batch, &dev);
+        let target = Tensor::<5>::random([batch, 1, segment, segment, segment], Distribution::Bernoulli(0.5), &dev);
+        let mut times = Vec::new();
+        for i in 0..=steps {
+            let t0 = Instant::now();
+            let loss = bce_with_logits(model.forward(x.clone()), target.clone());
+            let _ = loss.clone().into_scalar::<f32>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(0.007, model, grads);
+            if i > 0 {
+                times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        let step = times.iter().sum::<f64>() / times.len() as f64;
+        let eval = model.valid();
+        let s = config.infer_segment;
+        let plain = Device::flex();
+        let xi = inputs(&config, s, 1, &plain);
+        let _ = eval.forward(xi.clone()).into_data();
+        let t0 = Instant::now();
+        let _ = eval.forward(xi).into_data();
+        let tile = t0.elapsed().as_secs_f64();
+        println!(
+            "{name}: train step (batch {batch}, segment {segment}^3) {step:.2} s; inference tile {s}^3 {tile:.2} s = {:.0} voxels/s; {:.0} kMAC/voxel",
+            (s as f64).powi(3) / tile,
+            config.macs_per_output_voxel(s).unwrap() / 1e3
+        );
+        match torch_reference(&config, batch, segment, steps, s) {
+            Some(t) => {
+                let ts = t["train_step_s"].as_f64().unwrap_or(f64::NAN);
+                let ti = t["infer_tile_s"].as_f64().unwrap_or(f64::NAN);
+                println!("{name}: pytorch {} train step {ts:.2} s, tile {ti:.2} s; ratio burn/torch: train {:.2}, inference {:.2}", t["torch"], step / ts, tile / ti);
+            }
+            None => println!("{name}: pytorch reference skipped (python3 with torch not installed)"),
+        }
+    }
+}

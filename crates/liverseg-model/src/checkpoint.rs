@@ -1,0 +1,131 @@
+//! The model file: one self-describing file holding the network config (with
+//! its pre-processing), the decision threshold, a training summary and the
+//! weights, so `segment --model FILE` needs nothing else.
+//!
+//! Layout: the 8-byte magic `LSMODEL1`, the JSON header length (u64 little
+//! endian), the JSON header ([`ModelInfo`]), then the weights as a burnpack
+//! (burn's own format, which reloads exactly). Written atomically.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::{Bytes, Device};
+use serde::{Deserialize, Serialize};
+
+use crate::config::NetworkConfig;
+use crate::network::DeepMedic;
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"LSMODEL1";
+/// Headers are small; anything larger is a corrupt or foreign file.
+const MAX_HEADER: u64 = 16 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// Stable identifier written into every report (preset + weight hash).
+    pub id: String,
+    pub network: NetworkConfig,
+    /// Probability threshold chosen by the threshold search (0.5 if none).
+    pub threshold: f32,
+    /// Free-form training summary: data, epochs, validation DSC, time.
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+/// Serialise a network and its description into model-file bytes.
+pub fn to_bytes(net: &DeepMedic, info: &ModelInfo) -> Result<Vec<u8>> {
+    let mut store = BurnpackStore::from_bytes(None);
+    net.valid().save_into(&mut store).map_err(|e| Error::Model(format!("cannot serialise weights: {e}")))?;
+    let weights = store.get_bytes().map_err(|e| Error::Model(format!("cannot serialise weights: {e}")))?;
+    let header = serde_json::to_vec(info).map_err(|e| Error::Model(e.to_string()))?;
+    let mut out = Vec::with_capacity(16 + header.len() + weights.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&weights);
+    Ok(out)
+}
+
+/// Write a model file atomically.
+pub fn save(path: &Path, net: &DeepMedic, info: &ModelInfo) -> Result<()> {
+    let bytes = to_bytes(net, info)?;
+    liverseg_io::atomic::write_atomic(path, |w| w.write_all(&bytes)).map_err(|e| Error::File(e.to_string()))?;
+    Ok(())
+}
+
+/// Parse model-file bytes; `origin` names the file in errors.
+pub fn from_bytes(bytes: &[u8], origin: &str, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
+    let bad = |m: &str| Error::Model(format!("{origin}: {m}"));
+    if bytes.len() < 16 || &bytes[..8] != MAGIC {
+        return Err(bad("not a liverseg model file (magic LSMODEL1 missing)"));
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    if len > MAX_HEADER || 16 + len > bytes.len() as u64 {
+        return Err(bad("header length is larger than the file"));
+    }
+    let header = &bytes[16..16 + len as usize];
+    let info: ModelInfo = serde_json::from_slice(header).map_err(|e| bad(&format!("header is not valid: {e}")))?;
+    info.network.validate().map_err(|e| bad(&e.to_string()))?;
+    let weights = &bytes[16 + len as usize..];
+    let mut net = DeepMedic::new(&info.network, device);
+    let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(weights.to_vec())));
+    net.load_from(&mut store).map_err(|e| bad(&format!("weights do not match the network: {e}")))?;
+    Ok((net, info))
+}
+
+pub fn load(path: &Path, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::File(format!("{}: {e}", path.display())))?;
+    from_bytes(&bytes, &path.display().to_string(), device)
+}
+
+/// FNV-1a over the weight bytes: a short, stable id suffix.
+pub fn weights_hash(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", h >> 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Tensor;
+
+    #[test]
+    fn save_and_load_give_the_same_outputs() {
+        let dev = Device::flex();
+        let config = NetworkConfig::fast();
+        let net = DeepMedic::new(&config, &dev).valid();
+        let info = ModelInfo { id: "test".into(), network: config.clone(), threshold: 0.4, training: serde_json::json!({"epochs": 0}) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.lsm");
+        save(&path, &net, &info).unwrap();
+        let (back, info_back) = load(&path, &dev).unwrap();
+        assert_eq!(info_back, info);
+        let inputs = config.pathway_inputs(15).unwrap();
+        let make = || {
+            inputs
+                .iter()
+                .map(|p| Tensor::<5>::random([1, 1, p.input, p.input, p.input], burn::tensor::Distribution::Normal(0.0, 0.1), &dev))
+                .collect::<Vec<_>>()
+        };
+        let x = make();
+        let a = net.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let b = back.valid().forward(x).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn foreign_and_truncated_files_are_refused() {
+        let dev = Device::flex();
+        assert!(from_bytes(b"hello world, not a model", "x.lsm", &dev).unwrap_err().to_string().contains("x.lsm"));
+        let config = NetworkConfig::fast();
+        let net = DeepMedic::new(&config, &dev);
+        let info = ModelInfo { id: "t".into(), network: config, threshold: 0.5, training: serde_json::Value::Null };
+        let bytes = to_bytes(&net, &info).unwrap();
+        assert!(from_bytes(&bytes[..bytes.len() / 2], "half.lsm", &dev).is_err());
+        assert!(from_bytes(&bytes[..20], "tiny.lsm", &dev).is_err());
+    }
+}

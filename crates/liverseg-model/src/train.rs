@@ -1,0 +1,359 @@
+//! DeepMedic training (METHOD.md): sub-epochs of sampled segments from
+//! augmented training images, BCE, SGD with Nesterov momentum, learning rate
+//! divided every N epochs, full-volume validation every few epochs with the
+//! best checkpoint kept, resumable, deterministic for a seed.
+//!
+//! Files in the output folder:
+//! - `last.lsm`, `last.optim.bpk`, `state.json`: resume point (each epoch);
+//! - `best.lsm`: the best model by validation DSC (with the searched threshold);
+//! - `train.jsonl`: one JSON object per step / validation / event.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::{Device, Tensor, TensorData};
+use liverseg_data::augment::{augment, AugmentConfig};
+use liverseg_data::sampler::{sample_batch, SamplingVolume};
+use liverseg_data::Prepared;
+use liverseg_phantom::SplitMix64;
+use liverseg_volume::{Mask, Volume};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, ModelInfo};
+use crate::config::NetworkConfig;
+use crate::infer::predict;
+use crate::network::{bce_with_logits, DeepMedic};
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    /// DeepMedic: 20 sub-epochs of 1000 segments per epoch.
+    pub subepochs: usize,
+    pub segments_per_subepoch: usize,
+    pub batch: usize,
+    pub learning_rate: f64,
+    /// Divide the learning rate by `lr_divisor` every `lr_step_epochs`.
+    pub lr_step_epochs: usize,
+    pub lr_divisor: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    /// Share of segments centred on liver (the rest on background in the body).
+    pub liver_fraction: f64,
+    /// Full-volume validation every this many epochs (and after the last).
+    pub validate_every: usize,
+    pub augment: AugmentConfig,
+    pub seed: u64,
+    /// Stop after the epoch during which this much wall time has passed.
+    pub max_minutes: Option<f64>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 35,
+            subepochs: 20,
+            segments_per_subepoch: 1000,
+            batch: 16,
+            learning_rate: 0.007,
+            lr_step_epochs: 32,
+            lr_divisor: 2.0,
+            momentum: 0.6,
+            nesterov: true,
+            liver_fraction: 0.5,
+            validate_every: 8,
+            augment: AugmentConfig::default(),
+            seed: 1,
+            max_minutes: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        self.learning_rate / self.lr_divisor.powi((epoch / self.lr_step_epochs.max(1)) as i32)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.subepochs == 0 || self.batch == 0 || self.segments_per_subepoch < self.batch {
+            return Err(Error::Config("epochs, sub-epochs and batch must be positive, and a sub-epoch at least one batch".into()));
+        }
+        if !(self.learning_rate > 0.0 && self.lr_divisor >= 1.0 && (0.0..1.0).contains(&self.momentum)) {
+            return Err(Error::Config("learning rate > 0, lr divisor >= 1 and momentum in [0, 1) are required".into()));
+        }
+        if !(0.0..=1.0).contains(&self.liver_fraction) {
+            return Err(Error::Config(format!("liver fraction {} is not in [0, 1]", self.liver_fraction)));
+        }
+        Ok(())
+    }
+}
+
+/// A prepared case with its reference (training or validation).
+pub struct Case {
+    pub id: String,
+    pub prepared: Prepared,
+}
+
+/// What the trainer reports as it goes (for progress bars and logs).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Step { epoch: usize, subepoch: usize, step: usize, steps_per_subepoch: usize, loss: f32, lr: f64, segments_per_s: f64 },
+    Subepoch { epoch: usize, subepoch: usize, mean_loss: f32, seconds: f64 },
+    Validation { epoch: usize, mean_dsc: f64, per_case: Vec<(String, f64)>, best: bool, seconds: f64 },
+    Threshold { threshold: f32, mean_dsc: f64, at_half: f64, on: String },
+    Done { epochs: usize, best_dsc: f64, best_epoch: usize, minutes: f64 },
+    Message { text: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    epochs_done: usize,
+    rng: u64,
+    best_dsc: f64,
+    best_epoch: usize,
+    minutes: f64,
+}
+
+pub struct TrainOutcome {
+    pub best_model: PathBuf,
+    pub best_dsc: f64,
+    pub best_epoch: usize,
+    pub threshold: f32,
+    pub epochs: usize,
+    pub minutes: f64,
+}
+
+fn log_line(path: &Path, event: &Event) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::File(format!("{}: {e}", path.display())))?;
+    let line = serde_json::to_string(event).map_err(|e| Error::Model(e.to_string()))?;
+    writeln!(f, "{line}").map_err(|e| Error::File(format!("{}: {e}", path.display())))
+}
+
+fn dice(a: &[u8], b: &[u8]) -> f64 {
+    let (mut both, mut sa, mut sb) = (0usize, 0usize, 0usize);
+    for (&x, &y) in a.iter().zip(b) {
+        both += usize::from(x != 0 && y != 0);
+        sa += usize::from(x != 0);
+        sb += usize::from(y != 0);
+    }
+    if sa + sb == 0 {
+        1.0
+    } else {
+        2.0 * both as f64 / (sa + sb) as f64
+    }
+}
+
+/// Probability maps of the validation cases with a network (eval mode).
+fn validation_maps(net: &DeepMedic, config: &NetworkConfig, device: &Device, cases: &[Case]) -> Result<Vec<Volume<f32>>> {
+    cases
+        .iter()
+        .map(|c| {
+            let input = c.prepared.normalised(&config.preprocess, 0.0);
+            predict(net, config, device, &c.prepared, &input, config.infer_segment, &mut |_, _| {})
+        })
+        .collect()
+}
+
+fn dsc_at(maps: &[Volume<f32>], cases: &[Case], threshold: f32) -> Vec<f64> {
+    maps.iter()
+        .zip(cases)
+        .map(|(p, c)| {
+            let pred: Vec<u8> = p.data().iter().map(|&v| u8::from(v >= threshold)).collect();
+            dice(&pred, c.prepared.label.as_ref().map(Mask::data).unwrap_or(&[]))
+        })
+        .collect()
+}
+
+/// The threshold (0.05..0.95 by 0.01) that maximises the mean DSC over `cases`.
+pub fn search_threshold(maps: &[Volume<f32>], cases: &[Case]) -> (f32, f64) {
+    let mut best = (0.5f32, f64::MIN);
+    for t in 5..=95 {
+        let t = t as f32 / 100.0;
+        let d = dsc_at(maps, cases, t);
+        let mean = d.iter().sum::<f64>() / d.len().max(1) as f64;
+        if mean > best.1 + 1e-12 {
+            best = (t, mean);
+        }
+    }
+    best
+}
+
+fn sgd(config: &TrainConfig) -> ModuleOptimizer {
+    let momentum = MomentumConfig { momentum: config.momentum, dampening: 0.0, nesterov: config.nesterov };
+    SgdConfig::new().with_momentum(Some(momentum)).init()
+}
+
+/// Train `network` on `train`, validating on `validation` (may be empty: then
+/// the training cases are used for the threshold search and no best model is
+/// chosen by DSC — the last one is kept as best).
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    network: &NetworkConfig,
+    config: &TrainConfig,
+    train_cases: &[Case],
+    validation: &[Case],
+    out_dir: &Path,
+    resume: bool,
+    device: &Device,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<TrainOutcome> {
+    network.validate()?;
+    config.validate()?;
+    if train_cases.is_empty() {
+        return Err(Error::Config("no training case".into()));
+    }
+    for c in train_cases.iter().chain(validation) {
+        if c.prepared.label.is_none() {
+            return Err(Error::Config(format!("case {} has no reference mask", c.id)));
+        }
+        let s = c.prepared.hu.geometry().spacing();
+        if s.iter().any(|&v| (v - network.preprocess.spacing_mm).abs() > 1e-6) {
+            return Err(Error::Config(format!("case {} was prepared at {s:?} mm, the network expects {} mm", c.id, network.preprocess.spacing_mm)));
+        }
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::File(format!("{}: {e}", out_dir.display())))?;
+    let log = out_dir.join("train.jsonl");
+    let (last, last_optim, state_path, best_path) =
+        (out_dir.join("last.lsm"), out_dir.join("last.optim.bpk"), out_dir.join("state.json"), out_dir.join("best.lsm"));
+    let train_device = device.clone().autodiff();
+    let mut emit = |e: Event| -> Result<()> {
+        on_event(&e);
+        log_line(&log, &e)
+    };
+
+    let mut model = DeepMedic::new(network, &train_device);
+    let mut optim = sgd(config);
+    let mut state = State { epochs_done: 0, rng: config.seed, best_dsc: f64::MIN, best_epoch: 0, minutes: 0.0 };
+    if resume && state_path.exists() {
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::File(format!("{}: {e}", state_path.display())))?;
+        state = serde_json::from_str(&text).map_err(|e| Error::File(format!("{}: {e}", state_path.display())))?;
+        let (net, info) = checkpoint::load(&last, &train_device)?;
+        if info.network != *network {
+            return Err(Error::Config(format!("{} was trained with another network config; resume with the same one", last.display())));
+        }
+        model = net.train();
+        optim = optim.load(&last_optim).map_err(|e| Error::File(format!("{}: {e:?}", last_optim.display())))?;
+        emit(Event::Message { text: format!("resumed after epoch {}", state.epochs_done) })?;
+    }
+    let pathways = network.pathway_inputs(network.train_segment)?;
+    let segment = network.train_segment;
+    let pad = network.preprocess.normalise(-1024.0);
+    let steps = config.segments_per_subepoch / config.batch;
+    let started = Instant::now();
+    let minutes_before = state.minutes;
+    let mut rng = SplitMix64(state.rng);
+    let id_prefix = format!("liverseg-{}", network.name);
+    let info_for = |threshold: f32, training: serde_json::Value| ModelInfo { id: id_prefix.clone(), network: network.clone(), threshold, training };
+
+    while state.epochs_done < config.epochs {
+        let epoch = state.epochs_done;
+        let lr = config.learning_rate_at(epoch);
+        for sub in 0..config.subepochs {
+            let t0 = Instant::now();
+            // Augment every training image once per sub-epoch.
+            let volumes: Vec<SamplingVolume> = train_cases
+                .iter()
+                .map(|c| {
+                    let a = augment(&c.prepared, &config.augment, &mut rng)?;
+                    let image = a.hu.map(|&v| network.preprocess.normalise(v));
+                    Ok(SamplingVolume::new(&image, &a.label, &a.body, pad)?)
+                })
+                .collect::<Result<_>>()?;
+            let mut loss_sum = 0.0f32;
+            for step in 0..steps {
+                let ts = Instant::now();
+                let batch = sample_batch(&volumes, config.batch, segment, &pathways, config.liver_fraction, &mut rng)?;
+                let inputs: Vec<Tensor<5>> = batch
+                    .inputs
+                    .into_iter()
+                    .zip(&pathways)
+                    .map(|(buf, p)| Tensor::from_data(TensorData::new(buf, [config.batch, 1, p.input, p.input, p.input]), &train_device))
+                    .collect();
+                let target = Tensor::from_data(TensorData::new(batch.labels, [config.batch, 1, segment, segment, segment]), &train_device);
+                let loss = bce_with_logits(model.forward(inputs), target);
+                let loss_value = loss.clone().into_scalar::<f32>();
+                if !loss_value.is_finite() {
+                    return Err(Error::Model(format!("loss became {loss_value} at epoch {epoch} sub-epoch {sub} step {step}; lower the learning rate")));
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                loss_sum += loss_value;
+                let rate = config.batch as f64 / ts.elapsed().as_secs_f64();
+                emit(Event::Step { epoch, subepoch: sub, step, steps_per_subepoch: steps, loss: loss_value, lr, segments_per_s: rate })?;
+            }
+            emit(Event::Subepoch { epoch, subepoch: sub, mean_loss: loss_sum / steps as f32, seconds: t0.elapsed().as_secs_f64() })?;
+        }
+        state.epochs_done += 1;
+        state.rng = rng.0;
+        state.minutes = minutes_before + started.elapsed().as_secs_f64() / 60.0;
+        let out_of_time = config.max_minutes.is_some_and(|m| state.minutes >= m);
+        let last_epoch = state.epochs_done == config.epochs || out_of_time;
+        if !validation.is_empty() && (state.epochs_done % config.validate_every.max(1) == 0 || last_epoch) {
+            let tv = Instant::now();
+            let eval = model.valid();
+            let maps = validation_maps(&eval, network, device, validation)?;
+            let d = dsc_at(&maps, validation, 0.5);
+            let mean = d.iter().sum::<f64>() / d.len() as f64;
+            let best = mean > state.best_dsc;
+            if best {
+                state.best_dsc = mean;
+                state.best_epoch = state.epochs_done;
+                let training = serde_json::json!({"epoch": state.epochs_done, "validation_dsc_at_0.5": mean});
+                checkpoint::save(&best_path, &eval, &info_for(0.5, training))?;
+            }
+            let per_case = validation.iter().map(|c| c.id.clone()).zip(d).collect();
+            emit(Event::Validation { epoch: state.epochs_done, mean_dsc: mean, per_case, best, seconds: tv.elapsed().as_secs_f64() })?;
+        }
+        // Resume point: model, optimizer, then the state that names them.
+        checkpoint::save(&last, &model.valid(), &info_for(0.5, serde_json::json!({"epoch": state.epochs_done})))?;
+        optim.save(&last_optim).map_err(|e| Error::File(format!("{}: {e:?}", last_optim.display())))?;
+        let text = serde_json::to_string_pretty(&state).map_err(|e| Error::Model(e.to_string()))?;
+        liverseg_io::atomic::write_atomic(&state_path, |w| w.write_all(text.as_bytes())).map_err(|e| Error::File(e.to_string()))?;
+        if out_of_time {
+            emit(Event::Message { text: format!("time budget reached after epoch {}", state.epochs_done) })?;
+            break;
+        }
+    }
+
+    // Threshold search with the best model, on validation (or training) cases.
+    let (net, _) = if validation.is_empty() || !best_path.exists() {
+        checkpoint::load(&last, device)?
+    } else {
+        checkpoint::load(&best_path, device)?
+    };
+    let (search_cases, on) = if validation.is_empty() { (train_cases, "training") } else { (validation, "validation") };
+    let maps = validation_maps(&net, network, device, search_cases)?;
+    let (threshold, mean) = search_threshold(&maps, search_cases);
+    let at_half = dsc_at(&maps, search_cases, 0.5).iter().sum::<f64>() / search_cases.len() as f64;
+    emit(Event::Threshold { threshold, mean_dsc: mean, at_half, on: on.into() })?;
+    let bytes = checkpoint::to_bytes(&net, &info_for(threshold, serde_json::Value::Null))?;
+    let hash = checkpoint::weights_hash(&bytes);
+    let best_dsc = if validation.is_empty() { at_half } else { state.best_dsc };
+    let training = serde_json::json!({
+        "train_cases": train_cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        "validation_cases": validation.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        "epochs": state.epochs_done,
+        "best_epoch": state.best_epoch,
+        "validation_dsc_at_0.5": best_dsc,
+        "threshold_search": {"on": on, "threshold": threshold, "mean_dsc": mean},
+        "minutes": state.minutes,
+        "train_config": config,
+    });
+    let info = ModelInfo { id: format!("{id_prefix}-{hash}"), network: network.clone(), threshold, training };
+    checkpoint::save(&best_path, &net, &info)?;
+    emit(Event::Done { epochs: state.epochs_done, best_dsc, best_epoch: state.best_epoch, minutes: state.minutes })?;
+    Ok(TrainOutcome {
+        best_model: best_path,
+        best_dsc,
+        best_epoch: state.best_epoch,
+        threshold,
+        epochs: state.epochs_done,
+        minutes: state.minutes,
+    })
+}
