@@ -37,6 +37,8 @@ enum Command {
     Segment(commands::segment::Args),
     /// Write a synthetic abdominal CT phantom with truth masks per organ.
     Phantom(commands::phantom::Args),
+    /// Check, correct and score segmentations in the browser (serves a local web app).
+    Review(commands::review::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Node(args) => commands::node::run(args),
         Command::Segment(args) => commands::segment::run(args),
         Command::Phantom(args) => commands::phantom::run(args),
+        Command::Review(args) => commands::review::run(args),
     };
     match result {
         Ok(code) => code,

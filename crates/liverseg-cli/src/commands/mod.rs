@@ -8,3 +8,4 @@ pub mod train;
 pub mod node;
 pub mod segment;
 pub mod phantom;
+pub mod review;

@@ -1,0 +1,160 @@
+// Browser test of the review app in Debian's headless Chromium, driven by
+// playwright-core. Started by crates/liverseg-review/tests/browser.rs, which
+// serves a phantom case and checks the files on disk afterwards.
+//
+// Env: REVIEW_URL (server root), PAINT (i,j,k), ERASE (i,j,k), RADIUS (mm),
+// SHOTS (folder for screenshots), CHROMIUM (default /usr/bin/chromium).
+import { chromium } from 'playwright-core';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const url = process.env.REVIEW_URL;
+const paint = process.env.PAINT.split(',').map(Number);
+const erase = process.env.ERASE.split(',').map(Number);
+const radius = Number(process.env.RADIUS);
+const shots = process.env.SHOTS || 'shots';
+mkdirSync(shots, { recursive: true });
+
+let passed = 0;
+let failed = 0;
+function check(name, ok, detail = '') {
+  if (ok) passed++; else failed++;
+  console.log(`${ok ? 'ok' : 'FAIL'} - ${name}${detail ? `: ${detail}` : ''}`);
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'liverseg-review-chromium-'));
+const ctx = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  viewport: { width: 1400, height: 900 },
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+const page = ctx.pages()[0] || (await ctx.newPage());
+const errors = [];
+page.on('pageerror', (e) => errors.push(String(e)));
+page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+
+async function ready() {
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+}
+async function status(re) {
+  await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('status').textContent), re.source, { timeout: 10000 });
+  return page.textContent('#status');
+}
+async function goToSlice(k) {
+  // Keyboard navigation on the axial view (the active view at start).
+  const cur = await page.evaluate(() => window.review.cursor[2]);
+  const key = k > cur ? 'ArrowUp' : 'ArrowDown';
+  for (let n = 0; n < Math.abs(k - cur); n++) await page.keyboard.press(key);
+  await page.waitForFunction((kk) => window.review.views.z.data && window.review.views.z.data.index === kk, k);
+}
+async function click(ijk) {
+  const [x, y] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), ijk);
+  await page.mouse.move(x, y);
+  await page.mouse.down();
+  await page.mouse.up();
+}
+const maskAt = (ijk) => page.evaluate(([i, j]) => {
+  const d = window.review.views.z.data;
+  return d.mask[j * d.w + i];
+}, ijk);
+
+try {
+  await page.goto(url);
+  await ready();
+  await page.waitForFunction(() => window.review.views.z.data && window.review.views.y.data && window.review.views.x.data);
+  await page.screenshot({ path: join(shots, '1-opened.png') });
+  check('no errors on load', errors.length === 0, errors.join(' | '));
+  check('score buttons 1..5 by 0.5', (await page.locator('input[name=score]').count()) === 9);
+  check('criteria shown', (await page.textContent('#criteria')).includes('It is better to segment the liver manually from scratch'));
+
+  await goToSlice(paint[2]);
+  await page.click('#tool-paint');
+  await page.$eval('#radius', (el, r) => { el.value = r; el.dispatchEvent(new Event('input')); }, radius);
+  check('paint starts empty', (await maskAt(paint)) === 0);
+  await click(paint);
+  const painted = await status(/^paint: \d+ voxels changed/);
+  check('paint changed voxels', !/: 0 voxels/.test(painted), painted);
+  check('paint visible in the slice', (await maskAt(paint)) === 1);
+
+  await goToSlice(erase[2]);
+  await page.keyboard.press('e');
+  check('erase starts inside the liver', (await maskAt(erase)) === 1);
+  await click(erase);
+  const erased = await status(/^erase: \d+ voxels changed/);
+  check('erase removed liver', (await maskAt(erase)) === 0, erased);
+  await page.screenshot({ path: join(shots, '2-painted-erased.png') });
+
+  await page.keyboard.press('Control+z');
+  await status(/^undo: erase/);
+  check('undo restores the erased liver', (await maskAt(erase)) === 1);
+
+  // Fill (Ctrl-click removes within the HU range), remove islands and
+  // interpolate, each undone: the saved mask must still hold only the paint.
+  const changed0 = await page.textContent('#stat-changed');
+  await page.keyboard.press('f');
+  const [fx, fy] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), erase);
+  await page.keyboard.down('Control');
+  await page.mouse.click(fx, fy);
+  await page.keyboard.up('Control');
+  const filled = await status(/^fill: \d+ voxels changed/);
+  check('2-D fill removed the liver region in the slice', (await maskAt(erase)) === 0 && !/: 0 voxels/.test(filled), filled);
+  await page.keyboard.press('Control+z');
+  await status(/^undo: fill/);
+  await page.click('#islands');
+  await status(/^remove_islands: \d+ voxels changed/);
+  await page.keyboard.press('Control+z');
+  await status(/^undo: /);
+  await page.keyboard.press('i');
+  const interp = await status(/^interpolate: \d+ voxels changed/);
+  check('interpolation between the edited slices', !/: 0 voxels/.test(interp), interp);
+  await page.screenshot({ path: join(shots, '2b-interpolated.png') });
+  await page.click('#undo');
+  await status(/^undo: interpolate/);
+  check('undos restore the changed-voxel count', (await page.textContent('#stat-changed')) === changed0);
+
+  await page.click('label[for="score-3.5"]');
+  await status(/^record: score 3.5/);
+  await page.click('#tag-IVC');
+  await status(/^record: score 3.5, 1 tags/);
+  await page.click('#save');
+  const saved = await status(/^saved /);
+  check('saved', saved.includes('alice/adjusted/'), saved);
+
+  await page.reload();
+  await ready();
+  await goToSlice(paint[2]);
+  check('edit found after reload', (await maskAt(paint)) === 1);
+  check('score kept', await page.isChecked('#score-3\\.5'));
+  check('tag kept', await page.isChecked('#tag-IVC'));
+  check('changed voxels shown', Number(await page.textContent('#stat-changed')) > 0);
+  // Zoom in on the paint and switch to contour display for a close look.
+  const [x, y] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), paint);
+  await page.mouse.move(x, y);
+  await page.keyboard.down('Control');
+  for (let n = 0; n < 6; n++) await page.mouse.wheel(0, -100);
+  await page.keyboard.up('Control');
+  check('ctrl+wheel zooms, not scrolls', (await page.evaluate(() => [window.review.views.z.zoom > 2, window.review.cursor[2]])).join() === `true,${paint[2]}`);
+  await page.keyboard.press('n');
+  await page.keyboard.press('2');
+  await page.waitForTimeout(300);
+  await page.screenshot({ path: join(shots, '3-reloaded-zoomed.png') });
+  await page.keyboard.press('c');
+  await page.keyboard.press('1');
+  await page.keyboard.press('r');
+  await goToSlice(erase[2]);
+  await page.waitForTimeout(200);
+  await page.screenshot({ path: join(shots, '4-contour.png') });
+  check('no page errors', errors.length === 0, errors.join(' | '));
+} catch (e) {
+  failed++;
+  console.log(`FAIL - ${e.stack || e}`);
+  await page.screenshot({ path: join(shots, 'failure.png') }).catch(() => {});
+} finally {
+  await ctx.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,797 @@
+//! The editable mask of one open case: edit operations, undo/redo and live
+//! statistics.
+//!
+//! The mask is binary, so every edit is stored as the sorted list of voxel
+//! offsets it flipped; undo and redo flip the same list back. A step costs 4
+//! bytes per changed voxel, never a copy of the volume, so history is unbounded
+//! while the case is open. Volume and DSC vs the starting mask are kept as
+//! running counts updated per flipped voxel.
+
+use crate::ReviewError;
+use liverseg_imgproc::morphology::{closing, largest_component, opening, Connectivity};
+use liverseg_volume::{Geometry, Mask, Volume};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// Slice orientation: the axis held fixed. `Z` = axial (i, j), `Y` = coronal
+/// (i, k), `X` = sagittal (j, k); views use voxel axes of the CT grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Axis {
+    X,
+    Y,
+    Z,
+}
+
+impl Axis {
+    pub fn parse(s: &str) -> Option<Axis> {
+        match s {
+            "x" | "sagittal" => Some(Axis::X),
+            "y" | "coronal" => Some(Axis::Y),
+            "z" | "axial" => Some(Axis::Z),
+            _ => None,
+        }
+    }
+    fn index(self) -> usize {
+        match self {
+            Axis::X => 0,
+            Axis::Y => 1,
+            Axis::Z => 2,
+        }
+    }
+    /// The two voxel axes spanning the slice: (horizontal u, vertical v).
+    pub fn plane(self) -> (usize, usize) {
+        match self {
+            Axis::X => (1, 2),
+            Axis::Y => (0, 2),
+            Axis::Z => (0, 1),
+        }
+    }
+}
+
+/// Limits that keep one request from stalling the server.
+const MAX_RADIUS_MM: f64 = 100.0;
+const MAX_POINTS: usize = 20_000;
+
+/// One edit, as the browser sends it. Points are voxel coordinates in the
+/// slice plane (u, v), fractional allowed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum EditOp {
+    /// Paint (`value` 1) or erase (0) along a stroke: discs in the slice, or
+    /// spheres (`sphere`) through neighbouring slices; only voxels with HU in
+    /// [hu_min, hu_max] when given.
+    Brush {
+        axis: Axis,
+        slice: usize,
+        points: Vec<[f64; 2]>,
+        radius_mm: f64,
+        value: u8,
+        #[serde(default)]
+        sphere: bool,
+        hu_min: Option<f64>,
+        hu_max: Option<f64>,
+    },
+    /// Flood from `seed` through voxels whose HU is in [hu_min, hu_max] and
+    /// whose label differs from `value`; in one slice when `axis` is given
+    /// (4-connected), else in 3-D (6-connected).
+    Fill {
+        seed: [usize; 3],
+        hu_min: f64,
+        hu_max: f64,
+        value: u8,
+        axis: Option<Axis>,
+    },
+    /// Shape-based interpolation (linear in signed distance) of the slices
+    /// strictly between `from` and `to` along `axis`.
+    Interpolate { axis: Axis, from: usize, to: usize },
+    /// Morphological closing then opening with a ball of `radius_mm`.
+    Smooth { radius_mm: f64 },
+    /// Keep only the largest 6-connected component.
+    RemoveIslands,
+    /// Changed-voxel runs: (first offset, length, value).
+    Runs { runs: Vec<[u64; 3]> },
+}
+
+impl EditOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EditOp::Brush { value: 0, .. } => "erase",
+            EditOp::Brush { .. } => "paint",
+            EditOp::Fill { .. } => "fill",
+            EditOp::Interpolate { .. } => "interpolate",
+            EditOp::Smooth { .. } => "smooth",
+            EditOp::RemoveIslands => "remove_islands",
+            EditOp::Runs { .. } => "runs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Stats {
+    pub volume_ml: f64,
+    pub start_volume_ml: f64,
+    /// DSC of the current mask vs the starting mask (1 when both are empty).
+    pub dsc_vs_start: f64,
+    /// Voxels that differ from the starting mask.
+    pub changed_voxels: u64,
+    pub voxels: u64,
+}
+
+struct Step {
+    op: &'static str,
+    /// Sorted, distinct voxel offsets flipped by the step.
+    flipped: Vec<u32>,
+}
+
+pub struct EditSession {
+    pub ct: Volume<i16>,
+    pub start: Mask,
+    mask: Mask,
+    undo: Vec<Step>,
+    redo: Vec<Step>,
+    fg: u64,
+    start_fg: u64,
+    intersection: u64,
+    /// Edit operations applied (undo and redo are not edits).
+    pub edits: u64,
+    /// Incremented on every change of the mask (edits, undo, redo).
+    pub revision: u64,
+}
+
+fn bad(msg: impl Into<String>) -> ReviewError {
+    ReviewError::BadRequest(msg.into())
+}
+
+impl EditSession {
+    /// `mask` is where editing starts (a previous save of this reviewer, or the
+    /// starting mask); `start` is the mask the DSC is computed against.
+    pub fn new(ct: Volume<i16>, start: Mask, mask: Mask) -> Result<Self, ReviewError> {
+        if !ct.geometry().same_grid(start.geometry()) || !ct.geometry().same_grid(mask.geometry()) {
+            return Err(ReviewError::Input(
+                "the mask is not on the CT's grid".into(),
+            ));
+        }
+        if ct.len() > u32::MAX as usize {
+            return Err(ReviewError::Input(format!(
+                "{} voxels: more than the editor supports (2^32)",
+                ct.len()
+            )));
+        }
+        let start = start.map(|&v| u8::from(v != 0));
+        let mask = mask.map(|&v| u8::from(v != 0));
+        let start_fg = start.data().iter().map(|&v| v as u64).sum();
+        let fg = mask.data().iter().map(|&v| v as u64).sum();
+        let intersection = start
+            .data()
+            .iter()
+            .zip(mask.data())
+            .map(|(&a, &b)| (a & b) as u64)
+            .sum();
+        Ok(EditSession {
+            ct,
+            start,
+            mask,
+            undo: vec![],
+            redo: vec![],
+            fg,
+            start_fg,
+            intersection,
+            edits: 0,
+            revision: 0,
+        })
+    }
+
+    pub fn mask(&self) -> &Mask {
+        &self.mask
+    }
+    pub fn geometry(&self) -> &Geometry {
+        self.ct.geometry()
+    }
+    pub fn can_undo(&self) -> bool {
+        !self.undo.is_empty()
+    }
+    pub fn can_redo(&self) -> bool {
+        !self.redo.is_empty()
+    }
+    /// Bytes held by the undo and redo history.
+    pub fn history_bytes(&self) -> usize {
+        self.undo
+            .iter()
+            .chain(&self.redo)
+            .map(|s| s.flipped.len() * 4)
+            .sum()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let ml = self.geometry().voxel_volume_mm3() / 1000.0;
+        let denom = self.fg + self.start_fg;
+        Stats {
+            volume_ml: self.fg as f64 * ml,
+            start_volume_ml: self.start_fg as f64 * ml,
+            dsc_vs_start: if denom == 0 {
+                1.0
+            } else {
+                2.0 * self.intersection as f64 / denom as f64
+            },
+            changed_voxels: self.fg + self.start_fg - 2 * self.intersection,
+            voxels: self.fg,
+        }
+    }
+
+    fn flip(&mut self, offsets: &[u32]) {
+        let (m, s) = (self.mask.data_mut(), self.start.data());
+        for &o in offsets {
+            let o = o as usize;
+            m[o] ^= 1;
+            if m[o] == 1 {
+                self.fg += 1;
+                self.intersection += s[o] as u64;
+            } else {
+                self.fg -= 1;
+                self.intersection -= s[o] as u64;
+            }
+        }
+        self.revision += 1;
+    }
+
+    /// Apply an edit; returns the number of voxels it changed (0: nothing is
+    /// recorded in the history).
+    pub fn apply(&mut self, op: &EditOp) -> Result<usize, ReviewError> {
+        let mut flipped = self.changes(op)?;
+        flipped.sort_unstable();
+        flipped.dedup();
+        if flipped.is_empty() {
+            return Ok(0);
+        }
+        self.flip(&flipped);
+        self.edits += 1;
+        self.redo.clear();
+        let n = flipped.len();
+        self.undo.push(Step {
+            op: op.name(),
+            flipped,
+        });
+        Ok(n)
+    }
+
+    /// Undo the last step; returns its operation name.
+    pub fn undo(&mut self) -> Option<&'static str> {
+        let step = self.undo.pop()?;
+        self.flip(&step.flipped);
+        let name = step.op;
+        self.redo.push(step);
+        Some(name)
+    }
+
+    pub fn redo(&mut self) -> Option<&'static str> {
+        let step = self.redo.pop()?;
+        self.flip(&step.flipped);
+        let name = step.op;
+        self.undo.push(step);
+        Some(name)
+    }
+
+    fn dims(&self) -> [usize; 3] {
+        self.ct.dims()
+    }
+
+    fn check_slice(&self, axis: Axis, slice: usize) -> Result<(), ReviewError> {
+        let n = self.dims()[axis.index()];
+        if slice >= n {
+            return Err(bad(format!("slice {slice} outside 0..{n} along {axis:?}")));
+        }
+        Ok(())
+    }
+
+    /// Offsets whose label the op changes (may contain duplicates).
+    fn changes(&self, op: &EditOp) -> Result<Vec<u32>, ReviewError> {
+        let g = self.geometry().clone();
+        let dims = g.dims();
+        let m = self.mask.data();
+        match op {
+            EditOp::Brush {
+                axis,
+                slice,
+                points,
+                radius_mm,
+                value,
+                sphere,
+                hu_min,
+                hu_max,
+            } => {
+                self.check_slice(*axis, *slice)?;
+                if !(radius_mm.is_finite() && *radius_mm > 0.0 && *radius_mm <= MAX_RADIUS_MM) {
+                    return Err(bad(format!(
+                        "brush radius {radius_mm} mm outside (0, {MAX_RADIUS_MM}]"
+                    )));
+                }
+                if points.is_empty()
+                    || points.len() > MAX_POINTS
+                    || points.iter().flatten().any(|v| !v.is_finite())
+                {
+                    return Err(bad(format!("a stroke needs 1-{MAX_POINTS} finite points")));
+                }
+                let value = u8::from(*value != 0);
+                let (lo, hi) = (
+                    hu_min.unwrap_or(f64::NEG_INFINITY),
+                    hu_max.unwrap_or(f64::INFINITY),
+                );
+                let (ua, va) = axis.plane();
+                let w = axis.index();
+                let sp = g.spacing();
+                let r = *radius_mm;
+                // Half-extent of the brush in voxels along each axis.
+                let ext = [
+                    (r / sp[0]).floor() as i64,
+                    (r / sp[1]).floor() as i64,
+                    (r / sp[2]).floor() as i64,
+                ];
+                let ext_w = if *sphere { ext[w] } else { 0 };
+                // Stamp centres: the stroke resampled at a quarter of the smallest in-plane spacing.
+                let step = 0.25 * r.min(sp[ua].min(sp[va]));
+                let mut centres: Vec<[f64; 2]> = vec![points[0]];
+                for pair in points.windows(2) {
+                    let (a, b) = (pair[0], pair[1]);
+                    let len_mm = ((b[0] - a[0]) * sp[ua]).hypot((b[1] - a[1]) * sp[va]);
+                    let n = ((len_mm / step).ceil() as usize).max(1);
+                    if centres.len() + n > 200_000 {
+                        return Err(bad("stroke too long"));
+                    }
+                    centres.extend((1..=n).map(|t| {
+                        let t = t as f64 / n as f64;
+                        [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])]
+                    }));
+                }
+                let mut out = Vec::new();
+                let ct = self.ct.data();
+                for c in centres {
+                    let mut centre = [0.0; 3];
+                    centre[ua] = c[0];
+                    centre[va] = c[1];
+                    centre[w] = *slice as f64;
+                    let lo_i = |a: usize, e: i64| (centre[a].round() as i64 - e).max(0);
+                    let hi_i =
+                        |a: usize, e: i64| (centre[a].round() as i64 + e).min(dims[a] as i64 - 1);
+                    let mut range = [[0i64; 2]; 3];
+                    for a in 0..3 {
+                        let e = if a == w { ext_w } else { ext[a] };
+                        range[a] = [lo_i(a, e), hi_i(a, e)];
+                    }
+                    for k in range[2][0]..=range[2][1] {
+                        for j in range[1][0]..=range[1][1] {
+                            for i in range[0][0]..=range[0][1] {
+                                let idx = [i, j, k];
+                                let d2: f64 = (0..3)
+                                    .map(|a| ((idx[a] as f64 - centre[a]) * sp[a]).powi(2))
+                                    .sum();
+                                if d2 > r * r {
+                                    continue;
+                                }
+                                let o = g.offset(i as usize, j as usize, k as usize);
+                                if m[o] != value && (lo..=hi).contains(&(ct[o] as f64)) {
+                                    out.push(o as u32);
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            EditOp::Fill {
+                seed,
+                hu_min,
+                hu_max,
+                value,
+                axis,
+            } => {
+                if (0..3).any(|a| seed[a] >= dims[a]) {
+                    return Err(bad(format!("seed {seed:?} outside the grid {dims:?}")));
+                }
+                let value = u8::from(*value != 0);
+                let ct = self.ct.data();
+                let ok = |o: usize| m[o] != value && (*hu_min..=*hu_max).contains(&(ct[o] as f64));
+                let s = g.offset(seed[0], seed[1], seed[2]);
+                if !ok(s) {
+                    return Ok(vec![]);
+                }
+                // A bitset: a 512x512x300 grid costs 10 MB instead of 79.
+                let mut seen = vec![0u64; g.len().div_ceil(64)];
+                let mut mark = |o: usize| {
+                    let (w, b) = (o / 64, 1u64 << (o % 64));
+                    let fresh = seen[w] & b == 0;
+                    seen[w] |= b;
+                    fresh
+                };
+                let mut queue = VecDeque::from([*seed]);
+                mark(s);
+                let mut out = vec![s as u32];
+                while let Some(p) = queue.pop_front() {
+                    for a in 0..3 {
+                        if axis.is_some_and(|ax| ax.index() == a) {
+                            continue;
+                        }
+                        for d in [-1i64, 1] {
+                            let q = p[a] as i64 + d;
+                            if q < 0 || q >= dims[a] as i64 {
+                                continue;
+                            }
+                            let mut n = p;
+                            n[a] = q as usize;
+                            let o = g.offset(n[0], n[1], n[2]);
+                            if ok(o) && mark(o) {
+                                out.push(o as u32);
+                                queue.push_back(n);
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            EditOp::Interpolate { axis, from, to } => {
+                self.check_slice(*axis, *from)?;
+                self.check_slice(*axis, *to)?;
+                let (a, b) = if from <= to {
+                    (*from, *to)
+                } else {
+                    (*to, *from)
+                };
+                if b - a < 2 {
+                    return Ok(vec![]);
+                }
+                let (da, db) = (
+                    self.slice_distance(*axis, a)?,
+                    self.slice_distance(*axis, b)?,
+                );
+                let mut out = Vec::new();
+                for s in a + 1..b {
+                    let t = (s - a) as f64 / (b - a) as f64;
+                    for (n, (x, y)) in da.iter().zip(&db).enumerate() {
+                        let inside = u8::from((1.0 - t) * x + t * y <= 0.0);
+                        let o = self.slice_offset(*axis, s, n);
+                        if m[o] != inside {
+                            out.push(o as u32);
+                        }
+                    }
+                }
+                Ok(out)
+            }
+            EditOp::Smooth { radius_mm } => {
+                if !(radius_mm.is_finite() && *radius_mm > 0.0 && *radius_mm <= 20.0) {
+                    return Err(bad(format!(
+                        "smoothing radius {radius_mm} mm outside (0, 20]"
+                    )));
+                }
+                let err = |e: liverseg_imgproc::Error| ReviewError::Internal(e.to_string());
+                let smoothed = opening(&closing(&self.mask, *radius_mm).map_err(err)?, *radius_mm)
+                    .map_err(err)?;
+                Ok(diff(m, smoothed.data()))
+            }
+            EditOp::RemoveIslands => {
+                let kept = largest_component(&self.mask, Connectivity::Six)
+                    .map_err(|e| ReviewError::Internal(e.to_string()))?;
+                Ok(diff(m, kept.data()))
+            }
+            EditOp::Runs { runs } => {
+                let n = g.len() as u64;
+                let mut out = Vec::new();
+                for &[start, len, value] in runs {
+                    if start.checked_add(len).is_none_or(|end| end > n) {
+                        return Err(bad(format!(
+                            "run {start}+{len} outside the volume ({n} voxels)"
+                        )));
+                    }
+                    let value = u8::from(value != 0);
+                    out.extend(
+                        (start..start + len)
+                            .filter(|&o| m[o as usize] != value)
+                            .map(|o| o as u32),
+                    );
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    fn slice_len(&self, axis: Axis) -> (usize, usize) {
+        let (u, v) = axis.plane();
+        (self.dims()[u], self.dims()[v])
+    }
+
+    /// Offset of the `n`-th pixel (u fastest) of slice `s`.
+    fn slice_offset(&self, axis: Axis, s: usize, n: usize) -> usize {
+        let (w, _) = self.slice_len(axis);
+        let (pu, pv) = (n % w, n / w);
+        let g = self.geometry();
+        match axis {
+            Axis::X => g.offset(s, pu, pv),
+            Axis::Y => g.offset(pu, s, pv),
+            Axis::Z => g.offset(pu, pv, s),
+        }
+    }
+
+    /// Signed distance (mm) of one slice of the mask; +inf-like where the slice is empty.
+    fn slice_distance(&self, axis: Axis, s: usize) -> Result<Vec<f64>, ReviewError> {
+        let (w, h) = self.slice_len(axis);
+        let m = self.mask.data();
+        let data: Vec<u8> = (0..w * h)
+            .map(|n| m[self.slice_offset(axis, s, n)])
+            .collect();
+        let (u, v) = axis.plane();
+        let sp = self.geometry().spacing();
+        if data.iter().all(|&x| x == 0) {
+            // An empty end slice: the shape shrinks to nothing towards it.
+            return Ok(vec![1e9; w * h]);
+        }
+        let g2 = Geometry::identity([w, h, 1], [sp[u], sp[v], 1.0])
+            .map_err(|e| ReviewError::Internal(e.to_string()))?;
+        let mask = Mask::new(g2, data).map_err(|e| ReviewError::Internal(e.to_string()))?;
+        Ok(liverseg_imgproc::edt::signed_distance(&mask).into_data())
+    }
+
+    /// One slice in voxel order (u fastest): HU and mask.
+    pub fn slice(
+        &self,
+        axis: Axis,
+        s: usize,
+    ) -> Result<(usize, usize, Vec<i16>, Vec<u8>), ReviewError> {
+        self.check_slice(axis, s)?;
+        let (w, h) = self.slice_len(axis);
+        let (ct, m) = (self.ct.data(), self.mask.data());
+        let mut hu = Vec::with_capacity(w * h);
+        let mut mk = Vec::with_capacity(w * h);
+        for n in 0..w * h {
+            let o = self.slice_offset(axis, s, n);
+            hu.push(ct[o]);
+            mk.push(m[o]);
+        }
+        Ok((w, h, hu, mk))
+    }
+}
+
+fn diff(a: &[u8], b: &[u8]) -> Vec<u32> {
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .filter(|(_, (x, y))| (**x != 0) != (**y != 0))
+        .map(|(o, _)| o as u32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> EditSession {
+        let g = Geometry::identity([20, 16, 10], [1.0, 1.0, 2.0]).unwrap();
+        // HU = 100 left of i = 10, -100 right of it.
+        let ct = Volume::from_fn(g.clone(), |[i, _, _]| if i < 10 { 100 } else { -100 });
+        let start = Volume::from_fn(g, |[i, j, k]| {
+            u8::from((4..8).contains(&i) && (4..8).contains(&j) && (3..6).contains(&k))
+        });
+        EditSession::new(ct, start.clone(), start).unwrap()
+    }
+
+    fn brush(
+        slice: usize,
+        pts: &[[f64; 2]],
+        r: f64,
+        value: u8,
+        sphere: bool,
+        hu: Option<(f64, f64)>,
+    ) -> EditOp {
+        EditOp::Brush {
+            axis: Axis::Z,
+            slice,
+            points: pts.to_vec(),
+            radius_mm: r,
+            value,
+            sphere,
+            hu_min: hu.map(|h| h.0),
+            hu_max: hu.map(|h| h.1),
+        }
+    }
+
+    #[test]
+    fn brush_undo_redo_and_stats() {
+        let mut s = session();
+        let before = s.mask().clone();
+        assert_eq!(s.stats().dsc_vs_start, 1.0);
+        assert_eq!(s.stats().voxels, 48);
+        // A disc of radius 1.5 mm around (15, 12) on slice 8: 9 voxels (3x3).
+        let n = s
+            .apply(&brush(8, &[[15.0, 12.0]], 1.5, 1, false, None))
+            .unwrap();
+        assert_eq!(n, 9);
+        assert_eq!(*s.mask().get(15, 12, 8), 1);
+        assert_eq!(*s.mask().get(16, 13, 8), 1);
+        assert_eq!(*s.mask().get(17, 12, 8), 0);
+        assert_eq!(
+            *s.mask().get(15, 12, 7),
+            0,
+            "2-D brush leaks into the next slice"
+        );
+        let st = s.stats();
+        assert_eq!(st.voxels, 57);
+        assert!((st.dsc_vs_start - 2.0 * 48.0 / 105.0).abs() < 1e-12);
+        assert!((st.volume_ml - 57.0 * 2.0 / 1000.0).abs() < 1e-12);
+        assert_eq!(st.changed_voxels, 9);
+        assert_eq!(s.history_bytes(), 36);
+        assert_eq!(s.undo(), Some("paint"));
+        assert_eq!(s.mask().data(), before.data());
+        assert_eq!(s.stats().dsc_vs_start, 1.0);
+        assert_eq!(s.redo(), Some("paint"));
+        assert_eq!(s.stats().voxels, 57);
+        // A new edit clears redo.
+        s.undo();
+        s.apply(&brush(5, &[[5.0, 5.0]], 1.0, 0, false, None))
+            .unwrap();
+        assert!(!s.can_redo());
+        assert_eq!(s.edits, 2);
+    }
+
+    #[test]
+    fn sphere_stroke_and_hu_range() {
+        let mut s = session();
+        // Sphere radius 2.5 mm with z spacing 2 mm reaches one slice either side.
+        s.apply(&brush(2, &[[12.0, 12.0]], 2.5, 1, true, None))
+            .unwrap();
+        assert_eq!(*s.mask().get(12, 12, 1), 1);
+        assert_eq!(*s.mask().get(12, 12, 3), 1);
+        assert_eq!(*s.mask().get(12, 12, 0), 0);
+        // A stroke across the HU edge only paints the 100 HU side.
+        let mut s = session();
+        s.apply(&brush(
+            0,
+            &[[2.0, 1.0], [18.0, 1.0]],
+            1.0,
+            1,
+            false,
+            Some((50.0, 200.0)),
+        ))
+        .unwrap();
+        assert!((2..10).all(|i| *s.mask().get(i, 1, 0) == 1));
+        assert!((10..20).all(|i| *s.mask().get(i, 1, 0) == 0));
+    }
+
+    #[test]
+    fn fill_2d_and_3d_within_hu() {
+        let mut s = session();
+        let n = s
+            .apply(&EditOp::Fill {
+                seed: [0, 0, 0],
+                hu_min: 50.0,
+                hu_max: 150.0,
+                value: 1,
+                axis: Some(Axis::Z),
+            })
+            .unwrap();
+        assert_eq!(n, 10 * 16);
+        let mut s = session();
+        let n = s
+            .apply(&EditOp::Fill {
+                seed: [0, 0, 0],
+                hu_min: 50.0,
+                hu_max: 150.0,
+                value: 1,
+                axis: None,
+            })
+            .unwrap();
+        assert_eq!(n, 10 * 16 * 10 - 48);
+        // Seed outside the range: nothing.
+        assert_eq!(
+            s.apply(&EditOp::Fill {
+                seed: [15, 0, 0],
+                hu_min: 50.0,
+                hu_max: 150.0,
+                value: 1,
+                axis: None
+            })
+            .unwrap(),
+            0
+        );
+        assert!(s
+            .apply(&EditOp::Fill {
+                seed: [25, 0, 0],
+                hu_min: 0.0,
+                hu_max: 1.0,
+                value: 1,
+                axis: None
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn interpolation_between_slices() {
+        let g = Geometry::identity([30, 30, 5], [1.0, 1.0, 1.0]).unwrap();
+        let ct = Volume::filled(g.clone(), 0i16);
+        // Slice 0: square half-width 4; slice 4: half-width 8; 1..3 empty.
+        let m = Volume::from_fn(g, |[i, j, k]| {
+            let h = match k {
+                0 => 4,
+                4 => 8,
+                _ => return 0,
+            };
+            u8::from((15 - h..15 + h).contains(&i) && (15 - h..15 + h).contains(&j))
+        });
+        let mut s = EditSession::new(ct, m.clone(), m).unwrap();
+        s.apply(&EditOp::Interpolate {
+            axis: Axis::Z,
+            from: 4,
+            to: 0,
+        })
+        .unwrap();
+        let width = |k: usize| (0..30).filter(|&i| *s.mask().get(i, 15, k) == 1).count();
+        assert_eq!(width(0), 8);
+        assert_eq!(width(4), 16);
+        assert!(width(1) >= 9 && width(1) <= 11, "{}", width(1));
+        assert!(width(2) >= 11 && width(2) <= 13, "{}", width(2));
+        assert!(width(3) >= 13 && width(3) <= 15, "{}", width(3));
+    }
+
+    #[test]
+    fn islands_smooth_runs() {
+        let mut s = session();
+        s.apply(&brush(0, &[[15.0, 2.0]], 1.0, 1, false, None))
+            .unwrap();
+        assert_eq!(s.stats().voxels, 53);
+        s.apply(&EditOp::RemoveIslands).unwrap();
+        assert_eq!(s.stats().voxels, 48);
+        assert_eq!(s.stats().dsc_vs_start, 1.0);
+        // Runs: set 3 voxels of row (0, 0, 0).. and clear one that was set.
+        let o = s.geometry().offset(4, 4, 3) as u64;
+        s.apply(&EditOp::Runs {
+            runs: vec![[0, 3, 1], [o, 1, 0]],
+        })
+        .unwrap();
+        assert_eq!(s.stats().voxels, 50);
+        assert!(s
+            .apply(&EditOp::Runs {
+                runs: vec![[3199, 2, 1]]
+            })
+            .is_err());
+        assert!(s
+            .apply(&EditOp::Runs {
+                runs: vec![[u64::MAX, 2, 1]]
+            })
+            .is_err());
+        // Smoothing removes a thin two-voxel spike's tip and fills a one-voxel hole.
+        let mut s = session();
+        s.apply(&EditOp::Runs {
+            runs: vec![
+                [s.geometry().offset(8, 5, 4) as u64, 2, 1],
+                [s.geometry().offset(5, 5, 4) as u64, 1, 0],
+            ],
+        })
+        .unwrap();
+        s.apply(&EditOp::Smooth { radius_mm: 1.0 }).unwrap();
+        assert_eq!(*s.mask().get(9, 5, 4), 0);
+        assert_eq!(*s.mask().get(5, 5, 4), 1);
+    }
+
+    #[test]
+    fn bad_requests_are_errors_not_panics() {
+        let mut s = session();
+        assert!(s
+            .apply(&brush(10, &[[1.0, 1.0]], 1.0, 1, false, None))
+            .is_err());
+        assert!(s
+            .apply(&brush(0, &[[1.0, 1.0]], 0.0, 1, false, None))
+            .is_err());
+        assert!(s
+            .apply(&brush(0, &[[f64::NAN, 1.0]], 1.0, 1, false, None))
+            .is_err());
+        assert!(s.apply(&brush(0, &[], 1.0, 1, false, None)).is_err());
+        // Far outside the grid: nothing painted, no panic.
+        assert_eq!(
+            s.apply(&brush(0, &[[-1e6, 1e6]], 5.0, 1, false, None))
+                .unwrap(),
+            0
+        );
+        assert!(s
+            .apply(&brush(0, &[[-1e6, 1e6], [1e6, -1e6]], 5.0, 1, false, None))
+            .is_err());
+        assert!(s.apply(&EditOp::Smooth { radius_mm: -1.0 }).is_err());
+        assert_eq!(s.edits, 0);
+    }
+}

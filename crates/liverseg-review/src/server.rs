@@ -1,0 +1,838 @@
+//! HTTP API and static files.
+//!
+//! All volume work runs in `spawn_blocking` under a per-case `std::sync::Mutex`;
+//! the async side only routes. API (JSON unless noted; `{id}` is a case id):
+//!
+//! * `GET  /api/info`                               reviewer, worklist, tags, criteria
+//! * `GET  /api/cases/{id}`                         open: grid, stats, record
+//! * `GET  /api/cases/{id}/slice/{axis}/{index}`    binary: i16 LE HU then u8 mask,
+//!   u fastest (`?part=mask`: the mask only); `x-width`, `x-height` headers
+//! * `GET  /api/cases/{id}/volume/{ct|mask|start}`  binary: whole volume, x fastest
+//! * `POST /api/cases/{id}/edit`                    an [`EditOp`]
+//! * `POST /api/cases/{id}/undo`, `/redo`, `/activity`, `/save`
+//! * `PUT  /api/cases/{id}/record`                  `{score, tags, comment}`
+
+use crate::edit::{Axis, EditOp, EditSession};
+use crate::record::{self, valid_score, ActiveClock, Audit, CRITERIA, TAGS};
+use crate::store::{self, Layout, SaveJob};
+use crate::{validate_name, CaseSpec, ReviewConfig, ReviewError};
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use liverseg_io::dicom::seg_write::SourceSeries;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+impl IntoResponse for ReviewError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ReviewError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
+            ReviewError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ReviewError::Conflict(_) => StatusCode::CONFLICT,
+            ReviewError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ReviewError>;
+
+struct CaseState {
+    edit: EditSession,
+    clock: ActiveClock,
+    score: Option<f64>,
+    tags: Vec<String>,
+    comment: String,
+    started_at: String,
+    /// Record and activity changes (the mask has its own revision).
+    record_rev: u64,
+    dicom: Option<SourceSeries>,
+    warnings: Vec<String>,
+    /// Evicted from memory: later requests must reopen the case.
+    closed: bool,
+    /// Editing resumed from this reviewer's saved mask.
+    mask_on_disk: bool,
+}
+
+impl CaseState {
+    fn revision(&self) -> u64 {
+        self.edit.revision + self.record_rev
+    }
+}
+
+struct CaseHandle {
+    state: Mutex<CaseState>,
+    /// Revision last saved, and the mask revision last written (None: this
+    /// reviewer has no mask file for the case yet). Held while saving, so saves
+    /// of a case are serialised.
+    saved: Mutex<(u64, Option<u64>)>,
+    last_used: AtomicU64,
+}
+
+pub struct App {
+    cfg: ReviewConfig,
+    layout: Layout,
+    cases: BTreeMap<String, CaseSpec>,
+    open: Mutex<HashMap<String, Arc<CaseHandle>>>,
+    loading: tokio::sync::Mutex<()>,
+    epoch: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic in one request must not take the case down with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ReviewError::Internal(format!("worker failed: {e}")))?
+}
+
+impl App {
+    pub fn new(cfg: ReviewConfig) -> Result<Arc<App>, ReviewError> {
+        let layout = Layout {
+            out: cfg.out.clone(),
+            reviewer: cfg.reviewer.clone(),
+        };
+        layout.create_dirs()?;
+        let cases = cfg
+            .cases
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
+        Ok(Arc::new(App {
+            cfg,
+            layout,
+            cases,
+            open: Mutex::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+            epoch: Instant::now(),
+        }))
+    }
+
+    fn now_tick(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn spec(&self, id: &str) -> ApiResult<CaseSpec> {
+        validate_name("case id", id)?;
+        self.cases
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ReviewError::NotFound(format!("no case {id:?} in the worklist")))
+    }
+
+    /// The open case, loading it (and evicting the least recently used one) if needed.
+    async fn handle(self: &Arc<Self>, id: &str) -> ApiResult<Arc<CaseHandle>> {
+        let spec = self.spec(id)?;
+        if let Some(h) = lock(&self.open).get(id).cloned() {
+            h.last_used.store(self.now_tick(), Ordering::Relaxed);
+            return Ok(h);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(h) = lock(&self.open).get(id).cloned() {
+            return Ok(h);
+        }
+        let evict = {
+            let open = lock(&self.open);
+            if open.len() >= self.cfg.max_open.max(1) {
+                open.iter()
+                    .min_by_key(|(_, h)| h.last_used.load(Ordering::Relaxed))
+                    .map(|(k, _)| k.clone())
+            } else {
+                None
+            }
+        };
+        if let Some(old) = evict {
+            let h = lock(&self.open).remove(&old);
+            if let Some(h) = h {
+                let app = self.clone();
+                blocking(move || app.save_handle(&old, &h, true).map(|_| ())).await?;
+            }
+        }
+        let (layout, idle) = (self.layout.clone(), self.cfg.idle);
+        let state = blocking(move || load_case(&spec, &layout, idle)).await?;
+        let h = Arc::new(CaseHandle {
+            saved: Mutex::new((state.revision(), state.mask_on_disk.then_some(0))),
+            state: Mutex::new(state),
+            last_used: AtomicU64::new(self.now_tick()),
+        });
+        lock(&self.open).insert(id.to_string(), h.clone());
+        Ok(h)
+    }
+
+    /// Save a case if it changed since its last save (or always with `force`);
+    /// `close` marks it closed under the same lock as the snapshot.
+    fn save_handle(&self, id: &str, h: &CaseHandle, close: bool) -> ApiResult<Option<Audit>> {
+        self.save_inner(id, h, close, false)
+    }
+
+    fn save_inner(
+        &self,
+        id: &str,
+        h: &CaseHandle,
+        close: bool,
+        force: bool,
+    ) -> ApiResult<Option<Audit>> {
+        let mut saved = lock(&h.saved);
+        let (rev, mask, start, dicom, audit) = {
+            let mut st = lock(&h.state);
+            st.closed |= close;
+            let rev = st.revision();
+            if rev <= saved.0 && !force {
+                return Ok(None);
+            }
+            let mask_rev = st.edit.revision;
+            let s = st.edit.stats();
+            let audit = Audit {
+                case: id.to_string(),
+                reviewer: self.cfg.reviewer.clone(),
+                started_at: st.started_at.clone(),
+                saved_at: String::new(),
+                score: st.score,
+                tags: st.tags.clone(),
+                comment: st.comment.clone(),
+                active_seconds: (st.clock.total.as_secs_f64() * 10.0).round() / 10.0,
+                edit_count: st.edit.edits,
+                volume_ml: s.volume_ml,
+                start_volume_ml: s.start_volume_ml,
+                dsc_vs_start: s.dsc_vs_start,
+                changed_voxels: s.changed_voxels,
+                outputs: vec![],
+                software: concat!("liverseg-review ", env!("CARGO_PKG_VERSION")).into(),
+            };
+            // Copies, so editing goes on while the files are written.
+            // Activity and record changes alone rewrite only the audit and tables.
+            let mask = (saved.1 != Some(mask_rev)).then(|| st.edit.mask().clone());
+            (
+                (rev, mask_rev),
+                mask,
+                st.edit.start.clone(),
+                st.dicom.clone(),
+                audit,
+            )
+        };
+        let audit = store::save(SaveJob {
+            layout: &self.layout,
+            case: id,
+            mask: mask.as_ref(),
+            start: &start,
+            dicom: dicom.as_ref(),
+            audit,
+        })?;
+        *saved = (rev.0, Some(rev.1));
+        Ok(Some(audit))
+    }
+
+    /// Save every changed open case (autosave, shutdown).
+    pub fn save_all(&self) -> Vec<String> {
+        let open: Vec<(String, Arc<CaseHandle>)> = lock(&self.open)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut errors = vec![];
+        for (id, h) in open {
+            if let Err(e) = self.save_handle(&id, &h, false) {
+                errors.push(format!("case {id}: {e}"));
+            }
+        }
+        errors
+    }
+}
+
+fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<CaseState> {
+    let input = |e: liverseg_io::Error| ReviewError::Input(e.to_string());
+    let ct = liverseg_io::read_image(&spec.ct, &Default::default()).map_err(input)?;
+    let mut warnings = ct.info.warnings.clone();
+    let ctv = ct.volume.to_i16_exact().unwrap_or_else(|| {
+        warnings.push("CT values are not whole HU in the i16 range: rounded and clamped for display and editing".into());
+        ct.volume.to_f32().map(|&v| v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16)
+    });
+    let (start, _) = liverseg_io::read_mask(&spec.mask, Some(ctv.geometry()), &Default::default())
+        .map_err(input)?;
+    let start = onto_ct_grid(start, ctv.geometry(), &mut warnings);
+    let dir = ctv.geometry().direction();
+    if (0..3).any(|a| dir[a][a].abs() < 0.9) {
+        warnings.push("the CT's voxel axes are far from the patient axes (oblique or permuted): views show voxel rows and columns, labels may not match the anatomy".into());
+    }
+    let saved = layout.load_saved(&spec.id, ctv.geometry())?;
+    let mask_on_disk = saved.is_some();
+    let (mask, audit) = match saved {
+        Some((m, a)) => (m, a),
+        None => (start.clone(), None),
+    };
+    let dicom = if ct.info.format == liverseg_io::Format::DicomSeries {
+        match SourceSeries::from_folder(&spec.ct, None) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warnings.push(format!("no DICOM-SEG/RTSTRUCT output: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let a = audit.as_ref();
+    let mut edit = EditSession::new(ctv, start, mask)?;
+    edit.edits = a.map_or(0, |a| a.edit_count);
+    Ok(CaseState {
+        edit,
+        clock: ActiveClock::new(
+            idle,
+            Duration::from_secs_f64(a.map_or(0.0, |a| a.active_seconds.max(0.0))),
+        ),
+        score: a.and_then(|a| a.score),
+        tags: a.map(|a| a.tags.clone()).unwrap_or_default(),
+        comment: a.map(|a| a.comment.clone()).unwrap_or_default(),
+        started_at: a
+            .map(|a| a.started_at.clone())
+            .unwrap_or_else(record::utc_now),
+        record_rev: 0,
+        dicom,
+        warnings,
+        closed: false,
+        mask_on_disk,
+    })
+}
+
+/// The editor works on the CT's grid. A mask whose grid matches up to float
+/// rounding of its header (every voxel centre within half a voxel) takes the
+/// CT's geometry; any other grid is resampled (nearest neighbour). Both say so.
+fn onto_ct_grid(
+    mask: liverseg_volume::Mask,
+    ct: &liverseg_volume::Geometry,
+    warnings: &mut Vec<String>,
+) -> liverseg_volume::Mask {
+    let mg = mask.geometry().clone();
+    if mg.same_grid(ct) {
+        return mask;
+    }
+    if mg.dims() == ct.dims() {
+        let d = ct.dims();
+        let corners = (0..8).map(|c| {
+            [
+                (c & 1) * (d[0] - 1),
+                ((c >> 1) & 1) * (d[1] - 1),
+                ((c >> 2) & 1) * (d[2] - 1),
+            ]
+            .map(|x| x as f64)
+        });
+        let worst = corners
+            .map(|p| {
+                let (a, b) = (mg.index_to_world(p), ct.index_to_world(p));
+                (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f64>().sqrt()
+            })
+            .fold(0.0, f64::max);
+        let half = 0.5 * ct.spacing().iter().cloned().fold(f64::INFINITY, f64::min);
+        if worst < half {
+            warnings.push(format!("the mask's header places its voxels up to {worst:.3} mm from the CT's; taken as the CT's grid"));
+            return mask.with_geometry(ct.clone()).expect("same dims");
+        }
+    }
+    warnings.push("the mask is on another grid than the CT: resampled onto the CT's grid (nearest neighbour); saved masks are on the CT's grid".into());
+    liverseg_imgproc::resample::resample_nearest(&mask, ct, 0)
+}
+
+/// Run `f` on the open case's state in a worker thread.
+async fn with_case<T: Send + 'static>(
+    app: &Arc<App>,
+    id: &str,
+    f: impl FnOnce(&mut CaseState) -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    let h = app.handle(id).await?;
+    blocking(move || {
+        let mut st = lock(&h.state);
+        if st.closed {
+            return Err(ReviewError::Conflict(
+                "the case was closed to free memory; open it again".into(),
+            ));
+        }
+        f(&mut st)
+    })
+    .await
+}
+
+fn summary(st: &CaseState) -> Value {
+    json!({
+        "stats": st.edit.stats(),
+        "can_undo": st.edit.can_undo(),
+        "can_redo": st.edit.can_redo(),
+        "revision": st.revision(),
+        "edit_count": st.edit.edits,
+        "active_seconds": st.clock.total.as_secs_f64(),
+        "history_bytes": st.edit.history_bytes(),
+    })
+}
+
+async fn info(State(app): State<Arc<App>>) -> Json<Value> {
+    let cases: Vec<Value> = app
+        .cases
+        .keys()
+        .map(|id| {
+            let a = std::fs::read_to_string(app.layout.audit(id))
+                .ok()
+                .and_then(|t| serde_json::from_str::<Audit>(&t).ok());
+            json!({ "id": id, "saved": a.is_some(), "score": a.as_ref().and_then(|a| a.score) })
+        })
+        .collect();
+    let criteria: Vec<Value> = CRITERIA
+        .iter()
+        .map(|(s, e1, e2)| json!({ "scores": s, "expert1": e1, "expert2": e2 }))
+        .collect();
+    Json(json!({
+        "reviewer": app.cfg.reviewer,
+        "cases": cases,
+        "tags": TAGS,
+        "criteria": criteria,
+        "autosave_seconds": app.cfg.autosave.as_secs_f64(),
+        "idle_seconds": app.cfg.idle.as_secs_f64(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn open_case(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
+    let now = Instant::now();
+    with_case(&app, &id.clone(), move |st| {
+        st.clock.touch(now);
+        let g = st.edit.geometry().clone();
+        let (lo, hi) = st.edit.ct.min_max().unwrap_or((0, 0));
+        let mut v = summary(st);
+        let o = v.as_object_mut().expect("object");
+        o.insert("id".into(), json!(id));
+        o.insert("dims".into(), json!(g.dims()));
+        o.insert("spacing".into(), json!(g.spacing()));
+        o.insert("origin".into(), json!(g.origin()));
+        // Rows of the flat matrix are LPS components; column j is voxel axis j.
+        o.insert("direction".into(), json!(g.direction_flat()));
+        o.insert("hu_range".into(), json!([lo, hi]));
+        o.insert("score".into(), json!(st.score));
+        o.insert("tags".into(), json!(st.tags));
+        o.insert("comment".into(), json!(st.comment));
+        o.insert("dicom".into(), json!(st.dicom.is_some()));
+        o.insert("warnings".into(), json!(st.warnings));
+        Ok(Json(v))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct SliceQuery {
+    part: Option<String>,
+}
+
+fn binary(bytes: Vec<u8>, extra: &[(&'static str, String)]) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(*k, v);
+        }
+    }
+    (h, bytes).into_response()
+}
+
+async fn slice(
+    State(app): State<Arc<App>>,
+    UrlPath((id, axis, index)): UrlPath<(String, String, usize)>,
+    Query(q): Query<SliceQuery>,
+) -> ApiResult<Response> {
+    let axis = Axis::parse(&axis)
+        .ok_or_else(|| ReviewError::BadRequest(format!("axis {axis:?}: use x, y or z")))?;
+    let mask_only = match q.part.as_deref() {
+        None | Some("both") => false,
+        Some("mask") => true,
+        Some(p) => {
+            return Err(ReviewError::BadRequest(format!(
+                "part {p:?}: use both or mask"
+            )))
+        }
+    };
+    with_case(&app, &id, move |st| {
+        let (w, h, hu, mk) = st.edit.slice(axis, index)?;
+        let mut out = Vec::with_capacity(w * h * 3);
+        if !mask_only {
+            for v in hu {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&mk);
+        Ok(binary(
+            out,
+            &[
+                ("x-width", w.to_string()),
+                ("x-height", h.to_string()),
+                ("x-revision", st.revision().to_string()),
+            ],
+        ))
+    })
+    .await
+}
+
+async fn volume(
+    State(app): State<Arc<App>>,
+    UrlPath((id, which)): UrlPath<(String, String)>,
+) -> ApiResult<Response> {
+    with_case(&app, &id, move |st| {
+        let bytes = match which.as_str() {
+            "ct" => st
+                .edit
+                .ct
+                .data()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            "mask" => st.edit.mask().data().to_vec(),
+            "start" => st.edit.start.data().to_vec(),
+            w => {
+                return Err(ReviewError::BadRequest(format!(
+                    "volume {w:?}: use ct, mask or start"
+                )))
+            }
+        };
+        let d = st.edit.geometry().dims();
+        Ok(binary(
+            bytes,
+            &[
+                ("x-dims", format!("{},{},{}", d[0], d[1], d[2])),
+                ("x-revision", st.revision().to_string()),
+            ],
+        ))
+    })
+    .await
+}
+
+async fn edit(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let op: EditOp =
+        serde_json::from_slice(&body).map_err(|e| ReviewError::BadRequest(format!("edit: {e}")))?;
+    let now = Instant::now();
+    with_case(&app, &id, move |st| {
+        let changed = st.edit.apply(&op)?;
+        st.clock.touch(now);
+        let mut v = summary(st);
+        v["changed"] = json!(changed);
+        Ok(Json(v))
+    })
+    .await
+}
+
+async fn undo(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+    let now = Instant::now();
+    with_case(&app, &id, move |st| {
+        let op = st.edit.undo();
+        st.clock.touch(now);
+        let mut v = summary(st);
+        v["undone"] = json!(op);
+        Ok(Json(v))
+    })
+    .await
+}
+
+async fn redo(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+    let now = Instant::now();
+    with_case(&app, &id, move |st| {
+        let op = st.edit.redo();
+        st.clock.touch(now);
+        let mut v = summary(st);
+        v["redone"] = json!(op);
+        Ok(Json(v))
+    })
+    .await
+}
+
+async fn activity(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<Json<Value>> {
+    let now = Instant::now();
+    with_case(&app, &id, move |st| {
+        let before = st.clock.total;
+        st.clock.touch(now);
+        if st.clock.total != before {
+            st.record_rev += 1;
+        }
+        Ok(Json(
+            json!({ "active_seconds": st.clock.total.as_secs_f64() }),
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct RecordBody {
+    score: Option<f64>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn put_record(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let r: RecordBody = serde_json::from_slice(&body)
+        .map_err(|e| ReviewError::BadRequest(format!("record: {e}")))?;
+    if let Some(s) = r.score {
+        if !valid_score(s) {
+            return Err(ReviewError::BadRequest(format!(
+                "score {s}: use 1, 1.5, ..., 5"
+            )));
+        }
+    }
+    if let Some(t) = r.tags.iter().find(|t| !TAGS.contains(&t.as_str())) {
+        return Err(ReviewError::BadRequest(format!(
+            "tag {t:?} is not one of {}",
+            TAGS.join(", ")
+        )));
+    }
+    if r.comment.len() > 4000 {
+        return Err(ReviewError::BadRequest(
+            "comment longer than 4000 bytes".into(),
+        ));
+    }
+    let now = Instant::now();
+    with_case(&app, &id, move |st| {
+        let mut tags = r.tags;
+        tags.sort_by_key(|t| TAGS.iter().position(|x| x == t));
+        tags.dedup();
+        st.score = r.score;
+        st.tags = tags;
+        st.comment = r.comment;
+        st.record_rev += 1;
+        st.clock.touch(now);
+        Ok(Json(
+            json!({ "score": st.score, "tags": st.tags, "comment": st.comment }),
+        ))
+    })
+    .await
+}
+
+async fn save(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+    let h = app.handle(&id).await?;
+    let app2 = app.clone();
+    let audit = blocking(move || app2.save_inner(&id, &h, false, true)).await?;
+    Ok(Json(json!({ "saved": audit.is_some(), "audit": audit })))
+}
+
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const STATIC: [(&str, &str, &str); 4] = [
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/app.js"),
+    ),
+    (
+        "view.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/view.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/api.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/style.css"),
+    ),
+];
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        INDEX_HTML,
+    )
+        .into_response()
+}
+
+async fn static_file(UrlPath(name): UrlPath<String>) -> Response {
+    match STATIC.iter().find(|(n, _, _)| *n == name) {
+        Some((_, ct, body)) => (
+            [
+                (header::CONTENT_TYPE, *ct),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Token check for every request to /api, and a Host check on loopback servers
+/// (a page on another site cannot reach 127.0.0.1 through DNS rebinding when
+/// the Host it sends must name localhost).
+async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    if app.cfg.loopback_host_only {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let name = host.rsplit_once(':').map_or(host, |(n, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        });
+        if !["127.0.0.1", "localhost", "[::1]"].contains(&name) {
+            return (StatusCode::FORBIDDEN, Json(json!({ "error": format!("host {host:?} refused: use 127.0.0.1 or localhost") }))).into_response();
+        }
+    }
+    if let Some(token) = &app.cfg.token {
+        if req.uri().path().starts_with("/api/") {
+            let given = req
+                .headers()
+                .get("x-review-token")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| {
+                    req.uri().query().and_then(|q| {
+                        q.split('&')
+                            .find_map(|kv| kv.strip_prefix("token=").map(str::to_string))
+                    })
+                });
+            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({ "error": "missing or wrong token" })),
+                )
+                    .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/web/{file}", get(static_file))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/api/info", get(info))
+        .route("/api/cases/{id}", get(open_case))
+        .route("/api/cases/{id}/slice/{axis}/{index}", get(slice))
+        .route("/api/cases/{id}/volume/{which}", get(volume))
+        .route("/api/cases/{id}/edit", post(edit))
+        .route("/api/cases/{id}/undo", post(undo))
+        .route("/api/cases/{id}/redo", post(redo))
+        .route("/api/cases/{id}/activity", post(activity))
+        .route("/api/cases/{id}/record", put(put_record))
+        .route("/api/cases/{id}/save", post(save))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+/// Serve until `shutdown` resolves, autosaving changed cases every
+/// `cfg.autosave`; everything unsaved is saved before returning.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let saver = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(app.cfg.autosave);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let a = app.clone();
+                if let Ok(errors) = tokio::task::spawn_blocking(move || a.save_all()).await {
+                    for e in errors {
+                        eprintln!("liverseg review: autosave failed: {e}");
+                    }
+                }
+            }
+        })
+    };
+    let result = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    saver.abort();
+    let errors = tokio::task::spawn_blocking(move || app.save_all())
+        .await
+        .unwrap_or_default();
+    for e in errors {
+        eprintln!("liverseg review: final save failed: {e}");
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liverseg_volume::{Geometry, Volume};
+
+    #[test]
+    fn masks_are_put_on_the_ct_grid() {
+        let ct = Geometry::new(
+            [10, 10, 4],
+            [1.0, 1.0, 2.0],
+            [0.0; 3],
+            liverseg_volume::IDENTITY,
+        )
+        .unwrap();
+        let near = Geometry::new(
+            [10, 10, 4],
+            [1.0, 1.0, 2.0],
+            [0.01, 0.0, -0.02],
+            liverseg_volume::IDENTITY,
+        )
+        .unwrap();
+        let m = Volume::from_fn(near, |[i, _, _]| u8::from(i < 5));
+        let mut w = vec![];
+        let out = onto_ct_grid(m.clone(), &ct, &mut w);
+        assert!(out.geometry().same_grid(&ct) && out.data() == m.data());
+        assert!(w[0].contains("taken as the CT's grid"), "{w:?}");
+        // Shifted by two voxels along x: resampled, so the edge moves by two voxels.
+        let far = Geometry::new(
+            [10, 10, 4],
+            [1.0, 1.0, 2.0],
+            [2.0, 0.0, 0.0],
+            liverseg_volume::IDENTITY,
+        )
+        .unwrap();
+        let m = Volume::from_fn(far, |[i, _, _]| u8::from(i < 5));
+        let mut w = vec![];
+        let out = onto_ct_grid(m, &ct, &mut w);
+        assert!(out.geometry().same_grid(&ct));
+        assert_eq!(
+            (0..10)
+                .filter(|&i| *out.get(i, 3, 1) == 1)
+                .collect::<Vec<_>>(),
+            [2, 3, 4, 5, 6]
+        );
+        assert!(w[0].contains("resampled"));
+    }
+}

@@ -1,0 +1,467 @@
+//! The HTTP API end to end: a real server on an ephemeral port, phantom cases
+//! written to a temporary folder, edits through the API, files checked on disk.
+
+mod common;
+
+use common::{config, phantom_case, request, Server};
+use liverseg_volume::Mask;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Voxels of a disc on axial slice `k` around (u, v) of radius `r` mm, the
+/// way the brush defines it (distance between voxel centres, in mm).
+fn disc(m: &Mask, k: usize, u: f64, v: f64, r: f64) -> BTreeSet<usize> {
+    let [nx, ny, _] = m.dims();
+    let sp = m.geometry().spacing();
+    let mut s = BTreeSet::new();
+    for j in 0..ny {
+        for i in 0..nx {
+            if ((i as f64 - u) * sp[0]).powi(2) + ((j as f64 - v) * sp[1]).powi(2) <= r * r {
+                s.insert(m.geometry().offset(i, j, k));
+            }
+        }
+    }
+    s
+}
+
+fn read_mask(p: &std::path::Path) -> Mask {
+    liverseg_io::read_mask(p, None, &Default::default())
+        .unwrap()
+        .0
+}
+
+fn differing(a: &Mask, b: &Mask) -> BTreeSet<usize> {
+    a.data()
+        .iter()
+        .zip(b.data())
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .map(|(o, _)| o)
+        .collect()
+}
+
+#[test]
+fn paint_erase_undo_save_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "p1", 1);
+    let out = tmp.path().join("out");
+    let srv = Server::start(config(vec![spec.clone()], "alice", out.clone()));
+
+    let info = srv.json("GET", "/api/info", "");
+    assert_eq!(info["reviewer"], "alice");
+    assert_eq!(info["cases"][0]["id"], "p1");
+    assert_eq!(info["cases"][0]["saved"], false);
+    assert_eq!(info["tags"].as_array().unwrap().len(), 10);
+    assert!(info["criteria"][0]["expert1"]
+        .as_str()
+        .unwrap()
+        .contains("manually from scratch"));
+
+    let open = srv.json("GET", "/api/cases/p1", "");
+    assert_eq!(open["dims"], json!([48, 40, 16]));
+    assert_eq!(open["stats"]["dsc_vs_start"], 1.0);
+    let start_fg = start.count_foreground() as u64;
+    assert!(start_fg > 100, "phantom liver too small: {start_fg}");
+    assert_eq!(open["stats"]["voxels"], start_fg);
+
+    // Paint a disc at the edge of slice 2, away from the liver.
+    let paint = disc(&start, 2, 6.0, 6.0, 9.0)
+        .into_iter()
+        .filter(|&o| start.data()[o] == 0)
+        .collect::<BTreeSet<_>>();
+    assert!(paint.len() > 10);
+    let r = srv.json(
+        "POST",
+        "/api/cases/p1/edit",
+        r#"{"op":"brush","axis":"z","slice":2,"points":[[6,6]],"radius_mm":9,"value":1}"#,
+    );
+    assert_eq!(r["changed"], paint.len());
+    // Erase around a liver voxel.
+    let c = (0..start.len())
+        .find(|&o| {
+            start.data()[o] == 1 && {
+                let [i, j, k] = start.geometry().index_of(o);
+                i > 3 && j > 3 && k > 0 && start.get(i + 2, j + 2, k) == &1
+            }
+        })
+        .unwrap();
+    let [ci, cj, ck] = start.geometry().index_of(c);
+    let erase = disc(&start, ck, ci as f64 + 1.0, cj as f64 + 1.0, 6.0)
+        .into_iter()
+        .filter(|&o| start.data()[o] == 1)
+        .collect::<BTreeSet<_>>();
+    assert!(!erase.is_empty());
+    let body = json!({"op":"brush","axis":"z","slice":ck,"points":[[ci as f64 + 1.0, cj as f64 + 1.0]],"radius_mm":6,"value":0});
+    let r = srv.json("POST", "/api/cases/p1/edit", &body.to_string());
+    assert_eq!(r["changed"], erase.len());
+    // A third stroke, undone, then redone and undone again: it must not be saved.
+    let r = srv.json("POST", "/api/cases/p1/edit", r#"{"op":"brush","axis":"z","slice":12,"points":[[40,30],[44,34]],"radius_mm":5,"value":1}"#);
+    assert!(r["changed"].as_u64().unwrap() > 0);
+    let expected_changed = (paint.len() + erase.len()) as u64;
+    assert!(r["stats"]["changed_voxels"].as_u64().unwrap() > expected_changed);
+    let u = srv.json("POST", "/api/cases/p1/undo", "");
+    assert_eq!(u["undone"], "paint");
+    assert_eq!(u["stats"]["changed_voxels"], expected_changed);
+    assert_eq!(u["can_redo"], true);
+    srv.json("POST", "/api/cases/p1/redo", "");
+    srv.json("POST", "/api/cases/p1/undo", "");
+    // History holds flipped-voxel lists, not volumes.
+    let s = srv.json("POST", "/api/cases/p1/activity", "");
+    assert!(s["active_seconds"].as_f64().unwrap() >= 0.0);
+
+    // The slice endpoint shows the paint: i16 HU then u8 mask.
+    let sl = srv.get("/api/cases/p1/slice/z/2");
+    assert_eq!(sl.status, 200);
+    let (w, h) = (
+        sl.header("x-width").unwrap().parse::<usize>().unwrap(),
+        sl.header("x-height").unwrap().parse::<usize>().unwrap(),
+    );
+    assert_eq!((w, h), (48, 40));
+    assert_eq!(sl.body.len(), w * h * 3);
+    let ct = liverseg_io::read_image(&spec.ct, &Default::default())
+        .unwrap()
+        .volume
+        .to_i16_exact()
+        .unwrap();
+    let hu0 = i16::from_le_bytes([sl.body[2 * (7 + 5 * w)], sl.body[2 * (7 + 5 * w) + 1]]);
+    assert_eq!(hu0, *ct.get(7, 5, 2));
+    assert_eq!(sl.body[w * h * 2 + 6 + 6 * w], 1);
+    let m = srv.get("/api/cases/p1/slice/y/6?part=mask");
+    assert_eq!(m.body.len(), 48 * 16);
+    let sag = srv.get("/api/cases/p1/slice/x/6");
+    assert_eq!(
+        (sag.header("x-width"), sag.header("x-height")),
+        (Some("40"), Some("16"))
+    );
+
+    let rec = srv.json(
+        "PUT",
+        "/api/cases/p1/record",
+        r#"{"score":3.5,"tags":["lesion","IVC"],"comment":"tip"}"#,
+    );
+    assert_eq!(rec["tags"], json!(["IVC", "lesion"]));
+    assert_eq!(
+        srv.put("/api/cases/p1/record", r#"{"score":3.25}"#).status,
+        400
+    );
+    assert_eq!(
+        srv.put("/api/cases/p1/record", r#"{"score":3,"tags":["spleen"]}"#)
+            .status,
+        400
+    );
+    let saved = srv.json("POST", "/api/cases/p1/save", "");
+    assert_eq!(saved["saved"], true);
+    assert_eq!(
+        saved["audit"]["outputs"],
+        json!(["alice/adjusted/p1.nii.gz"])
+    );
+
+    // On disk: the adjusted mask differs from the start exactly where painted and erased.
+    let adjusted = read_mask(&out.join("alice/adjusted/p1.nii.gz"));
+    assert!(adjusted.geometry().same_grid(start.geometry()));
+    let diff = differing(&start, &adjusted);
+    assert_eq!(diff, paint.union(&erase).copied().collect());
+    assert_eq!(
+        read_mask(&out.join("original/p1.nii.gz")).data(),
+        start.data()
+    );
+    let audit: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("alice/audit/p1.json")).unwrap())
+            .unwrap();
+    assert_eq!(audit["reviewer"], "alice");
+    assert_eq!(audit["score"], 3.5);
+    assert_eq!(audit["edit_count"], 3);
+    assert_eq!(audit["changed_voxels"], expected_changed);
+    assert_eq!(audit["comment"], "tip");
+    assert!(audit["saved_at"].as_str().unwrap().ends_with('Z'));
+    let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    assert_eq!(scores, "case,reviewer,score\np1,alice,3.5\n");
+    let tags = std::fs::read_to_string(out.join("alice/tags.csv")).unwrap();
+    assert_eq!(
+        tags,
+        "case,reviewer,region\np1,alice,IVC\np1,alice,lesion\n"
+    );
+    let whole = srv.get("/api/cases/p1/volume/mask");
+    assert_eq!(whole.body, adjusted.data());
+    assert_eq!(
+        srv.get("/api/cases/p1/volume/ct").body.len(),
+        2 * adjusted.len()
+    );
+    srv.stop();
+
+    // A new server resumes from the saved mask and record.
+    let srv = Server::start(config(vec![spec], "alice", out.clone()));
+    let open = srv.json("GET", "/api/cases/p1", "");
+    assert_eq!(open["stats"]["changed_voxels"], expected_changed);
+    assert_eq!(open["score"], 3.5);
+    assert_eq!(open["tags"], json!(["IVC", "lesion"]));
+    assert_eq!(open["edit_count"], 3);
+    assert_eq!(open["can_undo"], false);
+    let info = srv.json("GET", "/api/info", "");
+    assert_eq!(info["cases"][0]["saved"], true);
+    let sl = srv.get("/api/cases/p1/slice/z/2?part=mask");
+    assert_eq!(sl.body[6 + 6 * 48], 1);
+}
+
+#[test]
+fn case_ids_cannot_escape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, _) = phantom_case(tmp.path(), "p1", 2);
+    std::fs::write(tmp.path().join("secret.json"), b"{}").unwrap();
+    let out = tmp.path().join("out");
+    let srv = Server::start(config(vec![spec], "alice", out.clone()));
+    for path in [
+        "/api/cases/..%2Fsecret/save",
+        "/api/cases/%2e%2e/save",
+        "/api/cases/..%2F..%2Fetc%2Fpasswd/slice/z/0",
+        "/api/cases/p1%00/save",
+        "/api/cases/.hidden/save",
+        "/api/cases/a%5Cb/save",
+    ] {
+        let r = if path.ends_with("save") {
+            srv.post(path, "")
+        } else {
+            srv.get(path)
+        };
+        assert_eq!(r.status, 400, "{path}: {} {}", r.status, r.text());
+    }
+    // Well-formed but not in the worklist; and a route the traversal would need.
+    assert_eq!(srv.post("/api/cases/p2/save", "").status, 404);
+    assert_ne!(srv.post("/api/cases/../secret/save", "").status, 200);
+    assert_eq!(srv.get("/web/..%2Fsrc%2Flib.rs").status, 404);
+    // Bad ops and bad axes are 400, not 500 or a panic.
+    assert_eq!(
+        srv.post("/api/cases/p1/edit", r#"{"op":"brush"}"#).status,
+        400
+    );
+    assert_eq!(
+        srv.post(
+            "/api/cases/p1/edit",
+            r#"{"op":"runs","runs":[[30719,2,1]]}"#
+        )
+        .status,
+        400
+    );
+    assert_eq!(srv.get("/api/cases/p1/slice/w/0").status, 400);
+    assert_eq!(srv.get("/api/cases/p1/slice/z/16").status, 400);
+    // Nothing was written outside OUT/original and OUT/alice.
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["alice", "original"]);
+}
+
+#[test]
+fn token_and_host_checks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, _) = phantom_case(tmp.path(), "p1", 3);
+    let mut cfg = config(vec![spec], "alice", tmp.path().join("out"));
+    cfg.token = Some("s3cretT0ken".into());
+    let srv = Server::start(cfg);
+    assert_eq!(srv.get("/api/info").status, 401);
+    assert_eq!(srv.get("/api/info?token=wrong").status, 401);
+    assert_eq!(srv.get("/api/info?token=s3cretT0ken").status, 200);
+    assert_eq!(
+        request(
+            srv.addr,
+            "GET",
+            "/api/info",
+            &[("x-review-token", "s3cretT0ken")],
+            b""
+        )
+        .status,
+        200
+    );
+    // The page itself loads without the token (it reads it from its own URL).
+    assert_eq!(srv.get("/").status, 200);
+    let js = srv.get("/web/app.js");
+    assert_eq!(js.status, 200);
+    assert!(js
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    // DNS rebinding: a foreign Host is refused on a loopback server.
+    assert_eq!(
+        request(
+            srv.addr,
+            "GET",
+            "/api/info?token=s3cretT0ken",
+            &[("Host", "evil.example:80")],
+            b""
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        request(
+            srv.addr,
+            "GET",
+            "/api/info?token=s3cretT0ken",
+            &[("Host", "localhost")],
+            b""
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn two_reviewers_and_concurrent_saves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "p1", 4);
+    let out = tmp.path().join("out");
+    let alice = Server::start(config(vec![spec.clone()], "alice", out.clone()));
+    let bob = Server::start(config(vec![spec], "bob", out.clone()));
+    alice.json(
+        "POST",
+        "/api/cases/p1/edit",
+        r#"{"op":"brush","axis":"z","slice":1,"points":[[5,5]],"radius_mm":6,"value":1}"#,
+    );
+    bob.json(
+        "POST",
+        "/api/cases/p1/edit",
+        r#"{"op":"brush","axis":"z","slice":14,"points":[[40,34]],"radius_mm":6,"value":1}"#,
+    );
+    alice.json(
+        "PUT",
+        "/api/cases/p1/record",
+        r#"{"score":4,"tags":["heart"]}"#,
+    );
+    bob.json(
+        "PUT",
+        "/api/cases/p1/record",
+        r#"{"score":2.5,"tags":["colon","stomach"]}"#,
+    );
+    // Both save the same case at once, many times, while alice keeps editing.
+    std::thread::scope(|s| {
+        for srv in [&alice, &bob] {
+            for _ in 0..3 {
+                s.spawn(move || {
+                    for _ in 0..4 {
+                        let r = srv.post("/api/cases/p1/save", "");
+                        assert_eq!(r.status, 200, "{}", r.text());
+                    }
+                });
+            }
+        }
+        s.spawn(|| {
+            for k in 0..6 {
+                let body = json!({"op":"brush","axis":"z","slice":1,"points":[[5 + k, 20]],"radius_mm":4,"value":1});
+                alice.json("POST", "/api/cases/p1/edit", &body.to_string());
+            }
+        });
+    });
+    alice.json("POST", "/api/cases/p1/save", "");
+    bob.json("POST", "/api/cases/p1/save", "");
+    let a = read_mask(&out.join("alice/adjusted/p1.nii.gz"));
+    let b = read_mask(&out.join("bob/adjusted/p1.nii.gz"));
+    let (da, db) = (differing(&start, &a), differing(&start, &b));
+    assert!(
+        da.iter().all(|&o| start.geometry().index_of(o)[2] == 1),
+        "alice's file has someone else's edit"
+    );
+    assert!(
+        db.iter().all(|&o| start.geometry().index_of(o)[2] == 14),
+        "bob's file has someone else's edit"
+    );
+    // The last save holds every edit alice made.
+    assert_eq!(
+        a.data(),
+        alice.get("/api/cases/p1/volume/mask").body.as_slice()
+    );
+    let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    assert_eq!(scores, "case,reviewer,score\np1,alice,4\np1,bob,2.5\n");
+    let tags = std::fs::read_to_string(out.join("tags.csv")).unwrap();
+    assert_eq!(
+        tags,
+        "case,reviewer,region\np1,alice,heart\np1,bob,stomach\np1,bob,colon\n"
+    );
+    // No temporary files left behind.
+    for d in ["alice/adjusted", "bob/adjusted", "alice/audit", "original"] {
+        for e in std::fs::read_dir(out.join(d)).unwrap() {
+            let n = e.unwrap().file_name().to_string_lossy().to_string();
+            assert!(!n.ends_with(".partial"), "{d}/{n}");
+        }
+    }
+}
+
+#[test]
+fn autosave_writes_without_an_explicit_save() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "p1", 5);
+    let out = tmp.path().join("out");
+    let mut cfg = config(vec![spec], "carol", out.clone());
+    cfg.autosave = Duration::from_millis(100);
+    let srv = Server::start(cfg);
+    srv.json(
+        "POST",
+        "/api/cases/p1/edit",
+        r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
+    );
+    let path = out.join("carol/adjusted/p1.nii.gz");
+    // The shared tables are the last file a save writes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !out.join("times.csv").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Read it while the server is still running (as after a kill -9).
+    let a = read_mask(&path);
+    assert!(!differing(&start, &a).is_empty());
+    assert!(out.join("carol/audit/p1.json").exists());
+    assert!(out.join("times.csv").exists());
+}
+
+#[test]
+fn lru_eviction_saves_and_reopens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let specs: Vec<_> = (0..3)
+        .map(|i| phantom_case(tmp.path(), &format!("c{i}"), 10 + i).0)
+        .collect();
+    let out = tmp.path().join("out");
+    let mut cfg = config(specs, "dave", out.clone());
+    cfg.max_open = 1;
+    let srv = Server::start(cfg);
+    srv.json(
+        "POST",
+        "/api/cases/c0/edit",
+        r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
+    );
+    let before = srv.json("GET", "/api/cases/c0", "")["stats"]["changed_voxels"].clone();
+    // Opening c1 evicts c0, saving it first.
+    srv.json("GET", "/api/cases/c1", "");
+    assert!(out.join("dave/adjusted/c0.nii.gz").exists());
+    assert_eq!(
+        srv.json("GET", "/api/cases/c0", "")["stats"]["changed_voxels"],
+        before
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn record_only_saves_do_not_rewrite_the_mask() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, _) = phantom_case(tmp.path(), "p1", 6);
+    let out = tmp.path().join("out");
+    let srv = Server::start(config(vec![spec], "erin", out.clone()));
+    let mask = out.join("erin/adjusted/p1.nii.gz");
+    let ino = || std::fs::metadata(&mask).unwrap().ino();
+    srv.json(
+        "POST",
+        "/api/cases/p1/edit",
+        r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
+    );
+    srv.json("POST", "/api/cases/p1/save", "");
+    let first = ino();
+    srv.json("PUT", "/api/cases/p1/record", r#"{"score":5}"#);
+    let r = srv.json("POST", "/api/cases/p1/save", "");
+    assert_eq!(r["audit"]["score"], 5.0);
+    assert_eq!(r["audit"]["outputs"], json!(["erin/adjusted/p1.nii.gz"]));
+    assert_eq!(ino(), first, "a score change rewrote the mask");
+    srv.json("POST", "/api/cases/p1/undo", "");
+    srv.json("POST", "/api/cases/p1/save", "");
+    assert_ne!(ino(), first, "an undo did not rewrite the mask");
+}

@@ -1,0 +1,155 @@
+//! Browser test: headless Debian Chromium driven by playwright-core
+//! (browser-tests/review.test.mjs) opens a phantom case, paints, erases,
+//! undoes, scores, saves and reloads; this side then checks that the saved
+//! mask differs from the starting one exactly where the brush painted.
+//!
+//! Skips (with a line saying why) when Chromium, node or
+//! browser-tests/node_modules are missing, unless LIVERSEG_REQUIRE_BROWSER=1
+//! (set by .ci/run after installing them), where missing tools fail the test.
+//! Screenshots go to browser-tests/shots/.
+
+mod common;
+
+use common::{config, phantom_case, Server};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn missing_tools(dir: &Path, chromium: &Path) -> Option<String> {
+    if !chromium.exists() {
+        return Some(format!(
+            "{} not found (apt-get install -y chromium)",
+            chromium.display()
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        return Some("node not found".into());
+    }
+    if !dir.join("node_modules/playwright-core").is_dir() {
+        return Some(format!(
+            "{}/node_modules/playwright-core missing (npm ci in that folder)",
+            dir.display()
+        ));
+    }
+    None
+}
+
+#[test]
+fn browser_paint_erase_undo_score_save_reload() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser-tests");
+    let chromium =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    if let Some(why) = missing_tools(&dir, &chromium) {
+        if std::env::var("LIVERSEG_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+            panic!("browser test required but {why}");
+        }
+        eprintln!("SKIP browser test: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "phantom01", 7);
+    let g = start.geometry().clone();
+    let [nx, ny, nz] = g.dims();
+    let sp = g.spacing();
+    let radius = 10.0; // voxel-centre distances at 4 mm spacing: 8.94 and 11.3 mm, far from 10
+    let disc = |c: [usize; 3]| -> BTreeSet<usize> {
+        let mut s = BTreeSet::new();
+        for j in 0..ny {
+            for i in 0..nx {
+                let d2 = ((i as f64 - c[0] as f64) * sp[0]).powi(2)
+                    + ((j as f64 - c[1] as f64) * sp[1]).powi(2);
+                if d2 <= radius * radius {
+                    s.insert(g.offset(i, j, c[2]));
+                }
+            }
+        }
+        s
+    };
+    // Paint where the disc holds no liver; erase inside the liver on another slice.
+    let k_paint = nz / 2 + 1;
+    let paint = (0..ny)
+        .flat_map(|j| (0..nx).map(move |i| [i, j, k_paint]))
+        .filter(|&[i, j, _]| i >= 3 && j >= 3 && i + 3 < nx && j + 3 < ny)
+        .find(|&c| {
+            disc(c).iter().all(|&o| start.data()[o] == 0)
+                && disc([c[0] + 3, c[1], c[2]])
+                    .iter()
+                    .any(|&o| start.data()[o] == 1)
+        })
+        .expect("a paint spot beside the liver");
+    let erase = (0..start.len())
+        .map(|o| g.index_of(o))
+        .find(|&[i, j, k]| {
+            k + 2 == nz / 2
+                && i > 2
+                && j > 2
+                && i + 2 < nx
+                && j + 2 < ny
+                && (i - 2..=i + 2).all(|a| (j - 2..=j + 2).all(|b| *start.get(a, b, k) == 1))
+        })
+        .expect("a liver spot to erase");
+    let out = tmp.path().join("out");
+    let srv = Server::start(config(vec![spec], "alice", out.clone()));
+    let shots = dir.join("shots");
+    let s = |c: [usize; 3]| format!("{},{},{}", c[0], c[1], c[2]);
+    let output = Command::new("node")
+        .arg("review.test.mjs")
+        .current_dir(&dir)
+        .env(
+            "REVIEW_URL",
+            format!("http://127.0.0.1:{}/", srv.addr.port()),
+        )
+        .env("PAINT", s(paint))
+        .env("ERASE", s(erase))
+        .env("RADIUS", radius.to_string())
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{log}");
+    assert!(output.status.success(), "browser test failed:\n{log}");
+    srv.stop();
+
+    let saved = liverseg_io::read_mask(
+        &out.join("alice/adjusted/phantom01.nii.gz"),
+        None,
+        &Default::default(),
+    )
+    .unwrap()
+    .0;
+    let diff: BTreeSet<usize> = start
+        .data()
+        .iter()
+        .zip(saved.data())
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(
+        diff,
+        disc(paint),
+        "saved mask differs from the start elsewhere than the painted disc"
+    );
+    let audit: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("alice/audit/phantom01.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(audit["score"], 3.5);
+    assert_eq!(audit["tags"], serde_json::json!(["IVC"]));
+    // paint, erase, fill, interpolate (+ remove islands when it found one); undone edits count as work done
+    assert!(audit["edit_count"].as_u64().unwrap() >= 4, "{audit}");
+    assert!(audit["active_seconds"].as_f64().unwrap() > 0.0);
+    for f in [
+        "1-opened.png",
+        "2-painted-erased.png",
+        "3-reloaded-zoomed.png",
+        "4-contour.png",
+    ] {
+        assert!(shots.join(f).metadata().unwrap().len() > 10_000, "{f}");
+    }
+}

@@ -1,0 +1,137 @@
+//! On the shared real data (skipped with a SKIP line when ../shared is absent):
+//! DICOM-SEG and RTSTRUCT output for a DICOM CT, and timings on a 512x512 CT.
+
+mod common;
+
+use common::{config, Server};
+use liverseg_io::dicom::rtstruct::{read_rtstruct_onto, RoiChoice};
+use liverseg_review::CaseSpec;
+use liverseg_testdata::require_shared;
+use std::time::Instant;
+
+#[test]
+fn dicom_source_gets_seg_and_rtstruct() {
+    let Some(ct) = require_shared!("data/dicom/totalseg-example-20slices") else {
+        return;
+    };
+    let Some(mask) =
+        require_shared!("data/dicom/totalseg-example-20slices.seg-model-output.nii.gz")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let srv = Server::start(config(
+        vec![CaseSpec {
+            id: "ts20".into(),
+            ct: ct.clone(),
+            mask,
+        }],
+        "alice",
+        out.clone(),
+    ));
+    let open = srv.json("GET", "/api/cases/ts20", "");
+    assert_eq!(open["dicom"], true, "{open}");
+    let d = open["dims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect::<Vec<_>>();
+    let body = serde_json::json!({"op":"brush","axis":"z","slice":d[2] / 2,"points":[[d[0] / 2, d[1] / 2]],"radius_mm":15,"value":1});
+    srv.json("POST", "/api/cases/ts20/edit", &body.to_string());
+    let saved = srv.json("POST", "/api/cases/ts20/save", "");
+    assert_eq!(
+        saved["audit"]["outputs"],
+        serde_json::json!([
+            "alice/adjusted/ts20.nii.gz",
+            "alice/seg/ts20.dcm",
+            "alice/rtstruct/ts20.dcm"
+        ])
+    );
+    let nifti = liverseg_io::read_mask(
+        &out.join("alice/adjusted/ts20.nii.gz"),
+        None,
+        &Default::default(),
+    )
+    .unwrap()
+    .0;
+    let g = nifti.geometry().clone();
+    let seg = liverseg_io::read_mask(
+        &out.join("alice/seg/ts20.dcm"),
+        Some(&g),
+        &Default::default(),
+    )
+    .unwrap()
+    .0;
+    assert_eq!(
+        seg.data(),
+        nifti.data(),
+        "DICOM-SEG differs from the NIfTI mask"
+    );
+    let rt = read_rtstruct_onto(
+        &out.join("alice/rtstruct/ts20.dcm"),
+        RoiChoice::default(),
+        &g,
+    )
+    .unwrap();
+    let inter = rt
+        .data()
+        .iter()
+        .zip(nifti.data())
+        .filter(|(a, b)| **a != 0 && **b != 0)
+        .count() as f64;
+    let dsc = 2.0 * inter / (rt.count_foreground() + nifti.count_foreground()) as f64;
+    assert!(dsc > 0.95, "RTSTRUCT vs mask DSC {dsc}");
+    // The SEG is a study set too: the study loader maps it onto the grid of the first set.
+    let dirs = vec![out.join("original"), out.join("alice/seg")];
+    let src = liverseg_metrics::study::FolderSets::new(&dirs).unwrap();
+    assert_eq!(src.case_ids(), ["ts20"]);
+}
+
+/// Timings on a 512x512 CT (printed; run with --nocapture to see them).
+#[test]
+fn timings_on_a_512_ct() {
+    let Some(dir) = require_shared!("data/cases/ircadb01-01") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = liverseg_review::cases::case_from_folder(&dir).unwrap();
+    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let t = Instant::now();
+    let open = srv.json("GET", "/api/cases/ircadb01-01", "");
+    let t_open = t.elapsed();
+    let d: Vec<usize> = open["dims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let mut times = vec![];
+    for (axis, n) in [("z", d[2]), ("y", d[1]), ("x", d[0])] {
+        let t = Instant::now();
+        for s in 0..10 {
+            let r = srv.get(&format!(
+                "/api/cases/ircadb01-01/slice/{axis}/{}",
+                n / 2 + s
+            ));
+            assert_eq!(r.status, 200);
+        }
+        times.push((axis, t.elapsed() / 10));
+    }
+    let t = Instant::now();
+    let body = serde_json::json!({"op":"brush","axis":"z","slice":d[2] / 2,"points":[[200, 200], [260, 240], [300, 300]],"radius_mm":8,"value":1,"sphere":true});
+    let r = srv.json("POST", "/api/cases/ircadb01-01/edit", &body.to_string());
+    let t_brush = t.elapsed();
+    let t = Instant::now();
+    srv.json("POST", "/api/cases/ircadb01-01/undo", "");
+    let t_undo = t.elapsed();
+    let t = Instant::now();
+    srv.json("POST", "/api/cases/ircadb01-01/save", "");
+    let t_save = t.elapsed();
+    eprintln!(
+        "ircadb01-01 {d:?}: open {t_open:.2?}; slice (HU+mask) axial {:.1?}, coronal {:.1?}, sagittal {:.1?}; 3-D brush stroke ({} voxels) {t_brush:.1?}; undo {t_undo:.1?}; save {t_save:.2?}",
+        times[0].1, times[1].1, times[2].1, r["changed"]
+    );
+    assert!(d[0] >= 512 && d[1] >= 512);
+}

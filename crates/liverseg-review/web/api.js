@@ -1,0 +1,46 @@
+// Thin client for the review server's API. The token (servers bound beyond
+// loopback) comes from the page URL and travels as a header.
+const token = new URLSearchParams(location.search).get('token');
+
+function headers(extra = {}) {
+  const h = { ...extra };
+  if (token) h['x-review-token'] = token;
+  return h;
+}
+
+async function check(r) {
+  if (!r.ok) {
+    let msg = `${r.status} ${r.statusText}`;
+    try { msg = (await r.json()).error || msg; } catch (_) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  return r;
+}
+
+export async function getJSON(path) {
+  return (await check(await fetch(path, { headers: headers() }))).json();
+}
+
+export async function send(method, path, body, opts = {}) {
+  const r = await fetch(path, {
+    method,
+    headers: headers({ 'content-type': 'application/json' }),
+    body: body === undefined ? undefined : JSON.stringify(body),
+    ...opts,
+  });
+  return (await check(r)).json();
+}
+
+/** One slice: {w, h, hu: Int16Array|null, mask: Uint8Array, revision}. */
+export async function getSlice(caseId, axis, index, maskOnly) {
+  const q = maskOnly ? '?part=mask' : '';
+  const r = await check(await fetch(`/api/cases/${encodeURIComponent(caseId)}/slice/${axis}/${index}${q}`, { headers: headers() }));
+  const w = +r.headers.get('x-width');
+  const h = +r.headers.get('x-height');
+  const revision = +r.headers.get('x-revision');
+  const buf = await r.arrayBuffer();
+  if (maskOnly) return { w, h, hu: null, mask: new Uint8Array(buf, 0, w * h), revision };
+  return { w, h, hu: new Int16Array(buf, 0, w * h), mask: new Uint8Array(buf, 2 * w * h, w * h), revision };
+}
+
+export const caseUrl = (id, rest = '') => `/api/cases/${encodeURIComponent(id)}${rest}`;

@@ -1,0 +1,429 @@
+// The review app: worklist, three linked views, editing tools, the clinical
+// record. The server applies every edit; the page only fetches the slices it
+// shows and sends compact operations.
+import { getJSON, send, getSlice, caseUrl } from './api.js';
+import { SliceView, AXIS_INDEX } from './view.js';
+
+const $ = (id) => document.getElementById(id);
+const PRESETS = { abdomen: { width: 400, level: 40 }, liver: { width: 150, level: 80 } };
+
+const app = {
+  info: null,
+  caseId: null,
+  meta: null,
+  cursor: [0, 0, 0],
+  wl: { ...PRESETS.abdomen },
+  display: { fill: true, opacity: 0.35 },
+  tool: 'paint',
+  brush: { radius: 5, sphere: false, limit: false, huMin: 0, huMax: 250 },
+  views: {},
+  active: 'z',
+  revision: -1,
+  editedSlices: { x: [], y: [], z: [] },
+  lastActivity: 0,
+  busy: Promise.resolve(),
+};
+window.review = app; // inspection hook for the browser tests
+
+function setStatus(msg, kind = '') {
+  const s = $('status');
+  s.textContent = msg;
+  s.className = kind;
+}
+
+function fmtTime(s) {
+  const m = Math.floor(s / 60);
+  return `${m}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+}
+
+function showSummary(r) {
+  if (!r) return;
+  const st = r.stats;
+  $('stat-volume').textContent = st.volume_ml.toFixed(1);
+  $('stat-start').textContent = st.start_volume_ml.toFixed(1);
+  $('stat-delta').textContent = (st.volume_ml - st.start_volume_ml >= 0 ? '+' : '') + (st.volume_ml - st.start_volume_ml).toFixed(1);
+  $('stat-dsc').textContent = st.dsc_vs_start.toFixed(4);
+  $('stat-changed').textContent = st.changed_voxels;
+  if (r.edit_count !== undefined) $('stat-edits').textContent = r.edit_count;
+  if (r.active_seconds !== undefined) $('stat-time').textContent = fmtTime(r.active_seconds);
+  $('undo').disabled = !r.can_undo;
+  $('redo').disabled = !r.can_redo;
+  if (r.revision !== undefined) app.revision = r.revision;
+}
+
+// Serialise server calls that change state, so strokes apply in order.
+function queue(fn) {
+  const p = app.busy.then(fn, fn);
+  app.busy = p.catch((e) => setStatus(e.message, 'error'));
+  return app.busy;
+}
+
+async function loadSlice(axis, maskOnly) {
+  const v = app.views[axis];
+  const idx = app.cursor[AXIS_INDEX[axis]];
+  if (maskOnly && v.data && v.data.index === idx) {
+    const d = await getSlice(app.caseId, axis, idx, true);
+    if (app.cursor[AXIS_INDEX[axis]] !== idx) return;
+    v.data.mask = d.mask;
+  } else {
+    const d = await getSlice(app.caseId, axis, idx, false);
+    if (app.cursor[AXIS_INDEX[axis]] !== idx) return;
+    d.index = idx;
+    v.data = d;
+  }
+  v.compose();
+  v.draw();
+}
+
+function refresh(maskOnly = false, which = ['z', 'y', 'x']) {
+  return Promise.all(which.map((a) => loadSlice(a, maskOnly))).catch((e) => setStatus(e.message, 'error'));
+}
+
+function redrawAll(recompose) {
+  for (const v of Object.values(app.views)) {
+    if (recompose) v.compose();
+    v.draw();
+  }
+}
+
+function activity() {
+  const now = Date.now();
+  if (app.caseId && now - app.lastActivity > 3000) {
+    app.lastActivity = now;
+    send('POST', caseUrl(app.caseId, '/activity')).then((r) => ($('stat-time').textContent = fmtTime(r.active_seconds))).catch(() => {});
+  }
+}
+
+async function openCase(id) {
+  if (app.caseId) await save(false);
+  setStatus(`opening ${id}…`);
+  const meta = await getJSON(caseUrl(id));
+  app.caseId = id;
+  app.meta = meta;
+  app.cursor = meta.dims.map((n) => Math.floor(n / 2));
+  app.editedSlices = { x: [], y: [], z: [] };
+  for (const v of Object.values(app.views)) { v.data = null; v.zoom = 1; v.pan = [0, 0]; }
+  $('case-select').value = id;
+  showSummary(meta);
+  setRecord(meta.score, meta.tags, meta.comment);
+  $('warnings').textContent = (meta.warnings || []).join(' · ');
+  $('dicom-note').textContent = meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '';
+  await refresh(false);
+  setStatus(`${id}: ${meta.dims.join('×')} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(' × ')} mm`);
+  history.replaceState(null, '', `?${new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(location.search)), case: id })}`);
+}
+
+async function edit(op) {
+  return queue(async () => {
+    const r = await send('POST', caseUrl(app.caseId, '/edit'), op);
+    showSummary(r);
+    const name = op.op === 'brush' ? (op.value ? 'paint' : 'erase') : op.op;
+    setStatus(`${name}: ${r.changed} voxels changed`, r.changed ? 'ok' : '');
+    await refresh(true);
+    return r;
+  });
+}
+
+async function undoRedo(which) {
+  return queue(async () => {
+    const r = await send('POST', caseUrl(app.caseId, `/${which}`));
+    showSummary(r);
+    const name = r.undone || r.redone;
+    setStatus(name ? `${which}: ${name}` : `nothing to ${which}`);
+    await refresh(true);
+  });
+}
+
+async function save(explicit = true) {
+  if (!app.caseId) return;
+  await app.busy;
+  try {
+    const r = await send('POST', caseUrl(app.caseId, '/save'));
+    const when = r.audit ? new Date(r.audit.saved_at).toLocaleTimeString() : '';
+    if (explicit) setStatus(`saved ${when}: ${(r.audit?.outputs || []).join(', ')}`, 'ok');
+    $('saved-at').textContent = when ? `saved ${when}` : '';
+    markSaved(app.caseId, r.audit?.score);
+  } catch (e) {
+    setStatus(`save failed: ${e.message}`, 'error');
+  }
+}
+
+function markSaved(id, score) {
+  const opt = [...$('case-select').options].find((o) => o.value === id);
+  if (opt) opt.textContent = `${id} ✓${score != null ? ` ${score}` : ''}`;
+}
+
+// --- clinical record --------------------------------------------------------
+
+function setRecord(score, tags, comment) {
+  document.querySelectorAll('input[name=score]').forEach((r) => (r.checked = score != null && +r.value === score));
+  document.querySelectorAll('input[name=tag]').forEach((c) => (c.checked = (tags || []).includes(c.value)));
+  $('comment').value = comment || '';
+}
+
+function putRecord() {
+  const s = document.querySelector('input[name=score]:checked');
+  const body = {
+    score: s ? +s.value : null,
+    tags: [...document.querySelectorAll('input[name=tag]:checked')].map((c) => c.value),
+    comment: $('comment').value,
+  };
+  return queue(async () => {
+    await send('PUT', caseUrl(app.caseId, '/record'), body);
+    setStatus(`record: score ${body.score ?? '–'}, ${body.tags.length} tags`);
+  });
+}
+
+function buildRecordPanel() {
+  const scores = $('scores');
+  for (let s = 1; s <= 5; s += 0.5) {
+    const id = `score-${s}`;
+    scores.insertAdjacentHTML('beforeend', `<label class="score" for="${id}"><input type="radio" name="score" id="${id}" value="${s}"><span>${s}</span></label>`);
+  }
+  const crit = $('criteria');
+  crit.innerHTML = '<tr><th>Score</th><th>Expert 1</th><th>Expert 2</th></tr>' +
+    app.info.criteria.map((c) => `<tr><td>${c.scores}</td><td>${c.expert1 || '<span class="dim">(as above)</span>'}</td><td>${c.expert2}</td></tr>`).join('');
+  const tags = $('tags');
+  app.info.tags.forEach((t) => {
+    const id = `tag-${t.replace(/\s+/g, '-')}`;
+    tags.insertAdjacentHTML('beforeend', `<label for="${id}"><input type="checkbox" name="tag" id="${id}" value="${t}"> ${t}</label>`);
+  });
+  scores.addEventListener('change', putRecord);
+  tags.addEventListener('change', putRecord);
+  $('comment').addEventListener('change', putRecord);
+}
+
+// --- tools ------------------------------------------------------------------
+
+function setTool(t) {
+  app.tool = t;
+  document.querySelectorAll('.tool').forEach((b) => b.classList.toggle('active', b.dataset.tool === t));
+  for (const v of Object.values(app.views)) v.canvas.style.cursor = t === 'navigate' ? 'crosshair' : 'none';
+  redrawAll(false);
+}
+
+function setRadius(r) {
+  app.brush.radius = Math.max(0.5, Math.min(50, r));
+  $('radius').value = app.brush.radius;
+  $('radius-out').textContent = `${app.brush.radius.toFixed(1)} mm`;
+  redrawAll(false);
+}
+
+function setWL(w, l) {
+  app.wl = { width: Math.max(1, w), level: l };
+  $('ww').value = Math.round(app.wl.width);
+  $('wl').value = Math.round(app.wl.level);
+  redrawAll(true);
+}
+
+function huRange() {
+  return [+$('hu-min').value, +$('hu-max').value];
+}
+
+function noteEdited(axis, slice) {
+  const list = app.editedSlices[axis].filter((s) => s !== slice);
+  list.push(slice);
+  app.editedSlices[axis] = list.slice(-2);
+  app.lastEditAxis = axis;
+}
+
+function interpolate() {
+  const axis = app.lastEditAxis || app.active;
+  const l = app.editedSlices[axis];
+  if (l.length < 2) {
+    setStatus('interpolate: edit two slices of one view first', 'error');
+    return;
+  }
+  edit({ op: 'interpolate', axis, from: l[0], to: l[1] });
+}
+
+function hover(view, e) {
+  const [pu, pv] = view.eventPlane(e);
+  view.hover = [pu, pv];
+  const ijk = view.planeToVoxel(pu, pv);
+  if (view.inside(ijk) && view.data) {
+    const [u, v] = view.plane;
+    const n = ijk[v] * view.data.w + ijk[u];
+    $('readout').textContent = `(${ijk.join(', ')})  ${view.data.hu[n]} HU  ${view.data.mask[n] ? 'liver' : ''}`;
+  } else {
+    $('readout').textContent = '';
+  }
+}
+
+function setCursorFrom(view, e) {
+  const [pu, pv] = view.eventPlane(e);
+  const ijk = view.planeToVoxel(pu, pv);
+  if (!view.inside(ijk)) return;
+  app.cursor = ijk;
+  const others = ['z', 'y', 'x'].filter((a) => a !== view.axis);
+  view.draw();
+  refresh(false, others);
+}
+
+function attach(view) {
+  const cv = view.canvas;
+  let drag = null;
+  cv.addEventListener('contextmenu', (e) => e.preventDefault());
+  cv.addEventListener('pointerdown', (e) => {
+    app.active = view.axis;
+    cv.setPointerCapture(e.pointerId);
+    activity();
+    const pan = e.button === 1 || e.button === 2 || (e.button === 0 && e.shiftKey);
+    if (pan) {
+      drag = { kind: 'pan', x: e.clientX, y: e.clientY, pan: [...view.pan] };
+    } else if (e.button === 0 && e.altKey) {
+      drag = { kind: 'wl', x: e.clientX, y: e.clientY, wl: { ...app.wl } };
+    } else if (e.button === 0 && (app.tool === 'paint' || app.tool === 'erase')) {
+      view.stroke = { points: [view.eventPlane(e)] };
+      drag = { kind: 'stroke' };
+      view.draw();
+    } else if (e.button === 0 && app.tool === 'fill') {
+      const ijk = view.planeToVoxel(...view.eventPlane(e));
+      if (!view.inside(ijk)) return;
+      const [lo, hi] = huRange();
+      noteEdited(view.axis, view.slice);
+      edit({ op: 'fill', seed: ijk, hu_min: lo, hu_max: hi, value: e.ctrlKey ? 0 : 1, axis: app.brush.sphere ? null : view.axis });
+    } else if (e.button === 0) {
+      drag = { kind: 'cursor' };
+      setCursorFrom(view, e);
+    }
+  });
+  cv.addEventListener('pointermove', (e) => {
+    hover(view, e);
+    activity();
+    if (!drag) { view.draw(); return; }
+    if (drag.kind === 'pan') {
+      view.pan = [drag.pan[0] + e.clientX - drag.x, drag.pan[1] + e.clientY - drag.y];
+      view.draw();
+    } else if (drag.kind === 'wl') {
+      setWL(drag.wl.width + (e.clientX - drag.x) * 2, drag.wl.level - (e.clientY - drag.y) * 2);
+    } else if (drag.kind === 'stroke') {
+      view.stroke.points.push(view.eventPlane(e));
+      view.draw();
+    } else if (drag.kind === 'cursor') {
+      setCursorFrom(view, e);
+    }
+  });
+  const end = () => {
+    if (drag && drag.kind === 'stroke' && view.stroke) {
+      const pts = view.stroke.points;
+      view.stroke = null;
+      const [lo, hi] = huRange();
+      const b = app.brush;
+      noteEdited(view.axis, view.slice);
+      edit({
+        op: 'brush', axis: view.axis, slice: view.slice,
+        points: pts.map(([u, v]) => [Math.round(u * 100) / 100, Math.round(v * 100) / 100]),
+        radius_mm: b.radius, value: app.tool === 'paint' ? 1 : 0, sphere: b.sphere,
+        hu_min: b.limit ? lo : null, hu_max: b.limit ? hi : null,
+      });
+    }
+    drag = null;
+  };
+  cv.addEventListener('pointerup', end);
+  cv.addEventListener('pointercancel', end);
+  cv.addEventListener('pointerleave', () => { view.hover = null; view.draw(); });
+  cv.addEventListener('wheel', (e) => {
+    e.preventDefault();
+    activity();
+    if (e.ctrlKey || e.metaKey) {
+      // Zoom about the pointer.
+      const r = cv.getBoundingClientRect();
+      const f = e.deltaY < 0 ? 1.15 : 1 / 1.15;
+      const px = e.clientX - r.left - r.width / 2;
+      const py = e.clientY - r.top - r.height / 2;
+      view.pan = [px - (px - view.pan[0]) * f, py - (py - view.pan[1]) * f];
+      view.zoom = Math.max(0.5, Math.min(40, view.zoom * f));
+      view.draw();
+    } else {
+      step(view.axis, e.deltaY > 0 ? 1 : -1);
+    }
+  }, { passive: false });
+}
+
+function step(axis, d) {
+  const a = AXIS_INDEX[axis];
+  const n = Math.max(0, Math.min(app.meta.dims[a] - 1, app.cursor[a] + d));
+  if (n === app.cursor[a]) return;
+  app.cursor[a] = n;
+  loadSlice(axis, false).catch((e) => setStatus(e.message, 'error'));
+  redrawAll(false);
+}
+
+function keys(e) {
+  if (e.target.tagName === 'INPUT' && e.target.type !== 'radio' && e.target.type !== 'checkbox' || e.target.tagName === 'TEXTAREA' || e.target.tagName === 'SELECT') return;
+  activity();
+  const k = e.key;
+  const ctrl = e.ctrlKey || e.metaKey;
+  if (ctrl && k.toLowerCase() === 'z') { e.preventDefault(); undoRedo(e.shiftKey ? 'redo' : 'undo'); return; }
+  if (ctrl && k.toLowerCase() === 'y') { e.preventDefault(); undoRedo('redo'); return; }
+  if (ctrl && k.toLowerCase() === 's') { e.preventDefault(); save(); return; }
+  if (ctrl) return;
+  const map = {
+    n: () => setTool('navigate'), b: () => setTool('paint'), e: () => setTool('erase'), f: () => setTool('fill'),
+    '[': () => setRadius(app.brush.radius - 1), ']': () => setRadius(app.brush.radius + 1),
+    '3': () => { $('sphere').checked = !$('sphere').checked; app.brush.sphere = $('sphere').checked; },
+    t: () => { $('limit').checked = !$('limit').checked; app.brush.limit = $('limit').checked; },
+    i: interpolate,
+    c: () => { app.display.fill = !app.display.fill; $('fill-mode').checked = app.display.fill; redrawAll(true); },
+    1: () => setWL(PRESETS.abdomen.width, PRESETS.abdomen.level), 2: () => setWL(PRESETS.liver.width, PRESETS.liver.level),
+    ArrowUp: () => step(app.active, 1), ArrowDown: () => step(app.active, -1),
+    PageUp: () => step(app.active, 5), PageDown: () => step(app.active, -5),
+    r: () => { for (const v of Object.values(app.views)) { v.zoom = 1; v.pan = [0, 0]; v.draw(); } },
+    '?': () => $('help').toggleAttribute('open'),
+  };
+  if (map[k]) { e.preventDefault(); map[k](); }
+}
+
+async function main() {
+  app.info = await getJSON('/api/info');
+  $('reviewer').textContent = app.info.reviewer;
+  const sel = $('case-select');
+  app.info.cases.forEach((c) => {
+    sel.insertAdjacentHTML('beforeend', `<option value="${c.id}">${c.id}${c.saved ? ` ✓${c.score != null ? ` ${c.score}` : ''}` : ''}</option>`);
+  });
+  sel.addEventListener('change', () => openCase(sel.value).catch((e) => setStatus(e.message, 'error')));
+  buildRecordPanel();
+  for (const a of ['z', 'y', 'x']) {
+    app.views[a] = new SliceView($(`view-${a}`), a, app);
+    attach(app.views[a]);
+  }
+  document.querySelectorAll('.tool').forEach((b) => b.addEventListener('click', () => setTool(b.dataset.tool)));
+  $('radius').addEventListener('input', (e) => setRadius(+e.target.value));
+  $('sphere').addEventListener('change', (e) => (app.brush.sphere = e.target.checked));
+  $('limit').addEventListener('change', (e) => (app.brush.limit = e.target.checked));
+  $('undo').addEventListener('click', () => undoRedo('undo'));
+  $('redo').addEventListener('click', () => undoRedo('redo'));
+  $('save').addEventListener('click', () => save());
+  $('interpolate').addEventListener('click', interpolate);
+  $('smooth').addEventListener('click', () => edit({ op: 'smooth', radius_mm: +$('smooth-r').value }));
+  $('islands').addEventListener('click', () => edit({ op: 'remove_islands' }));
+  $('preset-abdomen').addEventListener('click', () => setWL(PRESETS.abdomen.width, PRESETS.abdomen.level));
+  $('preset-liver').addEventListener('click', () => setWL(PRESETS.liver.width, PRESETS.liver.level));
+  $('ww').addEventListener('change', () => setWL(+$('ww').value, +$('wl').value));
+  $('wl').addEventListener('change', () => setWL(+$('ww').value, +$('wl').value));
+  $('fill-mode').addEventListener('change', (e) => { app.display.fill = e.target.checked; redrawAll(true); });
+  $('prev-case').addEventListener('click', () => moveCase(-1));
+  $('next-case').addEventListener('click', () => moveCase(1));
+  window.addEventListener('keydown', keys);
+  window.addEventListener('resize', () => { for (const v of Object.values(app.views)) { v.resize(); v.draw(); } });
+  // Autosave runs on the server; this makes a closed tab flush at once.
+  window.addEventListener('pagehide', () => {
+    if (app.caseId) send('POST', caseUrl(app.caseId, '/save'), undefined, { keepalive: true }).catch(() => {});
+  });
+  setTool('paint');
+  setRadius(5);
+  setWL(PRESETS.abdomen.width, PRESETS.abdomen.level);
+  const wanted = new URLSearchParams(location.search).get('case');
+  const first = app.info.cases.find((c) => c.id === wanted) || app.info.cases[0];
+  if (first) await openCase(first.id);
+  document.body.dataset.ready = '1';
+}
+
+function moveCase(d) {
+  const ids = app.info.cases.map((c) => c.id);
+  const n = ids.indexOf(app.caseId) + d;
+  if (n >= 0 && n < ids.length) openCase(ids[n]).catch((e) => setStatus(e.message, 'error'));
+}
+
+main().catch((e) => setStatus(e.message, 'error'));
