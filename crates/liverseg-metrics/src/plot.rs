@@ -236,7 +236,7 @@ where
         let color = PALETTE[i % PALETTE.len()];
         let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
         chart
-            .draw_series(LineSeries_(points.clone(), color.stroke_width(2)))?
+            .draw_series(LineSeries_::new(points.clone(), color.stroke_width(2)))?
             .label(s.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
         if points.len() < 30 {
