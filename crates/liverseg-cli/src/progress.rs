@@ -26,11 +26,6 @@ impl Progress {
         self.bar.inc(n);
     }
 
-    pub fn set(&self, done: u64, total: u64) {
-        self.bar.set_length(total);
-        self.bar.set_position(done);
-    }
-
     pub fn message(&self, text: &str) {
         self.bar.set_message(text.to_string());
     }

@@ -67,8 +67,9 @@ impl NetworkConfig {
     /// A lighter network for CPUs: the same three pathways and depth (so the
     /// same receptive fields in voxels), on a 2.0 mm grid (0.34x the voxels of
     /// 1.4 mm; the pathways then see 2, 10 and 30 mm cells) with 8-16
-    /// features per layer (the paper: 30-60) and FC 64-64. About 15x fewer
-    /// operations per output voxel than `paper`, and 3x fewer voxels per CT.
+    /// features per layer (the paper: 30-60) and FC 64-64. Fewer operations
+    /// per output voxel than `paper` (see `macs_per_output_voxel`; the test
+    /// requires at least 5x) and 3x fewer voxels per CT.
     pub fn fast() -> Self {
         let fine = vec![8, 8, 12, 12, 12, 12, 16, 16, 16, 16];
         let coarse = fine.clone();

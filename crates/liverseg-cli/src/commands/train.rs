@@ -144,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let cache = args.cache.clone().unwrap_or_else(|| args.out.join("cache"));
     std::fs::create_dir_all(&cache).with_context(|| format!("{}: cannot create", cache.display()))?;
     let progress = Progress::new(train_sources.len() as u64 + val_sources.len() as u64, "preparing");
-    let mut load = |list: &[liverseg_data::datasets::CaseSource]| -> anyhow::Result<Vec<LoadedCase>> {
+    let load = |list: &[liverseg_data::datasets::CaseSource]| -> anyhow::Result<Vec<LoadedCase>> {
         list.iter()
             .map(|c| {
                 progress.message(&c.id);
@@ -157,7 +157,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let train_loaded = load(&train_sources)?;
     let val_loaded = load(&val_sources)?;
     progress.finish();
-    let n_val = val_loaded.len();
     let (all, duplicates) = dedupe(val_loaded.into_iter().chain(train_loaded).collect());
     if !duplicates.groups.is_empty() {
         for g in &duplicates.groups {
@@ -167,7 +166,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Validation cases came first, so a duplicate pair keeps its validation copy.
     let val_ids: Vec<String> = val_sources.iter().map(|c| c.id.clone()).collect();
     let (val, tr): (Vec<LoadedCase>, Vec<LoadedCase>) = all.into_iter().partition(|c| val_ids.contains(&c.id));
-    debug_assert!(val.len() <= n_val);
     let train_cases: Vec<Case> = tr.into_iter().map(to_case).collect();
     let val_cases: Vec<Case> = val.into_iter().map(to_case).collect();
     eprintln!(
