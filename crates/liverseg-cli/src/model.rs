@@ -3,6 +3,7 @@
 //! `liverseg train`.
 
 use liverseg_data::{PreprocessConfig, Prepared};
+use liverseg_model::infer::{TileStrategy, DEFAULT_MIN_GROWN_ML};
 use liverseg_model::Segmenter;
 use liverseg_pipeline::ProbabilityModel;
 use liverseg_volume::Volume;
@@ -25,12 +26,35 @@ impl ProbabilityModel for BurnModel {
     }
 }
 
-pub fn load(spec: Option<&Path>) -> Result<Box<dyn ProbabilityModel>, String> {
-    let device = liverseg_model::device("cpu").map_err(|e| e.to_string())?;
-    let segmenter = match spec {
+/// How inference runs.
+pub struct LoadOptions<'a> {
+    /// `cpu`, or `gpu` in builds with the `wgpu` feature.
+    pub device: &'a str,
+    /// The threshold the result will be cut at (default: the model's); the
+    /// coarse-to-fine pass grows the computed region at this level.
+    pub threshold: Option<f32>,
+    /// Compute every tile with body in it instead of growing from probes.
+    pub full_volume: bool,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        Self { device: "cpu", threshold: None, full_volume: false }
+    }
+}
+
+pub fn load(spec: Option<&Path>, options: &LoadOptions) -> Result<Box<dyn ProbabilityModel>, String> {
+    let device = liverseg_model::device(options.device).map_err(|e| e.to_string())?;
+    let mut segmenter = match spec {
         None => Segmenter::builtin(device),
         Some(path) => Segmenter::load(path, device),
     }
     .map_err(|e| e.to_string())?;
+    let strategy = if options.full_volume {
+        TileStrategy::All
+    } else {
+        TileStrategy::Grow { threshold: options.threshold.unwrap_or(segmenter.info().threshold), min_ml: DEFAULT_MIN_GROWN_ML }
+    };
+    segmenter.set_strategy(strategy);
     Ok(Box::new(BurnModel(segmenter)))
 }

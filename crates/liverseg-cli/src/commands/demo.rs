@@ -1,7 +1,7 @@
 //! `liverseg demo`: the README's first command. Runs on a fresh clone with no
 //! network and no data: it builds a synthetic abdominal CT with known organs
 //! (`liverseg phantom`), segments it with the built-in model
-//! (`crate::model::load(None)`), compares the result with the phantom's truth
+//! (`crate::model::load`), compares the result with the phantom's truth
 //! (liverseg-metrics) and writes everything into `./liverseg-demo/`:
 //! `ct.nii.gz`, `liver_truth.nii.gz`, the segment outputs (`liver.nii.gz`,
 //! `report.json`, `overview.png`) and `evaluation.json`.
@@ -31,7 +31,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let model = model::load(None).map_err(|e| anyhow::anyhow!(e))?;
+    let model = model::load(None, &model::LoadOptions::default()).map_err(|e| anyhow::anyhow!(e))?;
     let phantom = generate(&PhantomConfig {
         seed: args.seed,
         ..Default::default()

@@ -61,6 +61,13 @@ pub struct Args {
     /// Ball radius of the erode / largest component / dilate step, mm.
     #[arg(long, default_value_t = 3.0)]
     pub radius: f64,
+    /// cpu (burn's pure-Rust backend), or gpu in builds with the wgpu feature.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Run the network on every tile with body in it, instead of only the
+    /// tiles the liver reaches (coarse-to-fine; see the README).
+    #[arg(long)]
+    pub full_volume: bool,
 }
 
 struct Case {
@@ -275,7 +282,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => return usage(e),
         }
     };
-    let model = model::load(args.model.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+    let load_options = model::LoadOptions { device: &args.device, threshold: args.threshold, full_volume: args.full_volume };
+    let model = model::load(args.model.as_deref(), &load_options).map_err(|e| anyhow::anyhow!(e))?;
     let options = SegmentOptions {
         threshold: args.threshold,
         postprocess_radius_mm: args.radius,
