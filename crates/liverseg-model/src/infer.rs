@@ -66,7 +66,7 @@ impl Segmenter {
     /// on that grid. `progress(done, total)` is called after each tile.
     pub fn probability(&self, prepared: &Prepared, input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<Volume<f32>> {
         let strategy = self.strategy.unwrap_or(TileStrategy::Grow { threshold: self.info.threshold, min_ml: DEFAULT_MIN_GROWN_ML });
-        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_segment, strategy, progress)
+        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_segment, strategy, progress).map(|(p, _)| p)
     }
 
     /// Which tiles to compute (default: grow from probes at the model's threshold).
@@ -157,24 +157,10 @@ fn hot_faces(probability: &[f32], dims: [usize; 3], origin: [usize; 3], segment:
     faces
 }
 
-/// Run the network over a whole prepared volume (see [`Segmenter::probability`]).
+/// Run the network over a whole prepared volume (see
+/// [`Segmenter::probability`]); also says how many tiles it computed.
 #[allow(clippy::too_many_arguments)]
 pub fn predict(
-    net: &DeepMedic,
-    config: &crate::NetworkConfig,
-    device: &Device,
-    prepared: &Prepared,
-    input: &Volume<f32>,
-    segment: usize,
-    strategy: TileStrategy,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Volume<f32>> {
-    predict_with_stats(net, config, device, prepared, input, segment, strategy, progress).map(|(p, _)| p)
-}
-
-/// [`predict`], also saying how many tiles it computed.
-#[allow(clippy::too_many_arguments)]
-pub fn predict_with_stats(
     net: &DeepMedic,
     config: &crate::NetworkConfig,
     device: &Device,
