@@ -5,7 +5,7 @@
 use liverseg_data::{PreprocessConfig, Prepared};
 use liverseg_model::infer::{TileStrategy, DEFAULT_MIN_GROWN_ML};
 use liverseg_model::Segmenter;
-use liverseg_pipeline::ProbabilityModel;
+use liverseg_pipeline::{Prediction, ProbabilityModel, TileWork};
 use liverseg_volume::Volume;
 use std::path::Path;
 
@@ -21,8 +21,10 @@ impl ProbabilityModel for BurnModel {
     fn default_threshold(&self) -> f32 {
         self.0.info().threshold
     }
-    fn predict(&self, prepared: &Prepared, input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<Volume<f32>, String> {
-        self.0.probability(prepared, input, progress).map_err(|e| e.to_string())
+    fn predict(&self, prepared: &Prepared, input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<Prediction, String> {
+        let (probability, s) = self.0.probability(prepared, input, progress).map_err(|e| e.to_string())?;
+        let tiles = TileWork { body_tiles: s.body_tiles, computed_tiles: s.computed_tiles, probes: s.probes, fell_back_to_all: s.fell_back_to_all };
+        Ok(Prediction { probability, tiles: Some(tiles) })
     }
 }
 

@@ -107,7 +107,7 @@ fn phantom_segmented_on_its_own_grid_with_a_dsc_bound() {
     assert!(prob.geometry().same_grid(g));
     let eval = evaluate(&liver, &truth, &EvalOptions::default()).unwrap();
     let dsc = eval.dice.unwrap();
-    // The quality bound lives in `built_in_model_reaches_the_phantom_bound`.
+    // The quality bound is checked in `demo_segments_evaluates_and_says_where`.
     assert!((0.0..=1.0).contains(&dsc), "DSC {dsc}");
     let ml = report["liver_volume_ml"].as_f64().unwrap();
     assert!((ml - liver.foreground_ml()).abs() < 1e-3 * ml);
@@ -120,6 +120,11 @@ fn phantom_segmented_on_its_own_grid_with_a_dsc_bound() {
         .collect();
     assert_eq!(stages[0], "read");
     assert!(report["flags"].is_array());
+    // The built-in model is tiled: the report says how much it computed.
+    let tiles = &report["tiles"];
+    let (body, computed) = (tiles["body_tiles"].as_u64().unwrap(), tiles["computed_tiles"].as_u64().unwrap());
+    assert!(body > 0 && (1..=body).contains(&computed), "{tiles}");
+    assert!(tiles["probes"].as_u64().unwrap() <= body, "{tiles}");
 }
 
 #[test]

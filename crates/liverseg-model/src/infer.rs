@@ -64,9 +64,9 @@ impl Segmenter {
 
     /// Liver probability on the prepared grid. `input` is the normalised image
     /// on that grid. `progress(done, total)` is called after each tile.
-    pub fn probability(&self, prepared: &Prepared, input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<Volume<f32>> {
+    pub fn probability(&self, prepared: &Prepared, input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<(Volume<f32>, TileStats)> {
         let strategy = self.strategy.unwrap_or(TileStrategy::Grow { threshold: self.info.threshold, min_ml: DEFAULT_MIN_GROWN_ML });
-        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_segment, strategy, progress).map(|(p, _)| p)
+        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_segment, strategy, progress)
     }
 
     /// Which tiles to compute (default: grow from probes at the model's threshold).

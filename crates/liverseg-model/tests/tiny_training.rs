@@ -70,7 +70,7 @@ fn loss_falls_and_validation_dsc_rises() {
     assert_eq!(seg.info().threshold, outcome.threshold);
     let v = &validation[0];
     let input = v.prepared.normalised(&network.preprocess, 0.0);
-    let prob = seg.probability(&v.prepared, &input, &mut |_, _| {}).unwrap();
+    let (prob, _) = seg.probability(&v.prepared, &input, &mut |_, _| {}).unwrap();
     let label = v.prepared.label.as_ref().unwrap();
     let t = seg.info().threshold;
     let both = prob.data().iter().zip(label.data()).filter(|(p, l)| **p >= t && **l != 0).count();

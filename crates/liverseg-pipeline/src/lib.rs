@@ -18,7 +18,7 @@ pub mod write;
 pub use error::{Error, Result};
 pub use liverseg_data::{Prepared, PreprocessConfig};
 pub use quality::QualityRules;
-pub use report::{Flag, Report, LIVER_DENSITY_G_PER_ML};
+pub use report::{Flag, Report, TileWork, LIVER_DENSITY_G_PER_ML};
 pub use write::{write_outputs, OutputFormats, OutputSource};
 
 use liverseg_imgproc::morphology::{
@@ -46,7 +46,22 @@ pub trait ProbabilityModel: Send + Sync {
         prepared: &Prepared,
         input: &Volume<f32>,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Volume<f32>, String>;
+    ) -> Result<Prediction, String>;
+}
+
+/// What a [`ProbabilityModel`] returns: the map, and for tiled models how much
+/// of the volume it computed (goes into the report, so a slow case can be
+/// told apart from a model that grew into the whole body).
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    pub probability: Volume<f32>,
+    pub tiles: Option<TileWork>,
+}
+
+impl From<Volume<f32>> for Prediction {
+    fn from(probability: Volume<f32>) -> Self {
+        Self { probability, tiles: None }
+    }
 }
 
 /// Options of [`segment`].
@@ -297,7 +312,7 @@ pub fn segment<T: Scalar>(
         model: model.id(),
         message,
     };
-    let probability = model
+    let Prediction { probability, tiles } = model
         .predict(&prepared, &input, &mut |d, t| {
             progress(Stage::Predict, d, t)
         })
@@ -387,6 +402,7 @@ pub fn segment<T: Scalar>(
         components: post.components,
         measurements,
         flags,
+        tiles,
         timings_s: timings,
     };
     Ok(Segmentation {

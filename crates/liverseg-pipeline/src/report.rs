@@ -41,6 +41,10 @@ pub struct Report {
     pub measurements: Measurements,
     /// Quality flags raised (empty when nothing looked wrong). None blocks output.
     pub flags: Vec<Flag>,
+    /// Tiles the model computed (tiled models; absent for others and in
+    /// reports written before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiles: Option<TileWork>,
     /// Wall-clock time per stage, in order, seconds.
     pub timings_s: Vec<StageTime>,
 }
@@ -124,6 +128,19 @@ pub struct Flag {
     pub threshold: f64,
     /// Unit of `value` and `threshold`.
     pub unit: String,
+}
+
+/// How much of the pre-processed volume a tiled model computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileWork {
+    /// Output tiles holding a body voxel (what a full pass computes).
+    pub body_tiles: usize,
+    /// Output tiles computed in full.
+    pub computed_tiles: usize,
+    /// Small probe segments run to find the liver (coarse-to-fine only).
+    pub probes: usize,
+    /// The probes found too little liver, so every body tile was computed.
+    pub fell_back_to_all: bool,
 }
 
 /// Time spent in one stage.

@@ -5,7 +5,7 @@
 //! right, which happens to work on the portal-venous phantom and on few real
 //! CTs.
 
-use crate::{Prepared, PreprocessConfig, ProbabilityModel};
+use crate::{Prediction, Prepared, PreprocessConfig, ProbabilityModel};
 use liverseg_imgproc::morphology::bounding_box;
 use liverseg_volume::Volume;
 
@@ -55,7 +55,7 @@ impl ProbabilityModel for HuWindowModel {
         prepared: &Prepared,
         _input: &Volume<f32>,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Volume<f32>, String> {
+    ) -> Result<Prediction, String> {
         let g = prepared.hu.geometry().clone();
         let [_, _, nz] = g.dims();
         // Body centre and width along world x (LPS: +x = patient left).
@@ -86,6 +86,6 @@ impl ProbabilityModel for HuWindowModel {
             }
             progress(k + 1, nz);
         }
-        Volume::new(g, data).map_err(|e| e.to_string())
+        Volume::new(g, data).map(Prediction::from).map_err(|e| e.to_string())
     }
 }

@@ -66,11 +66,11 @@ impl ProbabilityModel for Oracle {
         prepared: &Prepared,
         _input: &Volume<f32>,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Volume<f32>, String> {
+    ) -> Result<Prediction, String> {
         progress(0, 1);
         let m = resample_mask_partial_volume(&self.truth, prepared.hu.geometry());
         progress(1, 1);
-        Ok(m.map(|&v| if v != 0 { self.inside } else { self.outside }))
+        Ok(m.map(|&v| if v != 0 { self.inside } else { self.outside }).into())
     }
 }
 
@@ -414,11 +414,11 @@ fn threshold_and_bad_models_are_handled() {
             prepared: &Prepared,
             _: &Volume<f32>,
             _: &mut dyn FnMut(usize, usize),
-        ) -> Result<Volume<f32>, String> {
+        ) -> Result<Prediction, String> {
             if self.1 {
                 Err("out of memory".into())
             } else {
-                Ok(prepared.hu.map(|_| 2.0))
+                Ok(prepared.hu.map(|_| 2.0).into())
             }
         }
     }

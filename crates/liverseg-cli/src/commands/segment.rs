@@ -407,6 +407,15 @@ fn print_case(case: &Case, r: &Report, secs: f64) {
         secs,
         r.model_id
     );
+    if let Some(t) = &r.tiles {
+        println!(
+            "  computed {} of {} body tiles ({} probes{})",
+            t.computed_tiles,
+            t.body_tiles,
+            t.probes,
+            if t.fell_back_to_all { ", probes found too little liver: computed all" } else { "" }
+        );
+    }
     for f in &r.flags {
         println!("  flag {}: {}", f.name, f.message);
     }
