@@ -1,34 +1,72 @@
 #!/bin/bash
-# Leave-one-out evaluation of the training recipe on a folder of cases
-# (default ../shared/data/cases): for each case with a liver, train on all the
-# others with no validation set (so the held-out case chooses neither the
-# checkpoint nor the threshold), segment the held-out CT with that fold's
-# model and evaluate it against its reference. Results: OUT/<case>/eval.json
-# and OUT/summary (evaluate --pairs).
+# Leave-one-out evaluation of the built-in model's training recipe on a folder
+# of cases (default ../shared/data/cases): for each case with a liver, train on
+# all the others with no validation set (so the held-out case chooses neither
+# the checkpoint nor the threshold), segment the held-out CT with that fold's
+# last model and evaluate it against its reference.
 #
-#   scripts/leave-one-out.sh [OUT]     env: CASES, MINUTES (per fold, 60),
-#                                      CONFIG (train config JSON), LIVERSEG (binary)
+#   scripts/leave-one-out.sh [OUT]
+#   env: CASES    folder of cases
+#        CONFIG   train config (default models/liverseg-default.train.json: the
+#                 built-in model's recipe, 15 epochs of 800 segments, seed 7)
+#        FOLDS    held-out case names (default: every case with a liver)
+#        MINUTES  optional time cap per fold, counted over resumes
+#        LIVERSEG the binary (default target/release/liverseg)
+#
+# On 2 CPU cores a fold takes about 85 minutes, so the script is resumable: a
+# fold whose training stopped (time cap, session ended) resumes from its last
+# finished epoch, and a fold already segmented is skipped. Results:
+#   OUT/<case>/seg-0.5/      segmented at threshold 0.5 (the method's)
+#   OUT/<case>/seg-searched/ at the threshold train searched on the fold's
+#                            training cases
+#   OUT/summary-0.5/, OUT/summary-searched/  evaluate --pairs over the folds done
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-loo}
 CASES=${CASES:-$root/../shared/data/cases}
-MINUTES=${MINUTES:-60}
+CONFIG=${CONFIG:-$root/models/liverseg-default.train.json}
 LIVERSEG=${LIVERSEG:-$root/target/release/liverseg}
 [ -x "$LIVERSEG" ] || { echo "build first: cargo build --release -p liverseg -p liverseg-model --bins" >&2; exit 2; }
 [ -d "$CASES" ] || { echo "$CASES: no such folder of cases" >&2; exit 2; }
-mkdir -p "$OUT/reference" "$OUT/segmented"
-config=()
-[ -n "${CONFIG:-}" ] && config=(--config "$CONFIG")
-for ct in "$CASES"/*/ct.nii.gz; do
-  c=$(basename "$(dirname "$ct")")
-  # Liver-free CTs (negatives) train in every fold but are not held out.
-  "$LIVERSEG" info "$CASES/$c/liver.nii.gz" --json | grep -q '"max": *0\.0,' && continue
-  d="$OUT/$c"; mkdir -p "$d/data"
-  for o in "$CASES"/*/; do o=$(basename "$o"); [ "$o" != "$c" ] && ln -sfn "$CASES/$o" "$d/data/$o"; done
-  echo "fold $c: training for $MINUTES min ($(date +%T))"
-  "$LIVERSEG" train "$d/data" -o "$d/run" --cache "$OUT/cache" --max-minutes "$MINUTES" "${config[@]}" --json > "$d/train.json"
-  "$LIVERSEG" segment "$ct" -o "$d/seg" --model "$d/run/best.lsm" --no-overview --json > "$d/report.json"
-  ln -sfn "$CASES/$c/liver.nii.gz" "$OUT/reference/$c.nii.gz"
-  ln -sfn "$(cd "$d/seg" && pwd)/liver.nii.gz" "$OUT/segmented/$c.nii.gz"
+[ -f "$CONFIG" ] || { echo "$CONFIG: no such train config" >&2; exit 2; }
+epochs=$(grep -o '"epochs": *[0-9]*' "$CONFIG" | grep -o '[0-9]*$')
+if [ -n "${FOLDS:-}" ]; then
+  folds=$FOLDS
+else
+  folds=""
+  for ct in "$CASES"/*/ct.nii.gz; do
+    c=$(basename "$(dirname "$ct")")
+    # Liver-free CTs (negatives) train in every fold but are not held out.
+    "$LIVERSEG" info "$CASES/$c/liver.nii.gz" --json | grep -q '"max": *0\.0,' || folds="$folds $c"
+  done
+fi
+pending=0
+for c in $folds; do
+  d="$OUT/$c"
+  if [ ! -f "$d/seg-searched/liver.nii.gz" ]; then
+    mkdir -p "$d/data"
+    for o in "$CASES"/*/; do o=$(basename "$o"); [ "$o" != "$c" ] && ln -sfn "$CASES/$o" "$d/data/$o"; done
+    resume=(); [ -f "$d/run/state.json" ] && resume=(--resume)
+    cap=(); [ -n "${MINUTES:-}" ] && cap=(--max-minutes "$MINUTES")
+    echo "fold $c: training ${resume[*]} ($(date +%T))"
+    "$LIVERSEG" train "$d/data" -o "$d/run" --cache "$OUT/cache" --config "$CONFIG" "${cap[@]}" "${resume[@]}" --json > "$d/train.json"
+    done_epochs=$(grep -o '"epochs_done": *[0-9]*' "$d/run/state.json" | grep -o '[0-9]*$')
+    if [ "$done_epochs" -lt "$epochs" ]; then
+      echo "fold $c: $done_epochs of $epochs epochs trained; run again to resume"
+      pending=$((pending + 1)); continue
+    fi
+    for t in 0.5 searched; do
+      th=(); [ "$t" = 0.5 ] && th=(--threshold 0.5)
+      "$LIVERSEG" segment "$CASES/$c/ct.nii.gz" -o "$d/seg-$t" --model "$d/run/best.lsm" "${th[@]}" --no-overview --force --json > "$d/report-$t.json"
+    done
+  fi
+  for t in 0.5 searched; do
+    mkdir -p "$OUT/reference-$t" "$OUT/segmented-$t"
+    ln -sfn "$CASES/$c/liver.nii.gz" "$OUT/reference-$t/$c.nii.gz"
+    ln -sfn "$(cd "$d/seg-$t" && pwd)/liver.nii.gz" "$OUT/segmented-$t/$c.nii.gz"
+  done
 done
-"$LIVERSEG" evaluate --pairs "$OUT/reference" "$OUT/segmented" --out "$OUT/summary"
+for t in 0.5 searched; do
+  [ -d "$OUT/segmented-$t" ] && "$LIVERSEG" evaluate --pairs "$OUT/reference-$t" "$OUT/segmented-$t" --out "$OUT/summary-$t"
+done
+[ "$pending" -eq 0 ] || { echo "$pending fold(s) not finished: run again to resume" >&2; exit 3; }

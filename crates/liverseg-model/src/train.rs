@@ -150,7 +150,7 @@ fn dice(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// Probability maps of the validation cases with a network (eval mode).
-fn validation_maps(net: &DeepMedic, config: &NetworkConfig, device: &Device, cases: &[Case]) -> Result<Vec<Volume<f32>>> {
+fn validation_maps(net: &DeepMedic, config: &NetworkConfig, device: &Device, cases: &[&Case]) -> Result<Vec<Volume<f32>>> {
     cases
         .iter()
         .map(|c| {
@@ -160,7 +160,7 @@ fn validation_maps(net: &DeepMedic, config: &NetworkConfig, device: &Device, cas
         .collect()
 }
 
-fn dsc_at(maps: &[Volume<f32>], cases: &[Case], threshold: f32) -> Vec<f64> {
+fn dsc_at(maps: &[Volume<f32>], cases: &[&Case], threshold: f32) -> Vec<f64> {
     maps.iter()
         .zip(cases)
         .map(|(p, c)| {
@@ -170,8 +170,23 @@ fn dsc_at(maps: &[Volume<f32>], cases: &[Case], threshold: f32) -> Vec<f64> {
         .collect()
 }
 
+/// The cases the threshold is searched on: those with liver. On a liver-free
+/// case DSC is 1 without a single false-positive voxel and 0 with one, which
+/// drives the search to whatever threshold silences it (measured: 0.81 instead
+/// of about 0.4 over four liver and two liver-free training cases). Their false
+/// positives are for post-processing and the volume flag. All of `pool` when
+/// none has liver.
+pub fn threshold_cases(pool: &[Case]) -> Vec<&Case> {
+    let with_liver: Vec<&Case> = pool.iter().filter(|c| c.prepared.label.as_ref().is_some_and(|m| m.count_foreground() > 0)).collect();
+    if with_liver.is_empty() {
+        pool.iter().collect()
+    } else {
+        with_liver
+    }
+}
+
 /// The threshold (0.05..0.95 by 0.01) that maximises the mean DSC over `cases`.
-pub fn search_threshold(maps: &[Volume<f32>], cases: &[Case]) -> (f32, f64) {
+pub fn search_threshold(maps: &[Volume<f32>], cases: &[&Case]) -> (f32, f64) {
     let mut best = (0.5f32, f64::MIN);
     for t in 5..=95 {
         let t = t as f32 / 100.0;
@@ -297,8 +312,9 @@ pub fn train(
         if !validation.is_empty() && (state.epochs_done % config.validate_every.max(1) == 0 || last_epoch) {
             let tv = Instant::now();
             let eval = model.valid();
-            let maps = validation_maps(&eval, network, device, validation)?;
-            let d = dsc_at(&maps, validation, 0.5);
+            let cases: Vec<&Case> = validation.iter().collect();
+            let maps = validation_maps(&eval, network, device, &cases)?;
+            let d = dsc_at(&maps, &cases, 0.5);
             let mean = d.iter().sum::<f64>() / d.len() as f64;
             let best = mean > state.best_dsc;
             if best {
@@ -327,10 +343,11 @@ pub fn train(
     } else {
         checkpoint::load(&best_path, device)?
     };
-    let (search_cases, on) = if validation.is_empty() { (train_cases, "training") } else { (validation, "validation") };
-    let maps = validation_maps(&net, network, device, search_cases)?;
-    let (threshold, mean) = search_threshold(&maps, search_cases);
-    let at_half = dsc_at(&maps, search_cases, 0.5).iter().sum::<f64>() / search_cases.len() as f64;
+    let (pool, on) = if validation.is_empty() { (train_cases, "training") } else { (validation, "validation") };
+    let search_cases = threshold_cases(pool);
+    let maps = validation_maps(&net, network, device, &search_cases)?;
+    let (threshold, mean) = search_threshold(&maps, &search_cases);
+    let at_half = dsc_at(&maps, &search_cases, 0.5).iter().sum::<f64>() / search_cases.len() as f64;
     emit(Event::Threshold { threshold, mean_dsc: mean, at_half, on: on.into() })?;
     let bytes = checkpoint::to_bytes(&net, &info_for(threshold, serde_json::Value::Null))?;
     let hash = checkpoint::weights_hash(&bytes);
@@ -356,4 +373,42 @@ pub fn train(
         epochs: state.epochs_done,
         minutes: state.minutes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liverseg_imgproc::crop::CropBox;
+    use liverseg_volume::Geometry;
+
+    fn case(id: &str, label: [u8; 4]) -> Case {
+        let g = Geometry::new([4, 1, 1], [1.0; 3], [0.0; 3], liverseg_volume::IDENTITY).unwrap();
+        let prepared = Prepared {
+            hu: Volume::new(g.clone(), vec![0.0; 4]).unwrap(),
+            body: Mask::new(g.clone(), vec![1; 4]).unwrap(),
+            label: Some(Mask::new(g.clone(), label.to_vec()).unwrap()),
+            crop: CropBox::whole([4, 1, 1]),
+            original: g,
+        };
+        Case { id: id.into(), prepared }
+    }
+
+    #[test]
+    fn threshold_is_searched_on_cases_with_liver_only() {
+        let pool = [case("liver", [1, 1, 0, 0]), case("liver-free", [0; 4])];
+        let g = pool[0].prepared.hu.geometry().clone();
+        let maps = [Volume::new(g.clone(), vec![0.9, 0.6, 0.4, 0.1]).unwrap(), Volume::new(g, vec![0.85, 0.0, 0.0, 0.0]).unwrap()];
+        let chosen = threshold_cases(&pool);
+        assert_eq!(chosen.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["liver"]);
+        // 0.41 is the lowest threshold separating 0.6 (liver) from 0.4.
+        let (t, dsc) = search_threshold(&maps[..1], &chosen);
+        assert!((t - 0.41).abs() < 1e-6 && (dsc - 1.0).abs() < 1e-12, "{t} {dsc}");
+        // With the liver-free case in, the search silences its one voxel at 0.85
+        // and loses half of the liver: what threshold_cases avoids.
+        let all: Vec<&Case> = pool.iter().collect();
+        let (t_all, _) = search_threshold(&maps, &all);
+        assert!(t_all > 0.85, "{t_all}");
+        let none = [case("a", [0; 4]), case("b", [0; 4])];
+        assert_eq!(threshold_cases(&none).len(), 2);
+    }
 }
