@@ -178,6 +178,16 @@ fn dicom_input_gives_seg_and_rtstruct_on_the_ct() {
             .unwrap();
         assert!(d > 0.98, "RTSTRUCT DSC {d}");
     }
+    // 20 slices: far shorter than a liver, which the report must say.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let length = report["measurements"]["scan_length_mm"].as_f64().unwrap();
+    assert!((30.0..70.0).contains(&length), "scan length {length} mm");
+    assert!(
+        report["flags"].as_array().unwrap().iter().any(|f| f["name"] == "short_scan"),
+        "{}",
+        report["flags"]
+    );
 }
 
 #[test]

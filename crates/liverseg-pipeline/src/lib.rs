@@ -376,6 +376,7 @@ pub fn segment<T: Scalar>(
         } else {
             None
         },
+        scan_length_mm: Some(quality::scan_length_mm(ct.geometry())),
     };
     let flags = quality::flags(
         &options.rules,

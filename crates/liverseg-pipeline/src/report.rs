@@ -112,6 +112,10 @@ pub struct Measurements {
     /// Mean of |2p - 1| over the voxels on either side of the mask surface (1 =
     /// the model is sure where the border is, 0 = p is 0.5 everywhere on it).
     pub border_confidence: Option<f64>,
+    /// Head-foot (LPS z) extent of the CT, mm (absent in reports written
+    /// before this field existed).
+    #[serde(default)]
+    pub scan_length_mm: Option<f64>,
 }
 
 /// One quality flag: a name, what it means for this case, the measured value

@@ -285,7 +285,8 @@ fn flags_on_phantom_variations() {
     let f = &seg.report.flags[0];
     assert!(f.value.unwrap() > 35.0 && f.threshold == 25.0);
 
-    // A small body: the whole phantom at 55% scale holds a ~250 ml liver.
+    // A small body: the whole phantom at 55% scale holds a ~250 ml liver,
+    // and its 120 mm scan range is short.
     let small = generate(&PhantomConfig {
         dims: [128, 106, 48],
         spacing: [1.5, 1.5, 2.5],
@@ -294,7 +295,7 @@ fn flags_on_phantom_variations() {
     let seg = run(&small.ct, &Oracle::new(small.liver.clone()), &options);
     assert_eq!(
         flag_names(&seg),
-        ["volume_implausible"],
+        ["volume_implausible", "short_scan"],
         "{} ml",
         seg.report.liver_volume_ml
     );
