@@ -78,10 +78,14 @@ fn main() {
             .map(|a| a.iter().map(|s| format!("{} {:.1}", s["stage"].as_str().unwrap_or("?"), s["seconds"].as_f64().unwrap_or(f64::NAN))).collect())
             .unwrap_or_default();
         let d = dice(&dir.join("liver.nii.gz"), &out.join("liver.nii.gz"));
+        let t = &report["tiles"];
         println!(
-            "{label:>15}: {wall:6.1} s wall, peak RSS {rss:6.0} MiB, liver {:.0} ml, DSC vs reference {}; stages (s): {}",
+            "{label:>15}: {wall:6.1} s wall, peak RSS {rss:6.0} MiB, liver {:.0} ml, DSC vs reference {}; tiles computed {} of {} with body (+{} probes); stages (s): {}",
             report["liver_volume_ml"].as_f64().unwrap_or(f64::NAN),
             d.map_or("n/a".into(), |d| format!("{d:.4}")),
+            t["computed_tiles"],
+            t["body_tiles"],
+            t["probes"],
             stages.join(", ")
         );
         outputs.push((label, out, wall));
