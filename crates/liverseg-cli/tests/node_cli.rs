@@ -64,6 +64,20 @@ fn write_instance(dir: &Path, k: usize) -> PathBuf {
     file
 }
 
+/// dcmtk's storescp as AE "RX" writing every received object to `dir` as
+/// `*.dcm`; killed when the returned guard drops.
+fn storescp(dir: &Path) -> (Killed, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port();
+    let child = Command::new("storescp")
+        .args(["-aet", "RX", "-od"])
+        .arg(dir)
+        .args(["-fe", ".dcm", &port.to_string()])
+        .spawn()
+        .unwrap();
+    (Killed(Some(child)), port)
+}
+
 /// Kills the child when the test ends, also when an assertion fails first.
 struct Killed(Option<std::process::Child>);
 
@@ -94,16 +108,7 @@ fn liverseg_node_receives_runs_the_processor_and_sends_back() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let rx = tmp.path().join("rx");
-    std::fs::create_dir_all(&rx).unwrap();
-    let rx_port = free_port();
-    let _scp = Killed(Some(
-        Command::new("storescp")
-            .args(["-aet", "RX", "-od"])
-            .arg(&rx)
-            .args(["-fe", ".dcm", &rx_port.to_string()])
-            .spawn()
-            .unwrap(),
-    ));
+    let (_scp, rx_port) = storescp(&rx);
     let port = free_port();
     let storage = tmp.path().join("storage");
     let mut node = Killed(Some(
@@ -238,16 +243,7 @@ fn a_node_killed_mid_transfer_keeps_only_complete_instances_and_resumes_after_re
         })
         .collect();
     let rx = tmp.path().join("rx");
-    std::fs::create_dir_all(&rx).unwrap();
-    let rx_port = free_port();
-    let _scp = Killed(Some(
-        Command::new("storescp")
-            .args(["-aet", "RX", "-od"])
-            .arg(&rx)
-            .args(["-fe", ".dcm", &rx_port.to_string()])
-            .spawn()
-            .unwrap(),
-    ));
+    let (_scp, rx_port) = storescp(&rx);
     let storage = tmp.path().join("storage");
     let port = free_port();
     let node_cmd = || {
@@ -406,16 +402,7 @@ fn liverseg_node_default_processor_segments_a_real_series() {
     assert!(files.len() >= 10, "{} files", files.len());
 
     let rx = tmp.path().join("rx");
-    std::fs::create_dir_all(&rx).unwrap();
-    let rx_port = free_port();
-    let _scp = Killed(Some(
-        Command::new("storescp")
-            .args(["-aet", "RX", "-od"])
-            .arg(&rx)
-            .args(["-fe", ".dcm", &rx_port.to_string()])
-            .spawn()
-            .unwrap(),
-    ));
+    let (_scp, rx_port) = storescp(&rx);
     let port = free_port();
     let storage = tmp.path().join("storage");
     // No --run: the node runs this binary's `segment` with the built-in model.
