@@ -5,9 +5,9 @@ for same-run timing comparisons by `cargo bench -p liverseg-model`.
 Reads the network config as JSON (the same file a liverseg model carries), builds
 the same layers (BN -> PReLU -> 3x3x3 valid conv, residuals, repeat up-sampling,
 1x1x1 FC, dropout), and prints one JSON line with the mean training-step and
-inference times. CPU only; threads = torch default.
+inference times. CPU (threads = torch default) or, with --device cuda, the GPU.
 
-usage: deepmedic_torch.py CONFIG.json --batch 16 --segment 15 --steps 3 --infer-segment 60
+usage: deepmedic_torch.py CONFIG.json --batch 16 --segment 15 --steps 3 --infer-segment 60 [--device cuda]
 """
 import argparse, json, sys, time
 
@@ -51,7 +51,7 @@ class Pathway(nn.Module):
                 o = (e.shape[2] - y.shape[2]) // 2
                 e = e[:, : y.shape[1], o : o + y.shape[2], o : o + y.shape[3], o : o + y.shape[4]]
                 if e.shape[1] < y.shape[1]:
-                    pad = torch.zeros(y.shape[0], y.shape[1] - e.shape[1], *y.shape[2:])
+                    pad = torch.zeros(y.shape[0], y.shape[1] - e.shape[1], *y.shape[2:], device=y.device)
                     e = torch.cat([e, pad], 1)
                 y = y + e
             outs.append(y)
@@ -94,13 +94,17 @@ def main():
     ap.add_argument("--segment", type=int, default=15)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--infer-segment", type=int, default=60)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    # GPU kernels run asynchronously: wait for them before reading the clock.
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     cfg = json.load(open(a.config))
-    net = DeepMedic(cfg)
+    net = DeepMedic(cfg).to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.007, momentum=0.6, nesterov=True)
     lossf = nn.BCEWithLogitsLoss()
-    x = inputs_for(cfg, a.segment, a.batch)
-    t = (torch.rand(a.batch, 1, a.segment, a.segment, a.segment) > 0.5).float()
+    x = [i.to(dev) for i in inputs_for(cfg, a.segment, a.batch)]
+    t = (torch.rand(a.batch, 1, a.segment, a.segment, a.segment) > 0.5).float().to(dev)
     net.train()
     times = []
     for i in range(a.steps + 1):
@@ -109,16 +113,19 @@ def main():
         loss = lossf(net(x), t)
         loss.backward()
         opt.step()
+        sync()
         if i > 0:  # first step warms up allocators
             times.append(time.perf_counter() - t0)
     net.eval()
-    xi = inputs_for(cfg, a.infer_segment, 1)
+    xi = [i.to(dev) for i in inputs_for(cfg, a.infer_segment, 1)]
     with torch.no_grad():
         net(xi)
+        sync()
         t0 = time.perf_counter()
         net(xi)
+        sync()
         infer = time.perf_counter() - t0
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "train_step_s": sum(times) / len(times),
+    print(json.dumps({"torch": torch.__version__, "device": str(dev), "threads": torch.get_num_threads(), "train_step_s": sum(times) / len(times),
                       "infer_tile_s": infer, "infer_voxels_per_s": a.infer_segment ** 3 / infer}))
 
 

@@ -2,7 +2,10 @@
 //! (burn flex), and in the same run the PyTorch reference network
 //! (bench/deepmedic_torch.py) when Python with torch is installed.
 //!
-//! `cargo bench -p liverseg-model --bench network [-- --presets paper,fast --steps 3]`
+//! `cargo bench -p liverseg-model --bench network [-- --presets paper,fast --steps 3 --device cpu]`
+//!
+//! `--device gpu` (in a build with the `cuda` or `wgpu` feature) times burn on
+//! the GPU and PyTorch on CUDA.
 
 use std::process::Command;
 use std::time::Instant;
@@ -28,7 +31,7 @@ fn inputs(config: &NetworkConfig, segment: usize, batch: usize, dev: &Device) ->
         .collect()
 }
 
-fn torch_reference(config: &NetworkConfig, batch: usize, segment: usize, steps: usize, infer: usize) -> Option<serde_json::Value> {
+fn torch_reference(config: &NetworkConfig, batch: usize, segment: usize, steps: usize, infer: usize, gpu: bool) -> Option<serde_json::Value> {
     let ok = Command::new("python3").args(["-c", "import torch"]).output().ok()?.status.success();
     if !ok {
         return None;
@@ -41,8 +44,13 @@ fn torch_reference(config: &NetworkConfig, batch: usize, segment: usize, steps: 
         .arg(script)
         .arg(&cfg)
         .args(["--batch", &batch.to_string(), "--segment", &segment.to_string(), "--steps", &steps.to_string(), "--infer-segment", &infer.to_string()])
+        .args(["--device", if gpu { "cuda" } else { "cpu" }])
         .output()
         .ok()?;
+    if !out.status.success() {
+        eprintln!("pytorch reference failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
     serde_json::from_slice(out.stdout.trim_ascii()).ok()
 }
 
@@ -50,11 +58,14 @@ fn main() {
     let presets = arg("--presets", "paper,fast");
     let steps: usize = arg("--steps", "3").parse().unwrap();
     let batch: usize = arg("--batch", "16").parse().unwrap();
-    println!("threads: {} (rayon)", rayon::current_num_threads());
+    let device_name = arg("--device", "cpu");
+    let device = liverseg_model::device(&device_name).unwrap_or_else(|e| panic!("{e}"));
+    let gpu = device_name != "cpu";
+    println!("device: {device_name}; threads: {} (rayon)", rayon::current_num_threads());
     for name in presets.split(',') {
         let config = NetworkConfig::preset(name).unwrap();
         let segment = config.train_segment;
-        let dev = Device::flex().autodiff();
+        let dev = device.clone().autodiff();
         let mut model = DeepMedic::new(&config, &dev);
         let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig { momentum: 0.6, dampening: 0.0, nesterov: true })).init();
         let x = inputs(&config, segment, batch, &dev);
@@ -73,7 +84,7 @@ fn main() {
         let step = times.iter().sum::<f64>() / times.len() as f64;
         let eval = model.valid();
         let s = config.infer_segment;
-        let plain = Device::flex();
+        let plain = device.clone();
         let xi = inputs(&config, s, 1, &plain);
         let _ = eval.forward(xi.clone()).into_data();
         let t0 = Instant::now();
@@ -84,13 +95,13 @@ fn main() {
             (s as f64).powi(3) / tile,
             config.macs_per_output_voxel(s).unwrap() / 1e3
         );
-        match torch_reference(&config, batch, segment, steps, s) {
+        match torch_reference(&config, batch, segment, steps, s, gpu) {
             Some(t) => {
                 let ts = t["train_step_s"].as_f64().unwrap_or(f64::NAN);
                 let ti = t["infer_tile_s"].as_f64().unwrap_or(f64::NAN);
                 println!("{name}: pytorch {} train step {ts:.2} s, tile {ti:.2} s; ratio burn/torch: train {:.2}, inference {:.2}", t["torch"], step / ts, tile / ti);
             }
-            None => println!("{name}: pytorch reference skipped (python3 with torch not installed)"),
+            None => println!("{name}: pytorch reference skipped (no python3 with torch, or it failed)"),
         }
     }
 }

@@ -19,15 +19,28 @@ pub use infer::Segmenter;
 pub use network::DeepMedic;
 pub use train::{train, Case, Event, TrainConfig};
 
-/// The compute device: `cpu` (burn flex) or, with the `wgpu` feature, `gpu`.
+/// The compute device: `cpu` (burn flex) or, with the `wgpu` feature, `gpu`
+/// (also called `wgpu`).
+///
+/// burn 0.22's `cuda` backend is not offered: its build downloads LLVM
+/// (tracel-llvm-bundler) and fails on an offline or proxied build machine.
 pub fn device(name: &str) -> Result<burn::tensor::Device> {
     match name {
         "cpu" | "flex" => Ok(burn::tensor::Device::flex()),
         #[cfg(feature = "wgpu")]
-        "gpu" | "wgpu" => Ok(burn::tensor::Device::wgpu(Default::default())),
-        other => Err(Error::Config(format!(
-            "unknown device '{other}' (this build has: cpu{})",
-            if cfg!(feature = "wgpu") { ", gpu" } else { "; rebuild with --features wgpu for gpu" }
-        ))),
+        "wgpu" | "gpu" => Ok(burn::tensor::Device::wgpu(Default::default())),
+        other => {
+            let hint = if cfg!(feature = "wgpu") { "" } else { "; rebuild with --features liverseg-model/wgpu for a GPU" };
+            Err(Error::Config(format!("unknown device '{other}' (this build has: {}{hint})", device_names().join(", "))))
+        }
+    }
+}
+
+/// The device names this build accepts, for the error message.
+fn device_names() -> Vec<&'static str> {
+    if cfg!(feature = "wgpu") {
+        vec!["cpu", "gpu", "wgpu"]
+    } else {
+        vec!["cpu"]
     }
 }
