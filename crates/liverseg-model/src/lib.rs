@@ -44,3 +44,21 @@ fn device_names() -> Vec<&'static str> {
         vec!["cpu"]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_always_a_device_and_an_unknown_name_lists_the_ones_built() {
+        assert!(device("cpu").is_ok());
+        let err = device("tpu").unwrap_err().to_string();
+        assert!(err.contains("unknown device 'tpu'"), "{err}");
+        assert!(err.contains("this build has: cpu"), "{err}");
+        if cfg!(feature = "wgpu") {
+            assert!(err.contains("gpu"), "{err}");
+        } else {
+            assert!(err.contains("rebuild with --features liverseg-model/wgpu"), "{err}");
+        }
+    }
+}
