@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p liverseg-model --bench network [-- --presets paper,fast --steps 3 --device cpu]`
 //!
-//! `--device gpu` (in a build with the `cuda` or `wgpu` feature) times burn on
+//! `--device gpu` (in a build with the `wgpu` feature) times burn on
 //! the GPU and PyTorch on CUDA.
 
 use std::process::Command;
