@@ -60,7 +60,7 @@ fn main() {
     let batch: usize = arg("--batch", "16").parse().unwrap();
     let device_name = arg("--device", "cpu");
     let device = liverseg_model::device(&device_name).unwrap_or_else(|e| panic!("{e}"));
-    let gpu = device_name != "cpu";
+    let gpu = !matches!(device_name.as_str(), "cpu" | "flex");
     println!("device: {device_name}; threads: {} (rayon)", rayon::current_num_threads());
     for name in presets.split(',') {
         let config = NetworkConfig::preset(name).unwrap();

@@ -39,9 +39,10 @@
 //!   background, on the pre-processed grid, mean of |2p − 1|.
 //! * scan length: extent of the CT's voxels (edges, not centres) along the
 //!   patient's head-foot (LPS z) axis, whatever the acquisition direction.
-//!   150 mm is about the shortest head-foot extent of an adult liver. Why it
-//!   matters: on a 40 mm slab through a liver the built-in model's median
-//!   probability inside the liver was 0.04 (empty result).
+//!   An adult liver typically spans about 15 cm head to foot, so a shorter
+//!   scan very likely cuts it; and the network copes badly with thin slabs: on
+//!   a 40 mm slab through a liver the built-in model's median probability
+//!   inside the liver was 0.04 (empty result).
 
 use crate::report::{Flag, Measurements};
 use liverseg_imgproc::morphology::{dilate, erode, fill_holes_slicewise, Connectivity};
