@@ -37,7 +37,11 @@ else
   for ct in "$CASES"/*/ct.nii.gz; do
     c=$(basename "$(dirname "$ct")")
     # Liver-free CTs (negatives) train in every fold but are not held out.
-    "$LIVERSEG" info "$CASES/$c/liver.nii.gz" --json | grep -q '"max": *0\.0,' || folds="$folds $c"
+    # Read the whole report before grepping: with pipefail, `info | grep -q`
+    # fails whenever grep quits before info has written everything (SIGPIPE),
+    # which once made a liver-free CT a fold.
+    info=$("$LIVERSEG" info "$CASES/$c/liver.nii.gz" --json)
+    grep -q '"max": *0\.0,' <<<"$info" || folds="$folds $c"
   done
 fi
 pending=0
