@@ -2,6 +2,9 @@
 pub enum Error {
     #[error("network config: {0}")]
     Config(String),
+    /// The compute device asked for is not in this build or not on this machine.
+    #[error("{0}")]
+    Device(String),
     #[error("model: {0}")]
     Model(String),
     #[error("{0}")]

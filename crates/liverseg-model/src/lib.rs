@@ -34,7 +34,7 @@ pub fn device(name: &str) -> Result<burn::tensor::Device> {
         }
         other => {
             let built = if cfg!(feature = "wgpu") { "cpu, gpu" } else { "cpu; rebuild with --features liverseg-model/wgpu for a GPU" };
-            Err(Error::Config(format!("unknown device '{other}' (this build has: {built})")))
+            Err(Error::Device(format!("unknown device '{other}' (this build has: {built})")))
         }
     }
 }
@@ -60,7 +60,7 @@ fn refuse_software_only_gpu() -> Result<()> {
         })
         .collect();
     match software_only_refusal(&adapters) {
-        Some(message) => Err(Error::Config(message)),
+        Some(message) => Err(Error::Device(message)),
         None => Ok(()),
     }
 }
