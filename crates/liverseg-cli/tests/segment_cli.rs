@@ -256,6 +256,12 @@ fn bad_inputs_fail_naming_the_file_and_write_nothing() {
         "{}",
         stderr(&o)
     );
+    assert!(entries(&out).is_empty(), "{:?}", entries(&out));
+    // A device this build does not have: refused before any work.
+    let o = liverseg(&["segment", s(&dir.path().join("ph/ct.nii.gz")), "-o", s(&out), "--device", "tpu"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unknown device 'tpu' (this build has: cpu"), "{}", stderr(&o));
+    assert!(entries(&out).is_empty(), "{:?}", entries(&out));
 }
 
 #[test]
