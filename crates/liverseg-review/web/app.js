@@ -75,8 +75,12 @@ async function loadSlice(axis, maskOnly) {
   v.draw();
 }
 
+// Resolves true once every view shows the server's data, false (with the error
+// in the status line) when a slice could not be fetched.
 function refresh(maskOnly = false, which = ['z', 'y', 'x']) {
-  return Promise.all(which.map((a) => loadSlice(a, maskOnly))).catch((e) => setStatus(e.message, 'error'));
+  return Promise.all(which.map((a) => loadSlice(a, maskOnly)))
+    .then(() => true)
+    .catch((e) => { setStatus(e.message, 'error'); return false; });
 }
 
 function redrawAll(recompose) {
@@ -108,8 +112,7 @@ async function openCase(id) {
   setRecord(meta.score, meta.tags, meta.comment);
   $('warnings').textContent = (meta.warnings || []).join(' · ');
   $('dicom-note').textContent = meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '';
-  await refresh(false);
-  setStatus(`${id}: ${meta.dims.join('×')} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(' × ')} mm`);
+  if (await refresh(false)) setStatus(`${id}: ${meta.dims.join('×')} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(' × ')} mm`);
   history.replaceState(null, '', `?${new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(location.search)), case: id })}`);
 }
 
@@ -118,8 +121,9 @@ async function edit(op) {
     const r = await send('POST', caseUrl(app.caseId, '/edit'), op);
     showSummary(r);
     const name = op.op === 'brush' ? (op.value ? 'paint' : 'erase') : op.op;
-    setStatus(`${name}: ${r.changed} voxels changed`, r.changed ? 'ok' : '');
-    await refresh(true);
+    // The status is the user's (and the browser test's) sign that the edit is
+    // on screen, so it changes only after the slices are refetched.
+    if (await refresh(true)) setStatus(`${name}: ${r.changed} voxels changed`, r.changed ? 'ok' : '');
     return r;
   });
 }
@@ -129,8 +133,7 @@ async function undoRedo(which) {
     const r = await send('POST', caseUrl(app.caseId, `/${which}`));
     showSummary(r);
     const name = r.undone || r.redone;
-    setStatus(name ? `${which}: ${name}` : `nothing to ${which}`);
-    await refresh(true);
+    if (await refresh(true)) setStatus(name ? `${which}: ${name}` : `nothing to ${which}`);
   });
 }
 
