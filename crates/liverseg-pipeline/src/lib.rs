@@ -361,6 +361,16 @@ pub fn segment<T: Scalar>(
     } else {
         (None, None)
     };
+    let (liver_mode_hu, darker_than_liver_fraction) = if nonempty {
+        quality::darker_than_liver(
+            &prepared.hu,
+            &post.mask,
+            soft_tissue_hu,
+            options.rules.min_liver_contrast_hu,
+        )
+    } else {
+        (None, None)
+    };
     let measurements = Measurements {
         liver_contrast_hu,
         soft_tissue_hu,
@@ -377,6 +387,8 @@ pub fn segment<T: Scalar>(
             None
         },
         scan_length_mm: Some(quality::scan_length_mm(ct.geometry())),
+        liver_mode_hu,
+        darker_than_liver_fraction,
     };
     let flags = quality::flags(
         &options.rules,

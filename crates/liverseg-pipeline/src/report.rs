@@ -116,6 +116,14 @@ pub struct Measurements {
     /// before this field existed).
     #[serde(default)]
     pub scan_length_mm: Option<f64>,
+    /// The liver's dominant HU: mode (4 HU bins) of the mask's pre-processed HU.
+    #[serde(default)]
+    pub liver_mode_hu: Option<f64>,
+    /// Fraction of the mask darker than halfway between `liver_mode_hu` and
+    /// `soft_tissue_hu`; absent when those are less than the contrast rule's
+    /// minimum apart (HU cannot then tell liver from muscle).
+    #[serde(default)]
+    pub darker_than_liver_fraction: Option<f64>,
 }
 
 /// One quality flag: a name, what it means for this case, the measured value

@@ -348,6 +348,23 @@ fn flags_on_phantom_variations() {
         "the liver, not the spleen, is kept"
     );
 
+    // A mask that spilled 11 mm into the liver's neighbours (muscle wall,
+    // fat, stomach), in one piece with the liver: only the HU inside tell.
+    let spilled = liverseg_imgproc::morphology::dilate(&base.liver, 11.0).unwrap();
+    let seg = run(&base.ct, &Oracle::new(spilled), &options);
+    assert_eq!(
+        flag_names(&seg),
+        ["mixed_tissue"],
+        "{:?}",
+        seg.report.measurements
+    );
+    let m = &seg.report.measurements;
+    let mode = m.liver_mode_hu.unwrap();
+    assert!((100.0..120.0).contains(&mode), "the liver's 110 HU, not the spill's: {mode}");
+    // The well-segmented phantom above: only its lesions are darker.
+    let clean = good.report.measurements.darker_than_liver_fraction.unwrap();
+    assert!(clean < 0.1, "{clean}");
+
     // A hesitant model: right answer, probabilities near 0.5.
     let unsure = Oracle {
         inside: 0.56,
