@@ -263,6 +263,7 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
     let (start, _) = liverseg_io::read_mask(&spec.mask, Some(ctv.geometry()), &Default::default())
         .map_err(input)?;
     let start = onto_ct_grid(start, ctv.geometry(), &mut warnings);
+    warnings.extend(segment_flags(&spec.mask));
     let dir = ctv.geometry().direction();
     if (0..3).any(|a| dir[a][a].abs() < 0.9) {
         warnings.push("the CT's voxel axes are far from the patient axes (oblique or permuted): views show voxel rows and columns, labels may not match the anatomy".into());
@@ -789,10 +790,80 @@ pub async fn serve(
     result
 }
 
+/// The quality flags of the `liverseg segment` run that wrote the starting
+/// mask (`DIR/liver.nii.gz` beside `DIR/report.json`), one warning each, so the
+/// expert knows what the pipeline asked to be checked. Read as loose JSON: the
+/// review tool does not depend on the pipeline crate, and a report from another
+/// version should still show what it has.
+fn segment_flags(mask: &std::path::Path) -> Vec<String> {
+    if mask.file_name().is_none_or(|n| n != "liver.nii.gz") {
+        return vec![];
+    }
+    let Some(report) = mask.parent().map(|d| d.join("report.json")) else {
+        return vec![];
+    };
+    let text = match std::fs::read_to_string(&report) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vec![],
+        Err(e) => return vec![format!("{}: not read ({e}): the segmentation's quality flags are not shown", report.display())],
+    };
+    let flags = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => match v.get("flags").and_then(Value::as_array) {
+            Some(f) => f.clone(),
+            None => return vec![format!("{}: no \"flags\" list: the segmentation's quality flags are not shown", report.display())],
+        },
+        Err(e) => return vec![format!("{}: not JSON ({e}): the segmentation's quality flags are not shown", report.display())],
+    };
+    flags
+        .iter()
+        .map(|f| {
+            let name = f.get("name").and_then(Value::as_str).unwrap_or("unnamed flag");
+            match f.get("message").and_then(Value::as_str) {
+                Some(m) => format!("segment flagged {name}: {m}"),
+                None => format!("segment flagged {name}"),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use liverseg_volume::{Geometry, Volume};
+
+    #[test]
+    fn segment_flags_beside_the_starting_mask_become_warnings() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mask = tmp.path().join("liver.nii.gz");
+        // No report: nothing to say.
+        assert!(segment_flags(&mask).is_empty());
+        std::fs::write(
+            tmp.path().join("report.json"),
+            r#"{"liver_volume_ml": 3156.2, "flags": [
+                {"name": "mixed_tissue", "message": "45% of the mask is darker than liver tissue", "value": 0.45},
+                {"name": "touches_crop_border"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            segment_flags(&mask),
+            [
+                "segment flagged mixed_tissue: 45% of the mask is darker than liver tissue",
+                "segment flagged touches_crop_border"
+            ]
+        );
+        // Only beside segment's own output name: another mask there is not its.
+        assert!(segment_flags(&tmp.path().join("adjusted.nii.gz")).is_empty());
+        // A report without flags (written before `segment` had them) or broken: said once.
+        std::fs::write(tmp.path().join("report.json"), r#"{"liver_volume_ml": 1}"#).unwrap();
+        let w = segment_flags(&mask);
+        assert!(w.len() == 1 && w[0].contains("report.json: no \"flags\" list"), "{w:?}");
+        std::fs::write(tmp.path().join("report.json"), "{\"flags\": [").unwrap();
+        let w = segment_flags(&mask);
+        assert!(w.len() == 1 && w[0].contains("report.json: not JSON"), "{w:?}");
+        // A report with no flag raised says nothing.
+        std::fs::write(tmp.path().join("report.json"), r#"{"flags": []}"#).unwrap();
+        assert!(segment_flags(&mask).is_empty());
+    }
 
     #[test]
     fn masks_are_put_on_the_ct_grid() {

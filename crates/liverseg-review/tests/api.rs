@@ -465,3 +465,23 @@ fn record_only_saves_do_not_rewrite_the_mask() {
     srv.json("POST", "/api/cases/p1/save", "");
     assert_ne!(ino(), first, "an undo did not rewrite the mask");
 }
+
+#[test]
+fn the_flags_segment_wrote_beside_the_mask_are_shown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, _) = phantom_case(tmp.path(), "p1", 3);
+    let (plain, _) = phantom_case(tmp.path(), "p2", 4);
+    // `liverseg segment -o DIR` writes DIR/liver.nii.gz beside DIR/report.json.
+    std::fs::write(
+        spec.mask.parent().unwrap().join("report.json"),
+        r#"{"flags": [{"name": "mixed_tissue", "message": "45% of the mask is darker than liver tissue"}]}"#,
+    )
+    .unwrap();
+    let srv = Server::start(config(vec![spec, plain], "dana", tmp.path().join("out")));
+    let open = srv.json("GET", "/api/cases/p1", "");
+    assert_eq!(
+        open["warnings"],
+        json!(["segment flagged mixed_tissue: 45% of the mask is darker than liver tissue"])
+    );
+    assert_eq!(srv.json("GET", "/api/cases/p2", "")["warnings"], json!([]));
+}

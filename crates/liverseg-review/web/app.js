@@ -110,7 +110,7 @@ async function openCase(id) {
   $('case-select').value = id;
   showSummary(meta);
   setRecord(meta.score, meta.tags, meta.comment);
-  $('warnings').textContent = (meta.warnings || []).join(' · ');
+  $('warnings').textContent = (meta.warnings || []).join('\n');
   $('dicom-note').textContent = meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '';
   if (await refresh(false)) setStatus(`${id}: ${meta.dims.join('×')} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(' × ')} mm`);
   history.replaceState(null, '', `?${new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(location.search)), case: id })}`);
