@@ -55,6 +55,10 @@
 //!   Lesions count as darker too. As `segment` measured it on the shared CTs:
 //!   0.07–0.25 with the built-in model, 0.11–0.19 on the good leave-one-out
 //!   folds, 0.45 on the leaked patient 7 fold (volume ratio 2.2).
+//!   Its blind spot: a leak larger than the liver's own HU peak makes the
+//!   mode the leak's, the gap to soft tissue closes and the rule stays
+//!   silent (patient 7's leak was 1.3 times the liver's volume but spread
+//!   over a wider HU range, so the liver kept the mode).
 //! * scan length: extent of the CT's voxels (edges, not centres) along the
 //!   patient's head-foot (LPS z) axis, whatever the acquisition direction.
 //!   An adult liver typically spans about 15 cm head to foot, so a shorter
