@@ -356,24 +356,19 @@ pub fn segment<T: Scalar>(
     let liver_ml = liver.foreground_ml();
     let (bounding_box, centroid, hu_mean, hu_median) = liver_stats(ct, &liver);
     let nonempty = post.mask.count_foreground() > 0 && liver_ml > 0.0;
-    let (soft_tissue_hu, liver_contrast_hu) = if nonempty {
-        quality::contrast(&prepared.hu, &prepared.body, &post.mask)
-    } else {
-        (None, None)
-    };
-    let (liver_mode_hu, darker_than_liver_fraction) = if nonempty {
-        quality::darker_than_liver(
+    let tissue = if nonempty {
+        quality::liver_tissue(
             &prepared.hu,
+            &prepared.body,
             &post.mask,
-            soft_tissue_hu,
             options.rules.min_liver_contrast_hu,
         )
     } else {
-        (None, None)
+        quality::LiverTissue::default()
     };
     let measurements = Measurements {
-        liver_contrast_hu,
-        soft_tissue_hu,
+        liver_contrast_hu: tissue.liver_contrast_hu,
+        soft_tissue_hu: tissue.soft_tissue_hu,
         enhanced_tissue_ml: Some(enhanced_ml(&prepared, &options.rules)),
         noise_hu: if nonempty {
             quality::noise_hu(ct, &liver)
@@ -387,8 +382,8 @@ pub fn segment<T: Scalar>(
             None
         },
         scan_length_mm: Some(quality::scan_length_mm(ct.geometry())),
-        liver_mode_hu,
-        darker_than_liver_fraction,
+        liver_mode_hu: tissue.liver_mode_hu,
+        darker_than_liver_fraction: tissue.darker_than_liver_fraction,
     };
     let flags = quality::flags(
         &options.rules,

@@ -137,8 +137,23 @@ fn histogram_mode(values: impl Iterator<Item = f64>, lo: f64, hi: f64, bin: f64)
     (c > 0).then_some(lo + (best as f64 + 0.5) * bin)
 }
 
-/// Soft-tissue reference HU and liver contrast, on the pre-processed grid.
-pub fn contrast(hu: &Volume<f32>, body: &Mask, liver: &Mask) -> (Option<f64>, Option<f64>) {
+/// The HU measurements of the liver against soft tissue, on the pre-processed
+/// grid (see the module docs for each).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LiverTissue {
+    pub soft_tissue_hu: Option<f64>,
+    /// Median liver HU minus `soft_tissue_hu`.
+    pub liver_contrast_hu: Option<f64>,
+    pub liver_mode_hu: Option<f64>,
+    /// `None` when the mode is less than `min_gap_hu` above soft tissue: at
+    /// low contrast HU cannot tell liver from muscle, and the contrast flags
+    /// speak for the case.
+    pub darker_than_liver_fraction: Option<f64>,
+}
+
+/// Soft-tissue reference, liver contrast, the liver's dominant HU and the
+/// fraction of the mask darker than halfway between it and soft tissue.
+pub fn liver_tissue(hu: &Volume<f32>, body: &Mask, liver: &Mask, min_gap_hu: f64) -> LiverTissue {
     let outside = hu
         .data()
         .iter()
@@ -154,35 +169,21 @@ pub fn contrast(hu: &Volume<f32>, body: &Mask, liver: &Mask) -> (Option<f64>, Op
         .filter(|(_, &l)| l != 0)
         .map(|(&h, _)| f64::from(h))
         .collect();
+    let mode = histogram_mode(inside.iter().copied(), -100.0, 400.0, 4.0);
+    let darker_than_liver_fraction = mode
+        .zip(soft)
+        .filter(|(m, s)| m - s >= min_gap_hu)
+        .map(|(m, s)| {
+            let halfway = (m + s) / 2.0;
+            inside.iter().filter(|&&h| h < halfway).count() as f64 / inside.len() as f64
+        });
     let liver_median = median(&mut inside);
-    (soft, liver_median.zip(soft).map(|(l, s)| l - s))
-}
-
-/// The liver's dominant HU and the fraction of the mask darker than halfway
-/// between it and `soft` (pre-processed grid). The fraction is `None` when
-/// the two are less than `min_gap_hu` apart: at low contrast HU cannot tell
-/// liver from muscle, and the contrast flags speak for the case.
-pub fn darker_than_liver(
-    hu: &Volume<f32>,
-    liver: &Mask,
-    soft: Option<f64>,
-    min_gap_hu: f64,
-) -> (Option<f64>, Option<f64>) {
-    let inside: Vec<f64> = hu
-        .data()
-        .iter()
-        .zip(liver.data())
-        .filter(|(_, &l)| l != 0)
-        .map(|(&h, _)| f64::from(h))
-        .collect();
-    let Some(mode) = histogram_mode(inside.iter().copied(), -100.0, 400.0, 4.0) else {
-        return (None, None);
-    };
-    let fraction = soft.filter(|&s| mode - s >= min_gap_hu).map(|s| {
-        let halfway = (mode + s) / 2.0;
-        inside.iter().filter(|&&h| h < halfway).count() as f64 / inside.len() as f64
-    });
-    (Some(mode), fraction)
+    LiverTissue {
+        soft_tissue_hu: soft,
+        liver_contrast_hu: liver_median.zip(soft).map(|(l, s)| l - s),
+        liver_mode_hu: mode,
+        darker_than_liver_fraction,
+    }
 }
 
 const BONE_MARGIN_MM: f64 = 3.0;
