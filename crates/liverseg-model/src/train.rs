@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -242,7 +242,7 @@ pub fn train(
         log_line(&log, &e)
     };
 
-    let mut model = DeepMedic::new(network, &train_device);
+    let mut model = seeded_network(network, &train_device, config.seed);
     let mut optim = sgd(config);
     let mut state = State { epochs_done: 0, rng: config.seed, best_dsc: f64::MIN, best_epoch: 0, minutes: 0.0 };
     if resume && state_path.exists() {
@@ -373,6 +373,25 @@ pub fn train(
         epochs: state.epochs_done,
         minutes: state.minutes,
     })
+}
+
+/// burn draws initial weights from the backend's process-wide RNG, and only
+/// when a parameter is first used. Seeding and then forcing every parameter
+/// under one lock keeps a training run reproducible for its seed even when
+/// another thread (a second run, a test) builds a network at the same time.
+fn seeded_network(network: &NetworkConfig, device: &Device, seed: u64) -> DeepMedic {
+    struct Materialise;
+    impl ModuleVisitor for Materialise {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    static INITIALISING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INITIALISING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    let model = DeepMedic::new(network, device);
+    model.visit(&mut Materialise);
+    model
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! A tiny but real training run: a small network on a phantom CT at 6 mm. The
-//! loss must fall and the validation DSC (on a second phantom, another seed)
-//! must rise well above where it started. Kept small: this is a test, not a
+//! loss must fall and the validation DSC (on a third phantom, another seed)
+//! must end well above what calling the whole body liver scores, and a run
+//! must repeat exactly for its seed. Kept small: this is a test, not a
 //! benchmark.
 
 use burn::tensor::Device;
@@ -60,7 +61,16 @@ fn loss_falls_and_validation_dsc_rises() {
     let first = (losses[0] + losses[1]) / 2.0;
     let last = (losses[losses.len() - 1] + losses[losses.len() - 2]) / 2.0;
     assert!(last < 0.7 * first, "loss did not fall: {first} -> {last}");
-    assert!(dscs.last().unwrap() > &(dscs[0] + 0.1), "validation DSC did not rise: {dscs:?}");
+    // The bar to rise above: the DSC of calling the whole body liver, which is
+    // what a network that learnt nothing but "not air" would score. Compared
+    // with the first validation instead, this test failed once on CI, where one
+    // epoch was already enough to reach 0.81.
+    let v = &validation[0];
+    let label = v.prepared.label.as_ref().unwrap();
+    let liver = label.count_foreground() as f64;
+    let body_is_liver = 2.0 * liver / (v.prepared.body.count_foreground() as f64 + liver);
+    let final_dsc = *dscs.last().unwrap();
+    assert!(final_dsc > 0.7 && final_dsc > body_is_liver + 0.3, "validation DSC {dscs:?} against {body_is_liver:.3} for the whole body");
     assert!(outcome.best_dsc > 0.7, "best validation DSC {}", outcome.best_dsc);
     for f in ["best.lsm", "last.lsm", "last.optim.bpk", "state.json", "train.jsonl"] {
         assert!(out.path().join(f).exists(), "{f} missing");
@@ -68,10 +78,8 @@ fn loss_falls_and_validation_dsc_rises() {
     // The saved best model segments the validation phantom as well as training said.
     let seg = Segmenter::load(&out.path().join("best.lsm"), Device::flex()).unwrap();
     assert_eq!(seg.info().threshold, outcome.threshold);
-    let v = &validation[0];
     let input = v.prepared.normalised(&network.preprocess, 0.0);
     let (prob, _) = seg.probability(&v.prepared, &input, &mut |_, _| {}).unwrap();
-    let label = v.prepared.label.as_ref().unwrap();
     let t = seg.info().threshold;
     let both = prob.data().iter().zip(label.data()).filter(|(p, l)| **p >= t && **l != 0).count();
     let dsc = 2.0 * both as f64 / (prob.data().iter().filter(|p| **p >= t).count() + label.count_foreground()) as f64;
@@ -106,4 +114,26 @@ fn resume_continues_where_it_stopped() {
     let log = std::fs::read_to_string(out.path().join("train.jsonl")).unwrap();
     // Two epochs of one sub-epoch of two steps each: four step lines in all.
     assert_eq!(log.lines().filter(|l| l.contains("\"event\":\"step\"")).count(), 4);
+}
+
+#[test]
+fn a_seed_repeats_its_run_and_another_seed_does_not() {
+    let network = tiny_network();
+    let cases = vec![case(1, &network)];
+    let losses_for = |seed: u64| {
+        let config = TrainConfig { epochs: 1, subepochs: 1, segments_per_subepoch: 24, batch: 8, seed, ..TrainConfig::default() };
+        let out = tempfile::tempdir().unwrap();
+        let mut losses = Vec::new();
+        train(&network, &config, &cases, &[], out.path(), false, &Device::flex(), &mut |e| {
+            if let Event::Step { loss, .. } = e {
+                losses.push(*loss);
+            }
+        })
+        .unwrap();
+        losses
+    };
+    let first = losses_for(5);
+    assert_eq!(first.len(), 3);
+    assert_eq!(first, losses_for(5), "two runs with seed 5");
+    assert_ne!(first, losses_for(6), "seeds 5 and 6 gave the same run");
 }
