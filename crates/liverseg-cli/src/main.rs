@@ -67,8 +67,64 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line, naming the file and the problem (the io errors carry the path).
-            eprintln!("liverseg: error: {err:#}");
+            eprintln!("liverseg: error: {}", one_line(&err));
             ExitCode::from(1)
         }
+    }
+}
+
+/// The error and its causes on one line, as anyhow's `{:#}` prints them, less
+/// the causes that the message before already ends with: several error types
+/// print their io cause in their own message ("path: incomplete deflate
+/// stream") and expose it as the source too, so it came out twice.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    /// Shaped like liverseg-io's and liverseg-data's file errors.
+    #[derive(Debug)]
+    struct FileError {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for FileError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for FileError {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "incomplete deflate stream");
+        let err = anyhow::Error::new(FileError { path: "p2/liver.nii.gz".into(), source: io }).context("case p2");
+        assert_eq!(one_line(&err), "case p2: p2/liver.nii.gz: incomplete deflate stream");
+    }
+
+    #[test]
+    fn causes_not_in_the_message_are_all_kept() {
+        let err = anyhow::anyhow!("not a valid config").context("net.json").context("training");
+        assert_eq!(one_line(&err), "training: net.json: not a valid config");
     }
 }
