@@ -30,7 +30,7 @@ fn phantom_writes_readable_outputs() {
     let (mask, _) = liverseg_io::read_mask(&dir.path().join("liver.nii.gz"), None, &liverseg_io::ReadOptions::default()).unwrap();
     // Same voxels; the spacing went through NIfTI-1's float32 once.
     assert!(truth > 500.0 && (truth - mask.foreground_ml()).abs() < 1e-6 * truth, "{truth} vs {}", mask.foreground_ml());
-    for name in ["ct.nii.gz", "liver.nii.gz", "labels.nii.gz", "labels.json", "masks/spleen.nii.gz", "masks/ivc.nii.gz"] {
+    for name in ["ct.nii.gz", "liver.nii.gz", "labels.nii.gz", "labels.json", "masks/spleen.nii.gz", "masks/ivc.nii.gz", "masks/lung.nii.gz"] {
         assert!(dir.path().join(name).is_file(), "{name} missing");
     }
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".partial")).collect();

@@ -5,7 +5,10 @@
 //! vertebral body and ribs; a liver with a large right lobe and a smaller left
 //! lobe reaching across the midline, with the inferior vena cava running along
 //! its posterior surface; spleen, both kidneys, a stomach (wall, fluid and a gas
-//! bubble) and the aorta; optional lesions alternately darker and brighter than
+//! bubble) and the aorta; the lung bases above a diaphragm that wraps the tops
+//! of the liver, spleen and stomach (a real abdominal CT for SIRT starts above
+//! the liver dome, and a model learns that the liver ends under the lung);
+//! optional lesions alternately darker and brighter than
 //! the liver; Gaussian noise; and a contrast level from 0 (non-contrast: liver,
 //! vessels and muscle within ~15 HU of each other) to 1 (portal-venous phase).
 //! Every structure has a truth label ([`Phantom::labels`], names in
@@ -54,7 +57,7 @@ impl Default for PhantomConfig {
 /// Truth label values of [`Phantom::labels`]: (value, name). The liver mask is
 /// labels `LIVER` and `LESION` together (lesions are part of the liver, as in
 /// the LiTS and 3D-IRCADb references).
-pub const LABELS: [(u8, &str); 9] = [
+pub const LABELS: [(u8, &str); 10] = [
     (1, "liver"),
     (2, "spleen"),
     (3, "kidney_right"),
@@ -64,6 +67,7 @@ pub const LABELS: [(u8, &str); 9] = [
     (7, "ivc"),
     (8, "bone"),
     (9, "lesion"),
+    (10, "lung"),
 ];
 pub const LIVER: u8 = 1;
 pub const LESION: u8 = 9;
@@ -113,6 +117,7 @@ pub fn tissue_hu(tissue: &str, contrast: f64) -> f64 {
         "stomach_wall" => (40.0, 65.0),
         "stomach_fluid" => (8.0, 8.0),
         "gas" => (-950.0, -950.0),
+        "lung" => (-850.0, -850.0),
         "vertebra" => (300.0, 300.0),
         "cortical_bone" => (700.0, 700.0),
         _ => (0.0, 0.0),
@@ -237,6 +242,28 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
         [body_r[0] - 20.0, body_r[1] - 20.0],
     );
     let rib_z_from = -0.05 * fov[2];
+    // Lungs: inside the rib cage, above a floor and above a 6 mm diaphragm
+    // over the liver lobes, spleen and stomach, with the mediastinum (fat)
+    // between them. Where no organ is below, the lung reaches down to the floor,
+    // as the posterior and lateral recesses do.
+    let lung_floor = 0.25 * fov[2];
+    let diaphragm_mm = 6.0;
+    let cavity = [body_r[0] - 22.0, body_r[1] - 22.0];
+    let mediastinum_half_width = 0.06 * fov[0];
+    let under_diaphragm = [liver_right_lobe, liver_left_lobe, spleen, stomach]
+        .map(|(c, r)| (c, [r[0] + diaphragm_mm, r[1] + diaphragm_mm, r[2] + diaphragm_mm]));
+    // Height of the diaphragm's upper surface over (x, y): the top of the
+    // highest organ grown by its thickness, or the floor.
+    let diaphragm_top = |x: f64, y: f64| {
+        under_diaphragm.iter().fold(lung_floor, |top, (c, r)| {
+            let q = ((x - c[0]) / r[0]).powi(2) + ((y - c[1]) / r[1]).powi(2);
+            if q <= 1.0 {
+                top.max(c[2] + r[2] * (1.0 - q).sqrt())
+            } else {
+                top
+            }
+        })
+    };
 
     let hu = |t: &str| tissue_hu(t, config.contrast);
     let liver_hu = config.liver_hu.unwrap_or_else(|| hu("liver"));
@@ -245,6 +272,7 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
         (hu("spleen"), hu("kidney"), hu("aorta"), hu("ivc"));
     let (wall_hu, fluid_hu, gas_hu) = (hu("stomach_wall"), hu("stomach_fluid"), hu("gas"));
     let (vertebra_hu, cortex_hu) = (hu("vertebra"), hu("cortical_bone"));
+    let lung_hu = hu("lung");
 
     let mut rng = SplitMix64(config.seed ^ 0x6C69_7665_7273_6567);
     let lesions: Vec<([f64; 3], f64, f64)> = (0..config.lesions)
@@ -286,6 +314,17 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
                         }
                         if in_cylinder(p, [0.0, 0.0], [body_r[0] - 22.0, body_r[1] - 22.0]) {
                             v = visceral_fat;
+                        }
+                        if p[2] > lung_floor && in_cylinder(p, [0.0, 0.0], cavity) {
+                            if p[2] > diaphragm_top(p[0], p[1]) {
+                                if p[0].abs() > mediastinum_half_width {
+                                    v = lung_hu;
+                                    label = 10;
+                                }
+                            } else {
+                                // Organs drawn below overwrite their own part.
+                                v = muscle;
+                            }
                         }
                         let rib_band =
                             (p[2] - rib_z_from).rem_euclid(26.0) < 9.0 && p[2] > rib_z_from;
@@ -525,5 +564,61 @@ mod tests {
                 .map(|(&h, _)| h as f64)
                 .collect();
         assert!(liver_only.iter().all(|&h| h == 70.0));
+    }
+    #[test]
+    fn lung_bases_sit_above_a_diaphragm_over_the_liver_dome() {
+        let p = generate(&PhantomConfig { noise_hu: 0.0, lesions: 0, ..Default::default() });
+        let g = p.ct.geometry();
+        let [nx, ny, nz] = g.dims();
+        let spacing_z = g.spacing()[2];
+        let (mut columns, mut lateral, mut lung_columns) = (0, 0, 0);
+        for j in 0..ny {
+            for i in 0..nx {
+                let Some(top) = (0..nz).rev().find(|&k| *p.liver.get(i, j, k) != 0) else { continue };
+                assert!(top + 1 < nz, "liver reaches the top slice at ({i}, {j})");
+                // The dome: where the liver rises above the lungs' floor (a
+                // quarter of the field of view above its centre). Lower down,
+                // at the liver's edges, fat lies above it, as in the abdomen.
+                if g.index_to_world([i as f64, j as f64, top as f64])[2] <= 0.25 * nz as f64 * spacing_z {
+                    continue;
+                }
+                columns += 1;
+                // Right above the dome: diaphragm muscle (or the IVC), never lung or fat.
+                let above = *p.ct.get(i, j, top + 1) as f64;
+                let label = *p.labels.get(i, j, top + 1);
+                assert!(label == 7 || (label == 0 && above == tissue_hu("muscle", 1.0)), "{above} HU, label {label} on the dome at ({i}, {j})");
+                // Higher up, past the diaphragm (muscle only): lung, in every
+                // column off the mediastinum that the IVC does not cross.
+                let x = g.index_to_world([i as f64, j as f64, 0.0])[0];
+                if x.abs() < 0.06 * nx as f64 * g.spacing()[0] + 2.0 || label == 7 {
+                    continue;
+                }
+                lateral += 1;
+                let first_other = (top + 1..nz).find(|&k| *p.labels.get(i, j, k) != 0 || *p.ct.get(i, j, k) as f64 != tissue_hu("muscle", 1.0));
+                if let Some(k) = first_other {
+                    if *p.labels.get(i, j, k) == 10 {
+                        lung_columns += 1;
+                        assert_eq!(*p.ct.get(i, j, k), tissue_hu("lung", 1.0) as i16);
+                    }
+                }
+            }
+        }
+        assert!(columns > 500, "{columns} liver columns under the dome");
+        assert!(lung_columns as f64 > 0.95 * lateral as f64, "lung over {lung_columns} of {lateral} dome columns off the mediastinum");
+        // No lung voxel touches the liver: the diaphragm is between them.
+        for (o, &l) in p.labels.data().iter().enumerate() {
+            if l == 10 {
+                let [i, j, k] = g.index_of(o);
+                for (di, dj, dk) in [(1, 0, 0), (0, 1, 0), (0, 0, 1)] {
+                    for sign in [-1i64, 1] {
+                        let (a, b, c) = (i as i64 + sign * di, j as i64 + sign * dj, k as i64 + sign * dk);
+                        if a < 0 || b < 0 || c < 0 || a >= nx as i64 || b >= ny as i64 || c >= nz as i64 {
+                            continue;
+                        }
+                        assert_eq!(*p.liver.get(a as usize, b as usize, c as usize), 0, "lung at {:?} touches the liver", [i, j, k]);
+                    }
+                }
+            }
+        }
     }
 }
