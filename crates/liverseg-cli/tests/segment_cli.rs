@@ -8,13 +8,13 @@ use std::process::{Command, Output};
 
 /// Lowest DSC against the phantom truth that the built-in model must reach
 /// on the default portal-venous phantom. The built-in model learnt from six
-/// real CTs, never from phantoms, and reaches 0.79 on it (it also takes some
-/// visceral fat beside the stomach); 0.90 on a real held-out CT is not
-/// reached either (0.84 on 3D-IRCADb-01 patient 1). This bound therefore
-/// guards against regressions (a wrong orientation, a model that does not
-/// load its weights, or a broken pipeline give well under 0.3), and is not a
-/// quality claim. Raise it when a better model is committed.
-const MIN_PHANTOM_DSC: f64 = 0.72;
+/// real CTs, never from phantoms, and reaches 0.87 on it (it misses part of
+/// the liver); 0.90 on a real held-out CT is not reached either (0.84 on
+/// 3D-IRCADb-01 patient 1). This bound therefore guards against regressions
+/// (a wrong orientation, a model that does not load its weights, or a broken
+/// pipeline give well under 0.3), and is not a quality claim. Raise it when a
+/// better model is committed.
+const MIN_PHANTOM_DSC: f64 = 0.80;
 
 fn liverseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_liverseg"))

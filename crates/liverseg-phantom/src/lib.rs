@@ -5,9 +5,10 @@
 //! vertebral body and ribs; a liver with a large right lobe and a smaller left
 //! lobe reaching across the midline, with the inferior vena cava running along
 //! its posterior surface; spleen, both kidneys, a stomach (wall, fluid and a gas
-//! bubble) and the aorta; the lung bases above a diaphragm that wraps the tops
-//! of the liver, spleen and stomach (a real abdominal CT for SIRT starts above
-//! the liver dome, and a model learns that the liver ends under the lung);
+//! bubble) and the aorta; the lung bases and the heart above a diaphragm that
+//! wraps the tops of the liver, spleen and stomach (a real abdominal CT for
+//! SIRT starts above the liver dome, and a model learns that the liver ends
+//! under the lung);
 //! optional lesions alternately darker and brighter than
 //! the liver; Gaussian noise; and a contrast level from 0 (non-contrast: liver,
 //! vessels and muscle within ~15 HU of each other) to 1 (portal-venous phase).
@@ -57,7 +58,7 @@ impl Default for PhantomConfig {
 /// Truth label values of [`Phantom::labels`]: (value, name). The liver mask is
 /// labels `LIVER` and `LESION` together (lesions are part of the liver, as in
 /// the LiTS and 3D-IRCADb references).
-pub const LABELS: [(u8, &str); 10] = [
+pub const LABELS: [(u8, &str); 11] = [
     (1, "liver"),
     (2, "spleen"),
     (3, "kidney_right"),
@@ -68,6 +69,7 @@ pub const LABELS: [(u8, &str); 10] = [
     (8, "bone"),
     (9, "lesion"),
     (10, "lung"),
+    (11, "heart"),
 ];
 pub const LIVER: u8 = 1;
 pub const LESION: u8 = 9;
@@ -118,6 +120,9 @@ pub fn tissue_hu(tissue: &str, contrast: f64) -> f64 {
         "stomach_fluid" => (8.0, 8.0),
         "gas" => (-950.0, -950.0),
         "lung" => (-850.0, -850.0),
+        // One organ for blood pool and myocardium, enhanced like the blood in
+        // the IVC and aorta beside it.
+        "heart" => (40.0, 155.0),
         "vertebra" => (300.0, 300.0),
         "cortical_bone" => (700.0, 700.0),
         _ => (0.0, 0.0),
@@ -254,6 +259,11 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
         .map(|(c, r)| (c, [r[0] + diaphragm_mm, r[1] + diaphragm_mm, r[2] + diaphragm_mm]));
     // Height of the diaphragm's upper surface over (x, y): the top of the
     // highest organ grown by its thickness, or the floor.
+    // The heart sits on the diaphragm, anterior and left, over the left lobe.
+    let heart = (
+        [0.05 * fov[0], -0.06 * fov[1], 0.5 * fov[2]],
+        [0.14 * fov[0], 0.12 * fov[1], 0.14 * fov[2]],
+    );
     let diaphragm_top = |x: f64, y: f64| {
         under_diaphragm.iter().fold(lung_floor, |top, (c, r)| {
             let q = ((x - c[0]) / r[0]).powi(2) + ((y - c[1]) / r[1]).powi(2);
@@ -272,7 +282,7 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
         (hu("spleen"), hu("kidney"), hu("aorta"), hu("ivc"));
     let (wall_hu, fluid_hu, gas_hu) = (hu("stomach_wall"), hu("stomach_fluid"), hu("gas"));
     let (vertebra_hu, cortex_hu) = (hu("vertebra"), hu("cortical_bone"));
-    let lung_hu = hu("lung");
+    let (lung_hu, heart_hu) = (hu("lung"), hu("heart"));
 
     let mut rng = SplitMix64(config.seed ^ 0x6C69_7665_7273_6567);
     let lesions: Vec<([f64; 3], f64, f64)> = (0..config.lesions)
@@ -317,7 +327,10 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
                         }
                         if p[2] > lung_floor && in_cylinder(p, [0.0, 0.0], cavity) {
                             if p[2] > diaphragm_top(p[0], p[1]) {
-                                if p[0].abs() > mediastinum_half_width {
+                                if in_ellipsoid(p, heart.0, heart.1) {
+                                    v = heart_hu;
+                                    label = 11;
+                                } else if p[0].abs() > mediastinum_half_width {
                                     v = lung_hu;
                                     label = 10;
                                 }
@@ -566,7 +579,7 @@ mod tests {
         assert!(liver_only.iter().all(|&h| h == 70.0));
     }
     #[test]
-    fn lung_bases_sit_above_a_diaphragm_over_the_liver_dome() {
+    fn lungs_and_heart_sit_above_a_diaphragm_over_the_liver_dome() {
         let p = generate(&PhantomConfig { noise_hu: 0.0, lesions: 0, ..Default::default() });
         let g = p.ct.geometry();
         let [nx, ny, nz] = g.dims();
@@ -605,9 +618,12 @@ mod tests {
         }
         assert!(columns > 500, "{columns} liver columns under the dome");
         assert!(lung_columns as f64 > 0.95 * lateral as f64, "lung over {lung_columns} of {lateral} dome columns off the mediastinum");
-        // No lung voxel touches the liver: the diaphragm is between them.
+        // The heart is there, enhanced like blood in the portal-venous phase.
+        let heart: Vec<i16> = p.ct.data().iter().zip(p.labels.data()).filter(|(_, &l)| l == 11).map(|(&h, _)| h).collect();
+        assert!(heart.len() > 1000 && heart.iter().all(|&h| h == tissue_hu("heart", 1.0) as i16), "{} heart voxels", heart.len());
+        // No lung or heart voxel touches the liver: the diaphragm is between them.
         for (o, &l) in p.labels.data().iter().enumerate() {
-            if l == 10 {
+            if l == 10 || l == 11 {
                 let [i, j, k] = g.index_of(o);
                 for (di, dj, dk) in [(1, 0, 0), (0, 1, 0), (0, 0, 1)] {
                     for sign in [-1i64, 1] {
@@ -615,7 +631,7 @@ mod tests {
                         if a < 0 || b < 0 || c < 0 || a >= nx as i64 || b >= ny as i64 || c >= nz as i64 {
                             continue;
                         }
-                        assert_eq!(*p.liver.get(a as usize, b as usize, c as usize), 0, "lung at {:?} touches the liver", [i, j, k]);
+                        assert_eq!(*p.liver.get(a as usize, b as usize, c as usize), 0, "label {l} at {:?} touches the liver", [i, j, k]);
                     }
                 }
             }
