@@ -70,6 +70,7 @@ fn loss_falls_and_validation_dsc_rises() {
     let liver = label.count_foreground() as f64;
     let body_is_liver = 2.0 * liver / (v.prepared.body.count_foreground() as f64 + liver);
     let final_dsc = *dscs.last().unwrap();
+    eprintln!("whole body called liver: DSC {body_is_liver:.3}");
     assert!(final_dsc > 0.7 && final_dsc > body_is_liver + 0.3, "validation DSC {dscs:?} against {body_is_liver:.3} for the whole body");
     assert!(outcome.best_dsc > 0.7, "best validation DSC {}", outcome.best_dsc);
     for f in ["best.lsm", "last.lsm", "last.optim.bpk", "state.json", "train.jsonl"] {
