@@ -8,9 +8,8 @@
 //! bubble) and the aorta; the lung bases and the heart above a diaphragm that
 //! wraps the tops of the liver, spleen and stomach (a real abdominal CT for
 //! SIRT starts above the liver dome, and a model learns that the liver ends
-//! under the lung);
-//! optional lesions alternately darker and brighter than
-//! the liver; Gaussian noise; and a contrast level from 0 (non-contrast: liver,
+//! under the lung); optional lesions alternately darker and brighter than the
+//! liver; Gaussian noise; and a contrast level from 0 (non-contrast: liver,
 //! vessels and muscle within ~15 HU of each other) to 1 (portal-venous phase).
 //! Every structure has a truth label ([`Phantom::labels`], names in
 //! [`LABELS`]). It feeds tests and the demo; it is not training data.
@@ -257,13 +256,14 @@ pub fn generate(config: &PhantomConfig) -> Phantom {
     let mediastinum_half_width = 0.06 * fov[0];
     let under_diaphragm = [liver_right_lobe, liver_left_lobe, spleen, stomach]
         .map(|(c, r)| (c, [r[0] + diaphragm_mm, r[1] + diaphragm_mm, r[2] + diaphragm_mm]));
-    // Height of the diaphragm's upper surface over (x, y): the top of the
-    // highest organ grown by its thickness, or the floor.
-    // The heart sits on the diaphragm, anterior and left, over the left lobe.
+    // The heart sits on the diaphragm, anterior and left, over the left lobe
+    // (it is drawn only above the diaphragm, so the volume's top cuts it).
     let heart = (
         [0.05 * fov[0], -0.06 * fov[1], 0.5 * fov[2]],
         [0.14 * fov[0], 0.12 * fov[1], 0.14 * fov[2]],
     );
+    // Height of the diaphragm's upper surface over (x, y): the top of the
+    // highest organ grown by its thickness, or the floor.
     let diaphragm_top = |x: f64, y: f64| {
         under_diaphragm.iter().fold(lung_floor, |top, (c, r)| {
             let q = ((x - c[0]) / r[0]).powi(2) + ((y - c[1]) / r[1]).powi(2);
@@ -578,6 +578,7 @@ mod tests {
                 .collect();
         assert!(liver_only.iter().all(|&h| h == 70.0));
     }
+
     #[test]
     fn lungs_and_heart_sit_above_a_diaphragm_over_the_liver_dome() {
         let p = generate(&PhantomConfig { noise_hu: 0.0, lesions: 0, ..Default::default() });
