@@ -60,6 +60,8 @@ pub struct Args {
     pub batch: Option<usize>,
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Seed of the initial weights, the sampling and the augmentation: a run
+    /// on the CPU with the same data, config and seed repeats exactly.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Stop after the epoch in which this many minutes have passed.
