@@ -196,7 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = train(&network, &config, &train_cases, &val_cases, &args.out, args.resume, &device, &mut on_event)?;
     bar.finish();
     if let Err(e) = plot_curves(&args.out) {
-        eprintln!("warning: curves not drawn: {e:#}");
+        eprintln!("warning: curves not drawn: {}", crate::one_line(&e));
     }
     let summary = serde_json::json!({
         "model": outcome.best_model,
