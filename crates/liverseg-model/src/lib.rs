@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod conv;
 mod error;
 pub mod infer;
 pub mod network;

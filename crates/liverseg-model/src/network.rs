@@ -45,7 +45,7 @@ impl Block {
         if let Some(d) = &self.dropout {
             x = d.forward(x);
         }
-        self.conv.forward(x)
+        crate::conv::forward(&self.conv, x)
     }
 }
 

@@ -1,0 +1,466 @@
+//! Valid, stride-1, undilated, ungrouped 3-D convolution on contiguous f32
+//! NCDHW buffers: forward, and one backward pass giving the input, weight and
+//! bias gradients. These are the only convolutions the DeepMedic network uses
+//! (3x3x3 in the pathways, 1x1x1 as its fully connected layers).
+//!
+//! Why by hand: burn flex's generic conv3d converts every input to NDHWC,
+//! builds im2col tiles from it, zeroes fresh buffers on every call, computes
+//! the data gradient as a direct transposed convolution and the weight
+//! gradient as a convolution whose kernel is the whole output. For this one
+//! shape family all three are plain matrix products on the NCDHW data as it
+//! lies, done here with the `gemm` crate (the micro-kernels flex itself uses):
+//!
+//! - forward: `Y_b = W · col(X_b)`, `W` as `[cout, cin·k³]` exactly as burn
+//!   stores it, `col` built tile by tile from contiguous row copies;
+//! - data gradient: `dcol = Wᵀ · dY_b` (a gemm), scattered back by col2im;
+//! - weight gradient: `dW = Σ_b dY_b · col(X_b)ᵀ`, with per-batch partial sums
+//!   added in batch order, so the result does not depend on the thread count.
+//!
+//! A 1x1x1 kernel needs no col at all: `X_b` itself is the matrix.
+
+use std::cell::RefCell;
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Sizes of one convolution: batch, channels, cubic kernel edge, input and
+/// output spatial sizes (output = input - kernel + 1 on every axis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub batch: usize,
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub input: [usize; 3],
+}
+
+impl ConvShape {
+    /// `None` when the kernel does not fit inside the input.
+    pub fn new(batch: usize, cin: usize, cout: usize, kernel: usize, input: [usize; 3]) -> Option<Self> {
+        (kernel >= 1 && input.iter().all(|&n| n >= kernel)).then_some(Self { batch, cin, cout, kernel, input })
+    }
+    pub fn output(&self) -> [usize; 3] {
+        self.input.map(|n| n - self.kernel + 1)
+    }
+    fn in_voxels(&self) -> usize {
+        self.input.iter().product()
+    }
+    fn out_voxels(&self) -> usize {
+        self.output().iter().product()
+    }
+    /// Rows of `col`: one per (input channel, kernel offset), in burn's
+    /// weight order, so `W` needs no reordering.
+    fn k(&self) -> usize {
+        self.cin * self.kernel.pow(3)
+    }
+    pub fn x_len(&self) -> usize {
+        self.batch * self.cin * self.in_voxels()
+    }
+    pub fn y_len(&self) -> usize {
+        self.batch * self.cout * self.out_voxels()
+    }
+    pub fn w_len(&self) -> usize {
+        self.cout * self.k()
+    }
+    /// Output rows (z, y) per col tile: the tile (k rows of `rows * ow`
+    /// values) is kept near 512 KiB so it stays in L2 while gemm streams it.
+    fn rows_per_tile(&self) -> usize {
+        const TILE_FLOATS: usize = 128 * 1024;
+        let ow = self.output()[2];
+        (TILE_FLOATS / (self.k() * ow).max(1)).max(1)
+    }
+}
+
+/// A raw pointer that rayon tasks may share. Every use writes a region no
+/// other task touches; the comment at each use says why.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: the pointer is only dereferenced through gemm/slice writes into
+// disjoint regions (see each use), and the buffer outlives the parallel scope.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+thread_local! {
+    /// Reused col / dcol buffers: allocating and zeroing them per call was a
+    /// tenth of flex's training step.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Threads gemm may use inside one task: when there are fewer tasks than
+/// threads, the spare threads split gemm's output blocks instead (each output
+/// value is still summed by one thread in one order: deterministic).
+fn gemm_parallelism(tasks: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if tasks >= threads || threads == 1 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads.div_ceil(tasks))
+    }
+}
+
+/// Fill `col` (`k` rows of `(r1 - r0) * ow` values) from batch item `x_b`
+/// for output rows `r0..r1`, a row being one (z, y) of the output.
+fn im2col(s: &ConvShape, x_b: &[f32], r0: usize, r1: usize, col: &mut [f32]) {
+    let [_, h, w] = s.input;
+    let [_, oh, ow] = s.output();
+    let n = (r1 - r0) * ow;
+    let kk = s.kernel;
+    let plane = h * w;
+    let cube = s.in_voxels();
+    for ci in 0..s.cin {
+        for kz in 0..kk {
+            for ky in 0..kk {
+                for kx in 0..kk {
+                    let row = ((ci * kk + kz) * kk + ky) * kk + kx;
+                    let dst = &mut col[row * n..(row + 1) * n];
+                    for (j, r) in (r0..r1).enumerate() {
+                        let (z, y) = (r / oh, r % oh);
+                        let src = ci * cube + (z + kz) * plane + (y + ky) * w + kx;
+                        dst[j * ow..(j + 1) * ow].copy_from_slice(&x_b[src..src + ow]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: add `dcol` into `dx_b`.
+fn col2im_add(s: &ConvShape, dcol: &[f32], r0: usize, r1: usize, dx_b: &mut [f32]) {
+    let [_, h, w] = s.input;
+    let [_, oh, ow] = s.output();
+    let n = (r1 - r0) * ow;
+    let kk = s.kernel;
+    let plane = h * w;
+    let cube = s.in_voxels();
+    for ci in 0..s.cin {
+        for kz in 0..kk {
+            for ky in 0..kk {
+                for kx in 0..kk {
+                    let row = ((ci * kk + kz) * kk + ky) * kk + kx;
+                    let src = &dcol[row * n..(row + 1) * n];
+                    for (j, r) in (r0..r1).enumerate() {
+                        let (z, y) = (r / oh, r % oh);
+                        let dst = ci * cube + (z + kz) * plane + (y + ky) * w + kx;
+                        for (d, v) in dx_b[dst..dst + ow].iter_mut().zip(&src[j * ow..(j + 1) * ow]) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst[m x n] (+)= lhs[m x k] · rhs[k x n]`, every matrix given by its
+/// pointer and (row, column) strides.
+///
+/// # Safety
+/// Each pointer must address every element its strides reach for the given
+/// sizes; `dst` must not overlap `lhs` or `rhs`, nor a region another thread
+/// writes at the same time.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    par: Parallelism,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // gemm's product is empty; keep the contract "dst holds lhs·rhs".
+        if !accumulate {
+            for i in 0..m {
+                std::ptr::write_bytes(dst.add(i * dst_rs), 0, n);
+            }
+        }
+        return;
+    }
+    // dst := alpha·dst + beta·lhs·rhs; alpha is ignored when dst is not read.
+    gemm::gemm(
+        m, n, k, dst, 1, dst_rs as isize, accumulate, lhs.0, lhs.2 as isize, lhs.1 as isize, rhs.0, rhs.2 as isize,
+        rhs.1 as isize, 1.0f32, 1.0f32, false, false, false, par,
+    );
+}
+
+/// A fresh buffer of `len` values that the caller writes in full before
+/// anything reads it.
+fn uninit_buffer(len: usize) -> Vec<f32> {
+    Vec::with_capacity(len)
+}
+
+/// `y = conv(x, w) + bias`, valid, stride 1. Panics if a slice's length does
+/// not match `s` (callers check shapes first).
+pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert_eq!(x.len(), s.x_len(), "conv input length");
+    assert_eq!(w.len(), s.w_len(), "conv weight length");
+    let (xin, pout) = (s.cin * s.in_voxels(), s.out_voxels());
+    let yb_len = s.cout * pout;
+    let k = s.k();
+    let [od, oh, ow] = s.output();
+    let mut y = uninit_buffer(s.y_len());
+    let yp = SharedMut(y.as_mut_ptr());
+
+    if s.kernel == 1 {
+        // Tiles of positions; every (b, tile) writes columns p0..p1 of its own
+        // batch item's rows: disjoint.
+        const TILE: usize = 4096;
+        let tiles = pout.div_ceil(TILE);
+        let tasks = s.batch * tiles;
+        let par = gemm_parallelism(tasks);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let (b, p0) = (t / tiles, (t % tiles) * TILE);
+            let p1 = (p0 + TILE).min(pout);
+            let yp = yp;
+            // SAFETY: x and w are live slices of the checked lengths; the
+            // destination block (rows of batch b, columns p0..p1) is written by
+            // this task only, inside y's capacity.
+            unsafe {
+                matmul(
+                    (s.cout, p1 - p0, s.cin),
+                    yp.0.add(b * yb_len + p0),
+                    pout,
+                    false,
+                    (w.as_ptr(), s.cin, 1),
+                    (x.as_ptr().add(b * xin + p0), pout, 1),
+                    par,
+                );
+            }
+        });
+    } else {
+        let rows = od * oh;
+        let per = s.rows_per_tile();
+        let tiles = rows.div_ceil(per);
+        let tasks = s.batch * tiles;
+        let par = gemm_parallelism(tasks);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let (b, r0) = (t / tiles, (t % tiles) * per);
+            let r1 = (r0 + per).min(rows);
+            let n = (r1 - r0) * ow;
+            let yp = yp;
+            SCRATCH.with(|scratch| {
+                let col = &mut scratch.borrow_mut().0;
+                col.resize(k * n, 0.0);
+                im2col(s, &x[b * xin..(b + 1) * xin], r0, r1, col);
+                // SAFETY: col holds k x n values; the destination (rows of
+                // batch b, output positions r0*ow..r1*ow) is this task's alone.
+                unsafe {
+                    matmul((s.cout, n, k), yp.0.add(b * yb_len + r0 * ow), pout, false, (w.as_ptr(), k, 1), (col.as_ptr(), n, 1), par);
+                }
+            });
+        });
+    }
+    // SAFETY: the tasks above wrote every (batch, channel, position) once:
+    // positions are covered by the tiles, channels by gemm's m rows.
+    unsafe { y.set_len(s.y_len()) };
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), s.cout, "conv bias length");
+        y.par_chunks_mut(pout).enumerate().for_each(|(i, plane)| {
+            let v = bias[i % s.cout];
+            plane.iter_mut().for_each(|e| *e += v);
+        });
+    }
+    y
+}
+
+/// Gradients of `sum(dy · conv(x, w))`: `(dx, dw, dbias)`. `dx` is computed
+/// only when `want_dx` (a network's first layer does not need it).
+pub fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    assert_eq!(x.len(), s.x_len(), "conv input length");
+    assert_eq!(w.len(), s.w_len(), "conv weight length");
+    assert_eq!(dy.len(), s.y_len(), "conv output-gradient length");
+    let (xin, pout) = (s.cin * s.in_voxels(), s.out_voxels());
+    let yb_len = s.cout * pout;
+    let k = s.k();
+    let [od, oh, ow] = s.output();
+    let mut dx = want_dx.then(|| vec![0.0f32; s.x_len()]);
+    let par = gemm_parallelism(s.batch);
+
+    // One task per batch item: its col2im tiles overlap inside dx_b, so they
+    // run in order; items write disjoint dx_b and their own partial dw.
+    let per_item = |b: usize, dx_b: Option<&mut [f32]>| -> Vec<f32> {
+        let x_b = &x[b * xin..(b + 1) * xin];
+        let dy_b = &dy[b * yb_len..(b + 1) * yb_len];
+        let mut dw_b = vec![0.0f32; s.w_len()];
+        if s.kernel == 1 {
+            // SAFETY: all matrices are live slices of the checked lengths and
+            // dw_b / dx_b belong to this task.
+            unsafe {
+                // dW_b = dY_b (cout x p) · X_bᵀ (p x cin)
+                matmul((s.cout, s.cin, pout), dw_b.as_mut_ptr(), s.cin, false, (dy_b.as_ptr(), pout, 1), (x_b.as_ptr(), 1, pout), par);
+                if let Some(dx_b) = dx_b {
+                    // dX_b = Wᵀ (cin x cout) · dY_b (cout x p)
+                    matmul((s.cin, pout, s.cout), dx_b.as_mut_ptr(), pout, false, (w.as_ptr(), 1, s.cin), (dy_b.as_ptr(), pout, 1), par);
+                }
+            }
+            return dw_b;
+        }
+        let rows = od * oh;
+        let per = s.rows_per_tile();
+        SCRATCH.with(|scratch| {
+            let (col, dcol) = &mut *scratch.borrow_mut();
+            let mut dx_b = dx_b;
+            for (i, r0) in (0..rows).step_by(per).enumerate() {
+                let r1 = (r0 + per).min(rows);
+                let n = (r1 - r0) * ow;
+                col.resize(k * n, 0.0);
+                im2col(s, x_b, r0, r1, col);
+                let dy_tile = dy_b[r0 * ow..].as_ptr();
+                // SAFETY: col / dcol hold k x n values, dy_tile addresses cout
+                // rows of n values at stride pout inside dy_b, dw_b is this
+                // task's own.
+                unsafe {
+                    // dW_b += dY_tile (cout x n) · colᵀ (n x k)
+                    matmul((s.cout, k, n), dw_b.as_mut_ptr(), k, i > 0, (dy_tile, pout, 1), (col.as_ptr(), 1, n), par);
+                }
+                if let Some(dx_b) = dx_b.as_deref_mut() {
+                    dcol.resize(k * n, 0.0);
+                    // SAFETY: as above; dcol is this thread's scratch.
+                    unsafe {
+                        // dcol = Wᵀ (k x cout) · dY_tile (cout x n)
+                        matmul((k, n, s.cout), dcol.as_mut_ptr(), n, false, (w.as_ptr(), 1, k), (dy_tile, pout, 1), par);
+                    }
+                    col2im_add(s, dcol, r0, r1, dx_b);
+                }
+            }
+        });
+        dw_b
+    };
+
+    let partial: Vec<Vec<f32>> = match dx.as_mut() {
+        Some(dx) => dx.par_chunks_mut(xin).enumerate().map(|(b, dx_b)| per_item(b, Some(dx_b))).collect(),
+        None => (0..s.batch).into_par_iter().map(|b| per_item(b, None)).collect(),
+    };
+    // Batch order, whatever the thread count: training repeats exactly.
+    let mut dw = vec![0.0f32; s.w_len()];
+    for p in &partial {
+        dw.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    let mut db = vec![0.0f32; s.cout];
+    for b in 0..s.batch {
+        for (c, acc) in db.iter_mut().enumerate() {
+            let plane = &dy[b * yb_len + c * pout..b * yb_len + (c + 1) * pout];
+            *acc += plane.iter().sum::<f32>();
+        }
+    }
+    (dx, dw, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition, in f64, for checking.
+    fn naive(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f64> {
+        let [d, h, wd] = s.input;
+        let [od, oh, ow] = s.output();
+        let kk = s.kernel;
+        let mut y = vec![0.0f64; s.y_len()];
+        for b in 0..s.batch {
+            for co in 0..s.cout {
+                for z in 0..od {
+                    for yy in 0..oh {
+                        for xx in 0..ow {
+                            let mut acc = f64::from(bias[co]);
+                            for ci in 0..s.cin {
+                                for kz in 0..kk {
+                                    for ky in 0..kk {
+                                        for kx in 0..kk {
+                                            let xi = (((b * s.cin + ci) * d + z + kz) * h + yy + ky) * wd + xx + kx;
+                                            let wi = (((co * s.cin + ci) * kk + kz) * kk + ky) * kk + kx;
+                                            acc += f64::from(x[xi]) * f64::from(w[wi]);
+                                        }
+                                    }
+                                }
+                            }
+                            y[(((b * s.cout + co) * od + z) * oh + yy) * ow + xx] = acc;
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forward_matches_the_definition_on_odd_shapes() {
+        for (batch, cin, cout, kernel, input) in [(1, 1, 3, 3, [5, 6, 7]), (2, 7, 5, 3, [4, 3, 9]), (3, 4, 2, 1, [3, 5, 2]), (1, 2, 3, 3, [3, 3, 3])] {
+            let s = ConvShape::new(batch, cin, cout, kernel, input).unwrap();
+            let (x, w, b) = (data(s.x_len(), 1), data(s.w_len(), 2), data(cout, 3));
+            let got = forward(&s, &x, &w, Some(&b));
+            let want = naive(&s, &x, &w, &b);
+            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!((f64::from(*g) - e).abs() <= 1e-5 * e.abs().max(1.0), "{s:?} at {i}: {g} vs {e}");
+            }
+        }
+    }
+
+    /// The backward pass is the adjoint of the forward pass: for random `v`,
+    /// d/dθ sum(v · conv) computed by `backward` equals central differences.
+    #[test]
+    fn backward_matches_finite_differences() {
+        for (batch, cin, cout, kernel, input) in [(2, 3, 2, 3, [4, 5, 3]), (1, 2, 3, 1, [2, 3, 4])] {
+            let s = ConvShape::new(batch, cin, cout, kernel, input).unwrap();
+            let (x, w, b, v) = (data(s.x_len(), 4), data(s.w_len(), 5), data(cout, 6), data(s.y_len(), 7));
+            let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
+                naive(&s, x, w, b).iter().zip(&v).map(|(y, v)| y * f64::from(*v)).sum()
+            };
+            let (dx, dw, db) = backward(&s, &x, &w, &v, true);
+            let dx = dx.unwrap();
+            let eps = 1e-2f32;
+            let check = |name: &str, analytic: &[f32], perturb: &dyn Fn(usize, f32) -> f64| {
+                for i in (0..analytic.len()).step_by(analytic.len().div_ceil(7)) {
+                    let numeric = (perturb(i, eps) - perturb(i, -eps)) / (2.0 * f64::from(eps));
+                    let a = f64::from(analytic[i]);
+                    assert!((a - numeric).abs() <= 1e-3 * a.abs().max(1.0), "{name}[{i}] {s:?}: {a} vs {numeric}");
+                }
+            };
+            check("dx", &dx, &|i, e| {
+                let mut x2 = x.clone();
+                x2[i] += e;
+                loss(&x2, &w, &b)
+            });
+            check("dw", &dw, &|i, e| {
+                let mut w2 = w.clone();
+                w2[i] += e;
+                loss(&x, &w2, &b)
+            });
+            check("db", &db, &|i, e| {
+                let mut b2 = b.clone();
+                b2[i] += e;
+                loss(&x, &w, &b2)
+            });
+        }
+    }
+
+    #[test]
+    fn backward_without_dx_gives_the_same_weight_gradient() {
+        let s = ConvShape::new(3, 4, 5, 3, [5, 4, 6]).unwrap();
+        let (x, w, dy) = (data(s.x_len(), 8), data(s.w_len(), 9), data(s.y_len(), 10));
+        let (dx_a, dw_a, db_a) = backward(&s, &x, &w, &dy, true);
+        let (dx_b, dw_b, db_b) = backward(&s, &x, &w, &dy, false);
+        assert!(dx_a.is_some() && dx_b.is_none());
+        assert_eq!(dw_a, dw_b);
+        assert_eq!(db_a, db_b);
+    }
+
+    #[test]
+    fn a_kernel_larger_than_the_input_has_no_shape() {
+        assert!(ConvShape::new(1, 1, 1, 3, [2, 5, 5]).is_none());
+        assert!(ConvShape::new(1, 1, 1, 3, [3, 3, 3]).is_some());
+    }
+}
