@@ -4,13 +4,26 @@
 //! random elastic deformation of image and label together. Applied to whole
 //! prepared volumes once per sub-epoch, as DeepMedic does when it loads cases,
 //! so every segment sampled from a case shares its augmentation.
+//!
+//! For a training set of a handful of CTs, four more families (issue 16),
+//! each off unless configured and each drawn from its own random stream so
+//! switching one does not change the others' draws:
+//! - `spatial`: isotropic scaling and rotations (mostly about the head-foot
+//!   axis), folded into the elastic warp so the image is resampled once;
+//! - `intensity`: HU scaling, contrast about soft tissue, gamma, Gaussian
+//!   blur and noise;
+//! - `thick_slices`: slabs of 3-10 mm averaged along z and interpolated back,
+//!   as a 5 or 10 mm clinical CT looks once resampled to the network grid;
+//! - `non_contrast`: the enhancement above soft tissue compressed towards it
+//!   (liver ~110 -> ~60 HU, vessels, spleen and kidneys alike), so the model
+//!   must find the liver by shape and context, not by brightness alone.
 
 use liverseg_imgproc::filters::{flip_data, Axis};
 use liverseg_phantom::SplitMix64;
 use liverseg_volume::{Mask, Volume};
 use serde::{Deserialize, Serialize};
 
-use crate::elastic::{deform, ElasticConfig};
+use crate::elastic::{warp_affine, Affine, DisplacementField, ElasticConfig};
 use crate::{Prepared, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,18 +37,121 @@ pub struct AugmentConfig {
     pub flip_y: f64,
     /// Random elastic deformation; `None` = off.
     pub elastic: Option<ElasticConfig>,
+    /// Random scaling and rotation; `None` = off.
+    pub spatial: Option<SpatialConfig>,
+    /// Random intensity changes; `None` = off.
+    pub intensity: Option<IntensityConfig>,
+    /// Simulated thick slices; `None` = off.
+    pub thick_slices: Option<ThickSliceConfig>,
+    /// Simulated non-contrast phase; `None` = off.
+    pub non_contrast: Option<NonContrastConfig>,
 }
 
 impl Default for AugmentConfig {
+    /// The paper's: HU shift, flips, elastic.
     fn default() -> Self {
-        Self { hu_shift: Some([-40.0, 40.0]), flip_x: 0.5, flip_y: 0.5, elastic: Some(ElasticConfig::default()) }
+        Self {
+            hu_shift: Some([-40.0, 40.0]),
+            flip_x: 0.5,
+            flip_y: 0.5,
+            elastic: Some(ElasticConfig::default()),
+            spatial: None,
+            intensity: None,
+            thick_slices: None,
+            non_contrast: None,
+        }
     }
 }
 
 impl AugmentConfig {
     /// No augmentation at all (validation, tests).
     pub fn none() -> Self {
-        Self { hu_shift: None, flip_x: 0.0, flip_y: 0.0, elastic: None }
+        Self { hu_shift: None, flip_x: 0.0, flip_y: 0.0, elastic: None, spatial: None, intensity: None, thick_slices: None, non_contrast: None }
+    }
+
+    /// The paper's augmentation and every family for small data sets, at
+    /// their default strengths.
+    pub fn small_data() -> Self {
+        Self {
+            spatial: Some(SpatialConfig::default()),
+            intensity: Some(IntensityConfig::default()),
+            thick_slices: Some(ThickSliceConfig::default()),
+            non_contrast: Some(NonContrastConfig::default()),
+            ..Self::default()
+        }
+    }
+
+    fn any_extra(&self) -> bool {
+        self.spatial.is_some() || self.intensity.is_some() || self.thick_slices.is_some() || self.non_contrast.is_some()
+    }
+}
+
+/// Scaling by `1 + U(-scale, scale)` and rotations by `U(-a, a)` about the
+/// head-foot axis (`rotate_z_deg`) and the two others (`rotate_xy_deg`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpatialConfig {
+    pub probability: f64,
+    pub scale: f64,
+    pub rotate_z_deg: f64,
+    pub rotate_xy_deg: f64,
+}
+
+impl Default for SpatialConfig {
+    fn default() -> Self {
+        Self { probability: 0.8, scale: 0.15, rotate_z_deg: 15.0, rotate_xy_deg: 4.0 }
+    }
+}
+
+/// Each applied with `probability`: HU times `1 + U(-scale, scale)`;
+/// contrast about 40 HU times `1 + U(-contrast, contrast)`; gamma
+/// `exp(U(-gamma, gamma))` on [-200, 300] HU; Gaussian blur of sigma
+/// `U(0, blur_mm)`; Gaussian noise of sd `U(0, noise_hu)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntensityConfig {
+    pub probability: f64,
+    pub scale: f64,
+    pub contrast: f64,
+    pub gamma: f64,
+    pub blur_mm: f64,
+    pub noise_hu: f64,
+}
+
+impl Default for IntensityConfig {
+    fn default() -> Self {
+        Self { probability: 0.5, scale: 0.1, contrast: 0.2, gamma: 0.3, blur_mm: 1.5, noise_hu: 12.0 }
+    }
+}
+
+/// With `probability`, slabs of `U(thickness_mm)` averaged along z.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThickSliceConfig {
+    pub probability: f64,
+    pub thickness_mm: [f64; 2],
+}
+
+impl Default for ThickSliceConfig {
+    fn default() -> Self {
+        Self { probability: 0.3, thickness_mm: [3.0, 10.0] }
+    }
+}
+
+/// With `probability`, HU above `soft_tissue_hu` keep only `U(keep)` of
+/// their excess (tapering back to unchanged between 300 and 500 HU, so bone
+/// stays bone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NonContrastConfig {
+    pub probability: f64,
+    pub soft_tissue_hu: f64,
+    pub keep: [f64; 2],
+}
+
+impl Default for NonContrastConfig {
+    fn default() -> Self {
+        Self { probability: 0.2, soft_tissue_hu: 45.0, keep: [0.15, 0.5] }
     }
 }
 
@@ -46,6 +162,13 @@ pub struct Applied {
     pub flipped_x: bool,
     pub flipped_y: bool,
     pub elastic: bool,
+    /// Scale factor and rotations (degrees about x, y, z) when applied.
+    pub spatial: Option<(f32, [f32; 3])>,
+    /// Slab thickness in mm when applied.
+    pub thick_slices_mm: Option<f32>,
+    /// Share of the enhancement kept when a non-contrast phase was simulated.
+    pub non_contrast_keep: Option<f32>,
+    pub intensity: bool,
 }
 
 /// One augmented training image: HU (shifted), reference and body on the
@@ -62,6 +185,18 @@ pub fn augment(prepared: &Prepared, config: &AugmentConfig, rng: &mut SplitMix64
     let label = prepared.label.as_ref().ok_or_else(|| crate::Error::param("label", "a training case needs a reference mask"))?;
     let mut applied = Applied::default();
     let (mut hu, mut label, mut body) = (prepared.hu.clone(), label.clone(), prepared.body.clone());
+    // The new families draw from their own stream, taken only when one is on,
+    // so the paper's augmentation repeats its earlier draws exactly.
+    let base = config.any_extra().then(|| rng.next_u64());
+    let stream = |family: u64| base.map(|b| SplitMix64(b ^ family.wrapping_mul(0xD1B5_4A32_D192_ED03)));
+    if let (Some(nc), Some(r)) = (&config.non_contrast, stream(1).as_mut()) {
+        let (go, u) = (r.uniform() < nc.probability, r.uniform());
+        if go {
+            let keep = nc.keep[0] + (nc.keep[1] - nc.keep[0]) * u;
+            simulate_non_contrast(&mut hu, nc.soft_tissue_hu as f32, keep as f32);
+            applied.non_contrast_keep = Some(keep as f32);
+        }
+    }
     if let Some([mean, sd]) = config.hu_shift {
         applied.hu_shift = (mean + sd * rng.normal()) as f32;
         let shift = applied.hu_shift;
@@ -80,11 +215,132 @@ pub fn augment(prepared: &Prepared, config: &AugmentConfig, rng: &mut SplitMix64
     applied.flipped_x = fx;
     applied.flipped_y = fy;
     let mut elastic_rng = SplitMix64(rng.next_u64());
-    if let Some(elastic) = &config.elastic {
-        (hu, label, body) = deform(&hu, &label, &body, elastic, &mut elastic_rng)?;
-        applied.elastic = true;
+    let field = match &config.elastic {
+        Some(elastic) => Some(DisplacementField::random(hu.geometry(), elastic, &mut elastic_rng)?),
+        None => None,
+    };
+    let mut affine = Affine::IDENTITY;
+    if let (Some(sp), Some(r)) = (&config.spatial, stream(2).as_mut()) {
+        let go = r.uniform() < sp.probability;
+        let mut sym = |a: f64| a * (2.0 * r.uniform() - 1.0);
+        let (s, ax, ay, az) = (1.0 + sym(sp.scale), sym(sp.rotate_xy_deg), sym(sp.rotate_xy_deg), sym(sp.rotate_z_deg));
+        if go {
+            affine = Affine::scale_rotate(s, [ax, ay, az].map(f64::to_radians));
+            applied.spatial = Some((s as f32, [ax as f32, ay as f32, az as f32]));
+        }
+    }
+    if field.is_some() || applied.spatial.is_some() {
+        (hu, label, body) = warp_affine(&hu, &label, &body, &affine, field.as_ref());
+        applied.elastic = field.is_some();
+    }
+    if let (Some(ts), Some(r)) = (&config.thick_slices, stream(3).as_mut()) {
+        let (go, u, phase) = (r.uniform() < ts.probability, r.uniform(), r.uniform());
+        if go {
+            let t = ts.thickness_mm[0] + (ts.thickness_mm[1] - ts.thickness_mm[0]) * u;
+            hu = thick_slices(&hu, t, phase);
+            applied.thick_slices_mm = Some(t as f32);
+        }
+    }
+    if let (Some(ic), Some(r)) = (&config.intensity, stream(4).as_mut()) {
+        let mut draw = |p: f64, a: f64| -> Option<f64> {
+            let (go, u) = (r.uniform() < p, r.uniform());
+            go.then_some(a * u)
+        };
+        let p = ic.probability;
+        let scale = draw(p, 2.0 * ic.scale).map(|v| 1.0 - ic.scale + v);
+        let contrast = draw(p, 2.0 * ic.contrast).map(|v| 1.0 - ic.contrast + v);
+        let gamma = draw(p, 2.0 * ic.gamma).map(|v| (v - ic.gamma).exp());
+        let blur = draw(p, ic.blur_mm);
+        let noise = draw(p, ic.noise_hu);
+        let noise_seed = r.next_u64();
+        applied.intensity = scale.is_some() || contrast.is_some() || gamma.is_some() || blur.is_some() || noise.is_some();
+        hu.data_mut().iter_mut().for_each(|v| {
+            let mut x = f64::from(*v);
+            if let Some(s) = scale {
+                x *= s;
+            }
+            if let Some(c) = contrast {
+                x = 40.0 + (x - 40.0) * c;
+            }
+            if let Some(g) = gamma {
+                if (-200.0..300.0).contains(&x) {
+                    x = -200.0 + 500.0 * ((x + 200.0) / 500.0).powf(g);
+                }
+            }
+            *v = x as f32;
+        });
+        if let Some(sigma) = blur {
+            hu = liverseg_imgproc::filters::gaussian_blur(&hu, sigma)?;
+        }
+        if let Some(sd) = noise {
+            add_noise(&mut hu, sd as f32, noise_seed);
+        }
     }
     Ok(Augmented { hu, label, body, applied })
+}
+
+/// Compress the enhancement above `soft` HU to `keep` of itself, tapering
+/// back to the identity between 300 and 500 HU.
+fn simulate_non_contrast(hu: &mut Volume<f32>, soft: f32, keep: f32) {
+    hu.data_mut().iter_mut().for_each(|v| {
+        let x = *v;
+        if x > soft && x < 500.0 {
+            let compressed = soft + (x - soft) * keep;
+            let w = ((x - 300.0) / 200.0).clamp(0.0, 1.0);
+            *v = compressed * (1.0 - w) + x * w;
+        }
+    });
+}
+
+/// Average along z over slabs of `thickness_mm` (slab edges shifted by
+/// `phase` of a slab), then interpolate linearly between slab centres back
+/// onto every slice: what a thick-slice CT looks like after resampling.
+pub fn thick_slices(hu: &Volume<f32>, thickness_mm: f64, phase: f64) -> Volume<f32> {
+    let [nx, ny, nz] = hu.geometry().dims();
+    let w = (thickness_mm / hu.geometry().spacing()[2]).max(1.0);
+    let plane = nx * ny;
+    let src = hu.data();
+    // Slab n covers z in [start + n w, start + (n+1) w).
+    let start = -phase * w;
+    let slabs = ((nz as f64 - start) / w).ceil() as usize;
+    let mut means = vec![0.0f32; slabs * plane];
+    let mut counts = vec![0u32; slabs];
+    for z in 0..nz {
+        let n = (((z as f64 + 0.5) - start) / w).floor().max(0.0) as usize;
+        let n = n.min(slabs - 1);
+        counts[n] += 1;
+        let dst = &mut means[n * plane..(n + 1) * plane];
+        dst.iter_mut().zip(&src[z * plane..(z + 1) * plane]).for_each(|(m, v)| *m += v);
+    }
+    for (n, &c) in counts.iter().enumerate() {
+        if c > 0 {
+            means[n * plane..(n + 1) * plane].iter_mut().for_each(|m| *m /= c as f32);
+        }
+    }
+    // Slab centres with data, in z voxel units.
+    let centres: Vec<(usize, f64)> = (0..slabs).filter(|&n| counts[n] > 0).map(|n| (n, start + (n as f64 + 0.5) * w - 0.5)).collect();
+    let mut out = vec![0.0f32; src.len()];
+    for z in 0..nz {
+        let zf = z as f64;
+        let hi = centres.iter().position(|&(_, c)| c >= zf).unwrap_or(centres.len() - 1);
+        let lo = hi.saturating_sub(1);
+        let ((na, ca), (nb, cb)) = (centres[lo], centres[hi]);
+        let t = if cb > ca { ((zf - ca) / (cb - ca)).clamp(0.0, 1.0) as f32 } else { 0.0 };
+        let (a, b) = (&means[na * plane..(na + 1) * plane], &means[nb * plane..(nb + 1) * plane]);
+        out[z * plane..(z + 1) * plane].iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| *o = x + (y - x) * t);
+    }
+    Volume::new(hu.geometry().clone(), out).expect("same grid")
+}
+
+/// Gaussian noise of standard deviation `sd` HU, one stream per slice
+/// (seeded from `seed`), so the result does not depend on the thread count.
+fn add_noise(hu: &mut Volume<f32>, sd: f32, seed: u64) {
+    use rayon::prelude::*;
+    let [nx, ny, _] = hu.geometry().dims();
+    hu.data_mut().par_chunks_mut(nx * ny).enumerate().for_each(|(z, slice)| {
+        let mut r = SplitMix64(seed ^ (z as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        slice.iter_mut().for_each(|v| *v += sd * r.normal() as f32);
+    });
 }
 
 #[cfg(test)]
@@ -118,7 +374,7 @@ mod tests {
     #[test]
     fn flips_move_image_and_label_together_at_the_configured_rate() {
         let prep = prepared();
-        let config = AugmentConfig { hu_shift: None, elastic: None, flip_x: 0.5, flip_y: 0.5 };
+        let config = AugmentConfig { hu_shift: None, elastic: None, flip_x: 0.5, flip_y: 0.5, ..AugmentConfig::none() };
         let mut rng = SplitMix64(11);
         let (mut nx, mut ny) = (0, 0);
         for _ in 0..200 {
@@ -149,5 +405,106 @@ mod tests {
         let a = augment(&prep, &AugmentConfig::none(), &mut SplitMix64(1)).unwrap();
         assert_eq!(a.hu.data(), prep.hu.data());
         assert_eq!(a.applied, Applied::default());
+    }
+
+    fn only(f: impl FnOnce(&mut AugmentConfig)) -> AugmentConfig {
+        let mut c = AugmentConfig::none();
+        f(&mut c);
+        c
+    }
+
+    #[test]
+    fn scaling_grows_the_liver_by_the_cube_of_the_factor() {
+        let prep = prepared();
+        let before = prep.label.as_ref().unwrap().count_foreground() as f64;
+        let config = only(|c| c.spatial = Some(SpatialConfig { probability: 1.0, scale: 0.15, rotate_z_deg: 0.0, rotate_xy_deg: 0.0 }));
+        let mut rng = SplitMix64(21);
+        for _ in 0..5 {
+            let a = augment(&prep, &config, &mut rng).unwrap();
+            let (s, _) = a.applied.spatial.unwrap();
+            let ratio = a.label.count_foreground() as f64 / before;
+            let want = f64::from(s).powi(3);
+            assert!((ratio / want - 1.0).abs() < 0.12, "scale {s}: volume ratio {ratio:.3}, expected {want:.3}");
+        }
+    }
+
+    #[test]
+    fn a_rotation_about_z_keeps_the_liver_volume_and_moves_it() {
+        let prep = prepared();
+        let label = prep.label.as_ref().unwrap();
+        let config = only(|c| c.spatial = Some(SpatialConfig { probability: 1.0, scale: 0.0, rotate_z_deg: 15.0, rotate_xy_deg: 0.0 }));
+        let a = augment(&prep, &config, &mut SplitMix64(4)).unwrap();
+        let angle = a.applied.spatial.unwrap().1[2];
+        assert!(angle.abs() > 1.0, "drawn angle {angle}");
+        let ratio = a.label.count_foreground() as f64 / label.count_foreground() as f64;
+        assert!((ratio - 1.0).abs() < 0.08, "volume ratio {ratio}");
+        assert_ne!(a.label.data(), label.data());
+    }
+
+    #[test]
+    fn non_contrast_lowers_the_liver_towards_soft_tissue_and_keeps_bone() {
+        let prep = prepared();
+        let label = prep.label.as_ref().unwrap();
+        let mean_liver = |hu: &Volume<f32>| {
+            let v: Vec<f64> = hu.data().iter().zip(label.data()).filter(|(_, &l)| l != 0).map(|(&h, _)| f64::from(h)).collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let config = only(|c| c.non_contrast = Some(NonContrastConfig { probability: 1.0, soft_tissue_hu: 45.0, keep: [0.3, 0.3] }));
+        let a = augment(&prep, &config, &mut SplitMix64(2)).unwrap();
+        let (before, after) = (mean_liver(&prep.hu), mean_liver(&a.hu));
+        assert!(before > 90.0, "phantom liver {before} HU");
+        let want = 45.0 + (before - 45.0) * 0.3;
+        assert!((after - want).abs() < 8.0, "liver {before:.0} -> {after:.0} HU, expected about {want:.0}");
+        for (&x, &y) in prep.hu.data().iter().zip(a.hu.data()) {
+            if x >= 500.0 || x <= 45.0 {
+                assert_eq!(x, y);
+            }
+        }
+    }
+
+    #[test]
+    fn thick_slices_keep_a_constant_and_spread_a_thin_bright_slab() {
+        let g = liverseg_volume::Geometry::identity([3, 2, 40], [1.0, 1.0, 1.0]).unwrap();
+        let flat = Volume::filled(g.clone(), 30.0f32);
+        assert!(thick_slices(&flat, 6.0, 0.3).data().iter().all(|&v| (v - 30.0).abs() < 1e-4));
+        let spike = Volume::from_fn(g, |[_, _, k]| if k == 20 { 600.0f32 } else { 0.0 });
+        let out = thick_slices(&spike, 8.0, 0.0);
+        let profile: Vec<f32> = (0..40).map(|k| out.data()[k * 6]).collect();
+        // The slice's signal is shared over about 8 mm, at an eighth of its height.
+        assert!(profile[20] < 150.0 && profile[20] > 40.0, "{profile:?}");
+        let spread = profile.iter().filter(|&&v| v > 1.0).count();
+        assert!((8..=17).contains(&spread), "{spread} slices touched: {profile:?}");
+        let total: f32 = profile.iter().sum();
+        assert!((total - 600.0).abs() < 80.0, "signal {total}");
+    }
+
+    #[test]
+    fn intensity_noise_has_the_drawn_spread_and_repeats_for_a_seed() {
+        let prep = prepared();
+        let config = only(|c| c.intensity = Some(IntensityConfig { probability: 1.0, scale: 0.0, contrast: 0.0, gamma: 0.0, blur_mm: 0.0, noise_hu: 20.0 }));
+        let a = augment(&prep, &config, &mut SplitMix64(9)).unwrap();
+        let b = augment(&prep, &config, &mut SplitMix64(9)).unwrap();
+        assert_eq!(a.hu.data(), b.hu.data());
+        let d: Vec<f64> = a.hu.data().iter().zip(prep.hu.data()).map(|(x, y)| f64::from(x - y)).collect();
+        let mean = d.iter().sum::<f64>() / d.len() as f64;
+        let sd = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d.len() as f64).sqrt();
+        assert!(mean.abs() < 0.5 && sd > 0.0 && sd <= 20.0, "noise mean {mean} sd {sd}");
+    }
+
+    /// Turning one new family on or off leaves the paper's draws (HU shift,
+    /// flips) and the other families' draws as they were.
+    #[test]
+    fn families_draw_from_their_own_streams() {
+        let prep = prepared();
+        let with = |f: &dyn Fn(&mut AugmentConfig)| {
+            let mut c = AugmentConfig { elastic: None, ..AugmentConfig::default() };
+            c.thick_slices = Some(ThickSliceConfig { probability: 1.0, ..Default::default() });
+            f(&mut c);
+            augment(&prep, &c, &mut SplitMix64(33)).unwrap().applied
+        };
+        let a = with(&|_| {});
+        let b = with(&|c| c.spatial = Some(SpatialConfig { probability: 1.0, ..Default::default() }));
+        assert_eq!((a.hu_shift, a.flipped_x, a.flipped_y, a.thick_slices_mm), (b.hu_shift, b.flipped_x, b.flipped_y, b.thick_slices_mm));
+        assert!(a.spatial.is_none() && b.spatial.is_some());
     }
 }

@@ -273,9 +273,78 @@ pub fn warp(
     body: &Mask,
     field: &DisplacementField,
 ) -> (Volume<f32>, Mask, Mask) {
+    let spacing = hu.geometry().spacing().map(|s| s as f32);
+    warp_by(hu, label, body, |i, j, k| {
+        let d = field.at(i, j, k);
+        [
+            i as f32 + d[0] / spacing[0],
+            j as f32 + d[1] / spacing[1],
+            k as f32 + d[2] / spacing[2],
+        ]
+    })
+}
+
+/// A scaling and rotation about the centre of the grid, in mm along the
+/// voxel axes (axis 2 is head-foot on the prepared grid).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine {
+    /// Row-major 3x3 matrix taking an output offset from the centre (mm) to
+    /// the source offset.
+    pub matrix: [[f64; 3]; 3],
+}
+
+impl Affine {
+    pub const IDENTITY: Affine = Affine { matrix: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] };
+
+    /// Isotropic scale `s` (the output shows the anatomy `s` times larger),
+    /// then rotations about axes x, y and z by the given angles (radians).
+    pub fn scale_rotate(s: f64, [ax, ay, az]: [f64; 3]) -> Self {
+        let rx = [[1.0, 0.0, 0.0], [0.0, ax.cos(), -ax.sin()], [0.0, ax.sin(), ax.cos()]];
+        let ry = [[ay.cos(), 0.0, ay.sin()], [0.0, 1.0, 0.0], [-ay.sin(), 0.0, ay.cos()]];
+        let rz = [[az.cos(), -az.sin(), 0.0], [az.sin(), az.cos(), 0.0], [0.0, 0.0, 1.0]];
+        let mul = |a: [[f64; 3]; 3], b: [[f64; 3]; 3]| -> [[f64; 3]; 3] {
+            std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|k| a[r][k] * b[k][c]).sum()))
+        };
+        // Pull-back: a source offset is the output offset shrunk by s.
+        let m = mul(rz, mul(ry, rx)).map(|row| row.map(|v| v / s));
+        Affine { matrix: m }
+    }
+}
+
+/// Resample the three volumes at `centre + A (x - centre) + field(x)`: one
+/// interpolation for the affine part and the elastic part together.
+pub fn warp_affine(
+    hu: &Volume<f32>,
+    label: &Mask,
+    body: &Mask,
+    affine: &Affine,
+    field: Option<&DisplacementField>,
+) -> (Volume<f32>, Mask, Mask) {
+    let dims = hu.geometry().dims();
+    let spacing = hu.geometry().spacing();
+    let centre: [f64; 3] = std::array::from_fn(|a| (dims[a] as f64 - 1.0) / 2.0 * spacing[a]);
+    let m = affine.matrix;
+    warp_by(hu, label, body, |i, j, k| {
+        let q = [i as f64 * spacing[0] - centre[0], j as f64 * spacing[1] - centre[1], k as f64 * spacing[2] - centre[2]];
+        let d = field.map_or([0.0f32; 3], |f| f.at(i, j, k));
+        std::array::from_fn(|r| {
+            let mm = centre[r] + m[r][0] * q[0] + m[r][1] * q[1] + m[r][2] * q[2] + f64::from(d[r]);
+            (mm / spacing[r]) as f32
+        })
+    })
+}
+
+/// Pull-back resampling: output voxel (i, j, k) takes the trilinear value
+/// (HU) or the thresholded trilinear value (masks) at voxel coordinates
+/// `source(i, j, k)`, clamped to the grid.
+fn warp_by(
+    hu: &Volume<f32>,
+    label: &Mask,
+    body: &Mask,
+    source: impl Fn(usize, usize, usize) -> [f32; 3] + Sync,
+) -> (Volume<f32>, Mask, Mask) {
     let geometry = hu.geometry();
     let dims = geometry.dims();
-    let spacing = geometry.spacing().map(|s| s as f32);
     let [nx, ny, _] = dims;
     let plane = nx * ny;
     let (src_hu, src_label, src_body) = (hu.data(), label.data(), body.data());
@@ -290,13 +359,7 @@ pub fn warp(
         .for_each(|(k, ((h, l), b))| {
             for j in 0..ny {
                 for i in 0..nx {
-                    let d = field.at(i, j, k);
-                    let p = [
-                        i as f32 + d[0] / spacing[0],
-                        j as f32 + d[1] / spacing[1],
-                        k as f32 + d[2] / spacing[2],
-                    ];
-                    let c = Corner::new(p, dims);
+                    let c = Corner::new(source(i, j, k), dims);
                     let o = i + nx * j;
                     h[o] = c.sample(src_hu, nx, plane);
                     l[o] = u8::from(

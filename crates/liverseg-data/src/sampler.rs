@@ -16,6 +16,10 @@ pub struct SamplingVolume {
     /// Linear indices of liver voxels, and of body voxels that are not liver.
     liver: Vec<u32>,
     background: Vec<u32>,
+    /// Background voxels near the liver (see [`SamplingVolume::with_border`]),
+    /// and the share of background segments centred on them.
+    border: Vec<u32>,
+    border_share: f64,
 }
 
 impl SamplingVolume {
@@ -42,7 +46,38 @@ impl SamplingVolume {
             // A body outline can miss on odd data; any non-liver voxel is background then.
             background = (0..label.len() as u32).filter(|&i| label.data()[i as usize] == 0).collect();
         }
-        Ok(Self { source: PatchSource::new(image, pad), label: label.data().to_vec(), liver, background })
+        Ok(Self { source: PatchSource::new(image, pad), label: label.data().to_vec(), liver, background, border: Vec::new(), border_share: 0.0 })
+    }
+
+    /// Centre `share` of the background segments on body voxels within
+    /// `radius_mm` of the liver: where the network's errors are (the liver's
+    /// border, and the heart, stomach wall, spleen, kidney and muscle that
+    /// touch it), instead of anywhere in the body. `label` and `body` are the
+    /// ones given to [`SamplingVolume::new`]. A volume without liver keeps
+    /// sampling the whole body.
+    pub fn with_border(mut self, label: &Mask, body: &Mask, radius_mm: f64, share: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&share) || !(radius_mm.is_finite() && radius_mm > 0.0) {
+            return Err(Error::param("border sampling", format!("share {share} must be in [0, 1] and radius {radius_mm} mm positive")));
+        }
+        if share == 0.0 || self.liver.is_empty() {
+            return Ok(self);
+        }
+        let near = liverseg_imgproc::morphology::dilate(label, radius_mm).map_err(|e| Error::param("border sampling", e.to_string()))?;
+        self.border = near
+            .data()
+            .iter()
+            .zip(label.data())
+            .zip(body.data())
+            .enumerate()
+            .filter(|(_, ((&n, &l), &b))| n != 0 && l == 0 && b != 0)
+            .map(|(i, _)| i as u32)
+            .collect();
+        self.border_share = share;
+        Ok(self)
+    }
+
+    pub fn border_voxels(&self) -> usize {
+        self.border.len()
     }
 
     pub fn liver_voxels(&self) -> usize {
@@ -56,8 +91,9 @@ pub struct Batch {
     pub size: usize,
     pub inputs: Vec<Vec<f32>>,
     pub labels: Vec<f32>,
-    /// How many segments were centred on liver.
+    /// How many segments were centred on liver, and on the zone near it.
     pub liver_centred: usize,
+    pub border_centred: usize,
 }
 
 /// Draw `batch` segments of `segment^3` voxels. Each picks a volume uniformly,
@@ -76,6 +112,7 @@ pub fn sample_batch(
     }
     // Draw every random choice first, in order, so a seed fixes the batch
     // whatever the thread count.
+    let mut border_centred = 0;
     let picks: Vec<(usize, u32, bool)> = (0..batch)
         .map(|_| {
             let v = rng.below(volumes.len());
@@ -84,6 +121,11 @@ pub fn sample_batch(
             // A volume that is all liver (or all background) serves the class it has.
             if (want_liver || vol.background.is_empty()) && !vol.liver.is_empty() {
                 (v, vol.liver[rng.below(vol.liver.len())], true)
+            } else if !vol.border.is_empty() && rng.uniform() < vol.border_share {
+                // Drawn only when border sampling is on, so runs without it
+                // keep their earlier random sequence.
+                border_centred += 1;
+                (v, vol.border[rng.below(vol.border.len())], false)
             } else {
                 (v, vol.background[rng.below(vol.background.len())], false)
             }
@@ -125,7 +167,7 @@ pub fn sample_batch(
         }
         labels.extend_from_slice(&ls);
     }
-    Ok(Batch { size: batch, inputs, labels, liver_centred: picks.iter().filter(|p| p.2).count() })
+    Ok(Batch { size: batch, inputs, labels, liver_centred: picks.iter().filter(|p| p.2).count(), border_centred })
 }
 
 #[cfg(test)]
@@ -182,5 +224,26 @@ mod tests {
         assert_eq!(b.liver_centred, 0);
         assert!(b.labels.iter().all(|&l| l == 0.0));
         assert!(sample_batch(&[], 4, 1, &p, 0.5, &mut SplitMix64(1)).is_err());
+    }
+
+    #[test]
+    fn border_sampling_centres_the_set_share_near_the_liver() {
+        let g = Geometry::new([30, 30, 30], [1.0; 3], [0.0; 3], IDENTITY).unwrap();
+        let label = Volume::from_fn(g.clone(), |[i, j, k]| u8::from([i, j, k].iter().all(|v| (5..12).contains(v))));
+        let body = Volume::from_fn(g.clone(), |[i, _, _]| u8::from(i < 25));
+        let image = Volume::from_fn(g, |[i, j, k]| if [i, j, k].iter().all(|v| (5..12).contains(v)) { 0.1 } else { -0.1 });
+        let vol = SamplingVolume::new(&image, &label, &body, -0.2).unwrap().with_border(&label, &body, 3.0, 0.75).unwrap();
+        assert!(vol.border_voxels() > 0);
+        let p = [PathwayInput { factor: 1, input: 1 }];
+        let b = sample_batch(std::slice::from_ref(&vol), 400, 1, &p, 0.0, &mut SplitMix64(8)).unwrap();
+        assert_eq!(b.liver_centred, 0);
+        assert!((270..330).contains(&b.border_centred), "{} of 400 near the liver", b.border_centred);
+        // Every centre drawn from the border zone is background within 3 mm of the cube.
+        for &c in &vol.border {
+            let (i, j, k) = ((c % 30) as i64, ((c / 30) % 30) as i64, (c / 900) as i64);
+            let dist = [i, j, k].iter().map(|&v| if v < 5 { 5 - v } else if v > 11 { v - 11 } else { 0 }).max().unwrap();
+            assert!((1..=3).contains(&dist) && i < 25, "({i},{j},{k})");
+        }
+        assert!(SamplingVolume::new(&image, &label, &body, -0.2).unwrap().with_border(&label, &body, 3.0, 1.5).is_err());
     }
 }

@@ -45,6 +45,10 @@ pub struct TrainConfig {
     pub nesterov: bool,
     /// Share of segments centred on liver (the rest on background in the body).
     pub liver_fraction: f64,
+    /// Share of the background segments centred within `border_mm` of the
+    /// liver (the rest anywhere in the body); 0 = the paper's sampling.
+    pub border_fraction: f64,
+    pub border_mm: f64,
     /// Full-volume validation every this many epochs (and after the last).
     pub validate_every: usize,
     pub augment: AugmentConfig,
@@ -66,6 +70,8 @@ impl Default for TrainConfig {
             momentum: 0.6,
             nesterov: true,
             liver_fraction: 0.5,
+            border_fraction: 0.0,
+            border_mm: 15.0,
             validate_every: 8,
             augment: AugmentConfig::default(),
             seed: 1,
@@ -88,6 +94,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.liver_fraction) {
             return Err(Error::Config(format!("liver fraction {} is not in [0, 1]", self.liver_fraction)));
+        }
+        if !(0.0..=1.0).contains(&self.border_fraction) || !(self.border_mm > 0.0) {
+            return Err(Error::Config(format!("border fraction {} must be in [0, 1] and border_mm {} positive", self.border_fraction, self.border_mm)));
         }
         Ok(())
     }
@@ -277,7 +286,7 @@ pub fn train(
                 .map(|c| {
                     let a = augment(&c.prepared, &config.augment, &mut rng)?;
                     let image = a.hu.map(|&v| network.preprocess.normalise(v));
-                    Ok(SamplingVolume::new(&image, &a.label, &a.body, pad)?)
+                    Ok(SamplingVolume::new(&image, &a.label, &a.body, pad)?.with_border(&a.label, &a.body, config.border_mm, config.border_fraction)?)
                 })
                 .collect::<Result<_>>()?;
             let mut loss_sum = 0.0f32;

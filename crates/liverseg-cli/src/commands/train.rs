@@ -25,7 +25,12 @@ segments per epoch, half the segments centred on liver, validation DSC every
 (p = 0.5), elastic deformation. --config FILE.json overrides any of them
 (keys: epochs, subepochs, segments_per_subepoch, batch, learning_rate,
 lr_step_epochs, lr_divisor, momentum, nesterov, liver_fraction,
-validate_every, augment {hu_shift, flip_x, flip_y, elastic}, seed, max_minutes).
+border_fraction, border_mm, validate_every, augment {hu_shift, flip_x,
+flip_y, elastic, spatial, intensity, thick_slices, non_contrast}, seed,
+max_minutes). border_fraction: share of background segments centred within
+border_mm of the liver (default 0, the paper's). The augment families after
+elastic are off by default; models/liverseg-default.train.json switches
+them on (see crates/liverseg-data/src/augment.rs for each one's settings).
 
 Output folder: best.lsm (the model to use with `segment --model`), last.lsm +
 last.optim.bpk + state.json (for --resume), train.jsonl (every step, sub-epoch,
