@@ -90,6 +90,10 @@ pub struct ComponentSummary {
     pub largest_ml: Vec<f64>,
     /// Thresholded volume that post-processing removed, ml.
     pub removed_ml: f64,
+    /// Enclosed holes filled after the largest component was kept (tumours
+    /// and vessels inside the liver belong to the whole liver), ml.
+    #[serde(default)]
+    pub holes_filled_ml: f64,
 }
 
 /// Quality measurements (`null` when they cannot be measured, e.g. empty mask).

@@ -458,6 +458,27 @@ fn threshold_and_bad_models_are_handled() {
     assert!(e.to_string().contains("not a probability"), "{e}");
 }
 
+/// Tumours inside the liver are liver; a notch open to the outside is not a
+/// hole (the vena cava's groove, a tumour at the border).
+#[test]
+fn postprocess_fills_enclosed_holes_and_leaves_open_notches() {
+    let g = Geometry::identity([40, 40, 40], [1.0, 1.0, 1.0]).unwrap();
+    let inside_tumour = |[i, j, k]: [usize; 3]| [i, j, k].iter().zip([20, 20, 20]).map(|(&a, c)| (a as f64 - c as f64).powi(2)).sum::<f64>() <= 16.0;
+    let edge_notch = |[i, j, k]: [usize; 3]| i >= 30 && (17..23).contains(&j) && (17..23).contains(&k);
+    let raw = Mask::from_fn(g, |p| {
+        let [i, j, k] = p;
+        let organ = (4..36).contains(&i) && (4..36).contains(&j) && (4..36).contains(&k);
+        u8::from(organ && !inside_tumour(p) && !edge_notch(p))
+    });
+    let post = postprocess(&raw, 1.5, 0.01).unwrap();
+    let m = &post.mask;
+    assert_eq!(*m.get(20, 20, 20), 1, "the enclosed tumour is filled");
+    assert_eq!(*m.get(23, 20, 20), 1);
+    assert_eq!(*m.get(33, 20, 20), 0, "the notch open to the outside stays out");
+    let tumour_voxels = raw.data().len() - raw.count_foreground();
+    assert!(post.components.holes_filled_ml > 0.2 && post.components.holes_filled_ml < tumour_voxels as f64 / 1000.0, "{}", post.components.holes_filled_ml);
+}
+
 #[test]
 fn postprocess_keeps_the_largest_and_never_adds() {
     let g = Geometry::identity([40, 30, 20], [1.0, 1.0, 1.0]).unwrap();
