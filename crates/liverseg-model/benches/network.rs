@@ -2,7 +2,7 @@
 //! (burn flex), and in the same run the PyTorch reference network
 //! (bench/deepmedic_torch.py) when Python with torch is installed.
 //!
-//! `cargo bench -p liverseg-model --bench network [-- --presets paper,fast --steps 3 --device cpu]`
+//! `cargo bench -p liverseg-model --bench network [-- --presets paper,fast --steps 3 --device cpu --burn-ops]`
 //!
 //! `--device gpu` (in a build with the `wgpu` feature) times burn on
 //! the GPU and PyTorch on CUDA.
@@ -54,6 +54,36 @@ fn torch_reference(config: &NetworkConfig, batch: usize, segment: usize, steps: 
     serde_json::from_slice(out.stdout.trim_ascii()).ok()
 }
 
+/// Mean training-step time over `steps` (after one warm-up) and the time of
+/// one inference tile, with fresh weights.
+fn time_preset(config: &NetworkConfig, device: &Device, batch: usize, steps: usize) -> (f64, f64) {
+    let segment = config.train_segment;
+    let dev = device.clone().autodiff();
+    let mut model = DeepMedic::new(config, &dev);
+    let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig { momentum: 0.6, dampening: 0.0, nesterov: true })).init();
+    let x = inputs(config, segment, batch, &dev);
+    let target = Tensor::<5>::random([batch, 1, segment, segment, segment], Distribution::Bernoulli(0.5), &dev);
+    let mut times = Vec::new();
+    for i in 0..=steps {
+        let t0 = Instant::now();
+        let loss = bce_with_logits(model.forward(x.clone()), target.clone());
+        let _ = loss.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(0.007, model, grads);
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let step = times.iter().sum::<f64>() / times.len() as f64;
+    let eval = model.valid();
+    let s = config.infer_segment;
+    let xi = inputs(config, s, 1, device);
+    let _ = eval.forward(xi.clone()).into_data();
+    let t0 = Instant::now();
+    let _ = eval.forward(xi).into_data();
+    (step, t0.elapsed().as_secs_f64())
+}
+
 fn main() {
     let presets = arg("--presets", "paper,fast");
     let steps: usize = arg("--steps", "3").parse().unwrap();
@@ -62,44 +92,35 @@ fn main() {
     let device = liverseg_model::device(&device_name).unwrap_or_else(|e| panic!("{e}"));
     let gpu = !matches!(device_name.as_str(), "cpu" | "flex");
     println!("device: {device_name}; threads: {} (rayon)", rayon::current_num_threads());
+    // `--burn-ops` also times burn's own conv3d and PReLU in the same run
+    // (the "before" of liverseg_model::ops).
+    let with_burn = std::env::args().any(|a| a == "--burn-ops");
     for name in presets.split(',') {
         let config = NetworkConfig::preset(name).unwrap();
         let segment = config.train_segment;
-        let dev = device.clone().autodiff();
-        let mut model = DeepMedic::new(&config, &dev);
-        let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig { momentum: 0.6, dampening: 0.0, nesterov: true })).init();
-        let x = inputs(&config, segment, batch, &dev);
-        let target = Tensor::<5>::random([batch, 1, segment, segment, segment], Distribution::Bernoulli(0.5), &dev);
-        let mut times = Vec::new();
-        for i in 0..=steps {
-            let t0 = Instant::now();
-            let loss = bce_with_logits(model.forward(x.clone()), target.clone());
-            let _ = loss.clone().into_scalar::<f32>();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(0.007, model, grads);
-            if i > 0 {
-                times.push(t0.elapsed().as_secs_f64());
-            }
+        let mut measured = Vec::new();
+        for burn_ops in if with_burn && !gpu { vec![true, false] } else { vec![false] } {
+            liverseg_model::ops::use_burn_ops(burn_ops);
+            let (step, tile) = time_preset(&config, &device, batch, steps);
+            let s = config.infer_segment;
+            let which = if burn_ops { "burn ops" } else { "liverseg ops" };
+            println!(
+                "{name} ({which}): train step (batch {batch}, segment {segment}^3) {step:.2} s; inference tile {s}^3 {tile:.2} s = {:.0} voxels/s; {:.0} kMAC/voxel",
+                (s as f64).powi(3) / tile,
+                config.macs_per_output_voxel(s).unwrap() / 1e3
+            );
+            measured.push((which, step, tile));
         }
-        let step = times.iter().sum::<f64>() / times.len() as f64;
-        let eval = model.valid();
         let s = config.infer_segment;
-        let plain = device.clone();
-        let xi = inputs(&config, s, 1, &plain);
-        let _ = eval.forward(xi.clone()).into_data();
-        let t0 = Instant::now();
-        let _ = eval.forward(xi).into_data();
-        let tile = t0.elapsed().as_secs_f64();
-        println!(
-            "{name}: train step (batch {batch}, segment {segment}^3) {step:.2} s; inference tile {s}^3 {tile:.2} s = {:.0} voxels/s; {:.0} kMAC/voxel",
-            (s as f64).powi(3) / tile,
-            config.macs_per_output_voxel(s).unwrap() / 1e3
-        );
+        if measured.len() == 2 {
+            println!("{name}: liverseg ops / burn ops: train {:.2}, inference {:.2}", measured[1].1 / measured[0].1, measured[1].2 / measured[0].2);
+        }
+        let (_, step, tile) = *measured.last().unwrap();
         match torch_reference(&config, batch, segment, steps, s, gpu) {
             Some(t) => {
                 let ts = t["train_step_s"].as_f64().unwrap_or(f64::NAN);
                 let ti = t["infer_tile_s"].as_f64().unwrap_or(f64::NAN);
-                println!("{name}: pytorch {} train step {ts:.2} s, tile {ti:.2} s; ratio burn/torch: train {:.2}, inference {:.2}", t["torch"], step / ts, tile / ti);
+                println!("{name}: pytorch {} train step {ts:.2} s, tile {ti:.2} s; ratio liverseg/torch: train {:.2}, inference {:.2}", t["torch"], step / ts, tile / ti);
             }
             None => println!("{name}: pytorch reference skipped (no python3 with torch, or it failed)"),
         }

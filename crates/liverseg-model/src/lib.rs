@@ -7,7 +7,7 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod conv;
+pub mod ops;
 mod error;
 pub mod infer;
 pub mod network;

@@ -40,12 +40,12 @@ impl Block {
             x = n.forward(x);
         }
         if let Some(a) = &self.act {
-            x = a.forward(x);
+            x = crate::ops::prelu(a, x);
         }
         if let Some(d) = &self.dropout {
             x = d.forward(x);
         }
-        crate::conv::forward(&self.conv, x)
+        crate::ops::conv3d(&self.conv, x)
     }
 }
 

@@ -1,12 +1,12 @@
-//! The network's own convolution (`liverseg_model::conv`) against burn flex's
-//! conv3d: forward and all three gradients through burn's autodiff, on shapes
-//! that are not multiples of any SIMD width, and its determinism across
-//! thread counts.
+//! The network's own operations (`liverseg_model::ops`) against burn flex's:
+//! conv3d forward and all three gradients through burn's autodiff, on shapes
+//! that are not multiples of any SIMD width, PReLU likewise, and their
+//! determinism across thread counts.
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv3d, Conv3dConfig};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use liverseg_model::conv;
+use liverseg_model::ops;
 
 fn values(t: Tensor<5>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
@@ -35,7 +35,7 @@ struct Run {
 /// implementation.
 fn run(conv: &Conv3d, x: &Tensor<5>, v: &Tensor<5>, ours: bool) -> Run {
     let x = x.clone().require_grad();
-    let y = if ours { conv::forward(conv, x.clone()) } else { conv.forward(x.clone()) };
+    let y = if ours { ops::conv3d(conv, x.clone()) } else { conv.forward(x.clone()) };
     let loss = (y.clone() * v.clone()).sum();
     let grads = loss.backward();
     Run {
@@ -94,7 +94,7 @@ fn weight_gradient_matches_finite_differences() {
             let mut c = Conv3dConfig::new([3, 2], [3, 3, 3]).init(&plain);
             c.weight = Param::from_tensor(Tensor::from_data(TensorData::new(wv, [2, 3, 3, 3, 3]), &plain));
             c.bias = Some(Param::from_tensor(Tensor::from_data(bias.clone(), &plain)));
-            f64::from((conv::forward(&c, xp.clone()) * vp.clone()).sum().into_scalar::<f32>())
+            f64::from((ops::conv3d(&c, xp.clone()) * vp.clone()).sum().into_scalar::<f32>())
         };
         let numeric = (eval(eps) - eval(-eps)) / (2.0 * f64::from(eps));
         let a = f64::from(analytic[idx]);
@@ -125,6 +125,30 @@ fn inference_without_autodiff_equals_burn() {
     let dev = Device::flex();
     let conv = Conv3dConfig::new([4, 5], [3, 3, 3]).init(&dev).valid();
     let x = Tensor::<5>::random([1, 4, 13, 11, 12], Distribution::Normal(0.0, 1.0), &dev);
-    let e = rel_err(&values(conv::forward(&conv, x.clone())), &values(conv.forward(x)));
+    let e = rel_err(&values(ops::conv3d(&conv, x.clone())), &values(conv.forward(x)));
     assert!(e <= 1e-4, "relative error {e:.2e}");
+}
+
+#[test]
+fn prelu_and_its_gradients_equal_burns() {
+    use burn::nn::PReluConfig;
+    let dev = Device::flex().autodiff();
+    for (batch, channels, dims) in [(1, 1, [3, 4, 5]), (16, 7, [2, 3, 5]), (2, 30, [5, 5, 1])] {
+        let act = PReluConfig::new().with_num_parameters(channels).with_alpha(0.0).init(&dev);
+        // Random slopes, positive and negative, so both branches are tested.
+        let alpha = Tensor::<1>::random([channels], Distribution::Normal(0.0, 0.5), &dev);
+        let act = burn::nn::PRelu { alpha: Param::from_tensor(alpha), ..act };
+        let x = Tensor::<5>::random([batch, channels, dims[0], dims[1], dims[2]], Distribution::Normal(0.0, 1.0), &dev);
+        let v = Tensor::<5>::random([batch, channels, dims[0], dims[1], dims[2]], Distribution::Normal(0.0, 1.0), &dev);
+        let run = |ours: bool| {
+            let x = x.clone().require_grad();
+            let y = if ours { ops::prelu(&act, x.clone()) } else { act.forward(x.clone()) };
+            let grads = (y.clone() * v.clone()).sum().backward();
+            (values(y.inner()), values(x.grad(&grads).unwrap()), values_n(act.alpha.grad(&grads).unwrap()))
+        };
+        let (ours, burn) = (run(true), run(false));
+        assert!(rel_err(&ours.0, &burn.0) <= 1e-6, "y");
+        assert!(rel_err(&ours.1, &burn.1) <= 1e-6, "dx");
+        assert!(rel_err(&ours.2, &burn.2) <= 1e-4, "dalpha {:?} vs {:?}", ours.2, burn.2);
+    }
 }

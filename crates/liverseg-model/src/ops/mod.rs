@@ -1,0 +1,237 @@
+//! The network's two costliest operations on the CPU, as a burn backend
+//! extension: the 3-D convolution ([`conv`]) and PReLU ([`prelu`]).
+//!
+//! [`conv3d`] and [`prelu`](fn@prelu) run these kernels on burn's flex CPU
+//! backend, with and without autodiff (hand-written backward passes
+//! registered with burn's autodiff graph, so the optimizer sees ordinary
+//! parameter gradients). Any other device (wgpu), dtype or option falls back
+//! to burn's own operation, so the modules' weights, files and results are
+//! the same either way.
+
+pub mod conv;
+pub mod prelu;
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{backend_extension, DType, Dispatch, DispatchDevice, Flex, TensorMetadata};
+use burn::nn::conv::Conv3d;
+use burn::nn::{PRelu, PaddingConfig3d};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Tensor, TensorData};
+
+use conv::ConvShape;
+
+/// The network's operations: a valid, stride-1 convolution with bias, and
+/// PReLU with one slope per channel (dim 1).
+#[backend_extension(Flex, Autodiff)]
+pub trait NetworkOps: burn::backend::Backend {
+    fn liverseg_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn liverseg_prelu(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+fn burn_options() -> ConvOptions<3> {
+    ConvOptions::new([1, 1, 1], [0, 0, 0], [1, 1, 1], 1)
+}
+
+/// The shape of a valid conv of `x` by `weight`, when the kernels handle it.
+fn shape_of(x: &FlexTensor, weight: &FlexTensor) -> Option<ConvShape> {
+    let (xs, ws) = (x.shape(), weight.shape());
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 || xs.num_dims() != 5 || ws.num_dims() != 5 {
+        return None;
+    }
+    let k = ws[2];
+    if ws[3] != k || ws[4] != k || ws[1] != xs[1] {
+        return None;
+    }
+    ConvShape::new(xs[0], xs[1], ws[0], k, [xs[2], xs[3], xs[4]])
+}
+
+fn contiguous_f32(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous f32").to_vec()),
+    }
+}
+
+fn flex_tensor(values: Vec<f32>, shape: [usize; 5]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+impl NetworkOps for Flex {
+    fn liverseg_conv3d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let Some(s) = shape_of(&x, &weight) else {
+            return <Flex as ModuleOps<Flex>>::conv3d(x, weight, Some(bias), burn_options());
+        };
+        let y = conv::forward(&s, &contiguous_f32(&x), &contiguous_f32(&weight), Some(&contiguous_f32(&bias)));
+        let [od, oh, ow] = s.output();
+        flex_tensor(y, [s.batch, s.cout, od, oh, ow])
+    }
+
+    fn liverseg_prelu(x: FlexTensor, alpha: FlexTensor) -> FlexTensor {
+        let Some(p) = prelu_shape(&x, &alpha) else {
+            return <Flex as burn::backend::ops::ActivationOps<Flex>>::prelu(x, alpha);
+        };
+        let y = prelu::forward(&p, &contiguous_f32(&x), &contiguous_f32(&alpha));
+        FlexTensor::from_data(TensorData::new(y, x.shape()))
+    }
+}
+
+/// The PReLU layout the kernels handle: f32 `[batch, channels, ...]` with one
+/// slope per channel or one for all.
+fn prelu_shape(x: &FlexTensor, alpha: &FlexTensor) -> Option<prelu::PreluShape> {
+    let (xs, a) = (x.shape(), alpha.shape());
+    if x.dtype() != DType::F32 || alpha.dtype() != DType::F32 || xs.num_dims() < 2 || a.num_dims() != 1 {
+        return None;
+    }
+    let channels = xs[1];
+    (a[0] == channels || a[0] == 1).then(|| prelu::PreluShape { outer: xs[0], channels, inner: xs.num_elements() / (xs[0] * channels).max(1), shared: a[0] == 1 && channels != 1 })
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = (NodeId, NodeId);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, w_state) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+        let w: FlexTensor = checkpointer.retrieve_node_output(w_state);
+        let weight_shape = w.shape();
+        let Some(s) = shape_of(&x, &w) else {
+            // Same fallback as the forward pass: burn's own gradients.
+            let opts = burn_options();
+            if let Some(node) = node_x {
+                grads.register::<Flex>(node.id, <Flex as ModuleOps<Flex>>::conv3d_x_backward(x.clone(), w.clone(), dy.clone(), opts.clone()));
+            }
+            if let Some(node) = node_w {
+                grads.register::<Flex>(node.id, <Flex as ModuleOps<Flex>>::conv3d_weight_backward(x.clone(), w.clone(), dy.clone(), opts));
+            }
+            if let Some(node) = node_b {
+                // Read for its shape only.
+                let bias = FlexTensor::from_data(TensorData::new(vec![0.0f32; weight_shape[0]], [weight_shape[0]]));
+                grads.register::<Flex>(node.id, <Flex as ModuleOps<Flex>>::conv3d_bias_backward(x, bias, dy));
+            }
+            return;
+        };
+        let (dx, dw, db) = conv::backward(&s, &contiguous_f32(&x), &contiguous_f32(&w), &contiguous_f32(&dy), node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, flex_tensor(dx, [s.batch, s.cin, s.input[0], s.input[1], s.input[2]]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex_tensor(dw, [s.cout, s.cin, s.kernel, s.kernel, s.kernel]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(db, [s.cout])));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PreluBackward;
+
+impl Backward<Flex, 2> for PreluBackward {
+    type State = (NodeId, NodeId);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_a] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, a_state) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+        let alpha: FlexTensor = checkpointer.retrieve_node_output(a_state);
+        let p = prelu_shape(&x, &alpha).expect("the forward pass used the kernels, so the shapes fit");
+        let (dx, da) = prelu::backward(&p, &contiguous_f32(&x), &contiguous_f32(&alpha), &contiguous_f32(&dy), node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, x.shape())));
+        }
+        if let Some(node) = node_a {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(da, alpha.shape())));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> NetworkOps for Autodiff<Flex, C> {
+    fn liverseg_prelu(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Shapes the kernels do not handle never reach here: `prelu` checks them.
+        match PreluBackward.prepare::<C>([x.node(), alpha.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let a_state = prep.checkpoint(&alpha);
+                let y = Flex::liverseg_prelu(x.into_primitive(), alpha.into_primitive());
+                prep.finish((x_state, a_state), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::liverseg_prelu(x.into_primitive(), alpha.into_primitive())),
+        }
+    }
+
+    fn liverseg_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        match ConvBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let w_state = prep.checkpoint(&weight);
+                let y = Flex::liverseg_conv3d(x.into_primitive(), weight.into_primitive(), bias.into_primitive());
+                prep.finish((x_state, w_state), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::liverseg_conv3d(x.into_primitive(), weight.into_primitive(), bias.into_primitive())),
+        }
+    }
+}
+
+/// Whether `conv` is the convolution the kernels implement.
+fn kernels_apply(conv: &Conv3d) -> bool {
+    conv.stride == [1, 1, 1] && conv.dilation == [1, 1, 1] && conv.groups == 1 && matches!(conv.padding, PaddingConfig3d::Valid) && conv.bias.is_some()
+}
+
+fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+}
+
+/// `conv.forward(x)`, through the kernels on the flex CPU backend.
+pub fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
+    if !on_flex(&x) || !kernels_apply(conv) || burn_ops_forced() {
+        return conv.forward(x);
+    }
+    let bias = conv.bias.as_ref().expect("checked by kernels_apply").val();
+    let y = Dispatch::liverseg_conv3d(x.into_dispatch(), conv.weight.val().into_dispatch(), bias.into_dispatch());
+    Tensor::from_dispatch(y)
+}
+
+/// `prelu.forward(x)`, through the kernels on the flex CPU backend.
+pub fn prelu(prelu: &PRelu, x: Tensor<5>) -> Tensor<5> {
+    let alpha = prelu.alpha.val();
+    let channels_fit = alpha.dims()[0] == x.dims()[1] || alpha.dims()[0] == 1;
+    if !on_flex(&x) || !channels_fit || burn_ops_forced() {
+        return prelu.forward(x);
+    }
+    Tensor::from_dispatch(Dispatch::liverseg_prelu(x.into_dispatch(), alpha.into_dispatch()))
+}
+
+/// 0: not yet read from the environment, 1: our kernels, 2: burn's own ops.
+static BURN_OPS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Run burn's own conv3d and PReLU instead of the kernels (or back): for
+/// comparing the two in one process (the network bench, the unchanged-mask
+/// check), not for users. `LIVERSEG_BURN_OPS=1` sets it at start.
+pub fn use_burn_ops(on: bool) {
+    BURN_OPS.store(if on { 2 } else { 1 }, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn burn_ops_forced() -> bool {
+    use std::sync::atomic::Ordering;
+    match BURN_OPS.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var_os("LIVERSEG_BURN_OPS").is_some_and(|v| v == "1");
+            use_burn_ops(on);
+            on
+        }
+        v => v == 2,
+    }
+}
