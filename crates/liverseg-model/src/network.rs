@@ -36,12 +36,12 @@ impl Block {
     }
 
     fn forward(&self, mut x: Tensor<5>) -> Tensor<5> {
-        if let Some(n) = &self.norm {
-            x = n.forward(x);
-        }
-        if let Some(a) = &self.act {
-            x = crate::ops::prelu(a, x);
-        }
+        x = match (&self.norm, &self.act) {
+            (Some(n), Some(a)) => crate::ops::bn_prelu(n, a, x),
+            (Some(n), None) => n.forward(x),
+            (None, Some(a)) => crate::ops::prelu(a, x),
+            (None, None) => x,
+        };
         if let Some(d) = &self.dropout {
             x = d.forward(x);
         }

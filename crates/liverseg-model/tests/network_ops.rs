@@ -152,3 +152,28 @@ fn prelu_and_its_gradients_equal_burns() {
         assert!(rel_err(&ours.2, &burn.2) <= 1e-4, "dalpha {:?} vs {:?}", ours.2, burn.2);
     }
 }
+
+/// Inference batch norm folded into PReLU equals burn's BatchNorm then PReLU
+/// with the same (non-trivial) running statistics.
+#[test]
+fn folded_inference_batch_norm_equals_burns() {
+    use burn::nn::{BatchNormConfig, PReluConfig};
+    let train_dev = Device::flex().autodiff();
+    let channels = 7;
+    let mut norm = BatchNormConfig::new(channels).init(&train_dev);
+    // A few training-mode passes move the running statistics off 0 and 1.
+    for _ in 0..3 {
+        let x = Tensor::<5>::random([4, channels, 3, 4, 5], Distribution::Normal(2.0, 3.0), &train_dev);
+        let _ = norm.forward(x);
+    }
+    norm.gamma = Param::from_tensor(Tensor::random([channels], Distribution::Normal(1.0, 0.3), &train_dev));
+    norm.beta = Param::from_tensor(Tensor::random([channels], Distribution::Normal(0.0, 0.3), &train_dev));
+    let act = PReluConfig::new().with_num_parameters(channels).init(&train_dev);
+    let act = burn::nn::PRelu { alpha: Param::from_tensor(Tensor::random([channels], Distribution::Normal(0.2, 0.2), &train_dev)), ..act };
+    let (norm, act) = (norm.valid(), act.valid());
+    let x = Tensor::<5>::random([2, channels, 5, 6, 7], Distribution::Normal(2.0, 3.0), &Device::flex());
+    let ours = values(ops::bn_prelu(&norm, &act, x.clone()));
+    let burn = values(act.forward(norm.forward(x)));
+    let e = rel_err(&ours, &burn);
+    assert!(e <= 1e-5, "relative error {e:.2e}");
+}

@@ -21,7 +21,7 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, DType, Dispatch, DispatchDevice, Flex, TensorMetadata};
 use burn::nn::conv::Conv3d;
-use burn::nn::{PRelu, PaddingConfig3d};
+use burn::nn::{BatchNorm, PRelu, PaddingConfig3d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 
@@ -33,6 +33,8 @@ use conv::ConvShape;
 pub trait NetworkOps: burn::backend::Backend {
     fn liverseg_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
     fn liverseg_prelu(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// PReLU of `x · scale[c] + shift[c]`: inference only (a folded batch norm).
+    fn liverseg_affine_prelu(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 fn burn_options() -> ConvOptions<3> {
@@ -78,6 +80,13 @@ impl NetworkOps for Flex {
             return <Flex as burn::backend::ops::ActivationOps<Flex>>::prelu(x, alpha);
         };
         let y = prelu::forward(&p, &contiguous_f32(&x), &contiguous_f32(&alpha));
+        FlexTensor::from_data(TensorData::new(y, x.shape()))
+    }
+
+    fn liverseg_affine_prelu(x: FlexTensor, scale: FlexTensor, shift: FlexTensor, alpha: FlexTensor) -> FlexTensor {
+        let p = prelu_shape(&x, &alpha).expect("checked by bn_prelu");
+        let (scale, shift) = (contiguous_f32(&scale), contiguous_f32(&shift));
+        let y = prelu::forward_affine(&p, &contiguous_f32(&x), Some((&scale, &shift)), &contiguous_f32(&alpha));
         FlexTensor::from_data(TensorData::new(y, x.shape()))
     }
 }
@@ -159,6 +168,13 @@ impl Backward<Flex, 2> for PreluBackward {
 }
 
 impl<C: CheckpointStrategy> NetworkOps for Autodiff<Flex, C> {
+    fn liverseg_affine_prelu(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
+        // bn_prelu sends only tensors without autodiff here; a tracked graph
+        // takes burn's BatchNorm (batch statistics) and `prelu` instead.
+        let _ = (x, scale, shift, alpha);
+        unreachable!("liverseg_affine_prelu is inference-only")
+    }
+
     fn liverseg_prelu(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
         // Shapes the kernels do not handle never reach here: `prelu` checks them.
         match PreluBackward.prepare::<C>([x.node(), alpha.node()]).compute_bound().stateful() {
@@ -212,6 +228,28 @@ pub fn prelu(prelu: &PRelu, x: Tensor<5>) -> Tensor<5> {
         return prelu.forward(x);
     }
     Tensor::from_dispatch(Dispatch::liverseg_prelu(x.into_dispatch(), alpha.into_dispatch()))
+}
+
+/// `act(norm(x))` for a block's pre-activation. Without autodiff (inference,
+/// validation) the batch norm uses its running statistics, an affine map per
+/// channel, which is folded into PReLU's pass; otherwise burn's BatchNorm
+/// (batch statistics, running-stat updates) and then [`prelu`](fn@prelu).
+pub fn bn_prelu(norm: &BatchNorm, act: &PRelu, x: Tensor<5>) -> Tensor<5> {
+    let channels = x.dims()[1];
+    let alpha = act.alpha.val();
+    let fits = alpha.dims()[0] == channels || alpha.dims()[0] == 1;
+    if x.device().is_autodiff() || !on_flex(&x) || !fits || burn_ops_forced() {
+        return prelu(act, norm.forward(x));
+    }
+    let dev = x.device();
+    let host = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 statistics");
+    let (gamma, beta) = (host(norm.gamma.val()), host(norm.beta.val()));
+    let (mean, var) = (host(norm.running_mean.value()), host(norm.running_var.value()));
+    // Same arithmetic as burn's inference batch norm, folded: (x - m) / sqrt(v + e) * g + b.
+    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(&g, &v)| g / (f64::from(v) + norm.epsilon).sqrt() as f32).collect();
+    let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+    let t = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [channels]), &dev).into_dispatch();
+    Tensor::from_dispatch(Dispatch::liverseg_affine_prelu(x.into_dispatch(), t(scale), t(shift), alpha.into_dispatch()))
 }
 
 /// 0: not yet read from the environment, 1: our kernels, 2: burn's own ops.

@@ -30,6 +30,13 @@ impl PreluShape {
 
 /// `y = x` where `x > 0`, else `alpha[c] x`.
 pub fn forward(s: &PreluShape, x: &[f32], alpha: &[f32]) -> Vec<f32> {
+    forward_affine(s, x, None, alpha)
+}
+
+/// PReLU of `x · scale[c] + shift[c]` (with `affine`), in one pass: an
+/// inference batch norm folded into the activation that follows it, where
+/// burn makes four passes (subtract, divide, multiply, add) before PReLU's.
+pub fn forward_affine(s: &PreluShape, x: &[f32], affine: Option<(&[f32], &[f32])>, alpha: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), s.len(), "prelu input length");
     let mut y = vec![0.0f32; x.len()];
     if s.inner == 0 {
@@ -37,7 +44,16 @@ pub fn forward(s: &PreluShape, x: &[f32], alpha: &[f32]) -> Vec<f32> {
     }
     y.par_chunks_mut(s.inner).zip(x.par_chunks(s.inner)).enumerate().for_each(|(plane, (y, x))| {
         let a = s.slope(alpha, plane);
-        y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v > 0.0 { v } else { a * v });
+        match affine {
+            Some((scale, shift)) => {
+                let (m, b) = (scale[plane % s.channels], shift[plane % s.channels]);
+                y.iter_mut().zip(x).for_each(|(y, &v)| {
+                    let v = v * m + b;
+                    *y = if v > 0.0 { v } else { a * v }
+                });
+            }
+            None => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v > 0.0 { v } else { a * v }),
+        }
     });
     y
 }
