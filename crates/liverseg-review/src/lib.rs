@@ -31,6 +31,9 @@ pub enum ReviewError {
     Input(String),
     #[error("{0}")]
     Conflict(String),
+    /// A well-formed request the server will not carry out (a fill over its limit).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Internal(String),
 }
