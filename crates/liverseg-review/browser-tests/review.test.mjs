@@ -159,7 +159,8 @@ try {
   await page.screenshot({ path: join(shots, '2a-fill-preview.png') });
   await page.keyboard.press('Escape');
   await status(/^fill preview cancelled/);
-  check('Esc cancels the preview', (await maskAt(erase)) === 1 && !(await page.isVisible('#fill-apply')) && (await page.textContent('#stat-changed')) === changed0);
+  const afterEsc = [await maskAt(erase), await page.isVisible('#fill-apply'), await page.textContent('#stat-changed')];
+  check('Esc cancels the preview', afterEsc.join() === `1,false,${changed0}`, afterEsc.join());
   // Enter applies it.
   await ctrlClick();
   await status(/^fill preview: /);
@@ -185,7 +186,8 @@ try {
   await page.mouse.click(ox, oy);
   const flood = await status(/fill refused|^fill preview/);
   check('a 3-D flood through the body is refused by the default limit', /^fill refused: it would add [\d.]+ ml .*more than the limit of 300 ml/.test(flood), flood);
-  check('nothing changed by the refused flood', (await page.textContent('#stat-changed')) === changed0 && !(await page.isVisible('#fill-apply')));
+  const afterFlood = [await page.textContent('#stat-changed'), await page.isVisible('#fill-apply')];
+  check('nothing changed by the refused flood', afterFlood.join() === `${changed0},false`, afterFlood.join());
   // Clicking inside the mask says why nothing would change.
   await page.mouse.click(fx, fy);
   const noop = await status(/^fill: nothing to change/);
