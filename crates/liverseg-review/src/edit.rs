@@ -876,7 +876,9 @@ mod tests {
                 hu_min: 50.0,
                 hu_max: 150.0,
                 value: 1,
-                axis: Some(Axis::Z), max_ml: None, max_mm: None
+                axis: Some(Axis::Z),
+                max_ml: None,
+                max_mm: None,
             })
             .unwrap();
         assert_eq!(n, 10 * 16);
@@ -887,7 +889,9 @@ mod tests {
                 hu_min: 50.0,
                 hu_max: 150.0,
                 value: 1,
-                axis: None, max_ml: None, max_mm: None
+                axis: None,
+                max_ml: None,
+                max_mm: None,
             })
             .unwrap();
         assert_eq!(n, 10 * 16 * 10 - 48);
@@ -898,7 +902,9 @@ mod tests {
                 hu_min: 50.0,
                 hu_max: 150.0,
                 value: 1,
-                axis: None, max_ml: None, max_mm: None
+                axis: None,
+                max_ml: None,
+                max_mm: None
             })
             .unwrap(),
             0
@@ -909,12 +915,20 @@ mod tests {
                 hu_min: 0.0,
                 hu_max: 1.0,
                 value: 1,
-                axis: None, max_ml: None, max_mm: None
+                axis: None,
+                max_ml: None,
+                max_mm: None
             })
             .is_err());
     }
 
-    fn fill(seed: [usize; 3], hu: (f64, f64), value: u8, max_ml: Option<f64>, max_mm: Option<f64>) -> EditOp {
+    fn fill(
+        seed: [usize; 3],
+        hu: (f64, f64),
+        value: u8,
+        max_ml: Option<f64>,
+        max_mm: Option<f64>,
+    ) -> EditOp {
         EditOp::Fill {
             seed,
             hu_min: hu.0,
@@ -936,7 +950,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, ReviewError::Refused(_)), "{e}");
         let msg = e.to_string();
-        assert!(msg.contains("3.1 ml (1552 voxels)") && msg.contains("limit of 1 ml"), "{msg}");
+        assert!(
+            msg.contains("3.1 ml (1552 voxels)") && msg.contains("limit of 1 ml"),
+            "{msg}"
+        );
         // Farther than 5 mm from the seed: refused as well.
         let e = s
             .apply(&fill([0, 0, 0], (50.0, 150.0), 1, None, Some(5.0)))
@@ -958,7 +975,11 @@ mod tests {
         assert_eq!(p.offsets.len(), 1552);
         assert_eq!(p.runs().iter().map(|r| r[1] as usize).sum::<usize>(), 1552);
         assert!((p.max_distance_mm - (81.0f64 + 225.0 + 324.0).sqrt()).abs() < 1e-9);
-        assert_eq!(s.apply(&fill([0, 0, 0], (50.0, 150.0), 1, None, None)).unwrap(), 1552);
+        assert_eq!(
+            s.apply(&fill([0, 0, 0], (50.0, 150.0), 1, None, None))
+                .unwrap(),
+            1552
+        );
     }
 
     #[test]
@@ -968,13 +989,27 @@ mod tests {
         assert!(why(fill([5, 5, 4], (50.0, 150.0), 1, None, None)).contains("already in the mask"));
         assert!(why(fill([0, 0, 0], (50.0, 150.0), 0, None, None)).contains("not in the mask"));
         let w = why(fill([15, 0, 0], (50.0, 150.0), 1, None, None));
-        assert!(w.contains("HU (-100) is outside the range 50 to 150"), "{w}");
-        assert_eq!(s.noop_reason(&fill([0, 0, 0], (50.0, 150.0), 1, None, None)), None);
+        assert!(
+            w.contains("HU (-100) is outside the range 50 to 150"),
+            "{w}"
+        );
+        assert_eq!(
+            s.noop_reason(&fill([0, 0, 0], (50.0, 150.0), 1, None, None)),
+            None
+        );
         // Reversed or non-finite ranges and limits are bad requests, not no-ops.
-        assert!(s.fill_preview([0, 0, 0], 150.0, 50.0, 1, None, None, None).is_err());
-        assert!(s.fill_preview([0, 0, 0], 0.0, f64::NAN, 1, None, None, None).is_err());
-        assert!(s.fill_preview([0, 0, 0], 0.0, 1.0, 1, None, Some(0.0), None).is_err());
-        assert!(s.fill_preview([0, 0, 0], 0.0, 1.0, 1, None, None, Some(-1.0)).is_err());
+        assert!(s
+            .fill_preview([0, 0, 0], 150.0, 50.0, 1, None, None, None)
+            .is_err());
+        assert!(s
+            .fill_preview([0, 0, 0], 0.0, f64::NAN, 1, None, None, None)
+            .is_err());
+        assert!(s
+            .fill_preview([0, 0, 0], 0.0, 1.0, 1, None, Some(0.0), None)
+            .is_err());
+        assert!(s
+            .fill_preview([0, 0, 0], 0.0, 1.0, 1, None, None, Some(-1.0))
+            .is_err());
     }
 
     #[test]
@@ -986,7 +1021,10 @@ mod tests {
             .unwrap();
         let rev = s.revision;
         let e = s.undo_by("tab-a").unwrap_err();
-        assert!(matches!(e, ReviewError::Conflict(_)) && e.to_string().contains("another tab"), "{e}");
+        assert!(
+            matches!(e, ReviewError::Conflict(_)) && e.to_string().contains("another tab"),
+            "{e}"
+        );
         assert_eq!(s.revision, rev);
         assert_eq!(*s.mask().get(1, 1, 9), 1, "tab a undid tab b's paint");
         assert_eq!(s.undo_by("tab-b").unwrap(), Some("paint"));

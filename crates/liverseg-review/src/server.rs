@@ -128,9 +128,7 @@ impl App {
             loading: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
             page_token: crate::random_token().map_err(|e| {
-                ReviewError::Internal(format!(
-                    "cannot read random bytes for the page token: {e}"
-                ))
+                ReviewError::Internal(format!("cannot read random bytes for the page token: {e}"))
             })?,
         }))
     }
@@ -552,8 +550,8 @@ fn parse_base(body: &[u8], what: &str) -> ApiResult<Base> {
     } else {
         body
     };
-    let b: Base =
-        serde_json::from_slice(body).map_err(|e| ReviewError::BadRequest(format!("{what}: {e}")))?;
+    let b: Base = serde_json::from_slice(body)
+        .map_err(|e| ReviewError::BadRequest(format!("{what}: {e}")))?;
     if b.mask_revision.is_none() {
         return Err(ReviewError::BadRequest(format!(
             "{what}: mask_revision missing: send the revision of the mask it was made on (from the last response)"
@@ -631,8 +629,8 @@ async fn preview(
         let p = st
             .edit
             .fill_preview(seed, hu_min, hu_max, value, axis, max_ml, max_mm)?;
-        let mut v = serde_json::to_value(&p)
-            .map_err(|e| ReviewError::Internal(format!("preview: {e}")))?;
+        let mut v =
+            serde_json::to_value(&p).map_err(|e| ReviewError::Internal(format!("preview: {e}")))?;
         v["runs"] = json!(p.runs());
         v["mask_revision"] = json!(st.edit.revision);
         Ok(Json(v))
@@ -1020,19 +1018,37 @@ fn segment_flags(mask: &std::path::Path) -> Vec<String> {
     let text = match std::fs::read_to_string(&report) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vec![],
-        Err(e) => return vec![format!("{}: not read ({e}): the segmentation's quality flags are not shown", report.display())],
+        Err(e) => {
+            return vec![format!(
+                "{}: not read ({e}): the segmentation's quality flags are not shown",
+                report.display()
+            )]
+        }
     };
     let flags = match serde_json::from_str::<Value>(&text) {
         Ok(v) => match v.get("flags").and_then(Value::as_array) {
             Some(f) => f.clone(),
-            None => return vec![format!("{}: no \"flags\" list: the segmentation's quality flags are not shown", report.display())],
+            None => {
+                return vec![format!(
+                    "{}: no \"flags\" list: the segmentation's quality flags are not shown",
+                    report.display()
+                )]
+            }
         },
-        Err(e) => return vec![format!("{}: not JSON ({e}): the segmentation's quality flags are not shown", report.display())],
+        Err(e) => {
+            return vec![format!(
+                "{}: not JSON ({e}): the segmentation's quality flags are not shown",
+                report.display()
+            )]
+        }
     };
     flags
         .iter()
         .map(|f| {
-            let name = f.get("name").and_then(Value::as_str).unwrap_or("unnamed flag");
+            let name = f
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("unnamed flag");
             match f.get("message").and_then(Value::as_str) {
                 Some(m) => format!("segment flagged {name}: {m}"),
                 None => format!("segment flagged {name}"),
@@ -1071,10 +1087,16 @@ mod tests {
         // A report without a flags list, or not JSON: said once, the case still opens.
         std::fs::write(tmp.path().join("report.json"), r#"{"liver_volume_ml": 1}"#).unwrap();
         let w = segment_flags(&mask);
-        assert!(w.len() == 1 && w[0].contains("report.json: no \"flags\" list"), "{w:?}");
+        assert!(
+            w.len() == 1 && w[0].contains("report.json: no \"flags\" list"),
+            "{w:?}"
+        );
         std::fs::write(tmp.path().join("report.json"), "{\"flags\": [").unwrap();
         let w = segment_flags(&mask);
-        assert!(w.len() == 1 && w[0].contains("report.json: not JSON"), "{w:?}");
+        assert!(
+            w.len() == 1 && w[0].contains("report.json: not JSON"),
+            "{w:?}"
+        );
         // A report with no flag raised says nothing.
         std::fs::write(tmp.path().join("report.json"), r#"{"flags": []}"#).unwrap();
         assert!(segment_flags(&mask).is_empty());

@@ -71,7 +71,9 @@ fn paint_erase_undo_save_reload() {
         .filter(|&o| start.data()[o] == 0)
         .collect::<BTreeSet<_>>();
     assert!(paint.len() > 10);
-    let r = srv.edit("p1", r#"{"op":"brush","axis":"z","slice":2,"points":[[6,6]],"radius_mm":9,"value":1}"#,
+    let r = srv.edit(
+        "p1",
+        r#"{"op":"brush","axis":"z","slice":2,"points":[[6,6]],"radius_mm":9,"value":1}"#,
     );
     assert_eq!(r["changed"], paint.len());
     // Erase around a liver voxel.
@@ -312,9 +314,13 @@ fn two_reviewers_and_concurrent_saves() {
     let out = tmp.path().join("out");
     let alice = Server::start(config(vec![spec.clone()], "alice", out.clone()));
     let bob = Server::start(config(vec![spec], "bob", out.clone()));
-    alice.edit("p1", r#"{"op":"brush","axis":"z","slice":1,"points":[[5,5]],"radius_mm":6,"value":1}"#,
+    alice.edit(
+        "p1",
+        r#"{"op":"brush","axis":"z","slice":1,"points":[[5,5]],"radius_mm":6,"value":1}"#,
     );
-    bob.edit("p1", r#"{"op":"brush","axis":"z","slice":14,"points":[[40,34]],"radius_mm":6,"value":1}"#,
+    bob.edit(
+        "p1",
+        r#"{"op":"brush","axis":"z","slice":14,"points":[[40,34]],"radius_mm":6,"value":1}"#,
     );
     alice.json(
         "PUT",
@@ -387,7 +393,9 @@ fn autosave_writes_without_an_explicit_save() {
     let mut cfg = config(vec![spec], "carol", out.clone());
     cfg.autosave = Duration::from_millis(100);
     let srv = Server::start(cfg);
-    srv.edit("p1", r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
+    srv.edit(
+        "p1",
+        r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
     );
     let path = out.join("carol/adjusted/p1.nii.gz");
     // The shared tables are the last file a save writes.
@@ -412,7 +420,9 @@ fn lru_eviction_saves_and_reopens() {
     let mut cfg = config(specs, "dave", out.clone());
     cfg.max_open = 1;
     let srv = Server::start(cfg);
-    srv.edit("c0", r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
+    srv.edit(
+        "c0",
+        r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
     );
     let before = srv.json("GET", "/api/cases/c0", "")["stats"]["changed_voxels"].clone();
     // Opening c1 evicts c0, saving it first.
@@ -434,7 +444,9 @@ fn record_only_saves_do_not_rewrite_the_mask() {
     let srv = Server::start(config(vec![spec], "erin", out.clone()));
     let mask = out.join("erin/adjusted/p1.nii.gz");
     let ino = || std::fs::metadata(&mask).unwrap().ino();
-    srv.edit("p1", r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
+    srv.edit(
+        "p1",
+        r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
     );
     srv.json("POST", "/api/cases/p1/save", "");
     let first = ino();
@@ -478,7 +490,10 @@ fn forged_requests_from_other_pages_change_nothing() {
     let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
     let port = srv.addr.port();
     let own = format!("http://127.0.0.1:{port}");
-    let other = format!("http://127.0.0.1:{}", if port == 65535 { 1024 } else { port + 1 });
+    let other = format!(
+        "http://127.0.0.1:{}",
+        if port == 65535 { 1024 } else { port + 1 }
+    );
     let (own, other) = (own.as_str(), other.as_str());
     let token = srv.page_token.clone();
     let token = token.as_str();
@@ -495,20 +510,42 @@ fn forged_requests_from_other_pages_change_nothing() {
     };
     let wrong_same_len = wrong_same_len.as_str();
     let post = |headers: &[(&str, &str)]| {
-        request(srv.addr, "POST", "/api/cases/p1/edit", headers, body.as_bytes())
+        request(
+            srv.addr,
+            "POST",
+            "/api/cases/p1/edit",
+            headers,
+            body.as_bytes(),
+        )
     };
-    let cases: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Headers, u16)> = vec![
         // The attack as found: cross-origin text/plain without the token.
         (
             "cross-origin text/plain",
-            vec![("Origin", other), ("Content-Type", "text/plain;charset=UTF-8")],
+            vec![
+                ("Origin", other),
+                ("Content-Type", "text/plain;charset=UTF-8"),
+            ],
             403,
         ),
         // The same from a browser that sends no Origin.
-        ("text/plain, no token", vec![("Content-Type", "text/plain")], 403),
+        (
+            "text/plain, no token",
+            vec![("Content-Type", "text/plain")],
+            403,
+        ),
         ("JSON, no token", vec![], 403),
-        ("JSON, wrong token", vec![("x-liverseg-token", wrong_same_len)], 403),
-        ("JSON, short token", vec![("x-liverseg-token", &token[..16])], 403),
+        (
+            "JSON, wrong token",
+            vec![("x-liverseg-token", wrong_same_len)],
+            403,
+        ),
+        (
+            "JSON, short token",
+            vec![("x-liverseg-token", &token[..16])],
+            403,
+        ),
         (
             "token, foreign origin",
             vec![("x-liverseg-token", token), ("Origin", other)],
@@ -559,7 +596,13 @@ fn forged_requests_from_other_pages_change_nothing() {
         ("DELETE", "/api/cases/p1"),
         ("PATCH", "/api/cases/p1/record"),
     ] {
-        let r = request(srv.addr, method, path, &[("Content-Type", "text/plain")], b"{}");
+        let r = request(
+            srv.addr,
+            method,
+            path,
+            &[("Content-Type", "text/plain")],
+            b"{}",
+        );
         assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
     }
     assert!(!tmp.path().join("out/alice/audit/p1.json").exists());
@@ -568,14 +611,27 @@ fn forged_requests_from_other_pages_change_nothing() {
     assert!(open["score"].is_null());
 
     // Reads: another origin gets a 403, never the images; no CORS headers at all.
-    let r = request(srv.addr, "GET", "/api/cases/p1/slice/z/2", &[("Origin", other)], b"");
+    let r = request(
+        srv.addr,
+        "GET",
+        "/api/cases/p1/slice/z/2",
+        &[("Origin", other)],
+        b"",
+    );
     assert_eq!(r.status, 403);
-    assert!(r.body.len() < 300 && r.text().contains("origin"), "{}", r.text());
+    assert!(
+        r.body.len() < 300 && r.text().contains("origin"),
+        "{}",
+        r.text()
+    );
     let r = request(
         srv.addr,
         "GET",
         "/api/cases/p1/volume/ct",
-        &[("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "no-cors")],
+        &[
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Sec-Fetch-Mode", "no-cors"),
+        ],
         b"",
     );
     assert_eq!(r.status, 403);
@@ -584,7 +640,10 @@ fn forged_requests_from_other_pages_change_nothing() {
         srv.addr,
         "GET",
         "/",
-        &[("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Mode", "navigate")],
+        &[
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Sec-Fetch-Mode", "navigate"),
+        ],
         b"",
     );
     assert_eq!(r.status, 200);
@@ -595,11 +654,18 @@ fn forged_requests_from_other_pages_change_nothing() {
         &[
             ("Origin", other),
             ("Access-Control-Request-Method", "POST"),
-            ("Access-Control-Request-Headers", "x-liverseg-token,content-type"),
+            (
+                "Access-Control-Request-Headers",
+                "x-liverseg-token,content-type",
+            ),
         ],
         b"",
     );
-    assert!((400..500).contains(&pre.status), "preflight: {}", pre.status);
+    assert!(
+        (400..500).contains(&pre.status),
+        "preflight: {}",
+        pre.status
+    );
     for r in [&pre, &srv.get("/api/cases/p1/slice/z/2"), &srv.get("/")] {
         assert!(r.status == 200 || r.status >= 400);
         assert!(
@@ -609,7 +675,10 @@ fn forged_requests_from_other_pages_change_nothing() {
             "CORS header sent: {:?}",
             r.headers
         );
-        assert_eq!(r.header("cross-origin-resource-policy"), Some("same-origin"));
+        assert_eq!(
+            r.header("cross-origin-resource-policy"),
+            Some("same-origin")
+        );
     }
     let page = srv.get("/");
     assert_eq!(page.header("cache-control"), Some("no-store"));
@@ -619,9 +688,17 @@ fn forged_requests_from_other_pages_change_nothing() {
     // send it on POST), by 127.0.0.1 or localhost.
     let r = post(&[("x-liverseg-token", token), ("Origin", own)]);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(serde_json::from_slice::<Value>(&r.body).unwrap()["changed"].as_u64().unwrap() > 10);
+    assert!(
+        serde_json::from_slice::<Value>(&r.body).unwrap()["changed"]
+            .as_u64()
+            .unwrap()
+            > 10
+    );
     assert_ne!(mask(), start.data());
-    let (host, origin) = (format!("localhost:{port}"), format!("http://localhost:{port}"));
+    let (host, origin) = (
+        format!("localhost:{port}"),
+        format!("http://localhost:{port}"),
+    );
     let r = request(
         srv.addr,
         "POST",
@@ -682,22 +759,53 @@ fn fill_preview_limit_and_noop_reasons() {
     let body = fill(seed, -200, 400, Value::Null, json!({}));
     let p = srv.json("POST", "/api/cases/p1/preview", &body);
     let voxels = p["voxels"].as_u64().unwrap();
-    eprintln!("flood preview from {seed:?}: {voxels} voxels, {:.0} ml, {:.0} mm", p["volume_ml"], p["max_distance_mm"]);
+    eprintln!(
+        "flood preview from {seed:?}: {voxels} voxels, {:.0} ml, {:.0} mm",
+        p["volume_ml"], p["max_distance_mm"]
+    );
     assert!(p["volume_ml"].as_f64().unwrap() > 300.0, "{p}");
     assert_eq!(p["limit_ml"], 300.0);
     assert!(p["runs"].as_array().unwrap().is_empty());
     let why = p["refused"].as_str().unwrap();
-    assert!(why.contains("more than the limit of 300 ml") && why.contains(&format!("({voxels} voxels)")), "{why}");
+    assert!(
+        why.contains("more than the limit of 300 ml")
+            && why.contains(&format!("({voxels} voxels)")),
+        "{why}"
+    );
     // Applied anyway: refused (422) with the same message, and nothing changes.
     let r = srv.edit_as("p1", &body, "tab", 0);
     assert_eq!(r.status, 422, "{}", r.text());
-    assert!(r.text().contains("more than the limit of 300 ml"), "{}", r.text());
+    assert!(
+        r.text().contains("more than the limit of 300 ml"),
+        "{}",
+        r.text()
+    );
     assert_eq!(srv.get("/api/cases/p1/volume/mask").body, start.data());
     assert_eq!(srv.mask_revision("p1"), 0);
     // A distance limit stops it too; a limit the page raised lets a large fill through.
-    let p = srv.json("POST", "/api/cases/p1/preview", &fill(seed, -200, 400, Value::Null, json!({"max_ml": 1e6, "max_mm": 20})));
-    assert!(p["refused"].as_str().unwrap().contains("beyond the limit of 20 mm"), "{p}");
-    let p = srv.json("POST", "/api/cases/p1/preview", &fill(seed, -200, 400, Value::Null, json!({"max_ml": 1e6})));
+    let p = srv.json(
+        "POST",
+        "/api/cases/p1/preview",
+        &fill(
+            seed,
+            -200,
+            400,
+            Value::Null,
+            json!({"max_ml": 1e6, "max_mm": 20}),
+        ),
+    );
+    assert!(
+        p["refused"]
+            .as_str()
+            .unwrap()
+            .contains("beyond the limit of 20 mm"),
+        "{p}"
+    );
+    let p = srv.json(
+        "POST",
+        "/api/cases/p1/preview",
+        &fill(seed, -200, 400, Value::Null, json!({"max_ml": 1e6})),
+    );
     assert!(p["refused"].is_null());
     assert_eq!(p["voxels"].as_u64().unwrap(), voxels);
 
@@ -732,7 +840,10 @@ fn fill_preview_limit_and_noop_reasons() {
     assert_eq!(p["voxels"], 5);
     assert!((p["volume_ml"].as_f64().unwrap() - 5.0 * ml).abs() < 1e-9);
     let o = g.offset(c[0], c[1], c[2]) as u64;
-    assert_eq!(p["runs"], json!([[o - nx as u64, 1], [o - 1, 3], [o + nx as u64, 1]]));
+    assert_eq!(
+        p["runs"],
+        json!([[o - nx as u64, 1], [o - 1, 3], [o + nx as u64, 1]])
+    );
     assert_eq!(p["mask_revision"], 1);
     let r = srv.edit("p1", &hole);
     assert_eq!(r["changed"], 5);
@@ -741,16 +852,45 @@ fn fill_preview_limit_and_noop_reasons() {
     // No-ops say why: the seed is already in the mask, or its HU is outside the range.
     let r = srv.edit("p1", &hole);
     assert_eq!(r["changed"], 0);
-    assert!(r["reason"].as_str().unwrap().contains("already in the mask"), "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already in the mask"),
+        "{r}"
+    );
     let hu = *ct.get(seed[0], seed[1], seed[2]);
-    let r = srv.edit("p1", &fill(seed, hu as i32 + 1, hu as i32 + 100, json!("z"), json!({})));
+    let r = srv.edit(
+        "p1",
+        &fill(seed, hu as i32 + 1, hu as i32 + 100, json!("z"), json!({})),
+    );
     assert_eq!(r["changed"], 0);
-    assert!(r["reason"].as_str().unwrap().contains(&format!("HU ({hu}) is outside the range")), "{r}");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("HU ({hu}) is outside the range")),
+        "{r}"
+    );
     let p = srv.json("POST", "/api/cases/p1/preview", &hole);
-    assert!(p["noop"].as_str().unwrap().contains("already in the mask"), "{p}");
+    assert!(
+        p["noop"].as_str().unwrap().contains("already in the mask"),
+        "{p}"
+    );
     // Only fills have a preview; bad ranges are 400s.
-    assert_eq!(srv.post("/api/cases/p1/preview", r#"{"op":"remove_islands"}"#).status, 400);
-    assert_eq!(srv.post("/api/cases/p1/preview", &fill(c, 200, 100, Value::Null, json!({}))).status, 400);
+    assert_eq!(
+        srv.post("/api/cases/p1/preview", r#"{"op":"remove_islands"}"#)
+            .status,
+        400
+    );
+    assert_eq!(
+        srv.post(
+            "/api/cases/p1/preview",
+            &fill(c, 200, 100, Value::Null, json!({}))
+        )
+        .status,
+        400
+    );
 }
 
 /// Issue 21: with the case open in two tabs, the first tab's Ctrl+Z undid the
@@ -762,12 +902,12 @@ fn two_tabs_stale_edits_are_refused_and_undo_stays_in_its_tab() {
     let (spec, start) = phantom_case(tmp.path(), "p1", 12);
     let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
     let paint = |k: usize| {
-        json!({"op":"brush","axis":"z","slice":k,"points":[[5,5]],"radius_mm":6,"value":1}).to_string()
+        json!({"op":"brush","axis":"z","slice":k,"points":[[5,5]],"radius_mm":6,"value":1})
+            .to_string()
     };
     let mask = || srv.get("/api/cases/p1/volume/mask").body;
-    let status_of = |r: &common::Resp| -> (u16, Value) {
-        (r.status, serde_json::from_slice(&r.body).unwrap())
-    };
+    let status_of =
+        |r: &common::Resp| -> (u16, Value) { (r.status, serde_json::from_slice(&r.body).unwrap()) };
     // Both tabs load the case at revision 0; tab A paints slice 1.
     let rev = srv.mask_revision("p1");
     assert_eq!(rev, 0);
@@ -778,7 +918,13 @@ fn two_tabs_stale_edits_are_refused_and_undo_stays_in_its_tab() {
     // Tab B still shows revision 0: its edit is refused, nothing changes.
     let (st, e) = status_of(&srv.edit_as("p1", &paint(14), "tab-b", 0));
     assert_eq!(st, 409, "{e}");
-    assert!(e["error"].as_str().unwrap().contains("another tab or window"), "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("another tab or window"),
+        "{e}"
+    );
     assert_eq!(mask(), after_a);
     // So are its undo and redo on the stale revision.
     assert_eq!(srv.undo_as("p1", "undo", "tab-b", 0).status, 409);
@@ -799,7 +945,10 @@ fn two_tabs_stale_edits_are_refused_and_undo_stays_in_its_tab() {
     // Even reloaded, tab A cannot undo tab B's edit.
     let (st, e) = status_of(&srv.undo_as("p1", "undo", "tab-a", 2));
     assert_eq!(st, 409, "{e}");
-    assert!(e["error"].as_str().unwrap().contains("made in another tab"), "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("made in another tab"),
+        "{e}"
+    );
     assert_eq!(mask(), after_b);
     // Tab B undoes its own edit; then tab A may undo its own.
     let (st, u) = status_of(&srv.undo_as("p1", "undo", "tab-b", 2));
