@@ -143,8 +143,11 @@ struct Step {
 /// What a fill would do, computed without changing the mask.
 #[derive(Debug, Clone, Serialize)]
 pub struct FillPreview {
-    /// Voxels the flood reaches (all of them, also when it is refused).
+    /// Voxels the flood reaches (all of them, also when it is refused, unless
+    /// `stopped_early`).
     pub voxels: u64,
+    /// Counting stopped at four times the limit: the region is larger still.
+    pub stopped_early: bool,
     pub volume_ml: f64,
     /// Largest distance (mm) of a reached voxel centre from the seed's.
     pub max_distance_mm: f64,
@@ -392,6 +395,7 @@ impl EditSession {
         let voxel_ml = g.voxel_volume_mm3() / 1000.0;
         let mut p = FillPreview {
             voxels: 0,
+            stopped_early: false,
             volume_ml: 0.0,
             max_distance_mm: 0.0,
             limit_ml,
@@ -402,7 +406,12 @@ impl EditSession {
         };
         let value = u8::from(value != 0);
         let (m, ct) = (self.mask.data(), self.ct.data());
-        let in_range = |o: usize| (hu_min..=hu_max).contains(&(ct[o] as f64));
+        // Whole-HU bounds, so the walk compares integers (CT values are i16).
+        let (lo, hi) = (
+            hu_min.ceil().clamp(-1e6, 1e6) as i32,
+            hu_max.floor().clamp(-1e6, 1e6) as i32,
+        );
+        let in_range = |o: usize| (lo..=hi).contains(&(ct[o] as i32));
         let s = g.offset(seed[0], seed[1], seed[2]);
         if m[s] == value {
             p.noop = Some(if value == 1 {
@@ -439,14 +448,20 @@ impl EditSession {
             seen[w] |= b;
             fresh
         };
-        // The whole flood is walked, also past a limit, so a refusal can say
-        // how large the region would have been; offsets are kept only while
-        // it is within the limits (a flood of the whole body is 10^8 voxels).
+        // The flood is walked past a limit, so a refusal can say how large the
+        // region would have been, up to four times the limit: a flood of the
+        // whole body (10^7 voxels, seconds) need not be counted to the end.
+        // Offsets are kept only while the region is within the limits.
+        let walk_cap = max_voxels.saturating_mul(4).max(100_000);
         let mut queue = VecDeque::from([s as u32]);
         mark(s);
         let mut keep = true;
         let mut max_d2 = 0.0f64;
         while let Some(o) = queue.pop_front() {
+            if p.voxels >= walk_cap {
+                p.stopped_early = true;
+                break;
+            }
             let o = o as usize;
             let p_ijk = index(o);
             p.voxels += 1;
@@ -480,7 +495,12 @@ impl EditSession {
         p.volume_ml = p.voxels as f64 * voxel_ml;
         p.max_distance_mm = max_d2.sqrt();
         let action = if value == 1 { "add" } else { "remove" };
-        if p.voxels > max_voxels {
+        if p.stopped_early {
+            p.refused = Some(format!(
+                "fill refused: it would {action} more than {:.0} ml (over {} voxels; counting stopped there), more than the limit of {limit_ml} ml; it leaks out of the liver: narrow the HU range, fill in 2-D, or raise the limit",
+                p.volume_ml, p.voxels
+            ));
+        } else if p.voxels > max_voxels {
             p.refused = Some(format!(
                 "fill refused: it would {action} {:.1} ml ({} voxels), more than the limit of {limit_ml} ml; it probably leaks out of the liver: narrow the HU range, fill in 2-D, or raise the limit",
                 p.volume_ml, p.voxels
@@ -980,6 +1000,35 @@ mod tests {
                 .unwrap(),
             1552
         );
+    }
+
+    #[test]
+    fn a_huge_flood_is_counted_only_to_four_times_the_limit() {
+        // 200^3 voxels of 1 mm3 (8 l), all in range: a limit of 10 ml stops
+        // counting at 100,000 voxels (the least it counts), 0.1 l.
+        let g = Geometry::identity([200, 200, 200], [1.0, 1.0, 1.0]).unwrap();
+        let ct = Volume::filled(g.clone(), 40i16);
+        let m = Volume::filled(g, 0u8);
+        let s = EditSession::new(ct, m.clone(), m).unwrap();
+        let p = s
+            .fill_preview([100, 100, 100], 0.0, 100.0, 1, None, Some(10.0), None)
+            .unwrap();
+        assert!(p.stopped_early);
+        assert_eq!(p.voxels, 100_000);
+        let why = p.refused.unwrap();
+        assert!(
+            why.contains("more than 100 ml (over 100000 voxels; counting stopped there)"),
+            "{why}"
+        );
+        // Non-whole HU bounds: 40 is inside [39.5, 40.5], not inside [40.2, 40.8].
+        let p = s
+            .fill_preview([0, 0, 0], 39.5, 40.5, 1, Some(Axis::Z), None, None)
+            .unwrap();
+        assert_eq!((p.voxels, p.noop), (40_000, None));
+        let p = s
+            .fill_preview([0, 0, 0], 40.2, 40.8, 1, Some(Axis::Z), None, None)
+            .unwrap();
+        assert!(p.noop.unwrap().contains("outside the range"));
     }
 
     #[test]

@@ -131,6 +131,18 @@ fn timings_on_a_512_ct() {
     let u = srv.undo_as("ircadb01-01", "undo", "test", rev + 1);
     let t_undo = t.elapsed();
     assert_eq!(u.status, 200, "{}", u.text());
+    // Issue 21's flood: a 3-D fill with a wide HU range from the centre of
+    // the body. The whole flood is walked (to say how large it would be), so
+    // this is the slowest a refused fill gets.
+    let t = Instant::now();
+    let fill = serde_json::json!({"op":"fill","seed":[d[0] / 2, d[1] / 2, d[2] / 2],"hu_min":-200,"hu_max":400,"value":1,"axis":null});
+    let p = srv.json("POST", "/api/cases/ircadb01-01/preview", &fill.to_string());
+    let t_flood = t.elapsed();
+    eprintln!(
+        "3-D fill -200..400 HU from the centre: {t_flood:.1?}; {} voxels, {:.0} ml; refused: {}; no-op: {}",
+        p["voxels"], p["volume_ml"], p["refused"], p["noop"]
+    );
+    assert!(p["refused"].is_string(), "the flood was not refused: {p}");
     let t = Instant::now();
     srv.json("POST", "/api/cases/ircadb01-01/save", "");
     let t_save = t.elapsed();
