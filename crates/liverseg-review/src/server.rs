@@ -875,7 +875,11 @@ fn check_request(app: &App, req: &Request) -> Option<Response> {
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        if host.is_empty() || !origin.eq_ignore_ascii_case(&format!("http://{host}")) {
+        // https: the same host behind a TLS proxy.
+        let own = ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}{host}")));
+        if host.is_empty() || !own {
             return Some(refuse(
                 StatusCode::FORBIDDEN,
                 format!("origin {origin:?} refused: only pages of this server (http://{host}) may call it"),

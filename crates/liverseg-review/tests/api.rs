@@ -552,6 +552,11 @@ fn forged_requests_from_other_pages_change_nothing() {
             403,
         ),
         (
+            "token, other host's https origin",
+            vec![("x-liverseg-token", token), ("Origin", "https://127.0.0.2")],
+            403,
+        ),
+        (
             "token, opaque origin",
             vec![("x-liverseg-token", token), ("Origin", "null")],
             403,
