@@ -817,8 +817,8 @@ fn refuse(status: StatusCode, msg: String) -> Response {
 /// * Host (loopback servers): must name localhost, so a page on another site
 ///   cannot reach 127.0.0.1 through DNS rebinding.
 /// * Origin, when the browser sends one: must be this server's own
-///   (`http://` + the Host it was reached by); other pages are refused, also
-///   for reads, so patient images never go to another origin.
+///   (`http://` or `https://` + the Host it was reached by); other pages are
+///   refused, also for reads, so patient images never go to another origin.
 /// * `Sec-Fetch-Site`, when sent: `cross-site` and `same-site` (another port
 ///   on loopback is same-site) are refused, which also stops `no-cors` reads;
 ///   top-level GET navigations (a link to the page) pass.
