@@ -5,6 +5,7 @@
 // Env: REVIEW_URL (server root), PAINT (i,j,k), ERASE (i,j,k), RADIUS (mm),
 // SHOTS (folder for screenshots), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,9 +62,59 @@ const maskAt = (ijk) => page.evaluate(([i, j]) => {
   return d.mask[j * d.w + i];
 }, ijk);
 
+// A page of another origin (another port on loopback) that forges edits the
+// way issue 21 found them: "simple" no-cors requests with a text/plain body,
+// which need no preflight, plus a CORS request with the custom header (which
+// needs one) and a cross-origin read of a slice.
+async function attack() {
+  const caseId = 'phantom01';
+  const target = new URL(`/api/cases/${caseId}/`, url).href;
+  const html = `<!doctype html><meta charset="utf-8"><title>evil</title><script>
+  (async () => {
+    const out = [];
+    // A valid edit (as if made on the first revision): only the missing page token stops it.
+    const all = JSON.stringify(${JSON.stringify({ op: 'brush', axis: 'z', slice: paint[2], points: [[paint[0], paint[1]]], radius_mm: 30, value: 1, mask_revision: 0 })});
+    for (const [path, body] of [['edit', all], ['undo', '{}'], ['save', '{}'], ['record', '{"score":1}']]) {
+      try {
+        const r = await fetch(${JSON.stringify(target)} + path, { method: path === 'record' ? 'PUT' : 'POST', mode: 'no-cors', body, headers: { 'Content-Type': 'text/plain' } });
+        out.push(path + ':' + r.type);
+      } catch (e) { out.push(path + ':error'); }
+    }
+    try {
+      await fetch(${JSON.stringify(target)} + 'edit', { method: 'POST', body: all, headers: { 'Content-Type': 'application/json', 'x-liverseg-token': 'guess' } });
+      out.push('cors-edit:sent');
+    } catch (e) { out.push('cors-edit:blocked'); }
+    try {
+      const r = await fetch(${JSON.stringify(target)} + 'slice/z/0');
+      out.push('read:' + (await r.arrayBuffer()).byteLength);
+    } catch (e) { out.push('read:blocked'); }
+    document.title = 'done ' + out.join(' ');
+  })();
+  </script>`;
+  const evil = createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/html' }); res.end(html); });
+  await new Promise((r) => evil.listen(0, '127.0.0.1', r));
+  const evilUrl = `http://127.0.0.1:${evil.address().port}/`;
+  const p2 = await ctx.newPage();
+  try {
+    await p2.goto(evilUrl);
+    await p2.waitForFunction(() => document.title.startsWith('done'), null, { timeout: 15000 });
+    const t = await p2.title();
+    console.log(`# attack page ${evilUrl}: ${t}`);
+    check('cross-origin CORS edit is blocked by the failed preflight', t.includes('cors-edit:blocked'), t);
+    check('cross-origin read of a slice is blocked', t.includes('read:blocked'), t);
+  } finally {
+    await p2.close();
+    evil.close();
+  }
+}
+
 try {
+  await attack();
   await page.goto(url);
   await ready();
+  check('the forged requests changed nothing', (await page.textContent('#stat-changed')) === '0' && (await page.textContent('#stat-edits')) === '0',
+    `changed ${await page.textContent('#stat-changed')}, edits ${await page.textContent('#stat-edits')}`);
+  check('the forged record changed nothing', (await page.locator('input[name=score]:checked').count()) === 0);
   await page.waitForFunction(() => window.review.views.z.data && window.review.views.y.data && window.review.views.x.data);
   await page.screenshot({ path: join(shots, '1-opened.png') });
   check('no errors on load', errors.length === 0, errors.join(' | '));
@@ -96,13 +147,70 @@ try {
   const changed0 = await page.textContent('#stat-changed');
   await page.keyboard.press('f');
   const [fx, fy] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), erase);
-  await page.keyboard.down('Control');
-  await page.mouse.click(fx, fy);
-  await page.keyboard.up('Control');
+  const ctrlClick = async () => {
+    await page.keyboard.down('Control');
+    await page.mouse.click(fx, fy);
+    await page.keyboard.up('Control');
+  };
+  // A fill is previewed first (in its own colour), and Esc discards it.
+  await ctrlClick();
+  const pre = await status(/^fill preview: −\d+ voxels/);
+  check('fill preview shown, mask unchanged', (await maskAt(erase)) === 1 && await page.isVisible('#fill-apply'), pre);
+  await page.screenshot({ path: join(shots, '2a-fill-preview.png') });
+  await page.keyboard.press('Escape');
+  await status(/^fill preview cancelled/);
+  const afterEsc = [await maskAt(erase), await page.isVisible('#fill-apply'), await page.textContent('#stat-changed')];
+  check('Esc cancels the preview', afterEsc.join() === `1,false,${changed0}`, afterEsc.join());
+  // Enter applies it.
+  await ctrlClick();
+  await status(/^fill preview: /);
+  await page.keyboard.press('Enter');
   const filled = await status(/^fill: \d+ voxels changed/);
   check('2-D fill removed the liver region in the slice', (await maskAt(erase)) === 0 && !/: 0 voxels/.test(filled), filled);
   await page.keyboard.press('Control+z');
   await status(/^undo: fill/);
+  // A 3-D fill with a wide HU range floods the body: refused by the limit.
+  await page.keyboard.press('3');
+  await page.fill('#hu-min', '-300');
+  await page.keyboard.press('Escape');
+  await page.fill('#hu-max', '500');
+  await page.keyboard.press('Enter');
+  check('Esc/Enter leave the HU boxes', await page.evaluate(() => document.activeElement === document.body));
+  const outside = await page.evaluate(([i, j, k]) => {
+    // The voxel of the row nearest the paint spot that is outside the liver, in the body.
+    const d = window.review.views.z.data;
+    for (let x = 0; x < d.w; x++) if (!d.mask[j * d.w + x] && d.mask[j * d.w + x + 1] && d.hu[j * d.w + x] > -300) return [x, j, k];
+    return null;
+  }, erase);
+  const [ox, oy] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), outside);
+  await page.mouse.click(ox, oy);
+  const flood = await status(/fill refused|^fill preview/);
+  check('a 3-D flood through the body is refused by the default limit', /^fill refused: it would add [\d.]+ ml .*more than the limit of 300 ml/.test(flood), flood);
+  const afterFlood = [await page.textContent('#stat-changed'), await page.isVisible('#fill-apply')];
+  check('nothing changed by the refused flood', afterFlood.join() === `${changed0},false`, afterFlood.join());
+  // Clicking inside the mask says why nothing would change.
+  await page.mouse.click(fx, fy);
+  const noop = await status(/^fill: nothing to change/);
+  check('a no-op fill says why', /already in the mask/.test(noop), noop);
+  await page.keyboard.press('3');
+  await page.fill('#hu-min', '0');
+  await page.fill('#hu-max', '250');
+  await page.keyboard.press('Escape');
+  // Shortcuts work again after the HU boxes: B selects the paint brush.
+  await page.keyboard.press('b');
+  check('shortcuts work after typing in the HU boxes', await page.evaluate(() => window.review.tool === 'paint'));
+  await page.keyboard.press('f');
+  // The hover readout follows wheel slice changes under a still pointer.
+  await page.mouse.move(fx + 1, fy);
+  await page.mouse.move(fx, fy);
+  const before = await page.textContent('#readout');
+  await page.mouse.wheel(0, 100);
+  await page.waitForFunction((k) => window.review.views.z.data.index === k, erase[2] + 1);
+  await page.waitForFunction((b) => document.getElementById('readout').textContent !== b, before, { timeout: 5000 }).catch(() => {});
+  const after = await page.textContent('#readout');
+  check('hover readout follows the wheel', after.startsWith(`(${erase[0]}, ${erase[1]}, ${erase[2] + 1})`), `${before} -> ${after}`);
+  await page.mouse.wheel(0, -100);
+  await page.waitForFunction((k) => window.review.views.z.data.index === k, erase[2]);
   await page.click('#islands');
   await status(/^remove_islands: \d+ voxels changed/);
   await page.keyboard.press('Control+z');
@@ -114,6 +222,41 @@ try {
   await page.click('#undo');
   await status(/^undo: interpolate/);
   check('undos restore the changed-voxel count', (await page.textContent('#stat-changed')) === changed0);
+
+  // Two tabs on the case: the second erases; the first, now stale, is refused,
+  // reloads the mask (showing the erase) and cannot undo the other tab's edit.
+  await goToSlice(erase[2]);
+  const nErrors = errors.length;
+  const tab2 = await ctx.newPage();
+  try {
+    await tab2.goto(url);
+    await tab2.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+    await tab2.waitForFunction(() => window.review.views.z.data);
+    const cur2 = await tab2.evaluate(() => window.review.cursor[2]);
+    for (let n = 0; n < Math.abs(erase[2] - cur2); n++) await tab2.keyboard.press(erase[2] > cur2 ? 'ArrowUp' : 'ArrowDown');
+    await tab2.waitForFunction((k) => window.review.views.z.data && window.review.views.z.data.index === k, erase[2]);
+    await tab2.keyboard.press('e');
+    const [ex, ey] = await tab2.evaluate((v) => window.review.views.z.voxelToClient(v), erase);
+    await tab2.mouse.click(ex, ey);
+    await tab2.waitForFunction(() => /^erase: [1-9]\d* voxels changed/.test(document.getElementById('status').textContent));
+    check('first tab still shows the old mask', (await maskAt(erase)) === 1);
+    await page.keyboard.press('b');
+    await click(erase);
+    const stale = await status(/another tab or window/);
+    check('a stale edit is refused and the mask reloaded', (await maskAt(erase)) === 0 && /mask reloaded/.test(stale), stale);
+    await page.keyboard.press('Control+z');
+    const foreign = await status(/made in another tab/);
+    check("undo does not take back the other tab's edit", (await maskAt(erase)) === 0, foreign);
+    await page.bringToFront(); // a background tab draws no frames to capture
+    await page.screenshot({ path: join(shots, '2c-other-tab.png') });
+    await tab2.keyboard.press('Control+z');
+    await tab2.waitForFunction(() => /^undo: erase/.test(document.getElementById('status').textContent));
+  } finally {
+    await tab2.close();
+    await page.bringToFront();
+  }
+  // The refused requests are logged by Chromium as failed loads: expected here.
+  errors.splice(nErrors, Infinity, ...errors.slice(nErrors).filter((e) => !/409 \(Conflict\)/.test(e)));
 
   await page.click('label[for="score-3.5"]');
   await status(/^record: score 3.5/);

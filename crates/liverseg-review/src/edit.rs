@@ -53,6 +53,12 @@ impl Axis {
 const MAX_RADIUS_MM: f64 = 100.0;
 const MAX_POINTS: usize = 20_000;
 
+/// A fill larger than this (ml) is refused unless the request sets its own
+/// limit: a whole liver is 1-3 l, but a fill that is meant to close a gap is
+/// far smaller, while one that leaks through the body wall is litres (issue
+/// 21: +3.6 l from one click on the dome).
+pub const DEFAULT_FILL_MAX_ML: f64 = 300.0;
+
 /// One edit, as the browser sends it. Points are voxel coordinates in the
 /// slice plane (u, v), fractional allowed.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,13 +80,20 @@ pub enum EditOp {
     },
     /// Flood from `seed` through voxels whose HU is in [hu_min, hu_max] and
     /// whose label differs from `value`; in one slice when `axis` is given
-    /// (4-connected), else in 3-D (6-connected).
+    /// (4-connected), else in 3-D (6-connected). Refused as a whole when the
+    /// region is larger than `max_ml` ([`DEFAULT_FILL_MAX_ML`] when absent) or
+    /// reaches further than `max_mm` from the seed (no distance limit when
+    /// absent).
     Fill {
         seed: [usize; 3],
         hu_min: f64,
         hu_max: f64,
         value: u8,
         axis: Option<Axis>,
+        #[serde(default)]
+        max_ml: Option<f64>,
+        #[serde(default)]
+        max_mm: Option<f64>,
     },
     /// Shape-based interpolation (linear in signed distance) of the slices
     /// strictly between `from` and `to` along `axis`.
@@ -122,6 +135,47 @@ struct Step {
     op: &'static str,
     /// Sorted, distinct voxel offsets flipped by the step.
     flipped: Vec<u32>,
+    /// Who made the step (a browser tab's id): only they may undo or redo it,
+    /// so one tab never takes back another's work.
+    author: Box<str>,
+}
+
+/// What a fill would do, computed without changing the mask.
+#[derive(Debug, Clone, Serialize)]
+pub struct FillPreview {
+    /// Voxels the flood reaches (all of them, also when it is refused, unless
+    /// `stopped_early`).
+    pub voxels: u64,
+    /// Counting stopped at four times the limit: the region is larger still.
+    pub stopped_early: bool,
+    pub volume_ml: f64,
+    /// Largest distance (mm) of a reached voxel centre from the seed's.
+    pub max_distance_mm: f64,
+    pub limit_ml: f64,
+    pub limit_mm: Option<f64>,
+    /// Why the fill is refused (over a limit); nothing is changed then.
+    pub refused: Option<String>,
+    /// Why the fill changes nothing (seed outside the HU range, or already
+    /// labelled as the fill would label it).
+    pub noop: Option<String>,
+    /// The voxels it would flip, sorted; empty when refused or a no-op.
+    #[serde(skip)]
+    pub offsets: Vec<u32>,
+}
+
+impl FillPreview {
+    /// The offsets as runs `[first, length]` (a region is mostly rows along
+    /// x, so this is far smaller than the list).
+    pub fn runs(&self) -> Vec<[u32; 2]> {
+        let mut runs: Vec<[u32; 2]> = vec![];
+        for &o in &self.offsets {
+            match runs.last_mut() {
+                Some(r) if r[0] + r[1] == o => r[1] += 1,
+                _ => runs.push([o, 1]),
+            }
+        }
+        runs
+    }
 }
 
 pub struct EditSession {
@@ -238,6 +292,11 @@ impl EditSession {
     /// Apply an edit; returns the number of voxels it changed (0: nothing is
     /// recorded in the history).
     pub fn apply(&mut self, op: &EditOp) -> Result<usize, ReviewError> {
+        self.apply_by(op, "")
+    }
+
+    /// [`apply`](Self::apply) on behalf of `author` (see [`undo_by`](Self::undo_by)).
+    pub fn apply_by(&mut self, op: &EditOp, author: &str) -> Result<usize, ReviewError> {
         let mut flipped = self.changes(op)?;
         flipped.sort_unstable();
         flipped.dedup();
@@ -251,25 +310,233 @@ impl EditSession {
         self.undo.push(Step {
             op: op.name(),
             flipped,
+            author: author.into(),
         });
         Ok(n)
     }
 
     /// Undo the last step; returns its operation name.
     pub fn undo(&mut self) -> Option<&'static str> {
-        let step = self.undo.pop()?;
-        self.flip(&step.flipped);
-        let name = step.op;
-        self.redo.push(step);
-        Some(name)
+        self.undo_by("").ok().flatten()
     }
 
     pub fn redo(&mut self) -> Option<&'static str> {
-        let step = self.redo.pop()?;
+        self.redo_by("").ok().flatten()
+    }
+
+    /// Undo the last step if `author` made it; a Conflict when someone else
+    /// did (the history is one list per case, shared by every tab).
+    pub fn undo_by(&mut self, author: &str) -> Result<Option<&'static str>, ReviewError> {
+        let Some(step) = self.undo.last() else {
+            return Ok(None);
+        };
+        if *step.author != *author {
+            return Err(ReviewError::Conflict(format!(
+                "the last edit ({}) was made in another tab or window: undo it there",
+                step.op
+            )));
+        }
+        let step = self.undo.pop().expect("checked above");
+        self.flip(&step.flipped);
+        let name = step.op;
+        self.redo.push(step);
+        Ok(Some(name))
+    }
+
+    pub fn redo_by(&mut self, author: &str) -> Result<Option<&'static str>, ReviewError> {
+        let Some(step) = self.redo.last() else {
+            return Ok(None);
+        };
+        if *step.author != *author {
+            return Err(ReviewError::Conflict(format!(
+                "the last undo ({}) was made in another tab or window: redo it there",
+                step.op
+            )));
+        }
+        let step = self.redo.pop().expect("checked above");
         self.flip(&step.flipped);
         let name = step.op;
         self.undo.push(step);
-        Some(name)
+        Ok(Some(name))
+    }
+
+    /// What a fill would add or remove, without changing anything.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fill_preview(
+        &self,
+        seed: [usize; 3],
+        hu_min: f64,
+        hu_max: f64,
+        value: u8,
+        axis: Option<Axis>,
+        max_ml: Option<f64>,
+        max_mm: Option<f64>,
+    ) -> Result<FillPreview, ReviewError> {
+        let g = self.geometry();
+        let dims = g.dims();
+        if (0..3).any(|a| seed[a] >= dims[a]) {
+            return Err(bad(format!("seed {seed:?} outside the grid {dims:?}")));
+        }
+        if !(hu_min.is_finite() && hu_max.is_finite()) || hu_min > hu_max {
+            return Err(bad(format!(
+                "HU range {hu_min} to {hu_max}: give two numbers, the first not above the second"
+            )));
+        }
+        let limit_ml = max_ml.unwrap_or(DEFAULT_FILL_MAX_ML);
+        if !(limit_ml.is_finite() && limit_ml > 0.0) {
+            return Err(bad(format!("fill limit {limit_ml} ml: use a number > 0")));
+        }
+        if max_mm.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
+            return Err(bad(format!(
+                "fill distance limit {} mm: use a number > 0 (or none)",
+                max_mm.unwrap_or_default()
+            )));
+        }
+        let voxel_ml = g.voxel_volume_mm3() / 1000.0;
+        let mut p = FillPreview {
+            voxels: 0,
+            stopped_early: false,
+            volume_ml: 0.0,
+            max_distance_mm: 0.0,
+            limit_ml,
+            limit_mm: max_mm,
+            refused: None,
+            noop: None,
+            offsets: vec![],
+        };
+        let value = u8::from(value != 0);
+        let (m, ct) = (self.mask.data(), self.ct.data());
+        // Whole-HU bounds, so the walk compares integers (CT values are i16).
+        let (lo, hi) = (
+            hu_min.ceil().clamp(-1e6, 1e6) as i32,
+            hu_max.floor().clamp(-1e6, 1e6) as i32,
+        );
+        let in_range = |o: usize| (lo..=hi).contains(&(ct[o] as i32));
+        let s = g.offset(seed[0], seed[1], seed[2]);
+        if m[s] == value {
+            p.noop = Some(if value == 1 {
+                format!("the seed {seed:?} is already in the mask")
+            } else {
+                format!("the seed {seed:?} is not in the mask: nothing to remove")
+            });
+            return Ok(p);
+        }
+        if !in_range(s) {
+            p.noop = Some(format!(
+                "the seed's HU ({}) is outside the range {hu_min} to {hu_max}",
+                ct[s]
+            ));
+            return Ok(p);
+        }
+        let max_voxels = (limit_ml / voxel_ml).floor() as u64;
+        let sp = g.spacing();
+        let dist2 = |[i, j, k]: [usize; 3]| -> f64 {
+            let d = [
+                (i as f64 - seed[0] as f64) * sp[0],
+                (j as f64 - seed[1] as f64) * sp[1],
+                (k as f64 - seed[2] as f64) * sp[2],
+            ];
+            d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+        };
+        let (nx, nxy) = (dims[0], dims[0] * dims[1]);
+        let index = |o: usize| [o % nx, (o / nx) % dims[1], o / nxy];
+        // A bitset: a 512x512x300 grid costs 10 MB instead of 79.
+        let mut seen = vec![0u64; g.len().div_ceil(64)];
+        let mut mark = |o: usize| {
+            let (w, b) = (o / 64, 1u64 << (o % 64));
+            let fresh = seen[w] & b == 0;
+            seen[w] |= b;
+            fresh
+        };
+        // The flood is walked past a limit, so a refusal can say how large the
+        // region would have been, up to four times the limit: a flood of the
+        // whole body (10^7 voxels, seconds) need not be counted to the end.
+        // Offsets are kept only while the region is within the limits.
+        let walk_cap = max_voxels.saturating_mul(4).max(100_000);
+        let mut queue = VecDeque::from([s as u32]);
+        mark(s);
+        let mut keep = true;
+        let mut max_d2 = 0.0f64;
+        while let Some(o) = queue.pop_front() {
+            if p.voxels >= walk_cap {
+                p.stopped_early = true;
+                break;
+            }
+            let o = o as usize;
+            let p_ijk = index(o);
+            p.voxels += 1;
+            max_d2 = max_d2.max(dist2(p_ijk));
+            if keep {
+                p.offsets.push(o as u32);
+                if p.voxels > max_voxels || max_mm.is_some_and(|d| max_d2 > d * d) {
+                    keep = false;
+                    p.offsets = vec![];
+                }
+            }
+            for a in 0..3 {
+                if axis.is_some_and(|ax| ax.index() == a) {
+                    continue;
+                }
+                let stride = [1, nx, nxy][a];
+                if p_ijk[a] > 0 {
+                    let q = o - stride;
+                    if m[q] != value && in_range(q) && mark(q) {
+                        queue.push_back(q as u32);
+                    }
+                }
+                if p_ijk[a] + 1 < dims[a] {
+                    let q = o + stride;
+                    if m[q] != value && in_range(q) && mark(q) {
+                        queue.push_back(q as u32);
+                    }
+                }
+            }
+        }
+        p.volume_ml = p.voxels as f64 * voxel_ml;
+        p.max_distance_mm = max_d2.sqrt();
+        let action = if value == 1 { "add" } else { "remove" };
+        if p.stopped_early {
+            p.refused = Some(format!(
+                "fill refused: it would {action} more than {:.0} ml (over {} voxels; counting stopped there), more than the limit of {limit_ml} ml; it leaks out of the liver: narrow the HU range, fill in 2-D, or raise the limit",
+                p.volume_ml, p.voxels
+            ));
+        } else if p.voxels > max_voxels {
+            p.refused = Some(format!(
+                "fill refused: it would {action} {:.1} ml ({} voxels), more than the limit of {limit_ml} ml; it probably leaks out of the liver: narrow the HU range, fill in 2-D, or raise the limit",
+                p.volume_ml, p.voxels
+            ));
+        } else if let Some(d) = max_mm.filter(|&d| p.max_distance_mm > d) {
+            p.refused = Some(format!(
+                "fill refused: it would {action} {:.1} ml reaching {:.0} mm from the seed, beyond the limit of {d} mm",
+                p.volume_ml, p.max_distance_mm
+            ));
+        }
+        if p.refused.is_some() {
+            p.offsets = vec![];
+        } else {
+            p.offsets.sort_unstable();
+        }
+        Ok(p)
+    }
+
+    /// Why an edit that changed nothing did so, where there is more to say
+    /// than "0 voxels" (a fill's seed).
+    pub fn noop_reason(&self, op: &EditOp) -> Option<String> {
+        match op {
+            EditOp::Fill {
+                seed,
+                hu_min,
+                hu_max,
+                value,
+                axis,
+                max_ml,
+                max_mm,
+            } => self
+                .fill_preview(*seed, *hu_min, *hu_max, *value, *axis, *max_ml, *max_mm)
+                .ok()
+                .and_then(|p| p.noop),
+            _ => None,
+        }
     }
 
     fn dims(&self) -> [usize; 3] {
@@ -384,49 +651,15 @@ impl EditSession {
                 hu_max,
                 value,
                 axis,
+                max_ml,
+                max_mm,
             } => {
-                if (0..3).any(|a| seed[a] >= dims[a]) {
-                    return Err(bad(format!("seed {seed:?} outside the grid {dims:?}")));
+                let p =
+                    self.fill_preview(*seed, *hu_min, *hu_max, *value, *axis, *max_ml, *max_mm)?;
+                match p.refused {
+                    Some(why) => Err(ReviewError::Refused(why)),
+                    None => Ok(p.offsets),
                 }
-                let value = u8::from(*value != 0);
-                let ct = self.ct.data();
-                let ok = |o: usize| m[o] != value && (*hu_min..=*hu_max).contains(&(ct[o] as f64));
-                let s = g.offset(seed[0], seed[1], seed[2]);
-                if !ok(s) {
-                    return Ok(vec![]);
-                }
-                // A bitset: a 512x512x300 grid costs 10 MB instead of 79.
-                let mut seen = vec![0u64; g.len().div_ceil(64)];
-                let mut mark = |o: usize| {
-                    let (w, b) = (o / 64, 1u64 << (o % 64));
-                    let fresh = seen[w] & b == 0;
-                    seen[w] |= b;
-                    fresh
-                };
-                let mut queue = VecDeque::from([*seed]);
-                mark(s);
-                let mut out = vec![s as u32];
-                while let Some(p) = queue.pop_front() {
-                    for a in 0..3 {
-                        if axis.is_some_and(|ax| ax.index() == a) {
-                            continue;
-                        }
-                        for d in [-1i64, 1] {
-                            let q = p[a] as i64 + d;
-                            if q < 0 || q >= dims[a] as i64 {
-                                continue;
-                            }
-                            let mut n = p;
-                            n[a] = q as usize;
-                            let o = g.offset(n[0], n[1], n[2]);
-                            if ok(o) && mark(o) {
-                                out.push(o as u32);
-                                queue.push_back(n);
-                            }
-                        }
-                    }
-                }
-                Ok(out)
             }
             EditOp::Interpolate { axis, from, to } => {
                 self.check_slice(*axis, *from)?;
@@ -664,6 +897,8 @@ mod tests {
                 hu_max: 150.0,
                 value: 1,
                 axis: Some(Axis::Z),
+                max_ml: None,
+                max_mm: None,
             })
             .unwrap();
         assert_eq!(n, 10 * 16);
@@ -675,6 +910,8 @@ mod tests {
                 hu_max: 150.0,
                 value: 1,
                 axis: None,
+                max_ml: None,
+                max_mm: None,
             })
             .unwrap();
         assert_eq!(n, 10 * 16 * 10 - 48);
@@ -685,7 +922,9 @@ mod tests {
                 hu_min: 50.0,
                 hu_max: 150.0,
                 value: 1,
-                axis: None
+                axis: None,
+                max_ml: None,
+                max_mm: None
             })
             .unwrap(),
             0
@@ -696,9 +935,152 @@ mod tests {
                 hu_min: 0.0,
                 hu_max: 1.0,
                 value: 1,
-                axis: None
+                axis: None,
+                max_ml: None,
+                max_mm: None
             })
             .is_err());
+    }
+
+    fn fill(
+        seed: [usize; 3],
+        hu: (f64, f64),
+        value: u8,
+        max_ml: Option<f64>,
+        max_mm: Option<f64>,
+    ) -> EditOp {
+        EditOp::Fill {
+            seed,
+            hu_min: hu.0,
+            hu_max: hu.1,
+            value,
+            axis: None,
+            max_ml,
+            max_mm,
+        }
+    }
+
+    #[test]
+    fn fill_limits_refuse_a_flood_and_change_nothing() {
+        // The 100 HU half of the grid minus the mask: 1552 voxels of 2 mm3, 3.1 ml.
+        let mut s = session();
+        let before = s.mask().clone();
+        let e = s
+            .apply(&fill([0, 0, 0], (50.0, 150.0), 1, Some(1.0), None))
+            .unwrap_err();
+        assert!(matches!(e, ReviewError::Refused(_)), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("3.1 ml (1552 voxels)") && msg.contains("limit of 1 ml"),
+            "{msg}"
+        );
+        // Farther than 5 mm from the seed: refused as well.
+        let e = s
+            .apply(&fill([0, 0, 0], (50.0, 150.0), 1, None, Some(5.0)))
+            .unwrap_err();
+        assert!(e.to_string().contains("beyond the limit of 5 mm"), "{e}");
+        assert_eq!(s.mask().data(), before.data());
+        assert_eq!((s.edits, s.revision, s.can_undo()), (0, 0, false));
+        // The preview says the same without an error, and its size in full.
+        let p = s
+            .fill_preview([0, 0, 0], 50.0, 150.0, 1, None, Some(1.0), None)
+            .unwrap();
+        assert_eq!(p.voxels, 1552);
+        assert!(p.refused.is_some() && p.offsets.is_empty() && p.runs().is_empty());
+        // Within the limits (the default 300 ml, or a distance that covers it) it applies.
+        let p = s
+            .fill_preview([0, 0, 0], 50.0, 150.0, 1, None, None, Some(40.0))
+            .unwrap();
+        assert!(p.refused.is_none() && p.noop.is_none(), "{p:?}");
+        assert_eq!(p.offsets.len(), 1552);
+        assert_eq!(p.runs().iter().map(|r| r[1] as usize).sum::<usize>(), 1552);
+        assert!((p.max_distance_mm - (81.0f64 + 225.0 + 324.0).sqrt()).abs() < 1e-9);
+        assert_eq!(
+            s.apply(&fill([0, 0, 0], (50.0, 150.0), 1, None, None))
+                .unwrap(),
+            1552
+        );
+    }
+
+    #[test]
+    fn a_huge_flood_is_counted_only_to_four_times_the_limit() {
+        // 200^3 voxels of 1 mm3 (8 l), all in range: a limit of 10 ml stops
+        // counting at 100,000 voxels (the least it counts), 0.1 l.
+        let g = Geometry::identity([200, 200, 200], [1.0, 1.0, 1.0]).unwrap();
+        let ct = Volume::filled(g.clone(), 40i16);
+        let m = Volume::filled(g, 0u8);
+        let s = EditSession::new(ct, m.clone(), m).unwrap();
+        let p = s
+            .fill_preview([100, 100, 100], 0.0, 100.0, 1, None, Some(10.0), None)
+            .unwrap();
+        assert!(p.stopped_early);
+        assert_eq!(p.voxels, 100_000);
+        let why = p.refused.unwrap();
+        assert!(
+            why.contains("more than 100 ml (over 100000 voxels; counting stopped there)"),
+            "{why}"
+        );
+        // Non-whole HU bounds: 40 is inside [39.5, 40.5], not inside [40.2, 40.8].
+        let p = s
+            .fill_preview([0, 0, 0], 39.5, 40.5, 1, Some(Axis::Z), None, None)
+            .unwrap();
+        assert_eq!((p.voxels, p.noop), (40_000, None));
+        let p = s
+            .fill_preview([0, 0, 0], 40.2, 40.8, 1, Some(Axis::Z), None, None)
+            .unwrap();
+        assert!(p.noop.unwrap().contains("outside the range"));
+    }
+
+    #[test]
+    fn fill_that_changes_nothing_says_why() {
+        let s = session();
+        let why = |op: EditOp| s.noop_reason(&op).unwrap_or_default();
+        assert!(why(fill([5, 5, 4], (50.0, 150.0), 1, None, None)).contains("already in the mask"));
+        assert!(why(fill([0, 0, 0], (50.0, 150.0), 0, None, None)).contains("not in the mask"));
+        let w = why(fill([15, 0, 0], (50.0, 150.0), 1, None, None));
+        assert!(
+            w.contains("HU (-100) is outside the range 50 to 150"),
+            "{w}"
+        );
+        assert_eq!(
+            s.noop_reason(&fill([0, 0, 0], (50.0, 150.0), 1, None, None)),
+            None
+        );
+        // Reversed or non-finite ranges and limits are bad requests, not no-ops.
+        assert!(s
+            .fill_preview([0, 0, 0], 150.0, 50.0, 1, None, None, None)
+            .is_err());
+        assert!(s
+            .fill_preview([0, 0, 0], 0.0, f64::NAN, 1, None, None, None)
+            .is_err());
+        assert!(s
+            .fill_preview([0, 0, 0], 0.0, 1.0, 1, None, Some(0.0), None)
+            .is_err());
+        assert!(s
+            .fill_preview([0, 0, 0], 0.0, 1.0, 1, None, None, Some(-1.0))
+            .is_err());
+    }
+
+    #[test]
+    fn undo_and_redo_only_take_back_their_authors_steps() {
+        let mut s = session();
+        s.apply_by(&brush(0, &[[1.0, 1.0]], 1.0, 1, false, None), "tab-a")
+            .unwrap();
+        s.apply_by(&brush(9, &[[1.0, 1.0]], 1.0, 1, false, None), "tab-b")
+            .unwrap();
+        let rev = s.revision;
+        let e = s.undo_by("tab-a").unwrap_err();
+        assert!(
+            matches!(e, ReviewError::Conflict(_)) && e.to_string().contains("another tab"),
+            "{e}"
+        );
+        assert_eq!(s.revision, rev);
+        assert_eq!(*s.mask().get(1, 1, 9), 1, "tab a undid tab b's paint");
+        assert_eq!(s.undo_by("tab-b").unwrap(), Some("paint"));
+        assert!(s.redo_by("tab-a").is_err());
+        assert_eq!(s.undo_by("tab-a").unwrap(), Some("paint"));
+        assert_eq!(*s.mask().get(1, 1, 0), 0);
+        assert_eq!(s.undo_by("tab-a").unwrap(), None);
     }
 
     #[test]

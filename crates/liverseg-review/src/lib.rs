@@ -31,6 +31,9 @@ pub enum ReviewError {
     Input(String),
     #[error("{0}")]
     Conflict(String),
+    /// A well-formed request the server will not carry out (a fill over its limit).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -74,7 +77,8 @@ impl ReviewConfig {
     }
 }
 
-/// A random token for non-loopback binds (128 bits from the OS).
+/// A random token (128 bits from the OS's CSPRNG, hex): the access token of
+/// non-loopback binds, and each server's page token.
 pub fn random_token() -> std::io::Result<String> {
     use std::io::Read;
     let mut b = [0u8; 16];

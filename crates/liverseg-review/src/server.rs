@@ -8,8 +8,10 @@
 //! * `GET  /api/cases/{id}/slice/{axis}/{index}`    binary: i16 LE HU then u8 mask,
 //!   u fastest (`?part=mask`: the mask only); `x-width`, `x-height` headers
 //! * `GET  /api/cases/{id}/volume/{ct|mask|start}`  binary: whole volume, x fastest
-//! * `POST /api/cases/{id}/edit`                    an [`EditOp`]
-//! * `POST /api/cases/{id}/undo`, `/redo`, `/activity`, `/save`
+//! * `POST /api/cases/{id}/edit`                    an [`EditOp`] + `mask_revision`, `client`
+//! * `POST /api/cases/{id}/preview`                 a fill op: what it would change
+//! * `POST /api/cases/{id}/undo`, `/redo`           `{mask_revision, client}`
+//! * `POST /api/cases/{id}/activity`, `/save`
 //! * `PUT  /api/cases/{id}/record`                  `{score, tags, comment}`
 
 use crate::edit::{Axis, EditOp, EditSession};
@@ -18,7 +20,7 @@ use crate::store::{self, Layout, SaveJob};
 use crate::{validate_name, CaseSpec, ReviewConfig, ReviewError};
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -38,6 +40,7 @@ impl IntoResponse for ReviewError {
             ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
             ReviewError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReviewError::Conflict(_) => StatusCode::CONFLICT,
+            ReviewError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReviewError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
@@ -85,6 +88,11 @@ pub struct App {
     open: Mutex<HashMap<String, Arc<CaseHandle>>>,
     loading: tokio::sync::Mutex<()>,
     epoch: Instant,
+    /// Per-server secret that every state-changing request must carry in
+    /// `x-liverseg-token`. It is only in the served page, which another site
+    /// cannot read (no CORS), so a forged cross-site request lacks it; and a
+    /// cross-site request that sets the header needs a preflight, which fails.
+    page_token: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -119,6 +127,9 @@ impl App {
             open: Mutex::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
+            page_token: crate::random_token().map_err(|e| {
+                ReviewError::Internal(format!("cannot read random bytes for the page token: {e}"))
+            })?,
         }))
     }
 
@@ -371,6 +382,7 @@ fn summary(st: &CaseState) -> Value {
         "can_undo": st.edit.can_undo(),
         "can_redo": st.edit.can_redo(),
         "revision": st.revision(),
+        "mask_revision": st.edit.revision,
         "edit_count": st.edit.edits,
         "active_seconds": st.clock.total.as_secs_f64(),
         "history_bytes": st.edit.history_bytes(),
@@ -482,6 +494,7 @@ async fn slice(
                 ("x-width", w.to_string()),
                 ("x-height", h.to_string()),
                 ("x-revision", st.revision().to_string()),
+                ("x-mask-revision", st.edit.revision.to_string()),
             ],
         ))
     })
@@ -521,6 +534,49 @@ async fn volume(
     .await
 }
 
+/// Where an edit, undo or redo was made: on which revision of the mask, and in
+/// which tab (`client`, the page's random id). Two tabs on one case would
+/// otherwise edit a mask they do not show, and undo each other's work.
+#[derive(Deserialize)]
+struct Base {
+    mask_revision: Option<u64>,
+    #[serde(default)]
+    client: String,
+}
+
+fn parse_base(body: &[u8], what: &str) -> ApiResult<Base> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    let b: Base = serde_json::from_slice(body)
+        .map_err(|e| ReviewError::BadRequest(format!("{what}: {e}")))?;
+    if b.mask_revision.is_none() {
+        return Err(ReviewError::BadRequest(format!(
+            "{what}: mask_revision missing: send the revision of the mask it was made on (from the last response)"
+        )));
+    }
+    if b.client.len() > 100 {
+        return Err(ReviewError::BadRequest(format!(
+            "{what}: client id longer than 100 bytes"
+        )));
+    }
+    Ok(b)
+}
+
+/// Refuse a request made on another revision of the mask than the current one.
+fn check_base(st: &CaseState, b: &Base) -> ApiResult<()> {
+    let now = st.edit.revision;
+    match b.mask_revision {
+        Some(r) if r == now => Ok(()),
+        r => Err(ReviewError::Conflict(format!(
+            "the mask changed since this page last loaded it (revision {}, now {now}): another tab or window is editing this case; nothing was changed here, the page reloads the mask",
+            r.map_or("none".to_string(), |r| r.to_string())
+        ))),
+    }
+}
+
 async fn edit(
     State(app): State<Arc<App>>,
     UrlPath(id): UrlPath<String>,
@@ -528,21 +584,70 @@ async fn edit(
 ) -> ApiResult<Json<Value>> {
     let op: EditOp =
         serde_json::from_slice(&body).map_err(|e| ReviewError::BadRequest(format!("edit: {e}")))?;
+    let base = parse_base(&body, "edit")?;
     let now = Instant::now();
     with_case(&app, &id, move |st| {
-        let changed = st.edit.apply(&op)?;
+        check_base(st, &base)?;
+        let changed = st.edit.apply_by(&op, &base.client)?;
         st.clock.touch(now);
         let mut v = summary(st);
         v["changed"] = json!(changed);
+        if changed == 0 {
+            v["reason"] = json!(st.edit.noop_reason(&op));
+        }
         Ok(Json(v))
     })
     .await
 }
 
-async fn undo(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+/// What a fill would change: its size, its reach and its voxels as runs
+/// `[first offset, length]` (x fastest), so the page can show it before the
+/// reviewer applies it; or why it is refused or would change nothing.
+async fn preview(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let op: EditOp = serde_json::from_slice(&body)
+        .map_err(|e| ReviewError::BadRequest(format!("preview: {e}")))?;
+    let EditOp::Fill {
+        seed,
+        hu_min,
+        hu_max,
+        value,
+        axis,
+        max_ml,
+        max_mm,
+    } = op
+    else {
+        return Err(ReviewError::BadRequest(format!(
+            "preview: {} has no preview (only fill)",
+            op.name()
+        )));
+    };
+    with_case(&app, &id, move |st| {
+        let p = st
+            .edit
+            .fill_preview(seed, hu_min, hu_max, value, axis, max_ml, max_mm)?;
+        let mut v =
+            serde_json::to_value(&p).map_err(|e| ReviewError::Internal(format!("preview: {e}")))?;
+        v["runs"] = json!(p.runs());
+        v["mask_revision"] = json!(st.edit.revision);
+        Ok(Json(v))
+    })
+    .await
+}
+
+async fn undo(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let base = parse_base(&body, "undo")?;
     let now = Instant::now();
     with_case(&app, &id, move |st| {
-        let op = st.edit.undo();
+        check_base(st, &base)?;
+        let op = st.edit.undo_by(&base.client)?;
         st.clock.touch(now);
         let mut v = summary(st);
         v["undone"] = json!(op);
@@ -551,10 +656,16 @@ async fn undo(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiR
     .await
 }
 
-async fn redo(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+async fn redo(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let base = parse_base(&body, "redo")?;
     let now = Instant::now();
     with_case(&app, &id, move |st| {
-        let op = st.edit.redo();
+        check_base(st, &base)?;
+        let op = st.edit.redo_by(&base.client)?;
         st.clock.touch(now);
         let mut v = summary(st);
         v["redone"] = json!(op);
@@ -663,10 +774,22 @@ const STATIC: [(&str, &str, &str); 4] = [
     ),
 ];
 
-async fn index() -> Response {
+/// Where the page token goes into the page (a `<meta>` the page's JS reads).
+const TOKEN_SLOT: &str = "{{LIVERSEG_TOKEN}}";
+
+async fn index(State(app): State<Arc<App>>) -> Response {
+    // The token is hex, so it needs no HTML escaping.
+    let page = INDEX_HTML.replace(TOKEN_SLOT, &app.page_token);
     (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        INDEX_HTML,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // A cached page would carry a previous server's token.
+            (header::CACHE_CONTROL, "no-store"),
+            // No framing by other pages (clickjacking the editor).
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        ],
+        page,
     )
         .into_response()
 }
@@ -685,16 +808,57 @@ async fn static_file(UrlPath(name): UrlPath<String>) -> Response {
     }
 }
 
-/// Token check for every request to /api, and a Host check on loopback servers
-/// (a page on another site cannot reach 127.0.0.1 through DNS rebinding when
-/// the Host it sends must name localhost).
+fn refuse(status: StatusCode, msg: String) -> Response {
+    (status, Json(json!({ "error": msg }))).into_response()
+}
+
+/// Every request passes here. In order:
+///
+/// * Host (loopback servers): must name localhost, so a page on another site
+///   cannot reach 127.0.0.1 through DNS rebinding.
+/// * Origin, when the browser sends one: must be this server's own
+///   (`http://` or `https://` + the Host it was reached by); other pages are
+///   refused, also for reads, so patient images never go to another origin.
+/// * `Sec-Fetch-Site`, when sent: `cross-site` and `same-site` (another port
+///   on loopback is same-site) are refused, which also stops `no-cors` reads;
+///   top-level GET navigations (a link to the page) pass.
+/// * The access token (`--token`, servers bound beyond loopback) on `/api`.
+/// * State-changing methods (anything but GET, HEAD and OPTIONS): the page
+///   token in `x-liverseg-token` (403 without it) and a JSON body (415
+///   otherwise), so no "simple" cross-site form or `text/plain` fetch passes.
+///
+/// No response carries CORS headers, and every one says
+/// `Cross-Origin-Resource-Policy: same-origin`.
 async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let mut resp = match check_request(&app, &req) {
+        Some(refusal) => refusal,
+        None => next.run(req).await,
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    // The page URL may hold the access token (`?token=`).
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+/// The refusal for a request that fails a check, or None when it passes.
+fn check_request(app: &App, req: &Request) -> Option<Response> {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
     if app.cfg.loopback_host_only {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
         let name = host.rsplit_once(':').map_or(host, |(n, p)| {
             if p.bytes().all(|b| b.is_ascii_digit()) {
                 n
@@ -702,14 +866,43 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
                 host
             }
         });
-        if !["127.0.0.1", "localhost", "[::1]"].contains(&name) {
-            return (StatusCode::FORBIDDEN, Json(json!({ "error": format!("host {host:?} refused: use 127.0.0.1 or localhost") }))).into_response();
+        if !["127.0.0.1", "localhost", "[::1]"].contains(&name.to_ascii_lowercase().as_str()) {
+            return Some(refuse(
+                StatusCode::FORBIDDEN,
+                format!("host {host:?} refused: use 127.0.0.1 or localhost"),
+            ));
+        }
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        // https: the same host behind a TLS proxy.
+        let own = ["http://", "https://"]
+            .iter()
+            .any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}{host}")));
+        if host.is_empty() || !own {
+            return Some(refuse(
+                StatusCode::FORBIDDEN,
+                format!("origin {origin:?} refused: only pages of this server (http://{host}) may call it"),
+            ));
+        }
+    }
+    // A link from another site that opens the page (a top-level GET
+    // navigation) is fine: that site never sees the response.
+    let navigation = req.method() == Method::GET
+        && headers
+            .get("sec-fetch-mode")
+            .is_some_and(|m| m.as_bytes() == b"navigate");
+    if let Some(site) = headers.get("sec-fetch-site").filter(|_| !navigation) {
+        if matches!(site.to_str().unwrap_or(""), "cross-site" | "same-site") {
+            return Some(refuse(
+                StatusCode::FORBIDDEN,
+                "request from another site or port refused".into(),
+            ));
         }
     }
     if let Some(token) = &app.cfg.token {
         if req.uri().path().starts_with("/api/") {
-            let given = req
-                .headers()
+            let given = headers
                 .get("x-review-token")
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_string)
@@ -720,15 +913,38 @@ async fn guard(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
                     })
                 });
             if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-                return (
+                return Some(refuse(
                     StatusCode::UNAUTHORIZED,
-                    Json(json!({ "error": "missing or wrong token" })),
-                )
-                    .into_response();
+                    "missing or wrong token".into(),
+                ));
             }
         }
     }
-    next.run(req).await
+    let m = req.method();
+    if m != Method::GET && m != Method::HEAD && m != Method::OPTIONS {
+        let given = headers
+            .get("x-liverseg-token")
+            .map(|h| h.as_bytes())
+            .unwrap_or(b"");
+        if !constant_time_eq(given, app.page_token.as_bytes()) {
+            return Some(refuse(
+                StatusCode::FORBIDDEN,
+                "missing or wrong page token (x-liverseg-token): changes are accepted only from this server's page; reload it (the server may have been restarted)".into(),
+            ));
+        }
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/json") {
+            return Some(refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content type {ct:?} refused: send application/json"),
+            ));
+        }
+    }
+    None
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -745,6 +961,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/cases/{id}/slice/{axis}/{index}", get(slice))
         .route("/api/cases/{id}/volume/{which}", get(volume))
         .route("/api/cases/{id}/edit", post(edit))
+        .route("/api/cases/{id}/preview", post(preview))
         .route("/api/cases/{id}/undo", post(undo))
         .route("/api/cases/{id}/redo", post(redo))
         .route("/api/cases/{id}/activity", post(activity))
@@ -805,19 +1022,37 @@ fn segment_flags(mask: &std::path::Path) -> Vec<String> {
     let text = match std::fs::read_to_string(&report) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vec![],
-        Err(e) => return vec![format!("{}: not read ({e}): the segmentation's quality flags are not shown", report.display())],
+        Err(e) => {
+            return vec![format!(
+                "{}: not read ({e}): the segmentation's quality flags are not shown",
+                report.display()
+            )]
+        }
     };
     let flags = match serde_json::from_str::<Value>(&text) {
         Ok(v) => match v.get("flags").and_then(Value::as_array) {
             Some(f) => f.clone(),
-            None => return vec![format!("{}: no \"flags\" list: the segmentation's quality flags are not shown", report.display())],
+            None => {
+                return vec![format!(
+                    "{}: no \"flags\" list: the segmentation's quality flags are not shown",
+                    report.display()
+                )]
+            }
         },
-        Err(e) => return vec![format!("{}: not JSON ({e}): the segmentation's quality flags are not shown", report.display())],
+        Err(e) => {
+            return vec![format!(
+                "{}: not JSON ({e}): the segmentation's quality flags are not shown",
+                report.display()
+            )]
+        }
     };
     flags
         .iter()
         .map(|f| {
-            let name = f.get("name").and_then(Value::as_str).unwrap_or("unnamed flag");
+            let name = f
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("unnamed flag");
             match f.get("message").and_then(Value::as_str) {
                 Some(m) => format!("segment flagged {name}: {m}"),
                 None => format!("segment flagged {name}"),
@@ -856,10 +1091,16 @@ mod tests {
         // A report without a flags list, or not JSON: said once, the case still opens.
         std::fs::write(tmp.path().join("report.json"), r#"{"liver_volume_ml": 1}"#).unwrap();
         let w = segment_flags(&mask);
-        assert!(w.len() == 1 && w[0].contains("report.json: no \"flags\" list"), "{w:?}");
+        assert!(
+            w.len() == 1 && w[0].contains("report.json: no \"flags\" list"),
+            "{w:?}"
+        );
         std::fs::write(tmp.path().join("report.json"), "{\"flags\": [").unwrap();
         let w = segment_flags(&mask);
-        assert!(w.len() == 1 && w[0].contains("report.json: not JSON"), "{w:?}");
+        assert!(
+            w.len() == 1 && w[0].contains("report.json: not JSON"),
+            "{w:?}"
+        );
         // A report with no flag raised says nothing.
         std::fs::write(tmp.path().join("report.json"), r#"{"flags": []}"#).unwrap();
         assert!(segment_flags(&mask).is_empty());

@@ -71,9 +71,8 @@ fn paint_erase_undo_save_reload() {
         .filter(|&o| start.data()[o] == 0)
         .collect::<BTreeSet<_>>();
     assert!(paint.len() > 10);
-    let r = srv.json(
-        "POST",
-        "/api/cases/p1/edit",
+    let r = srv.edit(
+        "p1",
         r#"{"op":"brush","axis":"z","slice":2,"points":[[6,6]],"radius_mm":9,"value":1}"#,
     );
     assert_eq!(r["changed"], paint.len());
@@ -93,19 +92,19 @@ fn paint_erase_undo_save_reload() {
         .collect::<BTreeSet<_>>();
     assert!(!erase.is_empty());
     let body = json!({"op":"brush","axis":"z","slice":ck,"points":[[ci as f64 + 1.0, cj as f64 + 1.0]],"radius_mm":6,"value":0});
-    let r = srv.json("POST", "/api/cases/p1/edit", &body.to_string());
+    let r = srv.edit("p1", &body.to_string());
     assert_eq!(r["changed"], erase.len());
     // A third stroke, undone, then redone and undone again: it must not be saved.
-    let r = srv.json("POST", "/api/cases/p1/edit", r#"{"op":"brush","axis":"z","slice":12,"points":[[40,30],[44,34]],"radius_mm":5,"value":1}"#);
+    let r = srv.edit("p1", r#"{"op":"brush","axis":"z","slice":12,"points":[[40,30],[44,34]],"radius_mm":5,"value":1}"#);
     assert!(r["changed"].as_u64().unwrap() > 0);
     let expected_changed = (paint.len() + erase.len()) as u64;
     assert!(r["stats"]["changed_voxels"].as_u64().unwrap() > expected_changed);
-    let u = srv.json("POST", "/api/cases/p1/undo", "");
+    let u = srv.undo("p1", "undo");
     assert_eq!(u["undone"], "paint");
     assert_eq!(u["stats"]["changed_voxels"], expected_changed);
     assert_eq!(u["can_redo"], true);
-    srv.json("POST", "/api/cases/p1/redo", "");
-    srv.json("POST", "/api/cases/p1/undo", "");
+    srv.undo("p1", "redo");
+    srv.undo("p1", "undo");
     // History holds flipped-voxel lists, not volumes.
     let s = srv.json("POST", "/api/cases/p1/activity", "");
     assert!(s["active_seconds"].as_f64().unwrap() >= 0.0);
@@ -238,7 +237,7 @@ fn case_ids_cannot_escape() {
     assert_eq!(
         srv.post(
             "/api/cases/p1/edit",
-            r#"{"op":"runs","runs":[[30719,2,1]]}"#
+            r#"{"op":"runs","runs":[[30719,2,1]],"mask_revision":0}"#
         )
         .status,
         400
@@ -315,14 +314,12 @@ fn two_reviewers_and_concurrent_saves() {
     let out = tmp.path().join("out");
     let alice = Server::start(config(vec![spec.clone()], "alice", out.clone()));
     let bob = Server::start(config(vec![spec], "bob", out.clone()));
-    alice.json(
-        "POST",
-        "/api/cases/p1/edit",
+    alice.edit(
+        "p1",
         r#"{"op":"brush","axis":"z","slice":1,"points":[[5,5]],"radius_mm":6,"value":1}"#,
     );
-    bob.json(
-        "POST",
-        "/api/cases/p1/edit",
+    bob.edit(
+        "p1",
         r#"{"op":"brush","axis":"z","slice":14,"points":[[40,34]],"radius_mm":6,"value":1}"#,
     );
     alice.json(
@@ -350,7 +347,7 @@ fn two_reviewers_and_concurrent_saves() {
         s.spawn(|| {
             for k in 0..6 {
                 let body = json!({"op":"brush","axis":"z","slice":1,"points":[[5 + k, 20]],"radius_mm":4,"value":1});
-                alice.json("POST", "/api/cases/p1/edit", &body.to_string());
+                alice.edit("p1", &body.to_string());
             }
         });
     });
@@ -396,9 +393,8 @@ fn autosave_writes_without_an_explicit_save() {
     let mut cfg = config(vec![spec], "carol", out.clone());
     cfg.autosave = Duration::from_millis(100);
     let srv = Server::start(cfg);
-    srv.json(
-        "POST",
-        "/api/cases/p1/edit",
+    srv.edit(
+        "p1",
         r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
     );
     let path = out.join("carol/adjusted/p1.nii.gz");
@@ -424,9 +420,8 @@ fn lru_eviction_saves_and_reopens() {
     let mut cfg = config(specs, "dave", out.clone());
     cfg.max_open = 1;
     let srv = Server::start(cfg);
-    srv.json(
-        "POST",
-        "/api/cases/c0/edit",
+    srv.edit(
+        "c0",
         r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
     );
     let before = srv.json("GET", "/api/cases/c0", "")["stats"]["changed_voxels"].clone();
@@ -449,9 +444,8 @@ fn record_only_saves_do_not_rewrite_the_mask() {
     let srv = Server::start(config(vec![spec], "erin", out.clone()));
     let mask = out.join("erin/adjusted/p1.nii.gz");
     let ino = || std::fs::metadata(&mask).unwrap().ino();
-    srv.json(
-        "POST",
-        "/api/cases/p1/edit",
+    srv.edit(
+        "p1",
         r#"{"op":"brush","axis":"z","slice":0,"points":[[3,3]],"radius_mm":5,"value":1}"#,
     );
     srv.json("POST", "/api/cases/p1/save", "");
@@ -461,7 +455,7 @@ fn record_only_saves_do_not_rewrite_the_mask() {
     assert_eq!(r["audit"]["score"], 5.0);
     assert_eq!(r["audit"]["outputs"], json!(["erin/adjusted/p1.nii.gz"]));
     assert_eq!(ino(), first, "a score change rewrote the mask");
-    srv.json("POST", "/api/cases/p1/undo", "");
+    srv.undo("p1", "undo");
     srv.json("POST", "/api/cases/p1/save", "");
     assert_ne!(ino(), first, "an undo did not rewrite the mask");
 }
@@ -484,4 +478,489 @@ fn the_flags_segment_wrote_beside_the_mask_are_shown() {
         json!(["segment flagged mixed_tissue: 45% of the mask is darker than liver tissue"])
     );
     assert_eq!(srv.json("GET", "/api/cases/p2", "")["warnings"], json!([]));
+}
+
+/// Issue 21: a page from another origin sent `POST .../edit` as `text/plain`
+/// (a "simple" request, no preflight) and changed voxels. Every forged form of
+/// that request must now get a 4xx and leave the mask as it was.
+#[test]
+fn forged_requests_from_other_pages_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "p1", 8);
+    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let port = srv.addr.port();
+    let own = format!("http://127.0.0.1:{port}");
+    let other = format!(
+        "http://127.0.0.1:{}",
+        if port == 65535 { 1024 } else { port + 1 }
+    );
+    let (own, other) = (own.as_str(), other.as_str());
+    let token = srv.page_token.clone();
+    let token = token.as_str();
+    assert_eq!(token.len(), 32, "a 128-bit hex token: {token:?}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    // A valid edit on the current revision: only the security checks stop it.
+    let body = r#"{"op":"brush","axis":"z","slice":2,"points":[[6,6]],"radius_mm":9,"value":1,"mask_revision":0}"#;
+    let mask = || srv.get("/api/cases/p1/volume/mask").body;
+    assert_eq!(mask(), start.data());
+    let wrong_same_len = {
+        let mut t = token.to_string().into_bytes();
+        t[31] = if t[31] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(t).unwrap()
+    };
+    let wrong_same_len = wrong_same_len.as_str();
+    let post = |headers: &[(&str, &str)]| {
+        request(
+            srv.addr,
+            "POST",
+            "/api/cases/p1/edit",
+            headers,
+            body.as_bytes(),
+        )
+    };
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Headers, u16)> = vec![
+        // The attack as found: cross-origin text/plain without the token.
+        (
+            "cross-origin text/plain",
+            vec![
+                ("Origin", other),
+                ("Content-Type", "text/plain;charset=UTF-8"),
+            ],
+            403,
+        ),
+        // The same from a browser that sends no Origin.
+        (
+            "text/plain, no token",
+            vec![("Content-Type", "text/plain")],
+            403,
+        ),
+        ("JSON, no token", vec![], 403),
+        (
+            "JSON, wrong token",
+            vec![("x-liverseg-token", wrong_same_len)],
+            403,
+        ),
+        (
+            "JSON, short token",
+            vec![("x-liverseg-token", &token[..16])],
+            403,
+        ),
+        (
+            "token, foreign origin",
+            vec![("x-liverseg-token", token), ("Origin", other)],
+            403,
+        ),
+        (
+            "token, other host's https origin",
+            vec![("x-liverseg-token", token), ("Origin", "https://127.0.0.2")],
+            403,
+        ),
+        (
+            "token, opaque origin",
+            vec![("x-liverseg-token", token), ("Origin", "null")],
+            403,
+        ),
+        (
+            "token, same site but another port",
+            vec![("x-liverseg-token", token), ("Sec-Fetch-Site", "same-site")],
+            403,
+        ),
+        (
+            "token, text/plain",
+            vec![("x-liverseg-token", token), ("Content-Type", "text/plain")],
+            415,
+        ),
+        (
+            "token, form",
+            vec![
+                ("x-liverseg-token", token),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            415,
+        ),
+        (
+            "token, no content type",
+            vec![("x-liverseg-token", token), ("Content-Type", "")],
+            415,
+        ),
+    ];
+    for (what, headers, status) in &cases {
+        let r = post(headers);
+        assert_eq!(r.status, *status, "{what}: {} {}", r.status, r.text());
+        assert!(r.header("access-control-allow-origin").is_none(), "{what}");
+        assert_eq!(mask(), start.data(), "{what} changed the mask");
+    }
+    // Every other state-changing route refuses a request without the token.
+    for (method, path) in [
+        ("POST", "/api/cases/p1/undo"),
+        ("POST", "/api/cases/p1/redo"),
+        ("POST", "/api/cases/p1/activity"),
+        ("POST", "/api/cases/p1/save"),
+        ("PUT", "/api/cases/p1/record"),
+        ("DELETE", "/api/cases/p1"),
+        ("PATCH", "/api/cases/p1/record"),
+    ] {
+        let r = request(
+            srv.addr,
+            method,
+            path,
+            &[("Content-Type", "text/plain")],
+            b"{}",
+        );
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.text());
+    }
+    assert!(!tmp.path().join("out/alice/audit/p1.json").exists());
+    let open = srv.json("GET", "/api/cases/p1", "");
+    assert_eq!(open["edit_count"], 0);
+    assert!(open["score"].is_null());
+
+    // Reads: another origin gets a 403, never the images; no CORS headers at all.
+    let r = request(
+        srv.addr,
+        "GET",
+        "/api/cases/p1/slice/z/2",
+        &[("Origin", other)],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body.len() < 300 && r.text().contains("origin"),
+        "{}",
+        r.text()
+    );
+    let r = request(
+        srv.addr,
+        "GET",
+        "/api/cases/p1/volume/ct",
+        &[
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Sec-Fetch-Mode", "no-cors"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    // A link on another site that opens the page is a navigation: it loads.
+    let r = request(
+        srv.addr,
+        "GET",
+        "/",
+        &[
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Sec-Fetch-Mode", "navigate"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let pre = request(
+        srv.addr,
+        "OPTIONS",
+        "/api/cases/p1/edit",
+        &[
+            ("Origin", other),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "x-liverseg-token,content-type",
+            ),
+        ],
+        b"",
+    );
+    assert!(
+        (400..500).contains(&pre.status),
+        "preflight: {}",
+        pre.status
+    );
+    for r in [&pre, &srv.get("/api/cases/p1/slice/z/2"), &srv.get("/")] {
+        assert!(r.status == 200 || r.status >= 400);
+        assert!(
+            !r.headers
+                .iter()
+                .any(|(k, _)| k.to_ascii_lowercase().starts_with("access-control-")),
+            "CORS header sent: {:?}",
+            r.headers
+        );
+        assert_eq!(
+            r.header("cross-origin-resource-policy"),
+            Some("same-origin")
+        );
+    }
+    let page = srv.get("/");
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+
+    // The page's own requests work: its token, JSON, its own Origin (browsers
+    // send it on POST), by 127.0.0.1 or localhost.
+    let r = post(&[("x-liverseg-token", token), ("Origin", own)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        serde_json::from_slice::<Value>(&r.body).unwrap()["changed"]
+            .as_u64()
+            .unwrap()
+            > 10
+    );
+    assert_ne!(mask(), start.data());
+    let (host, origin) = (
+        format!("localhost:{port}"),
+        format!("http://localhost:{port}"),
+    );
+    let r = request(
+        srv.addr,
+        "POST",
+        "/api/cases/p1/undo",
+        &[
+            ("x-liverseg-token", token),
+            ("Host", host.as_str()),
+            ("Origin", origin.as_str()),
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        br#"{"mask_revision":1}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mask(), start.data());
+    // Each server start makes a new token.
+    let (spec2, _) = phantom_case(tmp.path(), "p2", 9);
+    let srv2 = Server::start(config(vec![spec2], "bob", tmp.path().join("out2")));
+    assert_ne!(srv2.page_token, token);
+}
+
+/// Issue 21: one 3-D fill click beside the liver with a wide HU range flooded
+/// the body (+3.6 l). By default such a fill is refused, with its size; a fill
+/// that closes a hole goes through after a preview; a no-op says why.
+#[test]
+fn fill_preview_limit_and_noop_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "p1", 11);
+    let srv = Server::start(config(vec![spec.clone()], "alice", tmp.path().join("out")));
+    let ct = liverseg_io::read_image(&spec.ct, &Default::default())
+        .unwrap()
+        .volume
+        .to_i16_exact()
+        .unwrap();
+    let g = start.geometry().clone();
+    let [nx, ny, nz] = g.dims();
+    let ml = g.voxel_volume_mm3() / 1000.0;
+    // A body voxel just outside the liver, as a click on the liver's edge.
+    let seed = (0..start.len())
+        .map(|o| g.index_of(o))
+        .find(|&[i, j, k]| {
+            i > 0
+                && i + 1 < nx
+                && j < ny
+                && k == nz / 2
+                && *start.get(i, j, k) == 0
+                && *start.get(i + 1, j, k) == 1
+                && (-200..=400).contains(ct.get(i, j, k))
+        })
+        .expect("a body voxel beside the liver");
+    let fill = |seed: [usize; 3], lo: i32, hi: i32, axis: Value, extra: Value| {
+        let mut v = json!({"op":"fill","seed":seed,"hu_min":lo,"hu_max":hi,"value":1,"axis":axis});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v.to_string()
+    };
+    let body = fill(seed, -200, 400, Value::Null, json!({}));
+    let p = srv.json("POST", "/api/cases/p1/preview", &body);
+    let voxels = p["voxels"].as_u64().unwrap();
+    eprintln!(
+        "flood preview from {seed:?}: {voxels} voxels, {:.0} ml, {:.0} mm",
+        p["volume_ml"], p["max_distance_mm"]
+    );
+    assert!(p["volume_ml"].as_f64().unwrap() > 300.0, "{p}");
+    assert_eq!(p["limit_ml"], 300.0);
+    assert!(p["runs"].as_array().unwrap().is_empty());
+    let why = p["refused"].as_str().unwrap();
+    assert!(
+        why.contains("more than the limit of 300 ml")
+            && why.contains(&format!("({voxels} voxels)")),
+        "{why}"
+    );
+    // Applied anyway: refused (422) with the same message, and nothing changes.
+    let r = srv.edit_as("p1", &body, "tab", 0);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text().contains("more than the limit of 300 ml"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(srv.get("/api/cases/p1/volume/mask").body, start.data());
+    assert_eq!(srv.mask_revision("p1"), 0);
+    // A distance limit stops it too; a limit the page raised lets a large fill through.
+    let p = srv.json(
+        "POST",
+        "/api/cases/p1/preview",
+        &fill(
+            seed,
+            -200,
+            400,
+            Value::Null,
+            json!({"max_ml": 1e6, "max_mm": 20}),
+        ),
+    );
+    assert!(
+        p["refused"]
+            .as_str()
+            .unwrap()
+            .contains("beyond the limit of 20 mm"),
+        "{p}"
+    );
+    let p = srv.json(
+        "POST",
+        "/api/cases/p1/preview",
+        &fill(seed, -200, 400, Value::Null, json!({"max_ml": 1e6})),
+    );
+    assert!(p["refused"].is_null());
+    assert_eq!(p["voxels"].as_u64().unwrap(), voxels);
+
+    // A hole erased in the liver (5 voxels, all of liver HU) is filled back,
+    // in 3-D, after a preview that shows exactly those voxels.
+    let c = (0..start.len())
+        .map(|o| g.index_of(o))
+        .find(|&[i, j, k]| {
+            i > 1 && j > 1 && i + 2 < nx && j + 2 < ny && k > 0 && k + 1 < nz
+                && [(1, 0), (0, 1), (1, 1), (2, 1), (1, 2)]
+                    .iter()
+                    .all(|&(a, b)| {
+                        let (x, y) = (i + a - 1, j + b - 1);
+                        *start.get(x, y, k) == 1
+                            && (60..=160).contains(ct.get(x, y, k))
+                    })
+                // Liver all around the hole, so the fill cannot leave it.
+                && (i - 2..=i + 2).all(|x| (j - 2..=j + 2).all(|y| *start.get(x, y, k) == 1))
+                && (i - 1..=i + 1).all(|x| {
+                    (j - 1..=j + 1).all(|y| *start.get(x, y, k - 1) == 1 && *start.get(x, y, k + 1) == 1)
+                })
+        })
+        .expect("liver parenchyma to erase");
+    let r = srv.edit(
+        "p1",
+        &json!({"op":"brush","axis":"z","slice":c[2],"points":[[c[0], c[1]]],"radius_mm":4,"value":0}).to_string(),
+    );
+    assert_eq!(r["changed"], 5);
+    let hole = fill(c, 60, 160, Value::Null, json!({}));
+    let p = srv.json("POST", "/api/cases/p1/preview", &hole);
+    assert!(p["refused"].is_null() && p["noop"].is_null(), "{p}");
+    assert_eq!(p["voxels"], 5);
+    assert!((p["volume_ml"].as_f64().unwrap() - 5.0 * ml).abs() < 1e-9);
+    let o = g.offset(c[0], c[1], c[2]) as u64;
+    assert_eq!(
+        p["runs"],
+        json!([[o - nx as u64, 1], [o - 1, 3], [o + nx as u64, 1]])
+    );
+    assert_eq!(p["mask_revision"], 1);
+    let r = srv.edit("p1", &hole);
+    assert_eq!(r["changed"], 5);
+    assert_eq!(srv.get("/api/cases/p1/volume/mask").body, start.data());
+
+    // No-ops say why: the seed is already in the mask, or its HU is outside the range.
+    let r = srv.edit("p1", &hole);
+    assert_eq!(r["changed"], 0);
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already in the mask"),
+        "{r}"
+    );
+    let hu = *ct.get(seed[0], seed[1], seed[2]);
+    let r = srv.edit(
+        "p1",
+        &fill(seed, hu as i32 + 1, hu as i32 + 100, json!("z"), json!({})),
+    );
+    assert_eq!(r["changed"], 0);
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("HU ({hu}) is outside the range")),
+        "{r}"
+    );
+    let p = srv.json("POST", "/api/cases/p1/preview", &hole);
+    assert!(
+        p["noop"].as_str().unwrap().contains("already in the mask"),
+        "{p}"
+    );
+    // Only fills have a preview; bad ranges are 400s.
+    assert_eq!(
+        srv.post("/api/cases/p1/preview", r#"{"op":"remove_islands"}"#)
+            .status,
+        400
+    );
+    assert_eq!(
+        srv.post(
+            "/api/cases/p1/preview",
+            &fill(c, 200, 100, Value::Null, json!({}))
+        )
+        .status,
+        400
+    );
+}
+
+/// Issue 21: with the case open in two tabs, the first tab's Ctrl+Z undid the
+/// second tab's edit, and edits went onto a mask the tab did not show. Now
+/// every edit, undo and redo names the revision it was made on and its tab.
+#[test]
+fn two_tabs_stale_edits_are_refused_and_undo_stays_in_its_tab() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "p1", 12);
+    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let paint = |k: usize| {
+        json!({"op":"brush","axis":"z","slice":k,"points":[[5,5]],"radius_mm":6,"value":1})
+            .to_string()
+    };
+    let mask = || srv.get("/api/cases/p1/volume/mask").body;
+    let status_of =
+        |r: &common::Resp| -> (u16, Value) { (r.status, serde_json::from_slice(&r.body).unwrap()) };
+    // Both tabs load the case at revision 0; tab A paints slice 1.
+    let rev = srv.mask_revision("p1");
+    assert_eq!(rev, 0);
+    let (st, a1) = status_of(&srv.edit_as("p1", &paint(1), "tab-a", rev));
+    assert_eq!(st, 200);
+    assert_eq!(a1["mask_revision"], 1);
+    let after_a = mask();
+    // Tab B still shows revision 0: its edit is refused, nothing changes.
+    let (st, e) = status_of(&srv.edit_as("p1", &paint(14), "tab-b", 0));
+    assert_eq!(st, 409, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("another tab or window"),
+        "{e}"
+    );
+    assert_eq!(mask(), after_a);
+    // So are its undo and redo on the stale revision.
+    assert_eq!(srv.undo_as("p1", "undo", "tab-b", 0).status, 409);
+    assert_eq!(srv.undo_as("p1", "redo", "tab-b", 0).status, 409);
+    assert_eq!(mask(), after_a);
+    // Without a revision: a 400 that says what is missing.
+    let r = srv.post("/api/cases/p1/edit", &paint(14));
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("mask_revision"), "{}", r.text());
+    assert_eq!(srv.post("/api/cases/p1/undo", "{}").status, 400);
+    // Tab B reloads (revision 1) and paints slice 14.
+    let (st, b1) = status_of(&srv.edit_as("p1", &paint(14), "tab-b", 1));
+    assert_eq!(st, 200);
+    assert_eq!(b1["mask_revision"], 2);
+    let after_b = mask();
+    // Tab A's Ctrl+Z on its stale revision: refused.
+    assert_eq!(srv.undo_as("p1", "undo", "tab-a", 1).status, 409);
+    // Even reloaded, tab A cannot undo tab B's edit.
+    let (st, e) = status_of(&srv.undo_as("p1", "undo", "tab-a", 2));
+    assert_eq!(st, 409, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("made in another tab"),
+        "{e}"
+    );
+    assert_eq!(mask(), after_b);
+    // Tab B undoes its own edit; then tab A may undo its own.
+    let (st, u) = status_of(&srv.undo_as("p1", "undo", "tab-b", 2));
+    assert_eq!((st, u["undone"].clone()), (200, json!("paint")));
+    assert_eq!(mask(), after_a);
+    assert_eq!(srv.undo_as("p1", "redo", "tab-a", 3).status, 409);
+    let (st, u) = status_of(&srv.undo_as("p1", "undo", "tab-a", 3));
+    assert_eq!((st, u["undone"].clone()), (200, json!("paint")));
+    assert_eq!(mask(), start.data());
 }

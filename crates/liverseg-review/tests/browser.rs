@@ -1,7 +1,10 @@
 //! Browser test: headless Debian Chromium driven by playwright-core
-//! (browser-tests/review.test.mjs) opens a phantom case, paints, erases,
-//! undoes, scores, saves and reloads; this side then checks that the saved
-//! mask differs from the starting one exactly where the brush painted.
+//! (browser-tests/review.test.mjs). A page served from another loopback port
+//! first forges edits (`no-cors` `text/plain` POSTs, a CORS POST with a
+//! guessed token, a cross-origin read); then the real page opens a phantom
+//! case, paints, erases, undoes, previews fills, scores, saves and reloads.
+//! This side then checks that the saved mask differs from the starting one
+//! exactly where the brush painted (so no forged edit got through).
 //!
 //! Skips (with a line saying why) when Chromium, node or
 //! browser-tests/node_modules are missing, unless LIVERSEG_REQUIRE_BROWSER=1
@@ -147,6 +150,7 @@ fn browser_paint_erase_undo_score_save_reload() {
     for f in [
         "1-opened.png",
         "2-painted-erased.png",
+        "2a-fill-preview.png",
         "3-reloaded-zoomed.png",
         "4-contour.png",
     ] {

@@ -39,7 +39,7 @@ fn dicom_source_gets_seg_and_rtstruct() {
         .map(|v| v.as_u64().unwrap() as usize)
         .collect::<Vec<_>>();
     let body = serde_json::json!({"op":"brush","axis":"z","slice":d[2] / 2,"points":[[d[0] / 2, d[1] / 2]],"radius_mm":15,"value":1});
-    srv.json("POST", "/api/cases/ts20/edit", &body.to_string());
+    srv.edit("ts20", &body.to_string());
     let saved = srv.json("POST", "/api/cases/ts20/save", "");
     assert_eq!(
         saved["audit"]["outputs"],
@@ -119,13 +119,30 @@ fn timings_on_a_512_ct() {
         }
         times.push((axis, t.elapsed() / 10));
     }
+    // The revision the page knows from opening the case; no extra request is timed.
+    let rev = open["mask_revision"].as_u64().unwrap();
     let t = Instant::now();
     let body = serde_json::json!({"op":"brush","axis":"z","slice":d[2] / 2,"points":[[200, 200], [260, 240], [300, 300]],"radius_mm":8,"value":1,"sphere":true});
-    let r = srv.json("POST", "/api/cases/ircadb01-01/edit", &body.to_string());
+    let r = srv.edit_as("ircadb01-01", &body.to_string(), "test", rev);
     let t_brush = t.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let t = Instant::now();
-    srv.json("POST", "/api/cases/ircadb01-01/undo", "");
+    let u = srv.undo_as("ircadb01-01", "undo", "test", rev + 1);
     let t_undo = t.elapsed();
+    assert_eq!(u.status, 200, "{}", u.text());
+    // Issue 21's flood: a 3-D fill with a wide HU range from the centre of
+    // the body. The whole flood is walked (to say how large it would be), so
+    // this is the slowest a refused fill gets.
+    let t = Instant::now();
+    let fill = serde_json::json!({"op":"fill","seed":[d[0] / 2, d[1] / 2, d[2] / 2],"hu_min":-200,"hu_max":400,"value":1,"axis":null});
+    let p = srv.json("POST", "/api/cases/ircadb01-01/preview", &fill.to_string());
+    let t_flood = t.elapsed();
+    eprintln!(
+        "3-D fill -200..400 HU from the centre: {t_flood:.1?}; {} voxels, {:.0} ml; refused: {}; no-op: {}",
+        p["voxels"], p["volume_ml"], p["refused"], p["noop"]
+    );
+    assert!(p["refused"].is_string(), "the flood was not refused: {p}");
     let t = Instant::now();
     srv.json("POST", "/api/cases/ircadb01-01/save", "");
     let t_save = t.elapsed();

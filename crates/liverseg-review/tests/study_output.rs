@@ -20,7 +20,7 @@ fn study_reads_review_output() {
             let body = format!(
                 r#"{{"op":"brush","axis":"z","slice":8,"points":[[24,20],[30,20]],"radius_mm":{radius},"value":0}}"#
             );
-            srv.json("POST", &format!("/api/cases/{c}/edit"), &body);
+            srv.edit(c, &body);
             srv.json(
                 "PUT",
                 &format!("/api/cases/{c}/record"),

@@ -1,6 +1,9 @@
-// Thin client for the review server's API. The token (servers bound beyond
-// loopback) comes from the page URL and travels as a header.
+// Thin client for the review server's API. The access token (servers bound
+// beyond loopback) comes from the page URL and travels as a header. The page
+// token is the server's per-start secret, written into this page only: the
+// server accepts no change without it, so other sites cannot forge edits.
 const token = new URLSearchParams(location.search).get('token');
+const pageToken = document.querySelector('meta[name="liverseg-token"]')?.content || '';
 
 function headers(extra = {}) {
   const h = { ...extra };
@@ -12,7 +15,9 @@ async function check(r) {
   if (!r.ok) {
     let msg = `${r.status} ${r.statusText}`;
     try { msg = (await r.json()).error || msg; } catch (_) { /* not JSON */ }
-    throw new Error(msg);
+    const e = new Error(msg);
+    e.status = r.status; // 409: the case changed in another tab (the page reloads it)
+    throw e;
   }
   return r;
 }
@@ -24,8 +29,8 @@ export async function getJSON(path) {
 export async function send(method, path, body, opts = {}) {
   const r = await fetch(path, {
     method,
-    headers: headers({ 'content-type': 'application/json' }),
-    body: body === undefined ? undefined : JSON.stringify(body),
+    headers: headers({ 'content-type': 'application/json', 'x-liverseg-token': pageToken }),
+    body: JSON.stringify(body === undefined ? {} : body),
     ...opts,
   });
   return (await check(r)).json();

@@ -19,11 +19,30 @@ const app = {
   views: {},
   active: 'z',
   revision: -1,
+  // The mask revision this page shows; every edit, undo and redo names it, and
+  // the server refuses one made on another (a second tab changed the case).
+  maskRevision: -1,
+  // A fill computed but not applied: {op, set (voxel offsets), voxels, ml, axis, slice}.
+  preview: null,
   editedSlices: { x: [], y: [], z: [] },
   lastActivity: 0,
   busy: Promise.resolve(),
 };
 window.review = app; // inspection hook for the browser tests
+
+// This tab's id: the server lets a tab undo only its own edits. Kept across
+// reloads of the tab (sessionStorage), different in every other tab.
+const CLIENT = (() => {
+  const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+  try {
+    let id = sessionStorage.getItem('liverseg-client');
+    if (!id) { id = fresh(); sessionStorage.setItem('liverseg-client', id); }
+    return id;
+  } catch (_) {
+    return fresh();
+  }
+})();
+app.client = CLIENT;
 
 function setStatus(msg, kind = '') {
   const s = $('status');
@@ -49,6 +68,7 @@ function showSummary(r) {
   $('undo').disabled = !r.can_undo;
   $('redo').disabled = !r.can_redo;
   if (r.revision !== undefined) app.revision = r.revision;
+  if (r.mask_revision !== undefined) app.maskRevision = r.mask_revision;
 }
 
 // Serialise server calls that change state, so strokes apply in order.
@@ -73,6 +93,8 @@ async function loadSlice(axis, maskOnly) {
   }
   v.compose();
   v.draw();
+  // The readout under a still pointer follows the slice (wheel, arrow keys).
+  if (v.hover && v.lastPointer) hover(v, v.lastPointer);
 }
 
 // Resolves true once every view shows the server's data, false (with the error
@@ -106,6 +128,7 @@ async function openCase(id) {
   app.meta = meta;
   app.cursor = meta.dims.map((n) => Math.floor(n / 2));
   app.editedSlices = { x: [], y: [], z: [] };
+  clearPreview();
   for (const v of Object.values(app.views)) { v.data = null; v.zoom = 1; v.pan = [0, 0]; }
   $('case-select').value = id;
   showSummary(meta);
@@ -116,25 +139,91 @@ async function openCase(id) {
   history.replaceState(null, '', `?${new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(location.search)), case: id })}`);
 }
 
-async function edit(op) {
+// Another tab or window changed the case (409): show the server's mask and
+// say so; the action that was refused is not retried.
+async function reloadAfterConflict(err) {
+  clearPreview();
+  const meta = await getJSON(caseUrl(app.caseId));
+  app.meta = { ...app.meta, ...meta };
+  showSummary(meta);
+  await refresh(false);
+  setStatus(`${err.message} (mask reloaded at revision ${app.maskRevision}; edits ${meta.edit_count})`, 'error');
+}
+
+// Runs a state-changing call in the queue; a 409 reloads the case's state.
+function guarded(fn) {
   return queue(async () => {
-    const r = await send('POST', caseUrl(app.caseId, '/edit'), op);
+    try {
+      return await fn();
+    } catch (e) {
+      if (e.status === 409 && app.caseId) return reloadAfterConflict(e);
+      throw e;
+    }
+  });
+}
+
+async function edit(op) {
+  clearPreview();
+  return guarded(async () => {
+    // The revision is read when the request is sent, after earlier queued edits.
+    const r = await send('POST', caseUrl(app.caseId, '/edit'), { ...op, mask_revision: app.maskRevision, client: CLIENT });
     showSummary(r);
     const name = op.op === 'brush' ? (op.value ? 'paint' : 'erase') : op.op;
     // The status is the user's (and the browser test's) sign that the edit is
     // on screen, so it changes only after the slices are refetched.
-    if (await refresh(true)) setStatus(`${name}: ${r.changed} voxels changed`, r.changed ? 'ok' : '');
+    if (await refresh(true)) setStatus(`${name}: ${r.changed} voxels changed${r.reason ? `: ${r.reason}` : ''}`, r.changed ? 'ok' : '');
     return r;
   });
 }
 
 async function undoRedo(which) {
-  return queue(async () => {
-    const r = await send('POST', caseUrl(app.caseId, `/${which}`));
+  clearPreview();
+  return guarded(async () => {
+    const r = await send('POST', caseUrl(app.caseId, `/${which}`), { mask_revision: app.maskRevision, client: CLIENT });
     showSummary(r);
     const name = r.undone || r.redone;
     if (await refresh(true)) setStatus(name ? `${which}: ${name}` : `nothing to ${which}`);
   });
+}
+
+// --- fill: preview, then apply on confirm ------------------------------------
+
+function fillLimits() {
+  const ml = +$('fill-max-ml').value;
+  const mm = +$('fill-max-mm').value;
+  return { max_ml: ml > 0 ? ml : null, max_mm: mm > 0 ? mm : null };
+}
+
+// The server computes what the fill would change; the page shows it in its
+// own colour and applies it only on Enter / Apply (Esc cancels).
+function previewFill(op) {
+  clearPreview();
+  return guarded(async () => {
+    const p = await send('POST', caseUrl(app.caseId, '/preview'), op);
+    if (p.noop) { setStatus(`fill: nothing to change: ${p.noop}`); return; }
+    if (p.refused) { setStatus(p.refused, 'error'); return; }
+    const set = new Set();
+    for (const [o, n] of p.runs) for (let k = 0; k < n; k++) set.add(o + k);
+    app.preview = { op, set, voxels: p.voxels, ml: p.volume_ml, remove: !op.value };
+    $('fill-confirm').hidden = false;
+    redrawAll(true);
+    const sign = op.value ? '+' : '−';
+    setStatus(`fill preview: ${sign}${p.voxels} voxels, ${sign}${p.volume_ml.toFixed(1)} ml, up to ${p.max_distance_mm.toFixed(0)} mm from the seed: Enter applies, Esc cancels`, 'preview');
+  });
+}
+
+function applyPreview() {
+  const p = app.preview;
+  if (!p) return;
+  clearPreview();
+  edit(p.op);
+}
+
+function clearPreview() {
+  if (!app.preview) return;
+  app.preview = null;
+  $('fill-confirm').hidden = true;
+  redrawAll(true);
 }
 
 async function save(explicit = true) {
@@ -269,6 +358,8 @@ function attach(view) {
   cv.addEventListener('contextmenu', (e) => e.preventDefault());
   cv.addEventListener('pointerdown', (e) => {
     app.active = view.axis;
+    // Leave a number box, so the keys act on the views again.
+    if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
     cv.setPointerCapture(e.pointerId);
     activity();
     const pan = e.button === 1 || e.button === 2 || (e.button === 0 && e.shiftKey);
@@ -285,13 +376,14 @@ function attach(view) {
       if (!view.inside(ijk)) return;
       const [lo, hi] = huRange();
       noteEdited(view.axis, view.slice);
-      edit({ op: 'fill', seed: ijk, hu_min: lo, hu_max: hi, value: e.ctrlKey ? 0 : 1, axis: app.brush.sphere ? null : view.axis });
+      previewFill({ op: 'fill', seed: ijk, hu_min: lo, hu_max: hi, value: e.ctrlKey ? 0 : 1, axis: app.brush.sphere ? null : view.axis, ...fillLimits() });
     } else if (e.button === 0) {
       drag = { kind: 'cursor' };
       setCursorFrom(view, e);
     }
   });
   cv.addEventListener('pointermove', (e) => {
+    view.lastPointer = { clientX: e.clientX, clientY: e.clientY };
     hover(view, e);
     activity();
     if (!drag) { view.draw(); return; }
@@ -354,9 +446,19 @@ function step(axis, d) {
 }
 
 function keys(e) {
-  if (e.target.tagName === 'INPUT' && e.target.type !== 'radio' && e.target.type !== 'checkbox' || e.target.tagName === 'TEXTAREA' || e.target.tagName === 'SELECT') return;
+  const typing = e.target.tagName === 'INPUT' && e.target.type !== 'radio' && e.target.type !== 'checkbox';
+  if (typing && (e.key === 'Enter' || e.key === 'Escape')) {
+    // Enter or Esc in a number box hands the keys back to the views
+    // (blurring commits the value: its change event fires).
+    e.preventDefault();
+    e.target.blur();
+    return;
+  }
+  if (typing || e.target.tagName === 'TEXTAREA' || e.target.tagName === 'SELECT') return;
   activity();
   const k = e.key;
+  if (app.preview && k === 'Enter') { e.preventDefault(); applyPreview(); return; }
+  if (app.preview && k === 'Escape') { e.preventDefault(); clearPreview(); setStatus('fill preview cancelled'); return; }
   const ctrl = e.ctrlKey || e.metaKey;
   if (ctrl && k.toLowerCase() === 'z') { e.preventDefault(); undoRedo(e.shiftKey ? 'redo' : 'undo'); return; }
   if (ctrl && k.toLowerCase() === 'y') { e.preventDefault(); undoRedo('redo'); return; }
@@ -399,6 +501,8 @@ async function main() {
   $('redo').addEventListener('click', () => undoRedo('redo'));
   $('save').addEventListener('click', () => save());
   $('interpolate').addEventListener('click', interpolate);
+  $('fill-apply').addEventListener('click', applyPreview);
+  $('fill-cancel').addEventListener('click', () => { clearPreview(); setStatus('fill preview cancelled'); });
   $('smooth').addEventListener('click', () => edit({ op: 'smooth', radius_mm: +$('smooth-r').value }));
   $('islands').addEventListener('click', () => edit({ op: 'remove_islands' }));
   $('preset-abdomen').addEventListener('click', () => setWL(PRESETS.abdomen.width, PRESETS.abdomen.level));

@@ -119,12 +119,25 @@ export class SliceView {
     const alpha = this.app.display.opacity;
     const mc = [255, 170, 40];
     const { w, h, hu, mask } = d;
+    // A fill preview: the voxels it would add (green) or remove (magenta),
+    // found by their volume offsets (x fastest).
+    const pv = this.app.preview;
+    const dims = this.app.meta.dims;
+    const stride = [1, dims[0], dims[0] * dims[1]];
+    const [pu, pvv] = this.plane;
+    const base = this.slice * stride[AXIS_INDEX[this.axis]];
+    const pc = pv && pv.remove ? [230, 60, 230] : [60, 230, 120];
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
         const n = y * w + x;
         let g = (hu[n] - lo) * k;
         g = g < 0 ? 0 : g > 255 ? 255 : g;
         let r = g, gg = g, b = g;
+        if (pv && pv.set.has(base + x * stride[pu] + y * stride[pvv])) {
+          const o = 4 * n;
+          px[o] = g + (pc[0] - g) * 0.7; px[o + 1] = g + (pc[1] - g) * 0.7; px[o + 2] = g + (pc[2] - g) * 0.7; px[o + 3] = 255;
+          continue;
+        }
         if (mask[n]) {
           const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !mask[n - 1] || !mask[n + 1] || !mask[n - w] || !mask[n + w];
           if (edge) {

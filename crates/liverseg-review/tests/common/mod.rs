@@ -37,6 +37,9 @@ pub fn phantom_case(dir: &Path, id: &str, seed: u64) -> (CaseSpec, Mask) {
 pub struct Server {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// The page token, read from the served page as the browser does; the
+    /// helpers below send it with every state-changing request.
+    pub page_token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -64,9 +67,13 @@ impl Server {
             });
         });
         let addr = rx.recv().unwrap();
+        let page = request(addr, "GET", "/", &[], b"");
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page_token = page_token(&page.text()).expect("no page token in the page");
         Server {
             addr,
             app,
+            page_token,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -90,13 +97,48 @@ impl Server {
         request(self.addr, "GET", path, &[], b"")
     }
     pub fn post(&self, path: &str, body: &str) -> Resp {
-        request(self.addr, "POST", path, &[], body.as_bytes())
+        self.send("POST", path, body)
     }
     pub fn put(&self, path: &str, body: &str) -> Resp {
-        request(self.addr, "PUT", path, &[], body.as_bytes())
+        self.send("PUT", path, body)
+    }
+    /// A request as the page sends it (page token, JSON body).
+    pub fn send(&self, method: &str, path: &str, body: &str) -> Resp {
+        let h = [("x-liverseg-token", self.page_token.as_str())];
+        let h: &[(&str, &str)] = if method == "GET" { &[] } else { &h };
+        request(self.addr, method, path, h, body.as_bytes())
+    }
+    /// The case's current mask revision, as a freshly loaded page knows it.
+    pub fn mask_revision(&self, case: &str) -> u64 {
+        self.json("GET", &format!("/api/cases/{case}"), "")["mask_revision"]
+            .as_u64()
+            .expect("mask_revision")
+    }
+    /// An edit as one tab ("test") makes it, on the current revision.
+    pub fn edit(&self, case: &str, op: &str) -> serde_json::Value {
+        let r = self.edit_as(case, op, "test", self.mask_revision(case));
+        assert_eq!(r.status, 200, "edit {op}: {} {}", r.status, r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+    /// An edit from tab `client` made on revision `rev`.
+    pub fn edit_as(&self, case: &str, op: &str, client: &str, rev: u64) -> Resp {
+        let mut v: serde_json::Value = serde_json::from_str(op).unwrap();
+        v["mask_revision"] = rev.into();
+        v["client"] = client.into();
+        self.post(&format!("/api/cases/{case}/edit"), &v.to_string())
+    }
+    /// Undo or redo (`which`) from tab `client` on revision `rev`.
+    pub fn undo_as(&self, case: &str, which: &str, client: &str, rev: u64) -> Resp {
+        let body = serde_json::json!({ "mask_revision": rev, "client": client });
+        self.post(&format!("/api/cases/{case}/{which}"), &body.to_string())
+    }
+    pub fn undo(&self, case: &str, which: &str) -> serde_json::Value {
+        let r = self.undo_as(case, which, "test", self.mask_revision(case));
+        assert_eq!(r.status, 200, "{which}: {} {}", r.status, r.text());
+        serde_json::from_slice(&r.body).unwrap()
     }
     pub fn json(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
-        let r = request(self.addr, method, path, &[], body.as_bytes());
+        let r = self.send(method, path, body);
         assert_eq!(r.status, 200, "{method} {path}: {} {}", r.status, r.text());
         serde_json::from_slice(&r.body).unwrap()
     }
@@ -134,11 +176,21 @@ pub fn request(
     body: &[u8],
 ) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\nContent-Type: application/json\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    // JSON unless the test sends its own content type (or none: "").
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        req.push_str("Content-Type: application/json\r\n");
+    }
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: 127.0.0.1:{}\r\n", addr.port()));
     }
-    for (k, v) in headers {
+    for (k, v) in headers.iter().filter(|(_, v)| !v.is_empty()) {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
@@ -197,6 +249,15 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&b[nl + 2..nl + 2 + n]);
         b = &b[nl + 2 + n + 2..];
     }
+}
+
+/// The token in the page's `<meta name="liverseg-token" content="...">`.
+pub fn page_token(html: &str) -> Option<String> {
+    let at = html.find("name=\"liverseg-token\"")?;
+    let rest = &html[at..];
+    let start = rest.find("content=\"")? + "content=\"".len();
+    let len = rest[start..].find('"')?;
+    Some(rest[start..start + len].to_string())
 }
 
 pub fn config(cases: Vec<CaseSpec>, reviewer: &str, out: PathBuf) -> ReviewConfig {
