@@ -43,6 +43,27 @@ fn start(args: &[&str]) -> (Child, String) {
 }
 
 fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with(url, method, path, body, "")
+}
+
+/// The page token the server puts in its page; state-changing requests must
+/// send it (the server refuses forged cross-site requests without it).
+fn page_token(url: &str) -> String {
+    let (st, page) = http(url, "GET", "/", "");
+    assert_eq!(st, 200);
+    let at = page.find("liverseg-token").expect("token meta tag in the page");
+    let rest = &page[at..];
+    let start = rest.find("content=\"").expect("content attribute") + 9;
+    rest[start..start + rest[start..].find('"').unwrap()].to_string()
+}
+
+/// A request as the review page sends an edit: its token and a JSON body.
+fn post_json(url: &str, path: &str, body: &str) -> (u16, String) {
+    let headers = format!("x-liverseg-token: {}\r\nContent-Type: application/json\r\n", page_token(url));
+    http_with(url, "POST", path, body, &headers)
+}
+
+fn http_with(url: &str, method: &str, path: &str, body: &str, headers: &str) -> (u16, String) {
     let hostport = url
         .trim_start_matches("http://")
         .split('/')
@@ -50,7 +71,7 @@ fn http(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
         .unwrap()
         .to_string();
     let mut s = TcpStream::connect(&hostport).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
@@ -85,11 +106,10 @@ fn killed_server_keeps_autosaved_work_and_resumes() {
         url.starts_with("http://127.0.0.1:") && !url.contains("token"),
         "{url}"
     );
-    let (st, body) = http(
+    let (st, body) = post_json(
         &url,
-        "POST",
         "/api/cases/c1/edit",
-        r#"{"op":"brush","axis":"z","slice":1,"points":[[4,4]],"radius_mm":11,"value":1}"#,
+        r#"{"op":"brush","axis":"z","slice":1,"points":[[4,4]],"radius_mm":11,"value":1,"mask_revision":0}"#,
     );
     assert_eq!(st, 200, "{body}");
     let changed: serde_json::Value = serde_json::from_str(&body).unwrap();
