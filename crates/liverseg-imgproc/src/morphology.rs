@@ -410,9 +410,20 @@ pub fn erode_keep_largest_dilate(mask: &Mask, radius_mm: f64) -> Result<Mask> {
     erode_keep_largest_dilate_with(mask, radius_mm, Connectivity::Six)
 }
 
+/// [`erode_keep_largest_dilate_with`]'s mask with what it saw on the way.
+#[derive(Debug, Clone)]
+pub struct LargestKept {
+    pub mask: Mask,
+    /// Voxel counts of the components the largest was chosen from (of the
+    /// eroded mask, or of the input when the erosion emptied it), in label order.
+    pub component_sizes: Vec<usize>,
+    /// Whether they are the eroded mask's components.
+    pub from_eroded: bool,
+}
+
 /// Erode by a ball of `radius_mm` to cut weak connections, keep the largest
 /// connected component, dilate it back by the same ball, then intersect with
-/// the input mask.
+/// the input mask. A radius of 0 keeps the largest component of the input.
 ///
 /// Decision on the intersection: an opening (erode then dilate with the same
 /// symmetric element) is anti-extensive, so in exact arithmetic the result is
@@ -424,14 +435,32 @@ pub fn erode_keep_largest_dilate(mask: &Mask, radius_mm: f64) -> Result<Mask> {
 /// the largest component of the un-eroded mask is returned instead of an empty
 /// mask: post-processing must not silently delete a prediction.
 pub fn erode_keep_largest_dilate_with(mask: &Mask, radius_mm: f64, connectivity: Connectivity) -> Result<Mask> {
-    let eroded = erode(mask, radius_mm)?;
-    let core = largest_component(&eroded, connectivity)?;
-    if core.data().par_iter().all(|&v| v == 0) {
-        return largest_component(mask, connectivity);
+    Ok(keep_largest_after_erosion(mask, radius_mm, connectivity)?.mask)
+}
+
+/// The one implementation behind [`erode_keep_largest_dilate_with`] (and the
+/// pipeline's post-processing, which reports the component sizes).
+pub fn keep_largest_after_erosion(mask: &Mask, radius_mm: f64, connectivity: Connectivity) -> Result<LargestKept> {
+    let eroded = if radius_mm > 0.0 { erode(mask, radius_mm)? } else { mask.clone() };
+    let mut cc = connected_components(&eroded, connectivity)?;
+    let from_eroded = cc.count() > 0 && radius_mm > 0.0;
+    if cc.count() == 0 {
+        cc = connected_components(mask, connectivity)?;
     }
-    let grown = dilate(&core, radius_mm)?;
-    let data = grown.data().par_iter().zip(mask.data().par_iter()).map(|(&g, &m)| u8::from(g != 0 && m != 0)).collect();
-    Ok(Volume::new(mask.geometry().clone(), data)?)
+    let kept = match cc.largest() {
+        None => mask.map(|_| 0u8),
+        Some(keep) => {
+            let core = cc.mask_where(|l| l == keep);
+            if from_eroded {
+                let grown = dilate(&core, radius_mm)?;
+                let data = grown.data().par_iter().zip(mask.data().par_iter()).map(|(&g, &m)| u8::from(g != 0 && m != 0)).collect();
+                Volume::new(mask.geometry().clone(), data)?
+            } else {
+                core
+            }
+        }
+    };
+    Ok(LargestKept { mask: kept, component_sizes: cc.sizes, from_eroded })
 }
 
 #[cfg(test)]

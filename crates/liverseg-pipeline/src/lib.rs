@@ -22,11 +22,10 @@ pub use report::{Flag, Report, TileWork, LIVER_DENSITY_G_PER_ML};
 pub use write::{write_outputs, OutputFormats, OutputSource};
 
 use liverseg_imgproc::morphology::{
-    bounding_box, connected_components, dilate, erode, fill_holes, Connectivity,
+    bounding_box, fill_holes, keep_largest_after_erosion, Connectivity,
 };
 use liverseg_imgproc::Scalar;
 use liverseg_volume::{dyn_dispatch, DynVolume, Mask, Volume};
-use rayon::prelude::*;
 use report::{BoundingBox, ComponentSummary, GridInfo, Measurements, StageTime};
 use std::time::Instant;
 
@@ -129,43 +128,17 @@ struct PostProcessed {
     components: ComponentSummary,
 }
 
-/// Erode, keep the largest component (6-connected), dilate back with the same
-/// ball, AND with the input, then fill the holes it encloses in 3-D. Same rule as
-/// `liverseg_imgproc::morphology::erode_keep_largest_dilate` (whose docs say
-/// why the AND and the fallback), redone here to count the components.
+/// The paper's post-processing (`keep_largest_after_erosion`: erode, keep
+/// the largest 6-connected component, dilate back, AND with the input), then
+/// fill the holes it encloses in 3-D; the component sizes go to the report.
 fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64) -> Result<PostProcessed> {
     let voxel_ml = raw.geometry().voxel_volume_mm3() / 1000.0;
-    let eroded = if radius_mm > 0.0 {
-        erode(raw, radius_mm)?
-    } else {
-        raw.clone()
-    };
-    let mut cc = connected_components(&eroded, Connectivity::Six)?;
-    let from_eroded = cc.count() > 0;
-    if !from_eroded {
-        cc = connected_components(raw, Connectivity::Six)?;
-    }
-    let mut sizes: Vec<f64> = cc.sizes.iter().map(|&s| s as f64 * voxel_ml).collect();
+    let kept = keep_largest_after_erosion(raw, radius_mm, Connectivity::Six)?;
+    let count = kept.component_sizes.len();
+    let mut sizes: Vec<f64> = kept.component_sizes.iter().map(|&s| s as f64 * voxel_ml).collect();
     sizes.sort_by(|a, b| b.total_cmp(a));
     let large = sizes.iter().filter(|&&s| s >= large_min_ml).count();
-    let mask = match cc.largest() {
-        None => raw.map(|_| 0u8),
-        Some(keep) => {
-            let core = cc.mask_where(|l| l == keep);
-            if from_eroded && radius_mm > 0.0 {
-                let grown = dilate(&core, radius_mm)?;
-                let data = grown
-                    .data()
-                    .par_iter()
-                    .zip(raw.data().par_iter())
-                    .map(|(&g, &m)| u8::from(g != 0 && m != 0))
-                    .collect();
-                Volume::new(raw.geometry().clone(), data)?
-            } else {
-                core
-            }
-        }
-    };
+    let mask = kept.mask;
     let removed_ml = (raw.count_foreground() - mask.count_foreground()) as f64 * voxel_ml;
     // The whole liver of the paper and of SIRT includes its tumours and
     // vessels: a region the liver encloses in 3-D is liver. Background is
@@ -179,7 +152,7 @@ fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64) -> Result<PostProc
     Ok(PostProcessed {
         mask,
         components: ComponentSummary {
-            count: cc.count(),
+            count,
             large,
             large_min_ml,
             largest_ml: sizes.into_iter().take(5).collect(),
