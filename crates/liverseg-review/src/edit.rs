@@ -327,36 +327,31 @@ impl EditSession {
     /// Undo the last step if `author` made it; a Conflict when someone else
     /// did (the history is one list per case, shared by every tab).
     pub fn undo_by(&mut self, author: &str) -> Result<Option<&'static str>, ReviewError> {
-        let Some(step) = self.undo.last() else {
-            return Ok(None);
-        };
-        if *step.author != *author {
-            return Err(ReviewError::Conflict(format!(
-                "the last edit ({}) was made in another tab or window: undo it there",
-                step.op
-            )));
-        }
-        let step = self.undo.pop().expect("checked above");
-        self.flip(&step.flipped);
-        let name = step.op;
-        self.redo.push(step);
-        Ok(Some(name))
+        self.move_step(author, true)
     }
 
     pub fn redo_by(&mut self, author: &str) -> Result<Option<&'static str>, ReviewError> {
-        let Some(step) = self.redo.last() else {
+        self.move_step(author, false)
+    }
+
+    /// Take the last step of the undo (or redo) list, flip its voxels back and
+    /// push it onto the other list, if `author` made it.
+    fn move_step(&mut self, author: &str, undo: bool) -> Result<Option<&'static str>, ReviewError> {
+        let (from, what) = if undo { (&self.undo, "edit") } else { (&self.redo, "undo") };
+        let Some(step) = from.last() else {
             return Ok(None);
         };
         if *step.author != *author {
+            let again = if undo { "undo" } else { "redo" };
             return Err(ReviewError::Conflict(format!(
-                "the last undo ({}) was made in another tab or window: redo it there",
+                "the last {what} ({}) was made in another tab or window: {again} it there",
                 step.op
             )));
         }
-        let step = self.redo.pop().expect("checked above");
+        let step = if undo { self.undo.pop() } else { self.redo.pop() }.expect("checked above");
         self.flip(&step.flipped);
         let name = step.op;
-        self.undo.push(step);
+        if undo { self.redo.push(step) } else { self.undo.push(step) }
         Ok(Some(name))
     }
 

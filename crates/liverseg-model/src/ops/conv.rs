@@ -98,25 +98,23 @@ fn gemm_parallelism(tasks: usize) -> Parallelism {
     }
 }
 
-/// Fill `col` (`k` rows of `(r1 - r0) * ow` values) from batch item `x_b`
-/// for output rows `r0..r1`, a row being one (z, y) of the output.
-fn im2col(s: &ConvShape, x_b: &[f32], r0: usize, r1: usize, col: &mut [f32]) {
+/// Every (col row, output row) pair of output rows `r0..r1`, a row being one
+/// (z, y) of the output: `visit(col_offset, input_offset)` with `ow` values
+/// from each. im2col copies along these pairs and col2im adds back along them.
+fn col_rows(s: &ConvShape, r0: usize, r1: usize, mut visit: impl FnMut(usize, usize)) {
     let [_, h, w] = s.input;
     let [_, oh, ow] = s.output();
     let n = (r1 - r0) * ow;
     let kk = s.kernel;
-    let plane = h * w;
-    let cube = s.in_voxels();
+    let (plane, cube) = (h * w, s.in_voxels());
     for ci in 0..s.cin {
         for kz in 0..kk {
             for ky in 0..kk {
                 for kx in 0..kk {
                     let row = ((ci * kk + kz) * kk + ky) * kk + kx;
-                    let dst = &mut col[row * n..(row + 1) * n];
                     for (j, r) in (r0..r1).enumerate() {
                         let (z, y) = (r / oh, r % oh);
-                        let src = ci * cube + (z + kz) * plane + (y + ky) * w + kx;
-                        dst[j * ow..(j + 1) * ow].copy_from_slice(&x_b[src..src + ow]);
+                        visit(row * n + j * ow, ci * cube + (z + kz) * plane + (y + ky) * w + kx);
                     }
                 }
             }
@@ -124,31 +122,16 @@ fn im2col(s: &ConvShape, x_b: &[f32], r0: usize, r1: usize, col: &mut [f32]) {
     }
 }
 
+/// Fill `col` (`k` rows of `(r1 - r0) * ow` values) from batch item `x_b`.
+fn im2col(s: &ConvShape, x_b: &[f32], r0: usize, r1: usize, col: &mut [f32]) {
+    let ow = s.output()[2];
+    col_rows(s, r0, r1, |c, x| col[c..c + ow].copy_from_slice(&x_b[x..x + ow]));
+}
+
 /// The adjoint of [`im2col`]: add `dcol` into `dx_b`.
 fn col2im_add(s: &ConvShape, dcol: &[f32], r0: usize, r1: usize, dx_b: &mut [f32]) {
-    let [_, h, w] = s.input;
-    let [_, oh, ow] = s.output();
-    let n = (r1 - r0) * ow;
-    let kk = s.kernel;
-    let plane = h * w;
-    let cube = s.in_voxels();
-    for ci in 0..s.cin {
-        for kz in 0..kk {
-            for ky in 0..kk {
-                for kx in 0..kk {
-                    let row = ((ci * kk + kz) * kk + ky) * kk + kx;
-                    let src = &dcol[row * n..(row + 1) * n];
-                    for (j, r) in (r0..r1).enumerate() {
-                        let (z, y) = (r / oh, r % oh);
-                        let dst = ci * cube + (z + kz) * plane + (y + ky) * w + kx;
-                        for (d, v) in dx_b[dst..dst + ow].iter_mut().zip(&src[j * ow..(j + 1) * ow]) {
-                            *d += v;
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let ow = s.output()[2];
+    col_rows(s, r0, r1, |c, x| dx_b[x..x + ow].iter_mut().zip(&dcol[c..c + ow]).for_each(|(d, v)| *d += v));
 }
 
 /// `dst[m x n] (+)= lhs[m x k] · rhs[k x n]`, every matrix given by its

@@ -1,0 +1,59 @@
+#!/bin/bash
+# Train (or resume) the next built-in model with the recipe in
+# models/next/train.json, a few hours per session, and keep its resume point
+# in the repository so the next session continues it exactly.
+#
+#   scripts/train-next.sh [MINUTES]        default: until the recipe's epochs are done
+#   env: CASES     folder of cases (default ../shared/data/cases)
+#        RUN       working run folder (default ../runs/next; created from
+#                  models/next/run when missing)
+#        CACHE     pre-processing cache (default ../runs/cache; never in the repo:
+#                  it is derived from the shared CTs)
+#        LIVERSEG  the binary (default target/release/liverseg, copied so a
+#                  rebuild during the run does not change it)
+#
+# Held out for progress: 3D-IRCADb-01 patient 1 (validation every 2 epochs).
+# Run it with nice in the background, e.g.
+#   nohup nice -n 10 scripts/train-next.sh 150 > ../runs/next.log 2>&1 &
+# and before the session ends: scripts/train-next.sh --save (copies the resume
+# point and a log summary into models/next/run).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+CASES=${CASES:-$root/../shared/data/cases}
+RUN=${RUN:-$root/../runs/next}
+CACHE=${CACHE:-$root/../runs/cache}
+KEEP=$root/models/next/run
+save() {
+  mkdir -p "$KEEP"
+  for f in last.lsm last.optim.bpk state.json best.lsm; do
+    [ -f "$RUN/$f" ] && cp "$RUN/$f" "$KEEP/$f.tmp" && mv "$KEEP/$f.tmp" "$KEEP/$f"
+  done
+  # Everything but the per-step lines: sub-epoch losses, validations, events.
+  grep -v '"event":"step"' "$RUN/train.jsonl" > "$KEEP/train-summary.jsonl.tmp" && mv "$KEEP/train-summary.jsonl.tmp" "$KEEP/train-summary.jsonl"
+  echo "saved the resume point and the log summary into $KEEP"
+}
+if [ "${1:-}" = "--save" ]; then save; exit 0; fi
+[ -d "$CASES" ] || { echo "$CASES: no such folder of cases" >&2; exit 2; }
+LIVERSEG=${LIVERSEG:-$root/target/release/liverseg}
+[ -x "$LIVERSEG" ] || { echo "build first: cargo build --release -p liverseg" >&2; exit 2; }
+mkdir -p "$RUN" "$CACHE"
+bin="$RUN/liverseg-bin"
+cp "$LIVERSEG" "$bin.tmp" && mv "$bin.tmp" "$bin"
+resume=()
+if [ -f "$RUN/state.json" ]; then
+  resume=(--resume)
+elif [ -f "$KEEP/state.json" ]; then
+  cp "$KEEP"/last.lsm "$KEEP"/last.optim.bpk "$KEEP"/state.json "$RUN"/
+  [ -f "$KEEP/best.lsm" ] && cp "$KEEP/best.lsm" "$RUN/"
+  [ -f "$KEEP/train-summary.jsonl" ] && cp "$KEEP/train-summary.jsonl" "$RUN/train.jsonl"
+  resume=(--resume)
+fi
+minutes=()
+if [ -n "${1:-}" ]; then
+  # --max-minutes counts over resumes: add this session's minutes to those done.
+  done_min=$(grep -o '"minutes": *[0-9.]*' "$RUN/state.json" 2>/dev/null | grep -o '[0-9.]*$' || echo 0)
+  minutes=(--max-minutes "$(echo "${done_min:-0} + $1" | bc)")
+fi
+"$bin" train "$CASES" -o "$RUN" --config "$root/models/next/train.json" --preset fast \
+  --validation ircadb01-01 --cache "$CACHE" "${resume[@]}" "${minutes[@]}"
+save
