@@ -220,8 +220,18 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
         }
     }
 
+    // No liver found: the ROI stays (a planning system shows "Liver" with no
+    // contours, and the RT ROI Observations still refer to it), but its ROI
+    // Contour item carries no Contour Sequence. That sequence is Type 3 and, when
+    // present, needs one or more items (PS3.3 C.8.8.6); an empty one is what
+    // dciodvfy reported. Dropping the ROI instead would leave the Type 1 Structure
+    // Set ROI and ROI Contour sequences empty, which is invalid too.
+    let mut roi_contour = vec![el(tags::ROI_DISPLAY_COLOR, VR::IS, PrimitiveValue::Strs(opts.color_rgb.iter().map(|c| c.to_string()).collect()))];
+    if !contour_items.is_empty() {
+        roi_contour.push(seq(tags::CONTOUR_SEQUENCE, contour_items));
+    }
+    roi_contour.push(el(tags::REFERENCED_ROI_NUMBER, VR::IS, PrimitiveValue::from("1")));
     let contour_images: Vec<InMemDicomObject> = super::seg_write::referenced_instances(source);
-    let rgb = opts.color_rgb;
     let mut roi = vec![
         el(tags::ROI_NUMBER, VR::IS, PrimitiveValue::from("1")),
         s(tags::REFERENCED_FRAME_OF_REFERENCE_UID, VR::UI, &source.frame_of_reference_uid),
@@ -267,11 +277,7 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
             ])]),
         ])]),
         seq(tags::STRUCTURE_SET_ROI_SEQUENCE, vec![item(roi)]),
-        seq(tags::ROI_CONTOUR_SEQUENCE, vec![item(vec![
-            el(tags::ROI_DISPLAY_COLOR, VR::IS, PrimitiveValue::Strs(rgb.iter().map(|c| c.to_string()).collect())),
-            seq(tags::CONTOUR_SEQUENCE, contour_items),
-            el(tags::REFERENCED_ROI_NUMBER, VR::IS, PrimitiveValue::from("1")),
-        ])]),
+        seq(tags::ROI_CONTOUR_SEQUENCE, vec![item(roi_contour)]),
         seq(tags::RTROI_OBSERVATIONS_SEQUENCE, vec![item(vec![
             el(tags::OBSERVATION_NUMBER, VR::IS, PrimitiveValue::from("1")),
             el(tags::REFERENCED_ROI_NUMBER, VR::IS, PrimitiveValue::from("1")),
