@@ -106,8 +106,10 @@ impl OutputFormats {
 pub struct OutputSource<'a> {
     /// The CT the segmentation was made from (for the overview).
     pub ct: &'a DynVolume,
-    /// The DICOM series (folder or file) the CT was read from, for SEG/RTSTRUCT.
-    pub dicom_series: Option<&'a Path>,
+    /// The DICOM series the CT was read from, for SEG/RTSTRUCT: the reader's
+    /// own choice (`ReadOutput::dicom`), so the outputs refer to exactly the
+    /// images the mask was computed on, whatever else the folder holds.
+    pub dicom_series: Option<&'a SourceSeries>,
 }
 
 /// Whether `dir` holds a complete set of outputs for `formats` (every file
@@ -157,9 +159,15 @@ pub fn write_outputs(
         .map_err(|e| io(dir, e))?;
     let st = |name: &str| staging.path().join(name);
 
-    // Load the DICOM source first: a bad series fails before any work.
+    // Check the DICOM source first: a series the outputs cannot refer to
+    // (resampled, multi-frame, another grid) fails before any work.
     let series = match source.dicom_series {
-        Some(p) if formats.needs_dicom() => Some(SourceSeries::from_folder(p, None)?),
+        Some(series) if formats.needs_dicom() => {
+            series
+                .check_grid(seg.liver.geometry())
+                .map_err(|message| Error::param("source", message))?;
+            Some(series)
+        }
         _ => None,
     };
     if formats.nifti {
@@ -168,7 +176,7 @@ pub fn write_outputs(
     if let (true, Some(p)) = (formats.probability, &seg.probability) {
         liverseg_io::write_image(&st(PROBABILITY_NIFTI), &DynVolume::from(p.clone()))?;
     }
-    if let Some(series) = &series {
+    if let Some(series) = series {
         let model = &seg.report.model_id;
         if formats.dicom_seg {
             let opts = SegWriteOptions {
@@ -360,11 +368,10 @@ mod tests {
         std::fs::remove_file(out.join(OVERVIEW_PNG)).unwrap();
         assert!(!outputs_complete(&out, &formats));
 
-        // DICOM outputs from a folder that holds no DICOM: error, and the
+        // DICOM outputs on a source series of another grid: error, and the
         // output folder gets nothing (no staging folder left either).
-        let empty_src = dir.path().join("not-dicom");
-        std::fs::create_dir(&empty_src).unwrap();
-        std::fs::write(empty_src.join("x.txt"), "hello").unwrap();
+        let other = liverseg_volume::Geometry::identity([10, 10, 3], [1.0, 1.0, 2.0]).unwrap();
+        let wrong = SourceSeries::synthetic(&other, None);
         let out2 = dir.path().join("case2");
         let dicom = OutputFormats::default()
             .with_list("nifti,dicom-seg")
@@ -375,11 +382,11 @@ mod tests {
             &dicom,
             &OutputSource {
                 ct: &ct,
-                dicom_series: Some(&empty_src),
+                dicom_series: Some(&wrong),
             },
         )
         .unwrap_err();
-        assert!(e.to_string().contains("not-dicom"), "{e}");
+        assert!(e.to_string().contains("CT grid"), "{e}");
         assert!(entries(&out2).is_empty(), "{:?}", entries(&out2));
         // Asking for DICOM outputs without a DICOM input is refused up front.
         let e = write_outputs(

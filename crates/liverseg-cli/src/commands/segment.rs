@@ -216,7 +216,9 @@ fn run_case(
     bar.set_message("write");
     let source = OutputSource {
         ct: &read.volume,
-        dicom_series: is_dicom.then_some(case.input.as_path()),
+        // The series the reader chose, so the DICOM outputs refer to exactly
+        // the images segmented, whatever else the folder holds.
+        dicom_series: read.dicom.as_ref().map(|d| &d.series),
     };
     write_outputs(&case.dir, &seg, formats, &source)
         .map_err(|e| format!("{}: {e}", case.input.display()))?;

@@ -13,7 +13,7 @@
 //! * Pixels are 1 bit, packed continuously across frames, LSB first (PS3.5 8.1.1);
 //!   explicit VR little endian, uncompressed.
 mod dcm;
-mod source;
+pub(crate) mod source;
 
 pub(crate) use dcm::{check_uid_root, code_item, ds, el, item, new_uid, now_da_tm, s, seq, srgb_to_dicom_lab, write_part10};
 pub use source::{PatientStudy, SourceSeries, SourceSlice};
