@@ -150,3 +150,74 @@ fn scout_beside_the_ct_gives_seg_and_rtstruct_of_the_ct() {
         assert_dciodvfy_clean("scout_beside_the_ct_gives_seg_and_rtstruct_of_the_ct", &file);
     }
 }
+
+/// Findings 3 and 4: the reader's warnings and choice of series reach
+/// report.json and the console, and the quality flags reach the PACS in the
+/// SEG's and RTSTRUCT's descriptions. The shared 20-slice series is far shorter
+/// than a liver: `segment` flags it (short_scan, and empty_result with the
+/// built-in model), and the anonymised files lack Study/Series UIDs, which the
+/// reader warns about.
+#[test]
+fn flags_and_reader_warnings_travel_with_the_result() {
+    let Some(series) = shared_series() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("study");
+    copy_series(&series, &folder.join("ct"));
+    add_localizer(&series, &folder);
+    let out = dir.path().join("out");
+    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg,rtstruct"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let console = String::from_utf8_lossy(&o.stdout).to_string();
+
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let input = &report["input"];
+    assert_eq!(input["format"], "dicom-series", "{input}");
+    assert_eq!(input["series"]["images"], 20, "{input}");
+    assert_eq!(input["series"]["series_description"], "CT Body 3.0", "{input}");
+    assert_eq!(input["other_series"]["count"], 1, "{input}");
+    assert_eq!(input["other_series"]["kinds"]["localizer"], 1, "{input}");
+    assert_eq!(input["other_series"]["series"][0]["series_instance_uid"], "2.25.181180002", "{input}");
+    let warnings: Vec<&str> = input["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(warnings.iter().any(|w| w.contains("no StudyInstanceUID")), "{warnings:?}");
+    // The console summary prints every reader warning, and what was read.
+    for w in &warnings {
+        assert!(console.contains(w), "warning {w:?} not on the console:\n{console}");
+    }
+    assert!(console.contains("1 localizer"), "{console}");
+
+    let flags: Vec<String> = report["flags"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_string()).collect();
+    assert!(flags.iter().any(|f| f == "short_scan"), "{flags:?}");
+    let ml = format!("liver {:.0} ml", report["liver_volume_ml"].as_f64().unwrap());
+    let get = |file: &Path, path: &[dicom_core::Tag]| -> String {
+        let obj = dicom_object::open_file(file).unwrap();
+        let mut cur: &InMemDicomObject = &obj;
+        for t in &path[..path.len() - 1] {
+            cur = &cur.element(*t).unwrap().items().unwrap()[0];
+        }
+        cur.element(path[path.len() - 1]).unwrap().to_str().unwrap().trim_end_matches(['\0', ' ']).to_string()
+    };
+    let seg = out.join("seg.dcm");
+    let rt = out.join("rtstruct.dcm");
+    for file in [&seg, &rt] {
+        let d = get(file, &[tags::SERIES_DESCRIPTION]);
+        assert!(d.starts_with(&format!("CHECK {}", flags[0])), "{}: SeriesDescription {d:?}", file.display());
+        assert!(d.chars().count() <= 64, "{d:?}");
+    }
+    // 64-character field: the volume and the flag names.
+    let d = get(&seg, &[tags::CONTENT_DESCRIPTION]);
+    assert!(d.contains(&ml) && d.contains("CHECK") && d.contains(&flags[0]), "SEG ContentDescription {d:?}");
+    // Text fields: the volume and every flag.
+    for d in [
+        get(&seg, &[tags::SEGMENT_SEQUENCE, tags::SEGMENT_DESCRIPTION]),
+        get(&rt, &[tags::STRUCTURE_SET_DESCRIPTION]),
+        get(&rt, &[tags::STRUCTURE_SET_ROI_SEQUENCE, tags::ROI_DESCRIPTION]),
+    ] {
+        assert!(d.contains(&format!("Liver {:.0} ml", report["liver_volume_ml"].as_f64().unwrap())), "description {d:?}");
+        for f in &flags {
+            assert!(d.contains(f.as_str()), "description {d:?} lacks {f}");
+        }
+    }
+    for file in [&seg, &rt] {
+        assert_dciodvfy_clean("flags_and_reader_warnings_travel_with_the_result", file);
+    }
+}

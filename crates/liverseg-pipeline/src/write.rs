@@ -178,17 +178,26 @@ pub fn write_outputs(
     }
     if let Some(series) = series {
         let model = &seg.report.model_id;
+        let texts = DicomTexts::of(&seg.report);
         if formats.dicom_seg {
+            let defaults = SegWriteOptions::default();
             let opts = SegWriteOptions {
                 algorithm_name: format!("liverseg {model}"),
-                ..Default::default()
+                series_description: texts.series_description(&defaults.series_description),
+                content_description: texts.short.clone(),
+                segment_description: texts.long.clone(),
+                ..defaults
             };
             write_seg(&st(SEG_DCM), &seg.liver, series, &opts)?;
         }
         if formats.rtstruct {
+            let defaults = RtStructWriteOptions::default();
             let opts = RtStructWriteOptions {
                 algorithm_name: format!("liverseg {model}"),
-                ..Default::default()
+                series_description: texts.series_description(&defaults.series_description),
+                structure_set_description: texts.long.clone(),
+                roi_description: texts.long.clone(),
+                ..defaults
             };
             write_rtstruct(&st(RTSTRUCT_DCM), &seg.liver, series, &opts)?;
         }
@@ -208,6 +217,64 @@ pub fn write_outputs(
         written.push(target);
     }
     Ok(written)
+}
+
+/// What the DICOM outputs say about the result, so that a PACS user sees the
+/// quality flags where `report.json` does not travel (issue 18).
+struct DicomTexts {
+    /// "CHECK flag1,flag2" when any flag was raised, else empty.
+    marker: String,
+    /// Volume and flag names, for 64-character fields (LO: the SEG's content
+    /// description).
+    short: String,
+    /// Volume, mass, model and each flag with its message (ST, up to 1024
+    /// characters: the SEG's segment description, the RTSTRUCT's structure set
+    /// and ROI descriptions).
+    long: String,
+}
+
+impl DicomTexts {
+    fn of(r: &crate::Report) -> Self {
+        let names: Vec<&str> = r.flags.iter().map(|f| f.name.as_str()).collect();
+        let marker = if names.is_empty() {
+            String::new()
+        } else {
+            format!("CHECK {}", names.join(","))
+        };
+        let volume = format!("liver {:.0} ml", r.liver_volume_ml);
+        let short = if names.is_empty() {
+            format!("{volume}; no quality flag")
+        } else {
+            format!("{volume}; {marker}")
+        };
+        let mut long = format!(
+            "Liver {:.0} ml ({:.0} g), model {}.",
+            r.liver_volume_ml, r.liver_mass_g, r.model_id
+        );
+        if r.flags.is_empty() {
+            long.push_str(" No quality flag raised.");
+        } else {
+            long.push_str(" CHECK quality flags:");
+            for f in &r.flags {
+                long.push_str(&format!(" {}: {}", f.name, f.message));
+            }
+        }
+        Self {
+            marker,
+            short,
+            long,
+        }
+    }
+
+    /// `base` with the marker in front when a flag was raised: a PACS series
+    /// list shows the start of the description (the writer cuts it to 64).
+    fn series_description(&self, base: &str) -> String {
+        if self.marker.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}: {base}", self.marker)
+        }
+    }
 }
 
 /// Three caption lines for the overview: volume, model, flags.

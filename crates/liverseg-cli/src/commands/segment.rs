@@ -12,8 +12,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use liverseg_io::{read_image, Format, ReadOptions};
 use liverseg_pipeline::write::outputs_complete;
 use liverseg_pipeline::{
-    segment_dyn, write_outputs, OutputFormats, OutputSource, ProbabilityModel, Report,
-    SegmentOptions, Stage,
+    segment_dyn, write_outputs, InputInfo, OutputFormats, OutputSource, ProbabilityModel,
+    Report, SegmentOptions, Stage,
 };
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -213,6 +213,8 @@ fn run_case(
     let mut seg = segment_dyn(&read.volume, model, options, &mut progress)
         .map_err(|e| format!("{}: {e}", case.input.display()))?;
     seg.report.set_time("read", read_s);
+    // The reader's warnings and choice of series travel with the result.
+    seg.report.input = Some(InputInfo::from_read(&read));
     bar.set_message("write");
     let source = OutputSource {
         ct: &read.volume,
@@ -417,6 +419,25 @@ fn print_case(case: &Case, r: &Report, secs: f64) {
             t.probes,
             if t.fell_back_to_all { ", probes found too little liver: computed all" } else { "" }
         );
+    }
+    if let Some(input) = &r.input {
+        if let Some(series) = &input.series {
+            let others = input.other_series.as_ref().map_or(String::new(), |o| {
+                if o.count == 0 {
+                    String::new()
+                } else {
+                    let kinds: Vec<String> = o.kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                    format!("; also found: {}", kinds.join(", "))
+                }
+            });
+            println!(
+                "  read DICOM series {} \"{}\" ({} images{others})",
+                series.series_instance_uid, series.series_description, series.images
+            );
+        }
+        for w in &input.warnings {
+            println!("  reader warning: {w}");
+        }
     }
     for f in &r.flags {
         println!("  flag {}: {}", f.name, f.message);
