@@ -8,8 +8,9 @@
 //!   mask still gets one (empty) frame on the first slice, since a multi-frame
 //!   image needs at least one frame.
 //! * Each frame references its CT image (Derivation Image and Source Image
-//!   sequences) and carries the CT image's own ImagePositionPatient, so a reader
-//!   places it on the exact slice.
+//!   sequences, with Spatial Locations Preserved YES: the frame is that image's
+//!   pixel grid) and carries the CT image's own ImagePositionPatient, so a
+//!   reader places it on the exact slice.
 //! * Pixels are 1 bit, packed continuously across frames, LSB first (PS3.5 8.1.1);
 //!   explicit VR little endian, uncompressed.
 mod dcm;
@@ -175,10 +176,15 @@ pub fn build_seg(path: &Path, mask: &Mask, source: &SourceSeries, opts: &SegWrit
         .enumerate()
         .map(|(f, &k)| {
             let sl = &source.slices[k];
+            // The frame is the CT slice's own pixel grid (same rows, columns,
+            // position, orientation and spacing: check_grid made sure), so its
+            // spatial locations are preserved. highdicom indexes a SEG by source
+            // instance only when every frame says so (issue 18, finding 5).
             let source_image = item(vec![
                 s(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &sl.sop_class_uid),
                 s(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &sl.sop_instance_uid),
                 purpose(),
+                s(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
             ]);
             item(vec![
                 seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![item(vec![derivation_code(), seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image])])]),
