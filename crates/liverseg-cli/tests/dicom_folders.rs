@@ -165,7 +165,7 @@ fn flags_and_reader_warnings_travel_with_the_result() {
     copy_series(&series, &folder.join("ct"));
     add_localizer(&series, &folder);
     let out = dir.path().join("out");
-    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg,rtstruct"]);
+    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg,rtstruct,overview"]);
     assert!(o.status.success(), "{}", text(&o));
     let console = String::from_utf8_lossy(&o.stdout).to_string();
 
@@ -217,7 +217,13 @@ fn flags_and_reader_warnings_travel_with_the_result() {
             assert!(d.contains(f.as_str()), "description {d:?} lacks {f}");
         }
     }
-    for file in [&seg, &rt] {
+    // The overview as a Secondary Capture in the CT's study, the flags in its
+    // series description too.
+    let sc = out.join("overview.dcm");
+    assert_eq!(get(&sc, &[tags::SOP_CLASS_UID]), "1.2.840.10008.5.1.4.1.1.7");
+    assert_eq!(get(&sc, &[tags::STUDY_INSTANCE_UID]), get(&seg, &[tags::STUDY_INSTANCE_UID]));
+    assert!(get(&sc, &[tags::SERIES_DESCRIPTION]).starts_with("CHECK "));
+    for file in [&seg, &rt, &sc] {
         assert_dciodvfy_clean("flags_and_reader_warnings_travel_with_the_result", file);
     }
 }

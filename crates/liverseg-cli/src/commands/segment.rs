@@ -39,8 +39,9 @@ pub struct Args {
     /// Probability threshold in (0, 1) (default: the model's).
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Output formats, comma-separated: nifti, dicom-seg, rtstruct (the DICOM
-    /// ones need a DICOM series input).
+    /// Output formats, comma-separated: nifti, dicom-seg, rtstruct, overview
+    /// (the overview as a DICOM Secondary Capture in the CT's study). The DICOM
+    /// ones need a DICOM series input.
     #[arg(long, default_value = "nifti")]
     pub format: String,
     /// Also write probability.nii.gz.
@@ -197,7 +198,7 @@ fn run_case(
     let is_dicom = read.info.format == Format::DicomSeries;
     if formats.needs_dicom() && !is_dicom {
         return Err(format!(
-            "{}: dicom-seg and rtstruct outputs need a DICOM series input (this is {})",
+            "{}: dicom-seg, rtstruct and overview outputs need a DICOM series input (this is {})",
             case.input.display(),
             read.info.format.name()
         ));

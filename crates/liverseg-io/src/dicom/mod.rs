@@ -29,6 +29,7 @@ mod precheck;
 pub mod seg;
 pub mod seg_write;
 pub mod rtstruct;
+pub mod sc_write;
 
 use crate::{Error, Format, ReadOptions, ReadOutput, Result, SourceInfo};
 use dicom_core::Tag;
