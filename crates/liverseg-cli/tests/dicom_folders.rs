@@ -174,6 +174,9 @@ fn flags_and_reader_warnings_travel_with_the_result() {
     assert_eq!(input["format"], "dicom-series", "{input}");
     assert_eq!(input["series"]["images"], 20, "{input}");
     assert_eq!(input["series"]["series_description"], "CT Body 3.0", "{input}");
+    // The anonymised series has no SeriesInstanceUID: the report says so rather
+    // than showing the one made up for the SEG (a warning explains).
+    assert_eq!(input["series"]["series_instance_uid"], "", "{input}");
     assert_eq!(input["other_series"]["count"], 1, "{input}");
     assert_eq!(input["other_series"]["kinds"]["localizer"], 1, "{input}");
     assert_eq!(input["other_series"]["series"][0]["series_instance_uid"], "2.25.181180002", "{input}");

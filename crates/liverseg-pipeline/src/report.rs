@@ -76,6 +76,8 @@ pub struct InputInfo {
 /// The DICOM series a CT was read from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InputSeries {
+    /// As the files hold it; empty when absent (anonymised), the warnings then
+    /// say the DICOM outputs carry a made-up one.
     pub series_instance_uid: String,
     pub series_description: String,
     /// Images in the series read (slices of the volume).
@@ -110,7 +112,7 @@ impl InputInfo {
                 }
                 (
                     Some(InputSeries {
-                        series_instance_uid: d.series.series_instance_uid.clone(),
+                        series_instance_uid: d.series_uid_in_files.clone(),
                         series_description: d.series.series_description.clone(),
                         images: d.series.slices.len(),
                     }),

@@ -431,9 +431,14 @@ fn print_case(case: &Case, r: &Report, secs: f64) {
                     format!("; also found: {}", kinds.join(", "))
                 }
             });
+            let uid = if series.series_instance_uid.is_empty() {
+                "(no SeriesInstanceUID)"
+            } else {
+                series.series_instance_uid.as_str()
+            };
             println!(
-                "  read DICOM series {} \"{}\" ({} images{others})",
-                series.series_instance_uid, series.series_description, series.images
+                "  read DICOM series {uid} \"{}\" ({} images{others})",
+                series.series_description, series.images
             );
         }
         for w in &input.warnings {

@@ -267,6 +267,9 @@ fn check_pixel_budget(path: &Path, rows: usize, cols: usize, frames: usize) -> R
 #[derive(Debug, Clone)]
 pub struct DicomSelection {
     pub series: SourceSeries,
+    /// SeriesInstanceUID as the files hold it (empty when an anonymiser removed
+    /// it; `series` then carries a made-up one for the derived objects).
+    pub series_uid_in_files: String,
     /// Other series and objects found beside the chosen one (other stacks and
     /// phases, localizers, secondary captures, reports...), one entry per
     /// series and kind.
@@ -402,7 +405,11 @@ fn selection_of(c: &Candidate, sg: &StackGeometry, others: Vec<OtherSeries>) -> 
     let first = &c.slices[0];
     let header = open_header(&first.path)?;
     let patient_study = seg_write::source::patient_study_of(&header);
-    Ok(DicomSelection { series: seg_write::source::from_stack(&c.slices, sg.geometry.clone(), sg.regular, patient_study), others })
+    Ok(DicomSelection {
+        series: seg_write::source::from_stack(&c.slices, sg.geometry.clone(), sg.regular, patient_study),
+        series_uid_in_files: c.series_uid.clone(),
+        others,
+    })
 }
 
 /// Read a mask stored as a DICOM image series (3D-IRCADb `MASKS_DICOM` style)
