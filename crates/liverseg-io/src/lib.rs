@@ -73,6 +73,10 @@ pub struct SourceInfo {
 pub struct ReadOutput {
     pub volume: DynVolume,
     pub info: SourceInfo,
+    /// DICOM input: the series the reader chose, typed (files in slice order,
+    /// SOP instance UIDs, frame of reference, grid, the other series found).
+    /// The DICOM-SEG and RTSTRUCT writers refer to it. `None` for other formats.
+    pub dicom: Option<dicom::DicomSelection>,
 }
 
 /// Output formats a volume can be written to.

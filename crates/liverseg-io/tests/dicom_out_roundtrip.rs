@@ -258,3 +258,29 @@ fn damaged_rtstruct_never_panics() {
     write_seg(&seg, &synthetic_mask(&g), &source, &SegWriteOptions::default()).unwrap();
     assert!(matches!(read_rtstruct_onto(&seg, RoiChoice::Auto, &g), Err(Error::Unsupported { .. })));
 }
+
+/// Issue 18, finding 5: highdicom indexes a SEG by source instance only when
+/// every frame's source image reference says its spatial locations are
+/// preserved (the SEG pixel (i, j) is the CT pixel (i, j)).
+#[test]
+fn seg_source_references_preserve_spatial_locations() {
+    let g = Geometry::new([16, 12, 4], [0.8, 0.8, 2.5], [-10.0, -5.0, 40.0], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).unwrap();
+    let source = SourceSeries::synthetic(&g, None);
+    let mask = Mask::from_fn(g.clone(), |[i, j, k]| u8::from(k != 2 && (4..10).contains(&i) && (3..8).contains(&j)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg.dcm");
+    write_seg(&path, &mask, &source, &SegWriteOptions::default()).unwrap();
+    let seg = dicom_object::open_file(&path).unwrap();
+    let frames = seg.element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).unwrap().items().unwrap();
+    assert_eq!(frames.len(), 3);
+    for (f, fr) in frames.iter().enumerate() {
+        let derivation = &fr.element(tags::DERIVATION_IMAGE_SEQUENCE).unwrap().items().unwrap()[0];
+        let src = &derivation.element(tags::SOURCE_IMAGE_SEQUENCE).unwrap().items().unwrap()[0];
+        let v = src
+            .element(tags::SPATIAL_LOCATIONS_PRESERVED)
+            .unwrap_or_else(|_| panic!("frame {}: no SpatialLocationsPreserved in the source image reference", f + 1))
+            .to_str()
+            .unwrap();
+        assert_eq!(v.trim_end_matches(['\0', ' ']), "YES", "frame {}", f + 1);
+    }
+}

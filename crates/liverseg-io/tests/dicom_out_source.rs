@@ -1,5 +1,6 @@
 //! SourceSeries from CT headers written here: slice order along the normal (not
-//! file order), series choice, blank UIDs of anonymised files, no patient data in
+//! file order), series choice (the image reader's rule: one rule for the volume
+//! and the DICOM outputs), blank UIDs of anonymised files, no patient data in
 //! Debug output.
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
@@ -58,10 +59,15 @@ fn series_choice_and_blank_uids() {
     ct(dir.path(), "a1.dcm", "1.2.3.6", "1.2.3.7.1", 0.0, false);
     ct(dir.path(), "a2.dcm", "1.2.3.6", "1.2.3.7.2", 1.0, false);
     ct(dir.path(), "b1.dcm", "1.2.3.8", "1.2.3.9.1", 0.0, false);
-    let e = SourceSeries::from_folder(dir.path(), None).unwrap_err();
+    // No series named: the reader's choice (the largest stack), and a warning
+    // that says there were others.
+    let s = SourceSeries::from_folder(dir.path(), None).unwrap();
+    assert_eq!((s.series_instance_uid.as_str(), s.slices.len()), ("1.2.3.6", 2));
+    assert!(s.warnings.iter().any(|w| w.contains("2 candidate series")), "{:?}", s.warnings);
+    assert_eq!(SourceSeries::from_folder(dir.path(), Some("1.2.3.8")).unwrap().slices.len(), 1);
+    let e = SourceSeries::from_folder(dir.path(), Some("9.9")).unwrap_err();
     assert!(matches!(e, Error::Ambiguous { .. }) && e.to_string().contains("1.2.3.8"), "{e}");
     assert_eq!(SourceSeries::from_folder(dir.path(), Some("1.2.3.6")).unwrap().slices.len(), 2);
-    assert!(SourceSeries::from_folder(dir.path(), Some("9.9")).is_err());
 
     // Anonymised: SOP UIDs only in the file meta, study UID blank.
     let dir = tempfile::tempdir().unwrap();
@@ -73,11 +79,14 @@ fn series_choice_and_blank_uids() {
     assert!(s.study_instance_uid.starts_with("2.25.") && s.series_instance_uid.starts_with("2.25."));
     assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
 
-    // Two images at one position: not one volume.
+    // Two images at one position: the reader splits them into two repeats by
+    // acquisition order and reads one, saying so; the source series is that one.
     let dir = tempfile::tempdir().unwrap();
     ct(dir.path(), "d1.dcm", "1.2.3.6", "1.2.3.7.1", 0.0, false);
     ct(dir.path(), "d2.dcm", "1.2.3.6", "1.2.3.7.2", 0.0, false);
-    assert!(SourceSeries::from_folder(dir.path(), None).unwrap_err().to_string().contains("share one slice position"));
+    let s = SourceSeries::from_folder(dir.path(), None).unwrap();
+    assert_eq!(s.slices.len(), 1);
+    assert!(s.warnings.iter().any(|w| w.contains("other series/phase")), "{:?}", s.warnings);
     // No DICOM at all.
     let dir = tempfile::tempdir().unwrap();
     assert!(SourceSeries::from_folder(dir.path(), None).is_err());

@@ -102,3 +102,45 @@ else:
         }
     }
 }
+
+/// dciodvfy's output on `file` (stdout and stderr), or `None` with a SKIP line
+/// when dciodvfy is not installed.
+fn dciodvfy(test: &str, file: &Path) -> Option<String> {
+    if Command::new("dciodvfy").arg("-h").output().is_err() {
+        eprintln!("SKIP {test}: dciodvfy not installed (Debian package dicom3tools)");
+        return None;
+    }
+    let out = Command::new("dciodvfy").arg("-new").arg(file).output().unwrap();
+    Some(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Issue 18, finding 2: no liver found must still give valid DICOM. Before the
+/// fix the RTSTRUCT held an ROI Contour item with an empty Contour Sequence
+/// ("Bad Sequence number of Items 0 ... Element=<ContourSequence>").
+#[test]
+fn empty_mask_gives_valid_seg_and_rtstruct() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Geometry::new([32, 24, 4], [0.8, 0.8, 2.5], [-30.0, -20.0, 100.0], [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]).unwrap();
+    let mut source = SourceSeries::synthetic(&g, None);
+    source.patient_study.study_date = "20240101".into();
+    let empty = Mask::from_fn(g.clone(), |_| 0);
+    let seg = dir.path().join("empty.seg.dcm");
+    write_seg(&seg, &empty, &source, &SegWriteOptions::default()).unwrap();
+    let rt = dir.path().join("empty.rtstruct.dcm");
+    write_rtstruct(&rt, &empty, &source, &RtStructWriteOptions::default()).unwrap();
+
+    // Both read back as an empty mask on the grid (our readers accept what we write).
+    let back = liverseg_io::dicom::seg::read_seg(&seg, Some(&g), liverseg_io::dicom::seg::SegmentChoice::Auto).unwrap();
+    assert_eq!(back.mask.count_foreground(), 0);
+    let back = liverseg_io::dicom::rtstruct::read_rtstruct_onto(&rt, liverseg_io::dicom::rtstruct::RoiChoice::Auto, &g).unwrap();
+    assert_eq!(back.count_foreground(), 0);
+
+    for file in [&seg, &rt] {
+        let Some(text) = dciodvfy("empty_mask_gives_valid_seg_and_rtstruct", file) else { return };
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        eprintln!("dciodvfy {name}:\n{text}");
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("Error")).collect();
+        assert!(errors.is_empty(), "dciodvfy errors on {name}:\n{}", errors.join("\n"));
+        assert!(text.contains("Segmentation") || text.contains("RTStructureSet"), "{name}: dciodvfy did not recognise the IOD:\n{text}");
+    }
+}

@@ -94,6 +94,12 @@ fn gantry_tilt_is_kept_as_shear_with_warning() {
     }
     // Voxel volume uses the slice separation (2 mm), not the leaning step.
     assert!((g.voxel_volume_mm3() - 0.8 * 0.7 * 2.0).abs() < 1e-9);
+    // The DICOM writers' source series is the reader's choice on the reader's
+    // (sheared) grid, not a second derivation without the shear (issue 18).
+    let source = &out.dicom.as_ref().expect("a DICOM read carries its series").series;
+    assert_eq!(&source.grid, g);
+    assert_eq!(source.slices.len(), 6);
+    source.check_grid(g).unwrap();
 }
 
 #[test]

@@ -18,7 +18,7 @@ pub mod write;
 pub use error::{Error, Result};
 pub use liverseg_data::{Prepared, PreprocessConfig};
 pub use quality::QualityRules;
-pub use report::{Flag, Report, TileWork, LIVER_DENSITY_G_PER_ML};
+pub use report::{Flag, InputInfo, Report, TileWork, LIVER_DENSITY_G_PER_ML};
 pub use write::{write_outputs, OutputFormats, OutputSource};
 
 use liverseg_imgproc::morphology::{
@@ -395,6 +395,7 @@ pub fn segment<T: Scalar>(
         flags,
         tiles,
         timings_s: timings,
+        input: None,
     };
     Ok(Segmentation {
         liver,

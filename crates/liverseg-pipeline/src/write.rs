@@ -11,6 +11,7 @@
 
 use crate::{overview, Error, Result, Segmentation};
 use liverseg_io::dicom::rtstruct::{write_rtstruct, RtStructWriteOptions};
+use liverseg_io::dicom::sc_write::{write_secondary_capture, ScWriteOptions};
 use liverseg_io::dicom::seg_write::{write_seg, SegWriteOptions, SourceSeries};
 use liverseg_volume::{dyn_dispatch, DynVolume};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ pub const REPORT_JSON: &str = "report.json";
 pub const OVERVIEW_PNG: &str = "overview.png";
 pub const SEG_DCM: &str = "seg.dcm";
 pub const RTSTRUCT_DCM: &str = "rtstruct.dcm";
+pub const OVERVIEW_DCM: &str = "overview.dcm";
 
 /// Which files to write. `report.json` is always written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,10 @@ pub struct OutputFormats {
     pub probability: bool,
     /// overview.png.
     pub overview: bool,
+    /// overview.dcm: the overview as a DICOM Secondary Capture in the CT's
+    /// study, volume and flags drawn (DICOM input only), so a PACS viewer
+    /// shows it beside the CT.
+    pub overview_dicom: bool,
 }
 
 impl Default for OutputFormats {
@@ -45,18 +51,21 @@ impl Default for OutputFormats {
             rtstruct: false,
             probability: false,
             overview: true,
+            overview_dicom: false,
         }
     }
 }
 
 impl OutputFormats {
-    /// Parse `nifti,dicom-seg,rtstruct` (comma-separated, any order; `seg` and
-    /// `dicom-seg` are the same). The probability map and overview are separate
-    /// switches and keep their values from `self`.
+    /// Parse `nifti,dicom-seg,rtstruct,overview` (comma-separated, any order;
+    /// `seg` and `dicom-seg` are the same; `overview` is the DICOM Secondary
+    /// Capture). The probability map and overview.png are separate switches
+    /// and keep their values from `self`.
     pub fn with_list(mut self, list: &str) -> std::result::Result<Self, String> {
         self.nifti = false;
         self.dicom_seg = false;
         self.rtstruct = false;
+        self.overview_dicom = false;
         for item in list
             .split(',')
             .map(|s| s.trim().to_ascii_lowercase())
@@ -66,21 +75,24 @@ impl OutputFormats {
                 "nifti" | "nii" => self.nifti = true,
                 "dicom-seg" | "seg" => self.dicom_seg = true,
                 "rtstruct" | "rt-struct" => self.rtstruct = true,
+                "overview" => self.overview_dicom = true,
                 other => {
                     return Err(format!(
-                        "unknown output format {other:?} (known: nifti, dicom-seg, rtstruct)"
+                        "unknown output format {other:?} (known: nifti, dicom-seg, rtstruct, overview)"
                     ))
                 }
             }
         }
-        if !(self.nifti || self.dicom_seg || self.rtstruct) {
-            return Err("no output format given (known: nifti, dicom-seg, rtstruct)".into());
+        if !(self.nifti || self.dicom_seg || self.rtstruct || self.overview_dicom) {
+            return Err(
+                "no output format given (known: nifti, dicom-seg, rtstruct, overview)".into(),
+            );
         }
         Ok(self)
     }
 
     pub fn needs_dicom(&self) -> bool {
-        self.dicom_seg || self.rtstruct
+        self.dicom_seg || self.rtstruct || self.overview_dicom
     }
 
     /// The file names this selection writes, `report.json` last.
@@ -91,6 +103,7 @@ impl OutputFormats {
             (self.probability, PROBABILITY_NIFTI),
             (self.dicom_seg, SEG_DCM),
             (self.rtstruct, RTSTRUCT_DCM),
+            (self.overview_dicom, OVERVIEW_DCM),
             (self.overview, OVERVIEW_PNG),
         ] {
             if on {
@@ -106,8 +119,10 @@ impl OutputFormats {
 pub struct OutputSource<'a> {
     /// The CT the segmentation was made from (for the overview).
     pub ct: &'a DynVolume,
-    /// The DICOM series (folder or file) the CT was read from, for SEG/RTSTRUCT.
-    pub dicom_series: Option<&'a Path>,
+    /// The DICOM series the CT was read from, for SEG/RTSTRUCT: the reader's
+    /// own choice (`ReadOutput::dicom`), so the outputs refer to exactly the
+    /// images the mask was computed on, whatever else the folder holds.
+    pub dicom_series: Option<&'a SourceSeries>,
 }
 
 /// Whether `dir` holds a complete set of outputs for `formats` (every file
@@ -137,7 +152,7 @@ pub fn write_outputs(
     if formats.needs_dicom() && source.dicom_series.is_none() {
         return Err(Error::param(
             "format",
-            "dicom-seg and rtstruct outputs need a DICOM series as input",
+            "dicom-seg, rtstruct and overview outputs need a DICOM series as input",
         ));
     }
     if !source.ct.geometry().same_grid(seg.liver.geometry()) {
@@ -157,9 +172,15 @@ pub fn write_outputs(
         .map_err(|e| io(dir, e))?;
     let st = |name: &str| staging.path().join(name);
 
-    // Load the DICOM source first: a bad series fails before any work.
+    // Check the DICOM source first: a series the outputs cannot refer to
+    // (resampled, multi-frame, another grid) fails before any work.
     let series = match source.dicom_series {
-        Some(p) if formats.needs_dicom() => Some(SourceSeries::from_folder(p, None)?),
+        Some(series) if formats.needs_dicom() => {
+            series
+                .check_grid(seg.liver.geometry())
+                .map_err(|message| Error::param("source", message))?;
+            Some(series)
+        }
         _ => None,
     };
     if formats.nifti {
@@ -168,21 +189,40 @@ pub fn write_outputs(
     if let (true, Some(p)) = (formats.probability, &seg.probability) {
         liverseg_io::write_image(&st(PROBABILITY_NIFTI), &DynVolume::from(p.clone()))?;
     }
-    if let Some(series) = &series {
+    if let Some(series) = series {
         let model = &seg.report.model_id;
+        let texts = DicomTexts::of(&seg.report);
         if formats.dicom_seg {
+            let defaults = SegWriteOptions::default();
             let opts = SegWriteOptions {
                 algorithm_name: format!("liverseg {model}"),
-                ..Default::default()
+                series_description: texts.series_description(&defaults.series_description),
+                content_description: texts.short.clone(),
+                segment_description: texts.long.clone(),
+                ..defaults
             };
             write_seg(&st(SEG_DCM), &seg.liver, series, &opts)?;
         }
         if formats.rtstruct {
+            let defaults = RtStructWriteOptions::default();
             let opts = RtStructWriteOptions {
                 algorithm_name: format!("liverseg {model}"),
-                ..Default::default()
+                series_description: texts.series_description(&defaults.series_description),
+                structure_set_description: texts.long.clone(),
+                roi_description: texts.long.clone(),
+                ..defaults
             };
             write_rtstruct(&st(RTSTRUCT_DCM), &seg.liver, series, &opts)?;
+        }
+        if formats.overview_dicom {
+            let (w, h, rgb) = dyn_dispatch!(source.ct, v => overview::render_rgb(v, &seg.liver, &caption(seg)))?;
+            let defaults = ScWriteOptions::default();
+            let opts = ScWriteOptions {
+                series_description: texts.series_description(&defaults.series_description),
+                image_comments: texts.long.clone(),
+                ..defaults
+            };
+            write_secondary_capture(&st(OVERVIEW_DCM), w, h, &rgb, series, &opts)?;
         }
     }
     if formats.overview {
@@ -200,6 +240,64 @@ pub fn write_outputs(
         written.push(target);
     }
     Ok(written)
+}
+
+/// What the DICOM outputs say about the result, so that a PACS user sees the
+/// quality flags where `report.json` does not travel (issue 18).
+struct DicomTexts {
+    /// "CHECK flag1,flag2" when any flag was raised, else empty.
+    marker: String,
+    /// Volume and flag names, for 64-character fields (LO: the SEG's content
+    /// description).
+    short: String,
+    /// Volume, mass, model and each flag with its message (ST, up to 1024
+    /// characters: the SEG's segment description, the RTSTRUCT's structure set
+    /// and ROI descriptions).
+    long: String,
+}
+
+impl DicomTexts {
+    fn of(r: &crate::Report) -> Self {
+        let names: Vec<&str> = r.flags.iter().map(|f| f.name.as_str()).collect();
+        let marker = if names.is_empty() {
+            String::new()
+        } else {
+            format!("CHECK {}", names.join(","))
+        };
+        let volume = format!("liver {:.0} ml", r.liver_volume_ml);
+        let short = if names.is_empty() {
+            format!("{volume}; no quality flag")
+        } else {
+            format!("{volume}; {marker}")
+        };
+        let mut long = format!(
+            "Liver {:.0} ml ({:.0} g), model {}.",
+            r.liver_volume_ml, r.liver_mass_g, r.model_id
+        );
+        if r.flags.is_empty() {
+            long.push_str(" No quality flag raised.");
+        } else {
+            long.push_str(" CHECK quality flags:");
+            for f in &r.flags {
+                long.push_str(&format!(" {}: {}", f.name, f.message));
+            }
+        }
+        Self {
+            marker,
+            short,
+            long,
+        }
+    }
+
+    /// `base` with the marker in front when a flag was raised: a PACS series
+    /// list shows the start of the description (the writer cuts it to 64).
+    fn series_description(&self, base: &str) -> String {
+        if self.marker.is_empty() {
+            base.to_string()
+        } else {
+            format!("{}: {base}", self.marker)
+        }
+    }
 }
 
 /// Three caption lines for the overview: volume, model, flags.
@@ -291,6 +389,51 @@ mod tests {
             .unwrap_err()
             .contains("png"));
         assert!(OutputFormats::default().with_list(",").is_err());
+        let f = OutputFormats::default().with_list("overview").unwrap();
+        assert!(f.overview_dicom && f.needs_dicom() && !f.nifti);
+        assert_eq!(f.file_names(), [OVERVIEW_DCM, OVERVIEW_PNG, REPORT_JSON]);
+    }
+
+    #[test]
+    fn overview_as_a_secondary_capture_in_the_ct_study() {
+        let (ct, seg) = case();
+        let series = SourceSeries::synthetic(ct.geometry(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let formats = OutputFormats::default().with_list("overview").unwrap();
+        let source = OutputSource {
+            ct: &ct,
+            dicom_series: Some(&series),
+        };
+        write_outputs(dir.path(), &seg, &formats, &source).unwrap();
+        let path = dir.path().join(OVERVIEW_DCM);
+        let obj = dicom_object::open_file(&path).unwrap();
+        let get = |t| {
+            obj.element(t)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end_matches(['\0', ' '])
+                .to_string()
+        };
+        use dicom_dictionary_std::tags;
+        assert_eq!(get(tags::SOP_CLASS_UID), "1.2.840.10008.5.1.4.1.1.7");
+        assert_eq!(get(tags::STUDY_INSTANCE_UID), series.study_instance_uid);
+        assert_eq!(get(tags::SAMPLES_PER_PIXEL), "3");
+        // The same picture as overview.png.
+        let (w, h, rgb) = overview::render_rgb(&ct.to_f32(), &seg.liver, &caption(&seg)).unwrap();
+        assert_eq!(get(tags::COLUMNS), w.to_string());
+        assert_eq!(get(tags::ROWS), h.to_string());
+        let pixels = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+        assert_eq!(&pixels[..rgb.len()], &rgb[..]);
+        if std::process::Command::new("dciodvfy").arg("-h").output().is_err() {
+            eprintln!("SKIP overview_as_a_secondary_capture_in_the_ct_study (dciodvfy part): dciodvfy not installed (Debian package dicom3tools)");
+            return;
+        }
+        let o = std::process::Command::new("dciodvfy").arg("-new").arg(&path).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        eprintln!("dciodvfy overview.dcm:\n{text}");
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("Error")).collect();
+        assert!(errors.is_empty(), "dciodvfy errors on overview.dcm:\n{}", errors.join("\n"));
     }
 
     #[test]
@@ -360,11 +503,10 @@ mod tests {
         std::fs::remove_file(out.join(OVERVIEW_PNG)).unwrap();
         assert!(!outputs_complete(&out, &formats));
 
-        // DICOM outputs from a folder that holds no DICOM: error, and the
+        // DICOM outputs on a source series of another grid: error, and the
         // output folder gets nothing (no staging folder left either).
-        let empty_src = dir.path().join("not-dicom");
-        std::fs::create_dir(&empty_src).unwrap();
-        std::fs::write(empty_src.join("x.txt"), "hello").unwrap();
+        let other = liverseg_volume::Geometry::identity([10, 10, 3], [1.0, 1.0, 2.0]).unwrap();
+        let wrong = SourceSeries::synthetic(&other, None);
         let out2 = dir.path().join("case2");
         let dicom = OutputFormats::default()
             .with_list("nifti,dicom-seg")
@@ -375,11 +517,11 @@ mod tests {
             &dicom,
             &OutputSource {
                 ct: &ct,
-                dicom_series: Some(&empty_src),
+                dicom_series: Some(&wrong),
             },
         )
         .unwrap_err();
-        assert!(e.to_string().contains("not-dicom"), "{e}");
+        assert!(e.to_string().contains("CT grid"), "{e}");
         assert!(entries(&out2).is_empty(), "{:?}", entries(&out2));
         // Asking for DICOM outputs without a DICOM input is refused up front.
         let e = write_outputs(

@@ -12,8 +12,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use liverseg_io::{read_image, Format, ReadOptions};
 use liverseg_pipeline::write::outputs_complete;
 use liverseg_pipeline::{
-    segment_dyn, write_outputs, OutputFormats, OutputSource, ProbabilityModel, Report,
-    SegmentOptions, Stage,
+    segment_dyn, write_outputs, InputInfo, OutputFormats, OutputSource, ProbabilityModel,
+    Report, SegmentOptions, Stage,
 };
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -39,8 +39,9 @@ pub struct Args {
     /// Probability threshold in (0, 1) (default: the model's).
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Output formats, comma-separated: nifti, dicom-seg, rtstruct (the DICOM
-    /// ones need a DICOM series input).
+    /// Output formats, comma-separated: nifti, dicom-seg, rtstruct, overview
+    /// (the overview as a DICOM Secondary Capture in the CT's study). The DICOM
+    /// ones need a DICOM series input.
     #[arg(long, default_value = "nifti")]
     pub format: String,
     /// Also write probability.nii.gz.
@@ -197,7 +198,7 @@ fn run_case(
     let is_dicom = read.info.format == Format::DicomSeries;
     if formats.needs_dicom() && !is_dicom {
         return Err(format!(
-            "{}: dicom-seg and rtstruct outputs need a DICOM series input (this is {})",
+            "{}: dicom-seg, rtstruct and overview outputs need a DICOM series input (this is {})",
             case.input.display(),
             read.info.format.name()
         ));
@@ -213,10 +214,14 @@ fn run_case(
     let mut seg = segment_dyn(&read.volume, model, options, &mut progress)
         .map_err(|e| format!("{}: {e}", case.input.display()))?;
     seg.report.set_time("read", read_s);
+    // The reader's warnings and choice of series travel with the result.
+    seg.report.input = Some(InputInfo::from_read(&read));
     bar.set_message("write");
     let source = OutputSource {
         ct: &read.volume,
-        dicom_series: is_dicom.then_some(case.input.as_path()),
+        // The series the reader chose, so the DICOM outputs refer to exactly
+        // the images segmented, whatever else the folder holds.
+        dicom_series: read.dicom.as_ref().map(|d| &d.series),
     };
     write_outputs(&case.dir, &seg, formats, &source)
         .map_err(|e| format!("{}: {e}", case.input.display()))?;
@@ -415,6 +420,30 @@ fn print_case(case: &Case, r: &Report, secs: f64) {
             t.probes,
             if t.fell_back_to_all { ", probes found too little liver: computed all" } else { "" }
         );
+    }
+    if let Some(input) = &r.input {
+        if let Some(series) = &input.series {
+            let others = input.other_series.as_ref().map_or(String::new(), |o| {
+                if o.count == 0 {
+                    String::new()
+                } else {
+                    let kinds: Vec<String> = o.kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                    format!("; also found: {}", kinds.join(", "))
+                }
+            });
+            let uid = if series.series_instance_uid.is_empty() {
+                "(no SeriesInstanceUID)"
+            } else {
+                series.series_instance_uid.as_str()
+            };
+            println!(
+                "  read DICOM series {uid} \"{}\" ({} images{others})",
+                series.series_description, series.images
+            );
+        }
+        for w in &input.warnings {
+            println!("  reader warning: {w}");
+        }
     }
     for f in &r.flags {
         println!("  flag {}: {}", f.name, f.message);

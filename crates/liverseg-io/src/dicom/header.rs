@@ -19,6 +19,10 @@ pub(crate) struct Slice {
     pub modality: String,
     pub sop_class: String,
     pub sop_instance: String,
+    /// StudyInstanceUID and FrameOfReferenceUID (empty when absent), for the
+    /// derived objects (SEG, RTSTRUCT) written on this series.
+    pub study_uid: String,
+    pub frame_of_reference: String,
     pub image_type: Vec<String>,
     pub acquisition_number: Option<i64>,
     pub contrast_agent: String,
@@ -61,7 +65,9 @@ impl Slice {
 /// All images a parsed header describes: one for a single-frame file, one per
 /// frame for an enhanced multi-frame file. Returns `None` for objects without
 /// pixel rows/columns (reports, RT structures, presentation states, ...).
-pub(crate) fn slices_of(obj: &InMemDicomObject, path: &Arc<PathBuf>, sop_class: &str, transfer_syntax: &str) -> Option<Vec<Slice>> {
+/// `sop_class` and `sop_instance` come from the File Meta group: anonymisers
+/// sometimes blank them in the data set, and the meta group repeats them.
+pub(crate) fn slices_of(obj: &InMemDicomObject, path: &Arc<PathBuf>, sop_class: &str, sop_instance: &str, transfer_syntax: &str) -> Option<Vec<Slice>> {
     let rows = el_int(obj, tags::ROWS)?;
     let cols = el_int(obj, tags::COLUMNS)?;
     if rows <= 0 || cols <= 0 || rows > u16::MAX as i64 || cols > u16::MAX as i64 {
@@ -78,7 +84,9 @@ pub(crate) fn slices_of(obj: &InMemDicomObject, path: &Arc<PathBuf>, sop_class: 
         series_number: el_int(obj, tags::SERIES_NUMBER),
         modality: el_str(obj, tags::MODALITY).unwrap_or_default(),
         sop_class,
-        sop_instance: el_str(obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
+        sop_instance: el_str(obj, tags::SOP_INSTANCE_UID).unwrap_or_else(|| sop_instance.to_string()),
+        study_uid: el_str(obj, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+        frame_of_reference: el_str(obj, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default(),
         image_type: el_strs(obj, tags::IMAGE_TYPE),
         acquisition_number: el_int(obj, tags::ACQUISITION_NUMBER),
         contrast_agent: el_str(obj, tags::CONTRAST_BOLUS_AGENT).unwrap_or_default(),

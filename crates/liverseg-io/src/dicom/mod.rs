@@ -29,6 +29,7 @@ mod precheck;
 pub mod seg;
 pub mod seg_write;
 pub mod rtstruct;
+pub mod sc_write;
 
 use crate::{Error, Format, ReadOptions, ReadOutput, Result, SourceInfo};
 use dicom_core::Tag;
@@ -36,6 +37,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use header::Slice;
+use seg_write::SourceSeries;
 use liverseg_volume::{DynVolume, Geometry, Mask, Volume};
 use rayon::prelude::*;
 use serde_json::json;
@@ -259,13 +261,42 @@ fn check_pixel_budget(path: &Path, rows: usize, cols: usize, frames: usize) -> R
     }
 }
 
+/// The series a read chose, as a typed value: what the DICOM writers refer to
+/// (files in slice order, SOP class and instance UIDs, frame of reference, the
+/// grid) and what else was found beside it.
+#[derive(Debug, Clone)]
+pub struct DicomSelection {
+    pub series: SourceSeries,
+    /// SeriesInstanceUID as the files hold it (empty when an anonymiser removed
+    /// it; `series` then carries a made-up one for the derived objects).
+    pub series_uid_in_files: String,
+    /// Other series and objects found beside the chosen one (other stacks and
+    /// phases, localizers, secondary captures, reports...), one entry per
+    /// series and kind.
+    pub others: Vec<OtherSeries>,
+}
+
+/// A series (or group of objects) found beside the chosen one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OtherSeries {
+    /// What it is: "CT axial" (another candidate stack), "localizer",
+    /// "secondary capture", "structured report", "segmentation", "RT object", ...
+    pub kind: String,
+    pub series_instance_uid: String,
+    pub series_description: String,
+    /// Images (frames) or objects of this kind in the series.
+    pub count: usize,
+}
+
 /// Read the chosen series of a folder (searched recursively).
 pub fn read_series(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
     let found = scan_folder(path, Purpose::Image)?;
     let (index, mut warnings) = choose(path, &found.candidates, options)?;
     let cand = &found.candidates[index];
     warnings.extend(found.warnings.iter().cloned());
-    let (volume, mut info) = assemble(path, cand, options, warnings)?;
+    let sg = chosen_stack(path, cand, options.allow_irregular, &mut warnings)?;
+    let selection = selection_of(cand, &sg, found.others(index))?;
+    let (volume, mut info) = assemble(path, cand, &sg, warnings)?;
     info.details = json!({
         "chosen": index,
         "series": found.candidates.iter().enumerate().map(|(i, c)| c.describe(i)).collect::<Vec<_>>(),
@@ -275,16 +306,47 @@ pub fn read_series(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
         "rescale": rescale_summary(cand),
         "pixel_padding_voxels": info.details.get("pixel_padding_voxels").cloned().unwrap_or(json!(0)),
     });
-    Ok(ReadOutput { volume, info })
+    Ok(ReadOutput { volume, info, dicom: Some(selection) })
 }
 
-/// Read a single DICOM file (one slice, or a multi-frame image).
-pub fn read_file(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
+/// The series [`read_series`] (folder) or [`read_file`] (one file) would read,
+/// and its grid, from the headers only (no pixel data decoded). Errors are the
+/// reader's: a folder the reader refuses is refused here with the same message.
+pub fn select_series(path: &Path, options: &ReadOptions) -> Result<DicomSelection> {
+    let mut warnings = Vec::new();
+    if path.is_dir() {
+        let found = scan_folder(path, Purpose::Image)?;
+        let (index, more) = choose(path, &found.candidates, options)?;
+        warnings.extend(more);
+        warnings.extend(found.warnings.iter().cloned());
+        let cand = &found.candidates[index];
+        let sg = chosen_stack(path, cand, options.allow_irregular, &mut warnings)?;
+        let mut sel = selection_of(cand, &sg, found.others(index))?;
+        sel.series.warnings.splice(0..0, warnings);
+        return Ok(sel);
+    }
+    if !path.exists() {
+        return Err(Error::invalid(path, "no such file or folder"));
+    }
+    let (cands, more) = file_candidates(path)?;
+    warnings.extend(more);
+    let (index, more) = choose(path, &cands, options)?;
+    warnings.extend(more);
+    let sg = chosen_stack(path, &cands[index], options.allow_irregular, &mut warnings)?;
+    let mut sel = selection_of(&cands[index], &sg, Vec::new())?;
+    sel.series.warnings.splice(0..0, warnings);
+    Ok(sel)
+}
+
+/// The candidate stacks of one DICOM file (one slice, or the stacks and phases
+/// of a multi-frame image), and what had to be assumed.
+fn file_candidates(path: &Path) -> Result<(Vec<Candidate>, Vec<String>)> {
     let obj = open_header(path)?;
     let sop = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
+    let sop_instance = obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
     let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
     let arc = Arc::new(path.to_path_buf());
-    let mut slices = header::slices_of(&obj, &arc, &sop, &ts)
+    let mut slices = header::slices_of(&obj, &arc, &sop, &sop_instance, &ts)
         .ok_or_else(|| Error::unsupported(path, "DICOM object without an image (no Rows/Columns)"))?;
     let mut warnings = Vec::new();
     if slices.len() == 1 && !slices[0].has_geometry() {
@@ -314,10 +376,18 @@ pub fn read_file(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
     } else {
         vec![Candidate::new(slices, String::new())]
     };
+    Ok((cands, warnings))
+}
+
+/// Read a single DICOM file (one slice, or a multi-frame image).
+pub fn read_file(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
+    let (cands, mut warnings) = file_candidates(path)?;
     let (index, more) = choose(path, &cands, options)?;
     warnings.extend(more);
     let cand = &cands[index];
-    let (volume, mut info) = assemble(path, cand, options, warnings)?;
+    let sg = chosen_stack(path, cand, options.allow_irregular, &mut warnings)?;
+    let selection = selection_of(cand, &sg, Vec::new())?;
+    let (volume, mut info) = assemble(path, cand, &sg, warnings)?;
     let padding = info.details.get("pixel_padding_voxels").cloned().unwrap_or(json!(0));
     info.details = json!({
         "chosen": index,
@@ -326,7 +396,20 @@ pub fn read_file(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
         "rescale": rescale_summary(cand),
         "pixel_padding_voxels": padding,
     });
-    Ok(ReadOutput { volume, info })
+    Ok(ReadOutput { volume, info, dicom: Some(selection) })
+}
+
+/// The chosen candidate as a [`DicomSelection`]: patient and study attributes
+/// from the first chosen file's header (only the chosen files are read).
+fn selection_of(c: &Candidate, sg: &StackGeometry, others: Vec<OtherSeries>) -> Result<DicomSelection> {
+    let first = &c.slices[0];
+    let header = open_header(&first.path)?;
+    let patient_study = seg_write::source::patient_study_of(&header);
+    Ok(DicomSelection {
+        series: seg_write::source::from_stack(&c.slices, sg.geometry.clone(), sg.regular, patient_study),
+        series_uid_in_files: c.series_uid.clone(),
+        others,
+    })
 }
 
 /// Read a mask stored as a DICOM image series (3D-IRCADb `MASKS_DICOM` style)
@@ -336,8 +419,10 @@ pub fn read_file(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
 /// their slice planes are not parallel.
 pub fn read_mask_series_onto(folder: &Path, reference: &Geometry) -> Result<Mask> {
     let found = scan_folder(folder, Purpose::Mask)?;
-    let (index, warnings) = choose(folder, &found.candidates, &ReadOptions::default())?;
-    let (volume, _) = assemble(folder, &found.candidates[index], &ReadOptions::default(), warnings)?;
+    let (index, mut warnings) = choose(folder, &found.candidates, &ReadOptions::default())?;
+    let cand = &found.candidates[index];
+    let sg = chosen_stack(folder, cand, false, &mut warnings)?;
+    let (volume, _) = assemble(folder, cand, &sg, warnings)?;
     let src = volume.geometry().clone();
     // Slice planes must be parallel: a mask series is the CT's own geometry.
     let (ds, dr) = (src.direction(), reference.direction());
@@ -403,11 +488,60 @@ struct Found {
     warnings: Vec<String>,
     files_scanned: usize,
     skipped: BTreeMap<&'static str, usize>,
+    /// Objects left out of the candidates, by (kind, series UID): their series
+    /// description and count, for the report's list of other series.
+    left_out: BTreeMap<(String, String), (String, usize)>,
 }
 
 impl Found {
     fn skipped_json(&self) -> serde_json::Value {
         json!(self.skipped)
+    }
+
+    /// Everything found beside candidate `chosen`: the other candidate stacks,
+    /// then the left-out series by kind.
+    fn others(&self, chosen: usize) -> Vec<OtherSeries> {
+        let mut v: Vec<OtherSeries> = self
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != chosen)
+            .map(|(_, c)| OtherSeries {
+                kind: format!(
+                    "{} {}{}",
+                    if c.modality.is_empty() { "image" } else { &c.modality },
+                    orientation_name(c.slices[0].normal()),
+                    if c.phase.is_empty() { String::new() } else { format!(" ({})", c.phase) }
+                ),
+                series_instance_uid: c.series_uid.clone(),
+                series_description: c.description.clone(),
+                count: c.slices.len(),
+            })
+            .collect();
+        v.extend(self.left_out.iter().map(|((kind, uid), (description, count))| OtherSeries {
+            kind: kind.clone(),
+            series_instance_uid: uid.clone(),
+            series_description: description.clone(),
+            count: *count,
+        }));
+        v
+    }
+}
+
+/// A person's name for a kind of object left out of the candidate stacks.
+fn kind_of(reason: &str, sop_class: &str) -> String {
+    let by_class = [
+        ("1.2.840.10008.5.1.4.1.1.88", "structured report"),
+        ("1.2.840.10008.5.1.4.1.1.66", "segmentation"),
+        ("1.2.840.10008.5.1.4.1.1.481", "RT object"),
+        ("1.2.840.10008.5.1.4.1.1.11", "presentation state"),
+        ("1.2.840.10008.5.1.4.1.1.9", "waveform"),
+        ("1.2.840.10008.5.1.4.1.1.7", "secondary capture"),
+    ];
+    match reason {
+        "localizers" => "localizer".into(),
+        "no_position_or_orientation" => "image without position".into(),
+        _ => by_class.iter().find(|(p, _)| sop_class.starts_with(p)).map(|(_, k)| k.to_string()).unwrap_or_else(|| "non-image object".into()),
     }
 }
 
@@ -442,7 +576,8 @@ fn list_files(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
 enum Scanned {
     Slices(Vec<Slice>),
     NotDicom,
-    NoImage,
+    /// A DICOM object without pixels: its SOP class, series UID and description.
+    NoImage(String, String, String),
     Broken(Error),
 }
 
@@ -458,10 +593,15 @@ fn scan_file(path: PathBuf) -> Scanned {
         }
         Ok(obj) => {
             let sop = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
+            let sop_instance = obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
             let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
-            match header::slices_of(&obj, &Arc::new(path), &sop, &ts) {
+            match header::slices_of(&obj, &Arc::new(path), &sop, &sop_instance, &ts) {
                 Some(s) => Scanned::Slices(s),
-                None => Scanned::NoImage,
+                None => Scanned::NoImage(
+                    el_str(&obj, tags::SOP_CLASS_UID).unwrap_or(sop),
+                    el_str(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+                    el_str(&obj, tags::SERIES_DESCRIPTION).unwrap_or_default(),
+                ),
             }
         }
     }
@@ -486,11 +626,15 @@ fn scan_folder(folder: &Path, purpose: Purpose) -> Result<Found> {
     let mut warnings = Vec::new();
     let mut broken = Vec::new();
     let mut slices = Vec::new();
+    let mut left_out: BTreeMap<(String, String), (String, usize)> = BTreeMap::new();
     for s in scanned {
         match s {
             Scanned::Slices(v) => slices.extend(v),
             Scanned::NotDicom => *skipped.entry("not_dicom").or_default() += 1,
-            Scanned::NoImage => *skipped.entry("no_image").or_default() += 1,
+            Scanned::NoImage(class, uid, description) => {
+                *skipped.entry("no_image").or_default() += 1;
+                left_out.entry((kind_of("no_image", &class), uid)).or_insert((description, 0)).1 += 1;
+            }
             Scanned::Broken(e) => broken.push(e),
         }
     }
@@ -518,6 +662,7 @@ fn scan_folder(folder: &Path, purpose: Purpose) -> Result<Found> {
         };
         if let Some(r) = reason {
             *skipped.entry(r).or_default() += 1;
+            left_out.entry((kind_of(r, &s.sop_class), s.series_uid.clone())).or_insert((s.series_description.clone(), 0)).1 += 1;
             continue;
         }
         if !s.sop_instance.is_empty() && !seen.insert((s.sop_instance.clone(), s.frame)) {
@@ -569,7 +714,7 @@ fn scan_folder(folder: &Path, purpose: Purpose) -> Result<Found> {
     candidates.sort_by(|a, b| {
         (a.series_number.unwrap_or(i64::MAX), &a.series_uid, &a.phase).cmp(&(b.series_number.unwrap_or(i64::MAX), &b.series_uid, &b.phase))
     });
-    Ok(Found { candidates, warnings, files_scanned, skipped })
+    Ok(Found { candidates, warnings, files_scanned, skipped, left_out })
 }
 
 /// Keep the images whose orientation matches the majority of the group.
@@ -995,14 +1140,20 @@ fn decode_slices<T: Send>(c: &Candidate, out: &mut [T], slice_len: usize, padded
     Ok(())
 }
 
-fn assemble(folder: &Path, c: &Candidate, options: &ReadOptions, mut warnings: Vec<String>) -> Result<(DynVolume, SourceInfo)> {
+/// The chosen candidate's grid, or why it cannot be read: the one place a
+/// stack's geometry is derived (the volume and the DICOM writers' source series
+/// both come from it).
+fn chosen_stack(folder: &Path, c: &Candidate, allow_irregular: bool, warnings: &mut Vec<String>) -> Result<StackGeometry> {
     if let Some(p) = &c.problem {
         return Err(Error::invalid(folder, format!("series {}: {p}", c.series_uid)));
     }
     if let Some(s) = c.slices.iter().find(|s| s.samples_per_pixel != 1) {
         return Err(Error::unsupported(&s.path, format!("{} samples per pixel (colour image); liverseg reads greyscale CT only", s.samples_per_pixel)));
     }
-    let sg = stack_geometry(folder, c, options.allow_irregular, &mut warnings)?;
+    stack_geometry(folder, c, allow_irregular, warnings)
+}
+
+fn assemble(folder: &Path, c: &Candidate, sg: &StackGeometry, warnings: Vec<String>) -> Result<(DynVolume, SourceInfo)> {
     let f = &c.slices[0];
     let slice_len = f.rows as usize * f.cols as usize;
     let n_src = c.slices.len();

@@ -17,7 +17,7 @@
 //!   slice) and fills pixels whose centre is inside (even-odd over all contours of
 //!   the slice).
 use super::seg_write::{
-    check_uid_root, ds, el, item, new_uid, now_da_tm, patient_study_elements, s, seq, write_part10, AlgorithmType, SourceSeries, LIVER_RGB,
+    check_uid_root, ds, el, item, new_uid, now_da_tm, patient_study_elements, s, seq, text, write_part10, AlgorithmType, SourceSeries, LIVER_RGB,
 };
 use crate::{Error, Result};
 use dicom_core::{PrimitiveValue, Tag, VR};
@@ -37,8 +37,13 @@ pub struct RtStructWriteOptions {
     pub roi_name: String,
     pub color_rgb: [u8; 3],
     pub structure_set_label: String,
+    /// StructureSetDescription (ST, up to 1024 characters); empty = not written.
+    pub structure_set_description: String,
+    /// ROIDescription of the ROI (ST, up to 1024 characters); empty = not written.
+    pub roi_description: String,
     pub series_number: i32,
     pub instance_number: i32,
+    /// SeriesDescription (LO, cut to 64 characters): what a PACS list shows.
     pub series_description: String,
     pub software_version: String,
 }
@@ -52,6 +57,8 @@ impl Default for RtStructWriteOptions {
             roi_name: "Liver".into(),
             color_rgb: LIVER_RGB,
             structure_set_label: "liverseg".into(),
+            structure_set_description: String::new(),
+            roi_description: String::new(),
             series_number: 902,
             instance_number: 1,
             series_description: "Liver contours (liverseg)".into(),
@@ -220,16 +227,29 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
         }
     }
 
+    // No liver found: the ROI stays (a planning system shows "Liver" with no
+    // contours, and the RT ROI Observations still refer to it), but its ROI
+    // Contour item carries no Contour Sequence. That sequence is Type 3 and, when
+    // present, needs one or more items (PS3.3 C.8.8.6); an empty one is what
+    // dciodvfy reported. Dropping the ROI instead would leave the Type 1 Structure
+    // Set ROI and ROI Contour sequences empty, which is invalid too.
+    let mut roi_contour = vec![el(tags::ROI_DISPLAY_COLOR, VR::IS, PrimitiveValue::Strs(opts.color_rgb.iter().map(|c| c.to_string()).collect()))];
+    if !contour_items.is_empty() {
+        roi_contour.push(seq(tags::CONTOUR_SEQUENCE, contour_items));
+    }
+    roi_contour.push(el(tags::REFERENCED_ROI_NUMBER, VR::IS, PrimitiveValue::from("1")));
     let contour_images: Vec<InMemDicomObject> = super::seg_write::referenced_instances(source);
-    let rgb = opts.color_rgb;
     let mut roi = vec![
         el(tags::ROI_NUMBER, VR::IS, PrimitiveValue::from("1")),
         s(tags::REFERENCED_FRAME_OF_REFERENCE_UID, VR::UI, &source.frame_of_reference_uid),
-        s(tags::ROI_NAME, VR::LO, &opts.roi_name),
+        text(tags::ROI_NAME, VR::LO, &opts.roi_name),
         s(tags::ROI_GENERATION_ALGORITHM, VR::CS, opts.algorithm.dicom()),
     ];
     if opts.algorithm != AlgorithmType::Manual {
-        roi.push(s(tags::ROI_GENERATION_DESCRIPTION, VR::LO, &opts.algorithm_name));
+        roi.push(text(tags::ROI_GENERATION_DESCRIPTION, VR::LO, &opts.algorithm_name));
+    }
+    if !opts.roi_description.is_empty() {
+        roi.push(text(tags::ROI_DESCRIPTION, VR::ST, &opts.roi_description));
     }
     let mut elements = patient_study_elements(source);
     elements.extend([
@@ -242,7 +262,7 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
         s(tags::SERIES_TIME, VR::TM, &time),
         s(tags::MODALITY, VR::CS, "RTSTRUCT"),
         s(tags::MANUFACTURER, VR::LO, "liverseg"),
-        s(tags::SERIES_DESCRIPTION, VR::LO, &opts.series_description),
+        text(tags::SERIES_DESCRIPTION, VR::LO, &opts.series_description),
         s(tags::OPERATORS_NAME, VR::PN, ""),
         s(tags::MANUFACTURER_MODEL_NAME, VR::LO, "liverseg"),
         s(tags::SOFTWARE_VERSIONS, VR::LO, &opts.software_version),
@@ -251,7 +271,7 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
         el(tags::INSTANCE_NUMBER, VR::IS, PrimitiveValue::from(opts.instance_number.to_string())),
         s(tags::FRAME_OF_REFERENCE_UID, VR::UI, &source.frame_of_reference_uid),
         s(tags::POSITION_REFERENCE_INDICATOR, VR::LO, ""),
-        s(tags::STRUCTURE_SET_LABEL, VR::SH, &opts.structure_set_label),
+        text(tags::STRUCTURE_SET_LABEL, VR::SH, &opts.structure_set_label),
         s(tags::STRUCTURE_SET_DATE, VR::DA, &date),
         s(tags::STRUCTURE_SET_TIME, VR::TM, &time),
         seq(tags::REFERENCED_FRAME_OF_REFERENCE_SEQUENCE, vec![item(vec![
@@ -267,11 +287,7 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
             ])]),
         ])]),
         seq(tags::STRUCTURE_SET_ROI_SEQUENCE, vec![item(roi)]),
-        seq(tags::ROI_CONTOUR_SEQUENCE, vec![item(vec![
-            el(tags::ROI_DISPLAY_COLOR, VR::IS, PrimitiveValue::Strs(rgb.iter().map(|c| c.to_string()).collect())),
-            seq(tags::CONTOUR_SEQUENCE, contour_items),
-            el(tags::REFERENCED_ROI_NUMBER, VR::IS, PrimitiveValue::from("1")),
-        ])]),
+        seq(tags::ROI_CONTOUR_SEQUENCE, vec![item(roi_contour)]),
         seq(tags::RTROI_OBSERVATIONS_SEQUENCE, vec![item(vec![
             el(tags::OBSERVATION_NUMBER, VR::IS, PrimitiveValue::from("1")),
             el(tags::REFERENCED_ROI_NUMBER, VR::IS, PrimitiveValue::from("1")),
@@ -280,6 +296,9 @@ pub fn build_rtstruct(path: &Path, mask: &Mask, source: &SourceSeries, opts: &Rt
         ])]),
         s(tags::APPROVAL_STATUS, VR::CS, "UNAPPROVED"),
     ]);
+    if !opts.structure_set_description.is_empty() {
+        elements.push(text(tags::STRUCTURE_SET_DESCRIPTION, VR::ST, &opts.structure_set_description));
+    }
     Ok(InMemDicomObject::from_element_iter(elements))
 }
 

@@ -8,14 +8,15 @@
 //!   mask still gets one (empty) frame on the first slice, since a multi-frame
 //!   image needs at least one frame.
 //! * Each frame references its CT image (Derivation Image and Source Image
-//!   sequences) and carries the CT image's own ImagePositionPatient, so a reader
-//!   places it on the exact slice.
+//!   sequences, with Spatial Locations Preserved YES: the frame is that image's
+//!   pixel grid) and carries the CT image's own ImagePositionPatient, so a
+//!   reader places it on the exact slice.
 //! * Pixels are 1 bit, packed continuously across frames, LSB first (PS3.5 8.1.1);
 //!   explicit VR little endian, uncompressed.
 mod dcm;
-mod source;
+pub(crate) mod source;
 
-pub(crate) use dcm::{check_uid_root, code_item, ds, el, item, new_uid, now_da_tm, s, seq, srgb_to_dicom_lab, write_part10};
+pub(crate) use dcm::{check_uid_root, code_item, ds, el, item, new_uid, now_da_tm, s, seq, srgb_to_dicom_lab, text, write_part10};
 pub use source::{PatientStudy, SourceSeries, SourceSlice};
 
 use crate::{Error, Result};
@@ -61,13 +62,17 @@ pub struct SegWriteOptions {
     /// SegmentAlgorithmName (not written for MANUAL).
     pub algorithm_name: String,
     pub segment_label: String,
+    /// SegmentDescription (ST, up to 1024 characters); empty = not written.
+    pub segment_description: String,
     pub color_rgb: [u8; 3],
     pub content_label: String,
+    /// ContentDescription (LO, cut to 64 characters).
     pub content_description: String,
     /// Person name (DICOM PN, e.g. "Doe^Jane"); empty = unknown.
     pub content_creator_name: String,
     pub series_number: i32,
     pub instance_number: i32,
+    /// SeriesDescription (LO, cut to 64 characters): what a PACS list shows.
     pub series_description: String,
     pub software_version: String,
 }
@@ -79,6 +84,7 @@ impl Default for SegWriteOptions {
             algorithm: AlgorithmType::Automatic,
             algorithm_name: "liverseg".into(),
             segment_label: "Liver".into(),
+            segment_description: String::new(),
             color_rgb: LIVER_RGB,
             content_label: "LIVER".into(),
             content_description: "Liver segmentation".into(),
@@ -170,10 +176,15 @@ pub fn build_seg(path: &Path, mask: &Mask, source: &SourceSeries, opts: &SegWrit
         .enumerate()
         .map(|(f, &k)| {
             let sl = &source.slices[k];
+            // The frame is the CT slice's own pixel grid (same rows, columns,
+            // position, orientation and spacing: check_grid made sure), so its
+            // spatial locations are preserved. highdicom indexes a SEG by source
+            // instance only when every frame says so (issue 18, finding 5).
             let source_image = item(vec![
                 s(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &sl.sop_class_uid),
                 s(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &sl.sop_instance_uid),
                 purpose(),
+                s(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
             ]);
             item(vec![
                 seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![item(vec![derivation_code(), seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image])])]),
@@ -212,14 +223,17 @@ pub fn build_seg(path: &Path, mask: &Mask, source: &SourceSeries, opts: &SegWrit
 
     let mut segment = vec![
         el(tags::SEGMENT_NUMBER, VR::US, 1u16),
-        s(tags::SEGMENT_LABEL, VR::LO, &opts.segment_label),
+        text(tags::SEGMENT_LABEL, VR::LO, &opts.segment_label),
         seq(tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE, vec![code_item("123037004", "SCT", "Anatomical Structure")]),
         seq(tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE, vec![code_item("10200004", "SCT", "Liver")]),
         s(tags::SEGMENT_ALGORITHM_TYPE, VR::CS, opts.algorithm.dicom()),
         el(tags::RECOMMENDED_DISPLAY_CIE_LAB_VALUE, VR::US, PrimitiveValue::U16(srgb_to_dicom_lab(opts.color_rgb).into_iter().collect())),
     ];
     if opts.algorithm != AlgorithmType::Manual {
-        segment.push(s(tags::SEGMENT_ALGORITHM_NAME, VR::LO, &opts.algorithm_name));
+        segment.push(text(tags::SEGMENT_ALGORITHM_NAME, VR::LO, &opts.algorithm_name));
+    }
+    if !opts.segment_description.is_empty() {
+        segment.push(text(tags::SEGMENT_DESCRIPTION, VR::ST, &opts.segment_description));
     }
 
     let mut elements = patient_study_elements(source);
@@ -236,7 +250,7 @@ pub fn build_seg(path: &Path, mask: &Mask, source: &SourceSeries, opts: &SegWrit
         s(tags::CONTENT_TIME, VR::TM, &time),
         s(tags::MODALITY, VR::CS, "SEG"),
         s(tags::MANUFACTURER, VR::LO, "liverseg"),
-        s(tags::SERIES_DESCRIPTION, VR::LO, &opts.series_description),
+        text(tags::SERIES_DESCRIPTION, VR::LO, &opts.series_description),
         s(tags::MANUFACTURER_MODEL_NAME, VR::LO, "liverseg"),
         seq(tags::REFERENCED_SERIES_SEQUENCE, vec![item(vec![
             seq(tags::REFERENCED_INSTANCE_SEQUENCE, referenced_instances(source)),
@@ -269,7 +283,7 @@ pub fn build_seg(path: &Path, mask: &Mask, source: &SourceSeries, opts: &SegWrit
             ],
         ),
         s(tags::CONTENT_LABEL, VR::CS, &opts.content_label),
-        s(tags::CONTENT_DESCRIPTION, VR::LO, &opts.content_description),
+        text(tags::CONTENT_DESCRIPTION, VR::LO, &opts.content_description),
         s(tags::CONTENT_CREATOR_NAME, VR::PN, &opts.content_creator_name),
         s(tags::SEGMENTATION_TYPE, VR::CS, "BINARY"),
         seq(tags::SEGMENT_SEQUENCE, vec![item(segment)]),

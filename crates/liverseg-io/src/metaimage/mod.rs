@@ -259,7 +259,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
         "anatomical_orientation": header.get("AnatomicalOrientation"),
         "anatomical_orientation_note": "informational only; geometry comes from TransformMatrix (ITK ignores it too)",
     });
-    Ok(ReadOutput { volume, info: SourceInfo { format: Format::MetaImage, path: path.to_path_buf(), warnings, details } })
+    Ok(ReadOutput { volume, info: SourceInfo { format: Format::MetaImage, path: path.to_path_buf(), warnings, details }, dicom: None })
 }
 
 /// More data files than any real series has (and a bound on the work a

@@ -356,7 +356,7 @@ pub fn read(path: &Path, options: &ReadOptions) -> Result<ReadOutput> {
         "intent_code": h.intent_code,
         "affine_ras": sp.affine_ras[..3],
     });
-    Ok(ReadOutput { volume, info: SourceInfo { format: h.format, path: path.to_path_buf(), warnings, details } })
+    Ok(ReadOutput { volume, info: SourceInfo { format: h.format, path: path.to_path_buf(), warnings, details }, dicom: None })
 }
 
 /// vox_offset as a byte position (NIfTI-1 stores it as a float; truncated like nibabel's int()).

@@ -22,6 +22,24 @@ pub(crate) fn s(tag: Tag, vr: VR, v: &str) -> InMemElement {
         DataElement::new(tag, vr, PrimitiveValue::from(v))
     }
 }
+/// A text value cut to what its VR allows (LO 64, SH 16, ST 1024, LT 10240
+/// characters; PS3.5 6.2), so a long description from a caller (flag lists,
+/// series descriptions) never makes an invalid file. LO/SH cannot hold a
+/// backslash (the value separator): it becomes '/'.
+pub(crate) fn text(tag: Tag, vr: VR, v: &str) -> InMemElement {
+    let max = match vr {
+        VR::SH => 16,
+        VR::LO => 64,
+        VR::ST => 1024,
+        VR::LT => 10240,
+        _ => usize::MAX,
+    };
+    let mut t: String = v.chars().map(|c| if c == '\\' && matches!(vr, VR::SH | VR::LO) { '/' } else { c }).collect();
+    if t.chars().count() > max {
+        t = t.chars().take(max - 3).collect::<String>() + "...";
+    }
+    s(tag, vr, t.trim_end())
+}
 pub(crate) fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> InMemElement {
     DataElement::new(tag, VR::SQ, DataSetSequence::from(items))
 }

@@ -1,12 +1,19 @@
 //! The CT series a derived object (SEG, RTSTRUCT) refers to: instance UIDs and
-//! positions per slice, the series/study/frame-of-reference UIDs, and the patient
-//! and study attributes to copy. Read from headers only (pixel data never loaded).
-use crate::{Error, Result};
+//! positions per slice, the series/study/frame-of-reference UIDs, the grid, and
+//! the patient and study attributes to copy.
+//!
+//! A `SourceSeries` is made by the image reader from the series it chose
+//! ([`crate::dicom::read_series`] returns it in `ReadOutput::dicom`), so the
+//! writers refer to exactly the images and grid the mask was computed on: one
+//! series-selection rule (`dicom::choose`) and one stack-geometry derivation
+//! (`dicom::stack_geometry`) serve both. [`SourceSeries::from_folder`] runs the
+//! same selection without decoding pixels, for callers that hold a mask but
+//! not the read.
+use crate::{ReadOptions, Result};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use liverseg_volume::Geometry;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// One image of the source series, in the volume's z order.
@@ -16,6 +23,8 @@ pub struct SourceSlice {
     pub sop_instance_uid: String,
     /// ImagePositionPatient (mm, LPS).
     pub position: [f64; 3],
+    /// The file it was read from (empty for [`SourceSeries::synthetic`]).
+    pub file: PathBuf,
 }
 
 /// Patient and study attributes copied verbatim into derived objects. Empty string
@@ -47,6 +56,8 @@ pub struct SourceSeries {
     pub study_instance_uid: String,
     pub series_instance_uid: String,
     pub frame_of_reference_uid: String,
+    /// SeriesDescription of the source (may be empty).
+    pub series_description: String,
     /// Sorted by position along the slice normal (row x column direction), the
     /// order of the volume's z axis.
     pub slices: Vec<SourceSlice>,
@@ -58,207 +69,107 @@ pub struct SourceSeries {
     pub rows: usize,
     pub columns: usize,
     pub slice_thickness: Option<f64>,
+    /// The grid the reader built for this series (gantry tilt kept as shear).
+    pub grid: Geometry,
     pub patient_study: PatientStudy,
     /// What had to be made up (UIDs missing from anonymised sources).
     pub warnings: Vec<String>,
+    /// Why derived objects cannot refer to this series slice by slice (a
+    /// resampled stack, multi-frame source images, mixed frames of reference);
+    /// the writers refuse with this message. `None` = writable.
+    pub not_referenceable: Option<String>,
 }
 
 fn get_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     obj.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).trim_start().to_string())
 }
-fn get_f64s(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
-    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_multi_float64().ok())
+
+/// Patient and study attributes of one header of the chosen series.
+pub(crate) fn patient_study_of(obj: &InMemDicomObject) -> PatientStudy {
+    let t = |tag: Tag| get_str(obj, tag).unwrap_or_default();
+    PatientStudy {
+        patient_name: t(tags::PATIENT_NAME),
+        patient_id: t(tags::PATIENT_ID),
+        patient_birth_date: t(tags::PATIENT_BIRTH_DATE),
+        patient_sex: t(tags::PATIENT_SEX),
+        study_date: t(tags::STUDY_DATE),
+        study_time: t(tags::STUDY_TIME),
+        study_id: t(tags::STUDY_ID),
+        accession_number: t(tags::ACCESSION_NUMBER),
+        referring_physician_name: t(tags::REFERRING_PHYSICIAN_NAME),
+        specific_character_set: t(tags::SPECIFIC_CHARACTER_SET),
+    }
+}
+
+/// The reader's chosen stack as a source series. `slices` are the chosen
+/// images in z order, `grid` and `regular` what `dicom::stack_geometry` made of them.
+pub(crate) fn from_stack(slices: &[crate::dicom::header::Slice], grid: Geometry, regular: bool, patient_study: PatientStudy) -> SourceSeries {
+    let first = &slices[0];
+    let mut not_referenceable = None;
+    if !regular {
+        not_referenceable = Some(
+            "the series was resampled onto a regular grid (missing slices or uneven spacing), so the mask's slices are not the source images; \
+             DICOM-SEG and RTSTRUCT need one mask slice per source image"
+                .to_string(),
+        );
+    } else if first.multi_frame {
+        not_referenceable = Some("multi-frame source images are not supported as a SEG/RTSTRUCT reference (one slice per file expected)".to_string());
+    } else if let Some(s) = slices.iter().find(|s| s.study_uid != first.study_uid || s.frame_of_reference != first.frame_of_reference) {
+        not_referenceable = Some(format!("the series mixes studies or frames of reference ({} and {})", first.path.display(), s.path.display()));
+    }
+    // An anonymiser may blank the study/series/frame-of-reference UIDs; a
+    // derived object needs them, so new ones are made (it then cannot link to
+    // the source study in a PACS, which the warning says).
+    let mut warnings = Vec::new();
+    let mut or_new = |uid: &str, name: &str| {
+        if uid.is_empty() {
+            warnings.push(format!("the source series has no {name}; a new one was made, so derived objects will not link to the source in a PACS"));
+            super::dcm::new_uid(None)
+        } else {
+            uid.to_string()
+        }
+    };
+    let iop = first.iop.unwrap_or([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    SourceSeries {
+        study_instance_uid: or_new(&first.study_uid, "StudyInstanceUID"),
+        series_instance_uid: or_new(&first.series_uid, "SeriesInstanceUID"),
+        frame_of_reference_uid: or_new(&first.frame_of_reference, "FrameOfReferenceUID"),
+        series_description: first.series_description.clone(),
+        slices: slices
+            .iter()
+            .map(|s| SourceSlice {
+                sop_class_uid: s.sop_class.clone(),
+                sop_instance_uid: s.sop_instance.clone(),
+                position: s.ipp.unwrap_or([0.0; 3]),
+                file: s.path.as_ref().clone(),
+            })
+            .collect(),
+        orientation: iop,
+        pixel_spacing: first.pixel_spacing.unwrap_or([1.0, 1.0]),
+        rows: first.rows as usize,
+        columns: first.cols as usize,
+        slice_thickness: first.slice_thickness.filter(|v| v.is_finite() && *v > 0.0),
+        grid,
+        patient_study,
+        warnings,
+        not_referenceable,
+    }
 }
 
 fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
 }
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-
-struct Header {
-    path: PathBuf,
-    series: String,
-    study: String,
-    frame_of_reference: String,
-    slice: SourceSlice,
-    orientation: [f64; 6],
-    pixel_spacing: [f64; 2],
-    rows: usize,
-    columns: usize,
-    slice_thickness: Option<f64>,
-    patient_study: PatientStudy,
-}
-
-fn read_header(path: &Path) -> Result<Option<Header>> {
-    if !super::super::looks_like_dicom(path)? {
-        return Ok(None);
-    }
-    let opened = std::panic::catch_unwind(|| dicom_object::OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path));
-    let obj = match opened {
-        Err(_) => return Err(Error::invalid(path, "the DICOM parser panicked on this file")),
-        Ok(Err(e)) => return Err(Error::invalid(path, format!("cannot parse DICOM header: {e}"))),
-        Ok(Ok(o)) => o,
-    };
-    // Anonymised files may blank SOPClassUID/SOPInstanceUID in the data set; the
-    // file meta group repeats them.
-    let meta_class = obj.meta().media_storage_sop_class_uid().trim_end_matches(['\0', ' ']).to_string();
-    let meta_instance = obj.meta().media_storage_sop_instance_uid().trim_end_matches(['\0', ' ']).to_string();
-    let obj = obj.into_inner();
-    // Images with a patient position only: a series' non-image objects
-    // (presentation states, SRs) are skipped.
-    let (Some(ipp), Some(iop), Some(ps)) =
-        (get_f64s(&obj, tags::IMAGE_POSITION_PATIENT), get_f64s(&obj, tags::IMAGE_ORIENTATION_PATIENT), get_f64s(&obj, tags::PIXEL_SPACING))
-    else {
-        return Ok(None);
-    };
-    if ipp.len() != 3 || iop.len() != 6 || ps.len() != 2 || !ipp.iter().chain(&iop).chain(&ps).all(|v| v.is_finite()) || ps.iter().any(|&v| v <= 0.0) {
-        return Err(Error::invalid(path, "ImagePositionPatient / ImageOrientationPatient / PixelSpacing malformed"));
-    }
-    let int = |tag: Tag| get_str(&obj, tag).and_then(|s| s.trim().parse::<usize>().ok());
-    let (Some(rows), Some(columns)) = (int(tags::ROWS), int(tags::COLUMNS)) else {
-        return Err(Error::invalid(path, "Rows / Columns missing"));
-    };
-    if let Some(n) = int(tags::NUMBER_OF_FRAMES) {
-        if n > 1 {
-            return Err(Error::unsupported(path, "multi-frame source images are not supported as a SEG/RTSTRUCT reference (one slice per file expected)"));
-        }
-    }
-    let t = |tag: Tag| get_str(&obj, tag).unwrap_or_default();
-    let or_meta = |tag: Tag, meta: &str, name: &str| {
-        get_str(&obj, tag).filter(|s| !s.is_empty()).or_else(|| Some(meta.to_string()).filter(|s| !s.is_empty())).ok_or_else(|| Error::invalid(path, format!("{name} missing")))
-    };
-    Ok(Some(Header {
-        path: path.to_path_buf(),
-        series: t(tags::SERIES_INSTANCE_UID),
-        study: t(tags::STUDY_INSTANCE_UID),
-        frame_of_reference: t(tags::FRAME_OF_REFERENCE_UID),
-        slice: SourceSlice {
-            sop_class_uid: or_meta(tags::SOP_CLASS_UID, &meta_class, "SOPClassUID")?,
-            sop_instance_uid: or_meta(tags::SOP_INSTANCE_UID, &meta_instance, "SOPInstanceUID")?,
-            position: [ipp[0], ipp[1], ipp[2]],
-        },
-        orientation: [iop[0], iop[1], iop[2], iop[3], iop[4], iop[5]],
-        pixel_spacing: [ps[0], ps[1]],
-        rows,
-        columns,
-        slice_thickness: get_f64s(&obj, tags::SLICE_THICKNESS).and_then(|v| v.first().copied()).filter(|v| v.is_finite() && *v > 0.0),
-        patient_study: PatientStudy {
-            patient_name: t(tags::PATIENT_NAME),
-            patient_id: t(tags::PATIENT_ID),
-            patient_birth_date: t(tags::PATIENT_BIRTH_DATE),
-            patient_sex: t(tags::PATIENT_SEX),
-            study_date: t(tags::STUDY_DATE),
-            study_time: t(tags::STUDY_TIME),
-            study_id: t(tags::STUDY_ID),
-            accession_number: t(tags::ACCESSION_NUMBER),
-            referring_physician_name: t(tags::REFERRING_PHYSICIAN_NAME),
-            specific_character_set: t(tags::SPECIFIC_CHARACTER_SET),
-        },
-    }))
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> =
-        std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.is_file() {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
 
 impl SourceSeries {
-    /// Read the headers of every DICOM image under `folder` (recursive) and keep
-    /// one series: `series_uid`, or the only image series present.
+    /// The series the image reader would read from `folder` (or one DICOM
+    /// file): `series_uid` (a SeriesInstanceUID or an index shown by
+    /// `liverseg info`), else the reader's own choice (largest axial CT; a
+    /// warning in `warnings` says when there were others). Headers only: no
+    /// pixel data is decoded. Prefer `ReadOutput::dicom` when the volume is
+    /// read anyway.
     pub fn from_folder(folder: &Path, series_uid: Option<&str>) -> Result<SourceSeries> {
-        let mut files = Vec::new();
-        if folder.is_file() {
-            files.push(folder.to_path_buf());
-        } else {
-            walk(folder, &mut files)?;
-        }
-        let mut by_series: BTreeMap<String, Vec<Header>> = BTreeMap::new();
-        for f in &files {
-            if let Some(h) = read_header(f)? {
-                by_series.entry(h.series.clone()).or_default().push(h);
-            }
-        }
-        let headers = match series_uid {
-            Some(uid) => by_series
-                .remove(uid.trim())
-                .ok_or_else(|| Error::invalid(folder, format!("no image of series {uid} (series found: {})", by_series.keys().cloned().collect::<Vec<_>>().join(", "))))?,
-            None => {
-                if by_series.len() > 1 {
-                    return Err(Error::Ambiguous {
-                        path: folder.to_path_buf(),
-                        message: format!(
-                            "{} image series in this folder; choose one by SeriesInstanceUID: {}",
-                            by_series.len(),
-                            by_series.iter().map(|(k, v)| format!("{k} ({} images)", v.len())).collect::<Vec<_>>().join(", ")
-                        ),
-                    });
-                }
-                by_series.into_values().next().ok_or_else(|| Error::invalid(folder, "no DICOM image with a patient position found"))?
-            }
-        };
-        Self::from_headers(folder, headers)
-    }
-
-    fn from_headers(folder: &Path, mut headers: Vec<Header>) -> Result<SourceSeries> {
-        let first = &headers[0];
-        let (iop, ps, rows, cols) = (first.orientation, first.pixel_spacing, first.rows, first.columns);
-        for h in &headers {
-            let same_iop = (0..6).all(|a| (h.orientation[a] - iop[a]).abs() < 1e-4);
-            let same_ps = (0..2).all(|a| (h.pixel_spacing[a] - ps[a]).abs() <= 1e-4 * ps[a]);
-            if !same_iop || !same_ps || h.rows != rows || h.columns != cols {
-                return Err(Error::invalid(&h.path, "the series mixes image orientations, pixel spacings or sizes; it is not one volume"));
-            }
-            if h.study != first.study || h.frame_of_reference != first.frame_of_reference {
-                return Err(Error::invalid(&h.path, "the series mixes studies or frames of reference"));
-            }
-        }
-        let normal = cross([iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]]);
-        if (dot(normal, normal).sqrt() - 1.0).abs() > 1e-3 {
-            return Err(Error::invalid(&first.path, "ImageOrientationPatient is not two orthonormal directions"));
-        }
-        headers.sort_by(|a, b| dot(a.slice.position, normal).total_cmp(&dot(b.slice.position, normal)));
-        for w in headers.windows(2) {
-            if (dot(w[1].slice.position, normal) - dot(w[0].slice.position, normal)).abs() < 1e-3 {
-                return Err(Error::invalid(folder, "two images of the series share one slice position; it is not one volume (several acquisitions or echoes?)"));
-            }
-        }
-        let first = &headers[0];
-        // An anonymiser may blank the study/series/frame-of-reference UIDs; a
-        // derived object needs them, so new ones are made (it then cannot link to
-        // the source study in a PACS, which the warning says).
-        let mut warnings = Vec::new();
-        let mut or_new = |uid: &str, name: &str| {
-            if uid.is_empty() {
-                warnings.push(format!("the source series has no {name}; a new one was made, so derived objects will not link to the source in a PACS"));
-                super::dcm::new_uid(None)
-            } else {
-                uid.to_string()
-            }
-        };
-        Ok(SourceSeries {
-            study_instance_uid: or_new(&first.study, "StudyInstanceUID"),
-            series_instance_uid: or_new(&first.series, "SeriesInstanceUID"),
-            frame_of_reference_uid: or_new(&first.frame_of_reference, "FrameOfReferenceUID"),
-            warnings,
-            orientation: iop,
-            pixel_spacing: ps,
-            rows,
-            columns: cols,
-            slice_thickness: first.slice_thickness,
-            patient_study: first.patient_study.clone(),
-            slices: headers.into_iter().map(|h| h.slice).collect(),
-        })
+        let options = ReadOptions { series: series_uid.map(|s| s.trim().to_string()), ..Default::default() };
+        Ok(crate::dicom::select_series(folder, &options)?.series)
     }
 
     /// A source series for a volume that has no DICOM of its own (tests,
@@ -278,6 +189,7 @@ impl SourceSeries {
                     sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
                     sop_instance_uid: uid(),
                     position: geometry.index_to_world([0.0, 0.0, k as f64]),
+                    file: PathBuf::new(),
                 })
                 .collect(),
             orientation: [d[0][0], d[1][0], d[2][0], d[0][1], d[1][1], d[2][1]],
@@ -285,27 +197,17 @@ impl SourceSeries {
             rows: ny,
             columns: nx,
             slice_thickness: Some(sp[2]),
+            series_description: "synthetic".into(),
+            grid: geometry.clone(),
             patient_study: PatientStudy { patient_name: "Phantom^Synthetic".into(), patient_id: "SYNTHETIC".into(), ..Default::default() },
             warnings: Vec::new(),
+            not_referenceable: None,
         }
     }
 
-    /// The sampling grid of the series: origin at the first slice, z along the
-    /// slice normal with the mean slice spacing.
+    /// The sampling grid of the series, as the reader built it.
     pub fn geometry(&self) -> Result<Geometry> {
-        let iop = self.orientation;
-        let row = [iop[0], iop[1], iop[2]];
-        let col = [iop[3], iop[4], iop[5]];
-        let normal = cross(row, col);
-        let n = self.slices.len();
-        let dz = if n > 1 {
-            (dot(self.slices[n - 1].position, normal) - dot(self.slices[0].position, normal)) / (n - 1) as f64
-        } else {
-            self.slice_thickness.unwrap_or(1.0)
-        };
-        let direction = [[row[0], col[0], normal[0]], [row[1], col[1], normal[1]], [row[2], col[2], normal[2]]];
-        Geometry::new([self.columns, self.rows, n], [self.pixel_spacing[1], self.pixel_spacing[0], dz], self.slices[0].position, direction)
-            .map_err(|e| Error::invalid(Path::new(&self.series_instance_uid), format!("series geometry: {e}")))
+        Ok(self.grid.clone())
     }
 
     /// Unit normal of the slices (row x column direction).
@@ -317,6 +219,9 @@ impl SourceSeries {
     /// Whether `geometry` samples exactly this series: same size, in-plane
     /// directions and spacing, and slice k at the position of source image k.
     pub fn check_grid(&self, geometry: &Geometry) -> std::result::Result<(), String> {
+        if let Some(why) = &self.not_referenceable {
+            return Err(why.clone());
+        }
         let [nx, ny, nz] = geometry.dims();
         if [nx, ny, nz] != [self.columns, self.rows, self.slices.len()] {
             return Err(format!(
