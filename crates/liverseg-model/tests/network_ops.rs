@@ -177,3 +177,41 @@ fn folded_inference_batch_norm_equals_burns() {
     let e = rel_err(&ours, &burn);
     assert!(e <= 1e-5, "relative error {e:.2e}");
 }
+
+/// Training batch norm (batch statistics, gradients through them, running
+/// statistics) through the kernels equals burn's BatchNorm.
+#[test]
+fn training_batch_norm_equals_burns() {
+    use burn::nn::{BatchNormConfig, PReluConfig};
+    let dev = Device::flex().autodiff();
+    let channels = 5;
+    let make = || {
+        let mut n = BatchNormConfig::new(channels).init(&dev);
+        n.gamma = Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.2f32, 0.8, -0.5, 1.0, 2.0], [channels]), &dev));
+        n.beta = Param::from_tensor(Tensor::from_data(TensorData::new(vec![0.1f32, -0.2, 0.0, 0.3, 0.5], [channels]), &dev));
+        n
+    };
+    let act = PReluConfig::new().with_num_parameters(channels).with_alpha(1.0).init(&dev);
+    let x = Tensor::<5>::random([3, channels, 3, 4, 5], Distribution::Normal(1.5, 2.0), &dev);
+    let v = Tensor::<5>::random([3, channels, 3, 4, 5], Distribution::Normal(0.0, 1.0), &dev);
+    let run = |ours: bool| {
+        let norm = make();
+        let x = x.clone().require_grad();
+        // alpha 1: PReLU is the identity, so the batch norm alone is compared.
+        let y = if ours { ops::bn_prelu(&norm, &act, x.clone()) } else { act.forward(norm.forward(x.clone())) };
+        let grads = (y.clone() * v.clone()).sum().backward();
+        (
+            values(y.inner()),
+            values(x.grad(&grads).unwrap()),
+            values_n(norm.gamma.grad(&grads).unwrap()),
+            values_n(norm.beta.grad(&grads).unwrap()),
+            values_n(norm.running_mean.value().inner()),
+            values_n(norm.running_var.value().inner()),
+        )
+    };
+    let (a, b) = (run(true), run(false));
+    for (name, x, y) in [("y", &a.0, &b.0), ("dx", &a.1, &b.1), ("dgamma", &a.2, &b.2), ("dbeta", &a.3, &b.3), ("running mean", &a.4, &b.4), ("running var", &a.5, &b.5)] {
+        let e = rel_err(x, y);
+        assert!(e <= 1e-4, "{name}: relative error {e:.2e}");
+    }
+}

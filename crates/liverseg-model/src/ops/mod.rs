@@ -8,6 +8,7 @@
 //! to burn's own operation, so the modules' weights, files and results are
 //! the same either way.
 
+pub mod batch_norm;
 pub mod conv;
 pub mod prelu;
 
@@ -33,6 +34,12 @@ use conv::ConvShape;
 pub trait NetworkOps: burn::backend::Backend {
     fn liverseg_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
     fn liverseg_prelu(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Per-channel batch statistics of `x`, as `[2, channels]` (mean, biased
+    /// variance): not differentiated (they feed the running statistics).
+    fn liverseg_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Training batch norm of `x` with its own batch statistics `mean` and
+    /// `var` (from `liverseg_bn_stats`), differentiated through them too.
+    fn liverseg_bn_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self>;
     /// PReLU of `x · scale[c] + shift[c]`: inference only (a folded batch norm).
     fn liverseg_affine_prelu(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self>;
 }
@@ -83,12 +90,34 @@ impl NetworkOps for Flex {
         FlexTensor::from_data(TensorData::new(y, x.shape()))
     }
 
+    fn liverseg_bn_stats(x: FlexTensor) -> FlexTensor {
+        let s = bn_shape(&x).expect("checked by bn_prelu");
+        let (mean, var) = batch_norm::statistics(&s, &contiguous_f32(&x));
+        FlexTensor::from_data(TensorData::new([mean, var].concat(), [2, s.channels]))
+    }
+
+    fn liverseg_bn_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, mean: FlexTensor, var: FlexTensor, epsilon: f64) -> FlexTensor {
+        let s = bn_shape(&x).expect("checked by bn_prelu");
+        let f = |t: &FlexTensor| contiguous_f32(t).into_owned();
+        let y = batch_norm::normalise(&s, &contiguous_f32(&x), &f(&mean), &f(&var), &f(&gamma), &f(&beta), epsilon);
+        FlexTensor::from_data(TensorData::new(y, x.shape()))
+    }
+
     fn liverseg_affine_prelu(x: FlexTensor, scale: FlexTensor, shift: FlexTensor, alpha: FlexTensor) -> FlexTensor {
         let p = prelu_shape(&x, &alpha).expect("checked by bn_prelu");
         let (scale, shift) = (contiguous_f32(&scale), contiguous_f32(&shift));
         let y = prelu::forward_affine(&p, &contiguous_f32(&x), Some((&scale, &shift)), &contiguous_f32(&alpha));
         FlexTensor::from_data(TensorData::new(y, x.shape()))
     }
+}
+
+/// The batch-norm layout the kernels handle: f32 `[batch, channels, ...]`.
+fn bn_shape(x: &FlexTensor) -> Option<batch_norm::BnShape> {
+    let xs = x.shape();
+    if x.dtype() != DType::F32 || xs.num_dims() < 2 || xs[0] == 0 || xs[1] == 0 {
+        return None;
+    }
+    Some(batch_norm::BnShape { batch: xs[0], channels: xs[1], inner: xs.num_elements() / (xs[0] * xs[1]) })
 }
 
 /// The PReLU layout the kernels handle: f32 `[batch, channels, ...]` with one
@@ -167,7 +196,55 @@ impl Backward<Flex, 2> for PreluBackward {
     }
 }
 
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = (NodeId, NodeId, FlexTensor, FlexTensor, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_g, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_state, g_state, mean, var, eps) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+        let gamma: FlexTensor = checkpointer.retrieve_node_output(g_state);
+        let s = bn_shape(&x).expect("the forward pass used the kernels");
+        let f = |t: &FlexTensor| contiguous_f32(t).into_owned();
+        let (dx, dg, db) = batch_norm::backward(&s, &contiguous_f32(&x), &f(&gamma), &f(&mean), &f(&var), eps, &contiguous_f32(&dy), node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, x.shape())));
+        }
+        if let Some(node) = node_g {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dg, [s.channels])));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(db, [s.channels])));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> NetworkOps for Autodiff<Flex, C> {
+    fn liverseg_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // bn_prelu computes the statistics on the tensor without autodiff.
+        let _ = x;
+        unreachable!("liverseg_bn_stats takes tensors without autodiff")
+    }
+
+    fn liverseg_bn_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+        let (mean, var) = (mean.into_primitive(), var.into_primitive());
+        match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let g_state = prep.checkpoint(&gamma);
+                let y = Flex::liverseg_bn_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), mean.clone(), var.clone(), epsilon);
+                prep.finish((x_state, g_state, mean, var, epsilon), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::liverseg_bn_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), mean, var, epsilon))
+            }
+        }
+    }
+
     fn liverseg_affine_prelu(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
         // bn_prelu sends only tensors without autodiff here; a tracked graph
         // takes burn's BatchNorm (batch statistics) and `prelu` instead.
@@ -238,8 +315,12 @@ pub fn bn_prelu(norm: &BatchNorm, act: &PRelu, x: Tensor<5>) -> Tensor<5> {
     let channels = x.dims()[1];
     let alpha = act.alpha.val();
     let fits = alpha.dims()[0] == channels || alpha.dims()[0] == 1;
-    if x.device().is_autodiff() || !on_flex(&x) || !fits || burn_ops_forced() {
+    if !on_flex(&x) || !fits || burn_ops_forced() {
         return prelu(act, norm.forward(x));
+    }
+    if x.device().is_autodiff() {
+        let y = if norm.training.is_enabled() { batch_norm_train(norm, x) } else { norm.forward(x) };
+        return prelu(act, y);
     }
     let dev = x.device();
     let host = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 statistics");
@@ -250,6 +331,32 @@ pub fn bn_prelu(norm: &BatchNorm, act: &PRelu, x: Tensor<5>) -> Tensor<5> {
     let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
     let t = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v, [channels]), &dev).into_dispatch();
     Tensor::from_dispatch(Dispatch::liverseg_affine_prelu(x.into_dispatch(), t(scale), t(shift), alpha.into_dispatch()))
+}
+
+/// burn's `BatchNorm::forward` in training, through the kernels: batch
+/// statistics, the output differentiated through them, and the running
+/// statistics moved by `momentum` exactly as burn does.
+fn batch_norm_train(norm: &BatchNorm, x: Tensor<5>) -> Tensor<5> {
+    let channels = x.dims()[1];
+    let device = x.device();
+    let stats: Tensor<2> = Tensor::from_dispatch(Dispatch::liverseg_bn_stats(x.clone().inner().into_dispatch())).autodiff();
+    let mean: Tensor<1> = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
+    let var: Tensor<1> = stats.slice([1..2, 0..channels]).reshape([channels]);
+    let y = Tensor::from_dispatch(Dispatch::liverseg_bn_train(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        mean.clone().into_dispatch(),
+        var.clone().into_dispatch(),
+        norm.epsilon,
+    ));
+    let running_mean = norm.running_mean.value_sync().to_device(&device);
+    let running_var = norm.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean.mul_scalar(1.0 - norm.momentum).add(mean.detach().mul_scalar(norm.momentum));
+    let running_var = running_var.mul_scalar(1.0 - norm.momentum).add(var.detach().mul_scalar(norm.momentum));
+    norm.running_mean.update(running_mean.detach());
+    norm.running_var.update(running_var.detach());
+    y
 }
 
 /// 0: not yet read from the environment, 1: our kernels, 2: burn's own ops.
