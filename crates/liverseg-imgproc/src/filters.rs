@@ -265,8 +265,7 @@ fn flipped<T: Copy + Send + Sync>(volume: &Volume<T>, axis: Axis) -> Vec<T> {
 /// Separable Gaussian smoothing with standard deviation `sigma_mm` (per
 /// world mm, converted per axis with the voxel spacing), kernel truncated at
 /// 3 sigma, edges clamped. A sigma under a tenth of a voxel leaves that axis
-/// as it is. Used by training augmentation (blur) and the slice-thickness
-/// simulation.
+/// as it is. Used by training augmentation (blur).
 pub fn gaussian_blur(volume: &Volume<f32>, sigma_mm: f64) -> Result<Volume<f32>> {
     if !(sigma_mm.is_finite() && sigma_mm >= 0.0) {
         return Err(Error::param("sigma_mm", format!("{sigma_mm} is not a non-negative number of mm")));
@@ -287,48 +286,21 @@ pub fn gaussian_blur(volume: &Volume<f32>, sigma_mm: f64) -> Result<Volume<f32>>
     Ok(Volume::new(volume.geometry().clone(), data)?)
 }
 
-/// Convolve every line along `axis` with the odd-length `kernel` (clamped edges).
-pub fn smooth_axis(data: &[f32], dims: [usize; 3], axis: usize, kernel: &[f32]) -> Vec<f32> {
-    let [nx, ny, nz] = dims;
-    let n = dims[axis];
-    let stride = [1, nx, nx * ny][axis];
+/// Convolve every line along `axis` with the odd-length `kernel` (clamped
+/// edges): each output voxel gathers its own line's neighbours.
+fn smooth_axis(data: &[f32], dims: [usize; 3], axis: usize, kernel: &[f32]) -> Vec<f32> {
+    let n = dims[axis] as i64;
+    let stride = [1, dims[0], dims[0] * dims[1]][axis];
     let radius = (kernel.len() / 2) as i64;
     let mut out = vec![0.0f32; data.len()];
-    out.par_chunks_mut(nx * ny).enumerate().for_each(|(k, plane_out)| {
-        let mut line = vec![0.0f32; n];
-        for j in 0..ny {
-            for i in 0..nx {
-                let idx = [i, j, k];
-                // Only lines starting at coordinate 0 of `axis` are processed:
-                // each voxel of the plane belongs to one line.
-                if idx[axis] != 0 && axis != 2 {
-                    continue;
-                }
-                if axis == 2 {
-                    // z lines cross planes: computed per voxel below.
-                    let base = i + nx * j;
-                    let mut acc = 0.0f32;
-                    for (t, &w) in kernel.iter().enumerate() {
-                        let z = (k as i64 + t as i64 - radius).clamp(0, nz as i64 - 1) as usize;
-                        acc += w * data[base + z * nx * ny];
-                    }
-                    plane_out[base] = acc;
-                    continue;
-                }
-                let start = k * nx * ny + i + nx * j;
-                for (m, l) in line.iter_mut().enumerate() {
-                    *l = data[start + m * stride];
-                }
-                for m in 0..n {
-                    let mut acc = 0.0f32;
-                    for (t, &w) in kernel.iter().enumerate() {
-                        let q = (m as i64 + t as i64 - radius).clamp(0, n as i64 - 1) as usize;
-                        acc += w * line[q];
-                    }
-                    plane_out[i + nx * j + m * stride] = acc;
-                }
-            }
-        }
+    out.par_iter_mut().enumerate().for_each(|(o, v)| {
+        let c = ((o / stride) as i64) % n;
+        let line_start = o - c as usize * stride;
+        *v = kernel
+            .iter()
+            .enumerate()
+            .map(|(t, &w)| w * data[line_start + (c + t as i64 - radius).clamp(0, n - 1) as usize * stride])
+            .sum();
     });
     out
 }

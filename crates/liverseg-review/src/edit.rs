@@ -518,19 +518,19 @@ impl EditSession {
     /// than "0 voxels" (a fill's seed).
     pub fn noop_reason(&self, op: &EditOp) -> Option<String> {
         match op {
-            EditOp::Fill {
-                seed,
-                hu_min,
-                hu_max,
-                value,
-                axis,
-                max_ml,
-                max_mm,
-            } => self
-                .fill_preview(*seed, *hu_min, *hu_max, *value, *axis, *max_ml, *max_mm)
-                .ok()
-                .and_then(|p| p.noop),
+            EditOp::Fill { .. } => self.preview(op).ok().and_then(|p| p.noop),
             _ => None,
+        }
+    }
+
+    /// [`fill_preview`](Self::fill_preview) of a fill op; the other ops have
+    /// no preview.
+    pub fn preview(&self, op: &EditOp) -> Result<FillPreview, ReviewError> {
+        match *op {
+            EditOp::Fill { seed, hu_min, hu_max, value, axis, max_ml, max_mm } => {
+                self.fill_preview(seed, hu_min, hu_max, value, axis, max_ml, max_mm)
+            }
+            _ => Err(bad(format!("{} has no preview (only fill)", op.name()))),
         }
     }
 
@@ -640,17 +640,8 @@ impl EditSession {
                 }
                 Ok(out)
             }
-            EditOp::Fill {
-                seed,
-                hu_min,
-                hu_max,
-                value,
-                axis,
-                max_ml,
-                max_mm,
-            } => {
-                let p =
-                    self.fill_preview(*seed, *hu_min, *hu_max, *value, *axis, *max_ml, *max_mm)?;
+            EditOp::Fill { .. } => {
+                let p = self.preview(op)?;
                 match p.refused {
                     Some(why) => Err(ReviewError::Refused(why)),
                     None => Ok(p.offsets),

@@ -610,25 +610,8 @@ async fn preview(
 ) -> ApiResult<Json<Value>> {
     let op: EditOp = serde_json::from_slice(&body)
         .map_err(|e| ReviewError::BadRequest(format!("preview: {e}")))?;
-    let EditOp::Fill {
-        seed,
-        hu_min,
-        hu_max,
-        value,
-        axis,
-        max_ml,
-        max_mm,
-    } = op
-    else {
-        return Err(ReviewError::BadRequest(format!(
-            "preview: {} has no preview (only fill)",
-            op.name()
-        )));
-    };
     with_case(&app, &id, move |st| {
-        let p = st
-            .edit
-            .fill_preview(seed, hu_min, hu_max, value, axis, max_ml, max_mm)?;
+        let p = st.edit.preview(&op)?;
         let mut v =
             serde_json::to_value(&p).map_err(|e| ReviewError::Internal(format!("preview: {e}")))?;
         v["runs"] = json!(p.runs());

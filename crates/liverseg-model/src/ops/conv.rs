@@ -170,12 +170,6 @@ unsafe fn matmul(
     );
 }
 
-/// A fresh buffer of `len` values that the caller writes in full before
-/// anything reads it.
-fn uninit_buffer(len: usize) -> Vec<f32> {
-    Vec::with_capacity(len)
-}
-
 /// `y = conv(x, w) + bias`, valid, stride 1. Panics if a slice's length does
 /// not match `s` (callers check shapes first).
 pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
@@ -185,7 +179,8 @@ pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec
     let yb_len = s.cout * pout;
     let k = s.k();
     let [od, oh, ow] = s.output();
-    let mut y = uninit_buffer(s.y_len());
+    // Capacity only: gemm writes every value before `set_len` below.
+    let mut y: Vec<f32> = Vec::with_capacity(s.y_len());
     let yp = SharedMut(y.as_mut_ptr());
 
     if s.kernel == 1 {

@@ -1,12 +1,15 @@
-//! The network's two costliest operations on the CPU, as a burn backend
-//! extension: the 3-D convolution ([`conv`]) and PReLU ([`prelu`]).
+//! The network's costliest operations on the CPU, as a burn backend
+//! extension: the 3-D convolution ([`conv`]), PReLU ([`prelu`]) and batch
+//! norm ([`batch_norm`]).
 //!
-//! [`conv3d`] and [`prelu`](fn@prelu) run these kernels on burn's flex CPU
-//! backend, with and without autodiff (hand-written backward passes
-//! registered with burn's autodiff graph, so the optimizer sees ordinary
-//! parameter gradients). Any other device (wgpu), dtype or option falls back
-//! to burn's own operation, so the modules' weights, files and results are
-//! the same either way.
+//! [`conv3d`], [`prelu`](fn@prelu) and [`bn_prelu`] run these kernels on
+//! burn's flex CPU backend for f32 tensors, with and without autodiff
+//! (hand-written backward passes registered with burn's autodiff graph, so
+//! the optimizer sees ordinary parameter gradients). Any other device (wgpu),
+//! dtype or option takes burn's own operation, so the modules' weights, files
+//! and results are the same either way. That choice is made once, in
+//! [`kernels_take`], before a tensor reaches the extension: the kernels below
+//! it may assume f32.
 
 pub mod batch_norm;
 pub mod conv;
@@ -28,8 +31,8 @@ use burn::tensor::{Tensor, TensorData};
 
 use conv::ConvShape;
 
-/// The network's operations: a valid, stride-1 convolution with bias, and
-/// PReLU with one slope per channel (dim 1).
+/// The network's operations: a valid, stride-1 convolution with bias, PReLU
+/// with one slope per channel (dim 1), and batch norm.
 #[backend_extension(Flex, Autodiff)]
 pub trait NetworkOps: burn::backend::Backend {
     fn liverseg_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -68,7 +71,7 @@ fn contiguous_f32(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     }
 }
 
-fn flex_tensor(values: Vec<f32>, shape: [usize; 5]) -> FlexTensor {
+fn flex_tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
@@ -87,27 +90,27 @@ impl NetworkOps for Flex {
             return <Flex as burn::backend::ops::ActivationOps<Flex>>::prelu(x, alpha);
         };
         let y = prelu::forward(&p, &contiguous_f32(&x), &contiguous_f32(&alpha));
-        FlexTensor::from_data(TensorData::new(y, x.shape()))
+        flex_tensor(y, x.shape())
     }
 
     fn liverseg_bn_stats(x: FlexTensor) -> FlexTensor {
-        let s = bn_shape(&x).expect("checked by bn_prelu");
+        let s = bn_shape(&x).expect("f32 and non-empty: checked by kernels_take and bn_prelu");
         let (mean, var) = batch_norm::statistics(&s, &contiguous_f32(&x));
-        FlexTensor::from_data(TensorData::new([mean, var].concat(), [2, s.channels]))
+        flex_tensor([mean, var].concat(), [2, s.channels])
     }
 
     fn liverseg_bn_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, mean: FlexTensor, var: FlexTensor, epsilon: f64) -> FlexTensor {
-        let s = bn_shape(&x).expect("checked by bn_prelu");
+        let s = bn_shape(&x).expect("f32 and non-empty: checked by kernels_take and bn_prelu");
         let f = |t: &FlexTensor| contiguous_f32(t).into_owned();
         let y = batch_norm::normalise(&s, &contiguous_f32(&x), &f(&mean), &f(&var), &f(&gamma), &f(&beta), epsilon);
-        FlexTensor::from_data(TensorData::new(y, x.shape()))
+        flex_tensor(y, x.shape())
     }
 
     fn liverseg_affine_prelu(x: FlexTensor, scale: FlexTensor, shift: FlexTensor, alpha: FlexTensor) -> FlexTensor {
-        let p = prelu_shape(&x, &alpha).expect("checked by bn_prelu");
+        let p = prelu_shape(&x, &alpha).expect("f32 and non-empty: checked by kernels_take and bn_prelu");
         let (scale, shift) = (contiguous_f32(&scale), contiguous_f32(&shift));
         let y = prelu::forward_affine(&p, &contiguous_f32(&x), Some((&scale, &shift)), &contiguous_f32(&alpha));
-        FlexTensor::from_data(TensorData::new(y, x.shape()))
+        flex_tensor(y, x.shape())
     }
 }
 
@@ -155,7 +158,7 @@ impl Backward<Flex, 3> for ConvBackward {
             }
             if let Some(node) = node_b {
                 // Read for its shape only.
-                let bias = FlexTensor::from_data(TensorData::new(vec![0.0f32; weight_shape[0]], [weight_shape[0]]));
+                let bias = flex_tensor(vec![0.0f32; weight_shape[0]], [weight_shape[0]]);
                 grads.register::<Flex>(node.id, <Flex as ModuleOps<Flex>>::conv3d_bias_backward(x, bias, dy));
             }
             return;
@@ -168,7 +171,7 @@ impl Backward<Flex, 3> for ConvBackward {
             grads.register::<Flex>(node.id, flex_tensor(dw, [s.cout, s.cin, s.kernel, s.kernel, s.kernel]));
         }
         if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(db, [s.cout])));
+            grads.register::<Flex>(node.id, flex_tensor(db, [s.cout]));
         }
     }
 }
@@ -188,10 +191,10 @@ impl Backward<Flex, 2> for PreluBackward {
         let p = prelu_shape(&x, &alpha).expect("the forward pass used the kernels, so the shapes fit");
         let (dx, da) = prelu::backward(&p, &contiguous_f32(&x), &contiguous_f32(&alpha), &contiguous_f32(&dy), node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, x.shape())));
+            grads.register::<Flex>(node.id, flex_tensor(dx, x.shape()));
         }
         if let Some(node) = node_a {
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(da, alpha.shape())));
+            grads.register::<Flex>(node.id, flex_tensor(da, alpha.shape()));
         }
     }
 }
@@ -212,13 +215,13 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let f = |t: &FlexTensor| contiguous_f32(t).into_owned();
         let (dx, dg, db) = batch_norm::backward(&s, &contiguous_f32(&x), &f(&gamma), &f(&mean), &f(&var), eps, &contiguous_f32(&dy), node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, x.shape())));
+            grads.register::<Flex>(node.id, flex_tensor(dx, x.shape()));
         }
         if let Some(node) = node_g {
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dg, [s.channels])));
+            grads.register::<Flex>(node.id, flex_tensor(dg, [s.channels]));
         }
         if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(db, [s.channels])));
+            grads.register::<Flex>(node.id, flex_tensor(db, [s.channels]));
         }
     }
 }
@@ -283,13 +286,15 @@ fn kernels_apply(conv: &Conv3d) -> bool {
     conv.stride == [1, 1, 1] && conv.dilation == [1, 1, 1] && conv.groups == 1 && matches!(conv.padding, PaddingConfig3d::Valid) && conv.bias.is_some()
 }
 
-fn on_flex<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+/// Whether `x` goes to the kernels: an f32 tensor on the flex backend, unless
+/// burn's own operations were asked for.
+fn kernels_take<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32 && !burn_ops_forced()
 }
 
 /// `conv.forward(x)`, through the kernels on the flex CPU backend.
 pub fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
-    if !on_flex(&x) || !kernels_apply(conv) || burn_ops_forced() {
+    if !kernels_take(&x) || !kernels_apply(conv) {
         return conv.forward(x);
     }
     let bias = conv.bias.as_ref().expect("checked by kernels_apply").val();
@@ -301,7 +306,7 @@ pub fn conv3d(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
 pub fn prelu(prelu: &PRelu, x: Tensor<5>) -> Tensor<5> {
     let alpha = prelu.alpha.val();
     let channels_fit = alpha.dims()[0] == x.dims()[1] || alpha.dims()[0] == 1;
-    if !on_flex(&x) || !channels_fit || burn_ops_forced() {
+    if !kernels_take(&x) || !channels_fit {
         return prelu.forward(x);
     }
     Tensor::from_dispatch(Dispatch::liverseg_prelu(x.into_dispatch(), alpha.into_dispatch()))
@@ -309,13 +314,13 @@ pub fn prelu(prelu: &PRelu, x: Tensor<5>) -> Tensor<5> {
 
 /// `act(norm(x))` for a block's pre-activation. Without autodiff (inference,
 /// validation) the batch norm uses its running statistics, an affine map per
-/// channel, which is folded into PReLU's pass; otherwise burn's BatchNorm
-/// (batch statistics, running-stat updates) and then [`prelu`](fn@prelu).
+/// channel, which is folded into PReLU's pass; in training it uses the batch
+/// statistics ([`batch_norm_train`]), then [`prelu`](fn@prelu).
 pub fn bn_prelu(norm: &BatchNorm, act: &PRelu, x: Tensor<5>) -> Tensor<5> {
     let channels = x.dims()[1];
     let alpha = act.alpha.val();
-    let fits = alpha.dims()[0] == channels || alpha.dims()[0] == 1;
-    if !on_flex(&x) || !fits || burn_ops_forced() {
+    let fits = (alpha.dims()[0] == channels || alpha.dims()[0] == 1) && x.dims()[0] > 0 && channels > 0;
+    if !kernels_take(&x) || !fits {
         return prelu(act, norm.forward(x));
     }
     if x.device().is_autodiff() {
@@ -362,7 +367,7 @@ fn batch_norm_train(norm: &BatchNorm, x: Tensor<5>) -> Tensor<5> {
 /// 0: not yet read from the environment, 1: our kernels, 2: burn's own ops.
 static BURN_OPS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Run burn's own conv3d and PReLU instead of the kernels (or back): for
+/// Run burn's own conv3d, PReLU and batch norm instead of the kernels (or back): for
 /// comparing the two in one process (the network bench, the unchanged-mask
 /// check), not for users. `LIVERSEG_BURN_OPS=1` sets it at start.
 pub fn use_burn_ops(on: bool) {
