@@ -35,6 +35,8 @@ enum Command {
     Node(commands::node::Args),
     /// Segment the liver of CTs: mask, probability, report with quality flags, overview, DICOM-SEG/RTSTRUCT.
     Segment(commands::segment::Args),
+    /// Cohort table of a batch output folder (every case's report, failures from the task logs).
+    Summary(commands::summary::Args),
     /// Write a synthetic abdominal CT phantom with truth masks per organ.
     Phantom(commands::phantom::Args),
     /// Check, correct and score segmentations in the browser (serves a local web app).
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Train(args) => commands::train::run(args),
         Command::Node(args) => commands::node::run(args),
         Command::Segment(args) => commands::segment::run(args),
+        Command::Summary(args) => commands::summary::run(args),
         Command::Phantom(args) => commands::phantom::run(args),
         Command::Review(args) => commands::review::run(args),
     };

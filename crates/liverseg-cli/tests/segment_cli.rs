@@ -322,7 +322,8 @@ fn batch_is_resumable_and_keeps_going_past_a_failure() {
         status(&o),
         [("alpha".into(), "ok".into()), ("beta".into(), "ok".into())]
     );
-    assert_eq!(entries(&out), ["alpha", "beta"]);
+    // One folder per case, and the task log (`.tasks/`).
+    assert_eq!(entries(&out), [".tasks", "alpha", "beta"]);
     assert_eq!(
         entries(&out.join("alpha")),
         ["liver.nii.gz", "overview.png", "report.json"]
@@ -395,7 +396,7 @@ fn batch_is_resumable_and_keeps_going_past_a_failure() {
     let out2 = dir.path().join("out2");
     let o = liverseg(&["segment", "--manifest", s(&manifest), "-o", s(&out2)]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(entries(&out2), ["first", "second"]);
+    assert_eq!(entries(&out2), [".tasks", "first", "second"]);
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! here use [`testing::HuWindowModel`], a stand-in that is not a segmentation
 //! method.
 
+pub mod batch;
 mod error;
 pub mod overview;
 pub mod quality;

@@ -9,3 +9,4 @@ pub mod node;
 pub mod segment;
 pub mod phantom;
 pub mod review;
+pub mod summary;

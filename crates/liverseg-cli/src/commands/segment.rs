@@ -3,33 +3,52 @@
 //! One input: outputs straight into `-o DIR`. Several inputs (or
 //! `--manifest`): one folder per case, `DIR/<case>/`, resumable (a case whose
 //! outputs are complete is skipped unless `--force`), a summary table at the
-//! end. Each case's files are written as a group (nothing on failure). Exit
-//! status: 0 every case done or skipped, 1 any case failed (the others are
-//! still done), 2 usage.
+//! end, a task log in `DIR/.tasks/`. As a job array task (`--shard`, or
+//! Slurm's / Kubernetes' environment) only this task's slice of the cases.
+//! The work is `liverseg_pipeline::batch`'s; this module parses, shows
+//! progress and prints. Exit status: 0 every case done or skipped, 1 any case
+//! failed or held by another task (the others are still done), 2 usage.
 
 use crate::model;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use liverseg_io::{read_image, Format, ReadOptions};
-use liverseg_pipeline::write::outputs_complete;
-use liverseg_pipeline::{
-    segment_dyn, write_outputs, InputInfo, OutputFormats, OutputSource, ProbabilityModel,
-    Report, SegmentOptions, Stage,
+use liverseg_pipeline::batch::cases::{name_cases, read_manifest, list_hash, case_stem};
+use liverseg_pipeline::batch::tasklog::check_same_list;
+use liverseg_pipeline::batch::{
+    run_batch, segment_case, BatchOptions, BatchProgress, CaseEntry, CaseOutcome, ListedInput, Shard,
+    TaskEvent, TaskLog, host_name, unix_now,
 };
+use liverseg_pipeline::{OutputFormats, Report, SegmentOptions, Stage};
+use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// CT inputs: DICOM series folders, .nii / .nii.gz, .mha / .mhd.
     pub inputs: Vec<PathBuf>,
-    /// Text file listing inputs, one per line: `path`, or `name<TAB>path`;
-    /// `#` starts a comment; relative paths are read from the manifest's folder.
+    /// List of inputs: a CSV with a header holding a `ct` column and an
+    /// optional `case` column (the output folder's name), or the older text
+    /// list (`path` or `name<TAB>path` per line). `#` starts a comment line;
+    /// relative paths are read from the manifest's folder.
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// Take only the K-th of N slices of the cases (K = 1..N), e.g. `--shard
+    /// 2/8` in the second of eight job array tasks. Without it, inside a Slurm
+    /// array task the slice comes from SLURM_ARRAY_TASK_ID/_MIN/_COUNT.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// N for the array task's environment: with SLURM_ARRAY_TASK_ID (arrays
+    /// numbered 1..N; lets a resubmitted subset keep its shard numbers), or
+    /// with Kubernetes' JOB_COMPLETION_INDEX (0..N-1), which needs it.
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<usize>,
+    /// Seconds after which another task's case lock that is no longer
+    /// refreshed counts as left by a dead task and is taken over.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub lock_stale_after: u64,
     /// Output folder (one case), or the folder holding one folder per case.
     #[arg(short, long)]
     pub out: PathBuf,
@@ -71,166 +90,66 @@ pub struct Args {
     pub full_volume: bool,
 }
 
-struct Case {
-    name: String,
-    input: PathBuf,
-    dir: PathBuf,
-}
-
-enum Outcome {
-    Done(Box<Report>, f64),
-    Skipped(Option<Box<Report>>),
-    Failed(String),
-}
-
 fn usage(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     eprintln!("liverseg: error: {message}");
     Ok(ExitCode::from(2))
-}
-
-/// Inputs of a manifest: `path` or `name<TAB>path` per line.
-fn read_manifest(path: &Path) -> Result<Vec<(Option<String>, PathBuf)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read manifest: {e}", path.display()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
-            continue;
-        }
-        let (name, p) = match line.split_once('\t') {
-            Some((name, p)) => (Some(name.trim().to_string()), p.trim()),
-            None => (None, line),
-        };
-        if p.is_empty() || name.as_deref() == Some("") {
-            return Err(format!(
-                "{}: line {}: expected `path` or `name<TAB>path`",
-                path.display(),
-                n + 1
-            ));
-        }
-        let p = Path::new(p);
-        out.push((
-            name,
-            if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            },
-        ));
-    }
-    if out.is_empty() {
-        return Err(format!("{}: the manifest lists no input", path.display()));
-    }
-    Ok(out)
-}
-
-fn stem(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "case".into());
-    let lower = name.to_lowercase();
-    for ext in [".nii.gz", ".nii", ".mha", ".mhd", ".dcm", ".gz"] {
-        if lower.ends_with(ext) && lower.len() > ext.len() {
-            return name[..name.len() - ext.len()].to_string();
-        }
-    }
-    name
-}
-
-fn parent_name(path: &Path) -> Option<String> {
-    let abs = std::path::absolute(path).ok()?;
-    Some(abs.parent()?.file_name()?.to_string_lossy().into_owned())
-}
-
-/// Case names: the file stem; the parent folder's name when the stem is
-/// generic (`ct.nii.gz` in a case folder) or shared with another input.
-fn case_names(inputs: &[(Option<String>, PathBuf)]) -> Result<Vec<String>, String> {
-    let stems: Vec<String> = inputs.iter().map(|(_, p)| stem(p)).collect();
-    let generic =
-        |s: &str| ["ct", "image", "img", "volume", "scan"].contains(&s.to_lowercase().as_str());
-    let names: Vec<String> = inputs
-        .iter()
-        .zip(&stems)
-        .map(|((given, p), s)| {
-            if let Some(g) = given {
-                return g.clone();
-            }
-            let shared = stems.iter().filter(|t| *t == s).count() > 1;
-            match (generic(s) || shared, parent_name(p)) {
-                (true, Some(parent)) if generic(s) => parent,
-                (true, Some(parent)) => format!("{parent}-{s}"),
-                _ => s.clone(),
-            }
-        })
-        .collect();
-    for (i, n) in names.iter().enumerate() {
-        if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\\']) {
-            return Err(format!(
-                "{}: case name {n:?} cannot be a folder name; give one in a manifest",
-                inputs[i].1.display()
-            ));
-        }
-        if let Some(j) = names[..i].iter().position(|m| m == n) {
-            return Err(format!("{} and {} both give the case name {n:?}; name them in a manifest (`name<TAB>path`)", inputs[j].1.display(), inputs[i].1.display()));
-        }
-    }
-    Ok(names)
 }
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
-/// Segment one case and write its outputs.
-fn run_case(
-    case: &Case,
-    model: &dyn ProbabilityModel,
-    options: &SegmentOptions,
-    formats: &OutputFormats,
-    bar: &ProgressBar,
-) -> Result<(Report, f64), String> {
-    let t0 = Instant::now();
-    bar.set_message("read");
-    let read = read_image(&case.input, &ReadOptions::default()).map_err(|e| e.to_string())?;
-    let is_dicom = read.info.format == Format::DicomSeries;
-    if formats.needs_dicom() && !is_dicom {
-        return Err(format!(
-            "{}: dicom-seg, rtstruct and overview outputs need a DICOM series input (this is {})",
-            case.input.display(),
-            read.info.format.name()
-        ));
-    }
-    let read_s = t0.elapsed().as_secs_f64();
-    let mut progress = |stage: Stage, done: usize, total: usize| {
-        bar.set_message(stage.name());
-        if stage == Stage::Predict {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        }
-    };
-    let mut seg = segment_dyn(&read.volume, model, options, &mut progress)
-        .map_err(|e| format!("{}: {e}", case.input.display()))?;
-    seg.report.set_time("read", read_s);
-    // The reader's warnings and choice of series travel with the result.
-    seg.report.input = Some(InputInfo::from_read(&read));
-    bar.set_message("write");
-    let source = OutputSource {
-        ct: &read.volume,
-        // The series the reader chose, so the DICOM outputs refer to exactly
-        // the images segmented, whatever else the folder holds.
-        dicom_series: read.dicom.as_ref().map(|d| &d.series),
-    };
-    write_outputs(&case.dir, &seg, formats, &source)
-        .map_err(|e| format!("{}: {e}", case.input.display()))?;
-    Ok((seg.report, t0.elapsed().as_secs_f64()))
+/// One progress bar per running case under an overall bar.
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: Mutex<HashMap<usize, ProgressBar>>,
 }
 
-fn read_report(dir: &Path) -> Option<Box<Report>> {
-    let bytes = std::fs::read(dir.join(liverseg_pipeline::write::REPORT_JSON)).ok()?;
-    serde_json::from_slice(&bytes).ok().map(Box::new)
+impl BatchProgress for Bars {
+    fn case_started(&self, index: usize, case: &CaseEntry) {
+        let bar = self.multi.add(ProgressBar::new(1));
+        bar.set_style(style("{prefix} {msg:18} {bar:30} {pos}/{len} {elapsed}"));
+        bar.set_prefix(case.name.clone());
+        bar.set_message("read");
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(index, bar);
+    }
+    fn stage(&self, index: usize, stage: Stage, done: usize, total: usize) {
+        if let Some(bar) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&index) {
+            stage_bar(bar, stage, done, total);
+        }
+    }
+    fn case_finished(&self, index: usize, _case: &CaseEntry, _outcome: &CaseOutcome) {
+        if let Some(bar) = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&index) {
+            bar.finish_and_clear();
+        }
+        self.overall.inc(1);
+    }
+}
+
+fn stage_bar(bar: &ProgressBar, stage: Stage, done: usize, total: usize) {
+    bar.set_message(stage.name());
+    if stage == Stage::Predict {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
+}
+
+fn multi_progress() -> MultiProgress {
+    let multi = MultiProgress::new();
+    if !std::io::stderr().is_terminal() {
+        multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    multi
+}
+
+/// The scheduler's name for this task's job, for locks and task logs.
+fn job_id() -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+        (Some(j), Some(t)) => Some(format!("{j}_{t}")),
+        _ => var("SLURM_JOB_ID").or_else(|| var("JOB_COMPLETION_INDEX").and(var("HOSTNAME"))),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -255,8 +174,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.jobs == 0 {
         return usage("--jobs must be at least 1");
     }
-    let mut inputs: Vec<(Option<String>, PathBuf)> =
-        args.inputs.iter().map(|p| (None, p.clone())).collect();
+    if args.lock_stale_after == 0 {
+        return usage("--lock-stale-after must be at least 1 second");
+    }
+    // The slice of a job array: --shard, else the array task's environment.
+    let shard = match (&args.shard, args.shard_count) {
+        (Some(_), Some(_)) => return usage("give --shard K/N or --shard-count N, not both"),
+        (Some(s), None) => match s.parse::<Shard>() {
+            Ok(s) => Some(s),
+            Err(e) => return usage(e),
+        },
+        (None, count) => match Shard::from_env(|k| std::env::var(k).ok(), count) {
+            Ok(Some((s, from))) => {
+                eprintln!("liverseg: shard {s} (from {from})");
+                Some(s)
+            }
+            Ok(None) => None,
+            Err(e) => return usage(e),
+        },
+    };
+    let mut inputs: Vec<ListedInput> = args.inputs.iter().map(ListedInput::path).collect();
     if let Some(m) = &args.manifest {
         match read_manifest(m) {
             Ok(list) => inputs.extend(list),
@@ -266,29 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if inputs.is_empty() {
         return usage("no input: give CT paths or --manifest");
     }
-    let single = inputs.len() == 1 && args.manifest.is_none();
-    let cases: Vec<Case> = if single {
-        vec![Case {
-            name: stem(&inputs[0].1),
-            input: inputs[0].1.clone(),
-            dir: args.out.clone(),
-        }]
-    } else {
-        match case_names(&inputs) {
-            Ok(names) => names
-                .into_iter()
-                .zip(inputs)
-                .map(|(name, (_, input))| Case {
-                    dir: args.out.join(&name),
-                    name,
-                    input,
-                })
-                .collect(),
-            Err(e) => return usage(e),
-        }
-    };
     let load_options = model::LoadOptions { device: &args.device, threshold: args.threshold, full_volume: args.full_volume };
-    let model = model::load(args.model.as_deref(), &load_options).map_err(|e| anyhow::anyhow!(e))?;
     let options = SegmentOptions {
         threshold: args.threshold,
         postprocess_radius_mm: args.radius,
@@ -296,98 +211,128 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
 
-    let multi = MultiProgress::new();
-    if !std::io::stderr().is_terminal() {
-        multi.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    let overall = (!single).then(|| {
-        let b = multi.add(ProgressBar::new(cases.len() as u64));
-        b.set_style(style("cases {bar:30} {pos}/{len} {elapsed}"));
-        b
-    });
-    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..cases.len()).map(|_| None).collect());
-    let next = AtomicUsize::new(0);
-    let worker = || loop {
-        let i = next.fetch_add(1, Ordering::SeqCst);
-        let Some(case) = cases.get(i) else { break };
-        let outcome = if !single && !args.force && outputs_complete(&case.dir, &formats) {
-            Outcome::Skipped(read_report(&case.dir))
-        } else {
-            let bar = multi.add(ProgressBar::new(1));
-            bar.set_style(style("{prefix} {msg:18} {bar:30} {pos}/{len} {elapsed}"));
-            bar.set_prefix(case.name.clone());
-            let r = run_case(case, model.as_ref(), &options, &formats, &bar);
-            bar.finish_and_clear();
-            match r {
-                Ok((report, s)) => Outcome::Done(Box::new(report), s),
-                Err(e) => Outcome::Failed(e),
-            }
-        };
-        if let Some(o) = &overall {
-            o.inc(1);
-        }
-        results
-            .lock()
-            .expect("no worker panics while holding the lock")[i] = Some(outcome);
-    };
-    std::thread::scope(|s| {
-        for _ in 0..args.jobs.min(cases.len()) {
-            s.spawn(worker);
-        }
-    });
-    if let Some(o) = overall {
-        o.finish_and_clear();
-    }
-    let results: Vec<Outcome> = results
-        .into_inner()
-        .expect("workers ended")
-        .into_iter()
-        .map(|o| o.expect("every case ran"))
-        .collect();
-    let failed = results
-        .iter()
-        .filter(|o| matches!(o, Outcome::Failed(_)))
-        .count();
-
-    if single {
-        match &results[0] {
-            Outcome::Done(report, secs) => {
+    if inputs.len() == 1 && args.manifest.is_none() && shard.is_none() {
+        // One case: outputs straight into -o.
+        let input = inputs.remove(0).input;
+        let model = model::load(args.model.as_deref(), &load_options).map_err(|e| anyhow::anyhow!(e))?;
+        let multi = multi_progress();
+        let bar = multi.add(ProgressBar::new(1));
+        bar.set_style(style("{prefix} {msg:18} {bar:30} {pos}/{len} {elapsed}"));
+        bar.set_prefix(case_stem(&input));
+        bar.set_message("read");
+        let mut stage = |s: Stage, done: usize, total: usize| stage_bar(&bar, s, done, total);
+        let r = segment_case(&input, &args.out, model.as_ref(), &options, &formats, &mut stage);
+        bar.finish_and_clear();
+        return match r {
+            Ok((report, secs)) => {
                 if args.json {
                     println!("{}", report.to_json_pretty());
                 } else {
-                    print_case(&cases[0], report, *secs);
+                    print_case(&input, &args.out, &report, secs);
                 }
+                Ok(ExitCode::SUCCESS)
             }
-            Outcome::Failed(e) => eprintln!("liverseg: error: {e}"),
-            Outcome::Skipped(_) => unreachable!("a single case is never skipped"),
+            Err(e) => Err(anyhow::Error::new(e).context(input.display().to_string())),
+        };
+    }
+
+    let all = match name_cases(inputs) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    let hash = list_hash(&all);
+    let picked: Vec<CaseEntry> = match shard {
+        Some(s) => s.select(all.len()).into_iter().map(|i| all[i].clone()).collect(),
+        None => all.clone(),
+    };
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create the output folder: {e}", args.out.display()))?;
+    let log = TaskLog::open(&args.out, shard)?;
+    if let Some(s) = shard {
+        if let Err(e) = check_same_list(&args.out, s, &hash) {
+            log.append(&TaskEvent::Refused {
+                unix_s: unix_now(),
+                shard,
+                list_hash: hash.clone(),
+                reason: e.to_string(),
+            })?;
+            return usage(e);
         }
-    } else if args.json {
-        let list: Vec<serde_json::Value> = cases
+        eprintln!("liverseg: shard {s}: {} of {} cases", picked.len(), all.len());
+    }
+    log.append(&TaskEvent::Start {
+        unix_s: unix_now(),
+        shard,
+        list_hash: hash,
+        cases_total: all.len(),
+        cases_in_shard: picked.len(),
+        host: host_name(),
+        pid: std::process::id(),
+        job: job_id(),
+        software: concat!("liverseg ", env!("CARGO_PKG_VERSION")).into(),
+    })?;
+    let t0 = Instant::now();
+    let results = if picked.is_empty() {
+        eprintln!("liverseg: this shard has no cases (the list has {}): nothing to do", all.len());
+        Vec::new()
+    } else {
+        let model = model::load(args.model.as_deref(), &load_options).map_err(|e| anyhow::anyhow!(e))?;
+        let multi = multi_progress();
+        let overall = multi.add(ProgressBar::new(picked.len() as u64));
+        overall.set_style(style("cases {bar:30} {pos}/{len} {elapsed}"));
+        let bars = Bars { multi, overall, running: Mutex::new(HashMap::new()) };
+        let batch = BatchOptions {
+            out: &args.out,
+            formats: &formats,
+            options: &options,
+            jobs: args.jobs,
+            force: args.force,
+            stale_after: Duration::from_secs(args.lock_stale_after),
+            task: shard.map(|s| s.to_string()),
+            job: job_id(),
+        };
+        let results = run_batch(&picked, model.as_ref(), &batch, Some(&log), &bars);
+        bars.overall.finish_and_clear();
+        results
+    };
+    let count = |f: fn(&CaseOutcome) -> bool| results.iter().filter(|o| f(o)).count();
+    let failed = count(|o| matches!(o, CaseOutcome::Failed { .. }));
+    let busy = count(|o| matches!(o, CaseOutcome::Busy { .. }));
+    log.append(&TaskEvent::End {
+        unix_s: unix_now(),
+        done: count(|o| matches!(o, CaseOutcome::Done { .. })),
+        skipped: count(|o| matches!(o, CaseOutcome::Skipped { .. })),
+        busy,
+        failed,
+        seconds: t0.elapsed().as_secs_f64(),
+    })?;
+
+    if args.json {
+        let list: Vec<serde_json::Value> = picked
             .iter()
             .zip(&results)
             .map(|(c, o)| {
                 let (status, report, error) = match o {
-                    Outcome::Done(r, _) => ("ok", Some(r.as_ref()), None),
-                    Outcome::Skipped(r) => ("skipped", r.as_deref(), None),
-                    Outcome::Failed(e) => ("failed", None, Some(e.as_str())),
+                    CaseOutcome::Done { report, .. } => ("ok", Some(report.as_ref()), None),
+                    CaseOutcome::Skipped { report } => ("skipped", report.as_deref(), None),
+                    CaseOutcome::Busy { holder } => ("busy", None, Some(format!("held by {holder}"))),
+                    CaseOutcome::Failed { error } => ("failed", None, Some(error.clone())),
                 };
-                serde_json::json!({ "case": c.name, "input": c.input, "output": c.dir, "status": status, "report": report, "error": error })
+                serde_json::json!({ "case": c.name, "input": c.input, "output": args.out.join(&c.name), "status": status, "report": report, "error": error })
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
-    } else {
-        print_table(&cases, &results);
+    } else if !picked.is_empty() {
+        print_table(&picked, &results, &args.out);
     }
-    for (c, o) in cases.iter().zip(&results) {
-        if let (Outcome::Failed(e), false) = (o, single) {
-            eprintln!("liverseg: error: case {}: {e}", c.name);
+    for (c, o) in picked.iter().zip(&results) {
+        match o {
+            CaseOutcome::Failed { error } => eprintln!("liverseg: error: case {}: {error}", c.name),
+            CaseOutcome::Busy { holder } => eprintln!("liverseg: case {} is being written by {holder}; not touched", c.name),
+            _ => {}
         }
     }
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed + busy > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn flag_list(r: &Report) -> String {
@@ -402,8 +347,8 @@ fn flag_list(r: &Report) -> String {
     }
 }
 
-fn print_case(case: &Case, r: &Report, secs: f64) {
-    println!("liverseg segment: {}", case.input.display());
+fn print_case(input: &std::path::Path, out: &std::path::Path, r: &Report, secs: f64) {
+    println!("liverseg segment: {}", input.display());
     println!(
         "  liver {:.1} ml, {:.0} g, median {} HU ({:.1} s, model {})",
         r.liver_volume_ml,
@@ -448,10 +393,10 @@ fn print_case(case: &Case, r: &Report, secs: f64) {
     for f in &r.flags {
         println!("  flag {}: {}", f.name, f.message);
     }
-    println!("  outputs in {}", case.dir.display());
+    println!("  outputs in {}", out.display());
 }
 
-fn print_table(cases: &[Case], results: &[Outcome]) {
+fn print_table(cases: &[CaseEntry], results: &[CaseOutcome], out: &std::path::Path) {
     let w = cases.iter().map(|c| c.name.len()).max().unwrap_or(4).max(4);
     println!(
         "{:w$}  {:8}  {:>9}  {:>7}  flags",
@@ -459,45 +404,34 @@ fn print_table(cases: &[Case], results: &[Outcome]) {
     );
     for (c, o) in cases.iter().zip(results) {
         match o {
-            Outcome::Done(r, s) => println!(
+            CaseOutcome::Done { report, seconds } => println!(
                 "{:w$}  {:8}  {:>9.1}  {:>7.1}  {}",
-                c.name,
-                "ok",
-                r.liver_volume_ml,
-                s,
-                flag_list(r)
+                c.name, "ok", report.liver_volume_ml, seconds, flag_list(report)
             ),
-            Outcome::Skipped(Some(r)) => println!(
+            CaseOutcome::Skipped { report: Some(r) } => println!(
                 "{:w$}  {:8}  {:>9.1}  {:>7}  {}",
-                c.name,
-                "skipped",
-                r.liver_volume_ml,
-                "-",
-                flag_list(r)
+                c.name, "skipped", r.liver_volume_ml, "-", flag_list(r)
             ),
-            Outcome::Skipped(None) => {
+            CaseOutcome::Skipped { report: None } => {
                 println!("{:w$}  {:8}  {:>9}  {:>7}  -", c.name, "skipped", "-", "-")
             }
-            Outcome::Failed(_) => println!(
+            CaseOutcome::Busy { .. } => {
+                println!("{:w$}  {:8}  {:>9}  {:>7}  (another task holds it)", c.name, "busy", "-", "-")
+            }
+            CaseOutcome::Failed { .. } => println!(
                 "{:w$}  {:8}  {:>9}  {:>7}  (see error below)",
                 c.name, "FAILED", "-", "-"
             ),
         }
     }
-    let done = results
-        .iter()
-        .filter(|o| matches!(o, Outcome::Done(..)))
-        .count();
-    let skipped = results
-        .iter()
-        .filter(|o| matches!(o, Outcome::Skipped(_)))
-        .count();
-    let failed = results.len() - done - skipped;
+    let n = |f: fn(&CaseOutcome) -> bool| results.iter().filter(|o| f(o)).count();
+    let busy = n(|o| matches!(o, CaseOutcome::Busy { .. }));
     println!(
-        "{done} done, {skipped} skipped (outputs complete), {failed} failed; outputs in {}",
-        cases
-            .first()
-            .and_then(|c| c.dir.parent())
-            .map_or(String::new(), |p| p.display().to_string())
+        "{} done, {} skipped (outputs complete), {} failed{}; outputs in {}",
+        n(|o| matches!(o, CaseOutcome::Done { .. })),
+        n(|o| matches!(o, CaseOutcome::Skipped { .. })),
+        n(|o| matches!(o, CaseOutcome::Failed { .. })),
+        if busy > 0 { format!(", {busy} held by another task") } else { String::new() },
+        out.display()
     );
 }
