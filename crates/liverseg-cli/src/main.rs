@@ -3,7 +3,6 @@
 
 mod commands;
 mod progress;
-mod model;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

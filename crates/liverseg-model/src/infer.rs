@@ -64,14 +64,26 @@ impl Segmenter {
 
     /// Liver probability on the prepared grid. `input` is the normalised image
     /// on that grid. `progress(done, total)` is called after each tile.
+    /// Tiles: the strategy set, else grown at the model's own threshold.
     pub fn probability(&self, prepared: &Prepared, input: &Volume<f32>, progress: &mut dyn FnMut(usize, usize)) -> Result<(Volume<f32>, TileStats)> {
         let strategy = self.strategy.unwrap_or(TileStrategy::Grow { threshold: self.info.threshold, min_ml: DEFAULT_MIN_GROWN_ML });
+        self.probability_with(prepared, input, strategy, progress)
+    }
+
+    /// Liver probability computing the tiles `strategy` picks.
+    pub fn probability_with(&self, prepared: &Prepared, input: &Volume<f32>, strategy: TileStrategy, progress: &mut dyn FnMut(usize, usize)) -> Result<(Volume<f32>, TileStats)> {
         predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_segment, strategy, progress)
     }
 
-    /// Which tiles to compute (default: grow from probes at the model's threshold).
+    /// Which tiles to compute (default: grow from probes at the threshold
+    /// the result is cut at).
     pub fn set_strategy(&mut self, strategy: TileStrategy) {
         self.strategy = Some(strategy);
+    }
+
+    /// The strategy set with [`set_strategy`](Self::set_strategy), if any.
+    pub fn strategy(&self) -> Option<TileStrategy> {
+        self.strategy
     }
 }
 

@@ -11,6 +11,7 @@ pub mod ops;
 mod error;
 pub mod infer;
 pub mod network;
+pub mod segment_model;
 pub mod train;
 
 pub use checkpoint::ModelInfo;

@@ -12,9 +12,16 @@ pub enum Error {
     Io(#[from] liverseg_io::Error),
     #[error(transparent)]
     Volume(#[from] liverseg_volume::VolumeError),
-    /// The model failed or returned something unusable.
+    /// The model returned something unusable.
     #[error("model {model}: {message}")]
     Model { model: String, message: String },
+    /// The model failed (its own error kept as the cause).
+    #[error("model {model}: {source}")]
+    ModelFailed {
+        model: String,
+        #[source]
+        source: crate::ModelError,
+    },
     /// An option is out of range.
     #[error("invalid {name}: {message}")]
     Parameter { name: &'static str, message: String },

@@ -39,15 +39,24 @@ pub trait ProbabilityModel: Send + Sync {
     /// Threshold from training's threshold search, else 0.5.
     fn default_threshold(&self) -> f32;
     /// Liver probability on `prepared.hu`'s grid. `input` is the normalised
-    /// image (`prepared.normalised(config, 0.0)`). `progress(done, total)`
-    /// reports work units (e.g. tiles).
+    /// image (`prepared.normalised(config, 0.0)`). `threshold` is the level
+    /// the result will be cut at, decided once by [`segment`] (the option,
+    /// else [`default_threshold`](Self::default_threshold)): a model that
+    /// skips work where the map stays below it (the burn network's
+    /// coarse-to-fine tiling) must use exactly this level to give the same
+    /// mask as a full pass. `progress(done, total)` reports work units (e.g.
+    /// tiles).
     fn predict(
         &self,
         prepared: &Prepared,
         input: &Volume<f32>,
+        threshold: f32,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Prediction, String>;
+    ) -> Result<Prediction, ModelError>;
 }
+
+/// A model's own error, kept whole as the cause of [`Error::ModelFailed`].
+pub type ModelError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a [`ProbabilityModel`] returns: the map, and for tiled models how much
 /// of the volume it computed (goes into the report, so a slow case can be
@@ -297,10 +306,13 @@ pub fn segment<T: Scalar>(
         message,
     };
     let Prediction { probability, tiles } = model
-        .predict(&prepared, &input, &mut |d, t| {
+        .predict(&prepared, &input, threshold, &mut |d, t| {
             progress(Stage::Predict, d, t)
         })
-        .map_err(model_err)?;
+        .map_err(|source| Error::ModelFailed {
+            model: model.id(),
+            source,
+        })?;
     drop(input);
     if !probability.geometry().same_grid(prepared.hu.geometry()) {
         return Err(model_err(

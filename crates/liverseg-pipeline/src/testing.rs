@@ -54,8 +54,9 @@ impl ProbabilityModel for HuWindowModel {
         &self,
         prepared: &Prepared,
         _input: &Volume<f32>,
+        _threshold: f32,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Prediction, String> {
+    ) -> Result<Prediction, crate::ModelError> {
         let g = prepared.hu.geometry().clone();
         let [_, _, nz] = g.dims();
         // Body centre and width along world x (LPS: +x = patient left).
@@ -86,6 +87,6 @@ impl ProbabilityModel for HuWindowModel {
             }
             progress(k + 1, nz);
         }
-        Volume::new(g, data).map(Prediction::from).map_err(|e| e.to_string())
+        Ok(Volume::new(g, data).map(Prediction::from)?)
     }
 }

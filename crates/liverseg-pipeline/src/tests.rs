@@ -65,8 +65,9 @@ impl ProbabilityModel for Oracle {
         &self,
         prepared: &Prepared,
         _input: &Volume<f32>,
+        _threshold: f32,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Prediction, String> {
+    ) -> Result<Prediction, crate::ModelError> {
         progress(0, 1);
         let m = resample_mask_partial_volume(&self.truth, prepared.hu.geometry());
         progress(1, 1);
@@ -431,8 +432,9 @@ fn threshold_and_bad_models_are_handled() {
             &self,
             prepared: &Prepared,
             _: &Volume<f32>,
+            _: f32,
             _: &mut dyn FnMut(usize, usize),
-        ) -> Result<Prediction, String> {
+        ) -> Result<Prediction, crate::ModelError> {
             if self.1 {
                 Err("out of memory".into())
             } else {

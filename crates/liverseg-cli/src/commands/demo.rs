@@ -1,12 +1,11 @@
 //! `liverseg demo`: the README's first command. Runs on a fresh clone with no
 //! network and no data: it builds a synthetic abdominal CT with known organs
 //! (`liverseg phantom`), segments it with the built-in model
-//! (`crate::model::load`), compares the result with the phantom's truth
+//! (`liverseg_model::segment_model::open`), compares the result with the phantom's truth
 //! (liverseg-metrics) and writes everything into `./liverseg-demo/`:
 //! `ct.nii.gz`, `liver_truth.nii.gz`, the segment outputs (`liver.nii.gz`,
 //! `report.json`, `overview.png`) and `evaluation.json`.
 
-use crate::model;
 use liverseg_io::write_image;
 use liverseg_metrics::{evaluate, EvalOptions};
 use liverseg_phantom::{generate, PhantomConfig};
@@ -31,14 +30,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let model = model::load(None, &model::LoadOptions::default()).map_err(|e| anyhow::anyhow!(e))?;
+    let model = liverseg_model::segment_model::open(None, "cpu", false)?;
     let phantom = generate(&PhantomConfig {
         seed: args.seed,
         ..Default::default()
     });
     let seg = segment(
         &phantom.ct,
-        model.as_ref(),
+        &model,
         &SegmentOptions::default(),
         &mut |_, _, _| {},
     )?;

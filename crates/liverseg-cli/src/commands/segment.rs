@@ -9,7 +9,6 @@
 //! progress and prints. Exit status: 0 every case done or skipped, 1 any case
 //! failed or held by another task (the others are still done), 2 usage.
 
-use crate::model;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use liverseg_pipeline::batch::cases::{name_cases, read_manifest, list_hash, case_stem};
 use liverseg_pipeline::batch::tasklog::check_same_list;
@@ -203,7 +202,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if inputs.is_empty() {
         return usage("no input: give CT paths or --manifest");
     }
-    let load_options = model::LoadOptions { device: &args.device, threshold: args.threshold, full_volume: args.full_volume };
     let options = SegmentOptions {
         threshold: args.threshold,
         postprocess_radius_mm: args.radius,
@@ -214,14 +212,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if inputs.len() == 1 && args.manifest.is_none() && shard.is_none() {
         // One case: outputs straight into -o.
         let input = inputs.remove(0).input;
-        let model = model::load(args.model.as_deref(), &load_options).map_err(|e| anyhow::anyhow!(e))?;
+        let model = liverseg_model::segment_model::open(args.model.as_deref(), &args.device, args.full_volume)?;
         let multi = multi_progress();
         let bar = multi.add(ProgressBar::new(1));
         bar.set_style(style("{prefix} {msg:18} {bar:30} {pos}/{len} {elapsed}"));
         bar.set_prefix(case_stem(&input));
         bar.set_message("read");
         let mut stage = |s: Stage, done: usize, total: usize| stage_bar(&bar, s, done, total);
-        let r = segment_case(&input, &args.out, model.as_ref(), &options, &formats, &mut stage);
+        let r = segment_case(&input, &args.out, &model, &options, &formats, &mut stage);
         bar.finish_and_clear();
         return match r {
             Ok((report, secs)) => {
@@ -276,7 +274,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("liverseg: this shard has no cases (the list has {}): nothing to do", all.len());
         Vec::new()
     } else {
-        let model = model::load(args.model.as_deref(), &load_options).map_err(|e| anyhow::anyhow!(e))?;
+        let model = liverseg_model::segment_model::open(args.model.as_deref(), &args.device, args.full_volume)?;
         let multi = multi_progress();
         let overall = multi.add(ProgressBar::new(picked.len() as u64));
         overall.set_style(style("cases {bar:30} {pos}/{len} {elapsed}"));
@@ -291,7 +289,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             task: shard.map(|s| s.to_string()),
             job: job_id(),
         };
-        let results = run_batch(&picked, model.as_ref(), &batch, Some(&log), &bars);
+        let results = run_batch(&picked, &model, &batch, Some(&log), &bars);
         bars.overall.finish_and_clear();
         results
     };

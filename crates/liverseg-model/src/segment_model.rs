@@ -1,0 +1,69 @@
+//! The burn network as the pipeline's [`ProbabilityModel`], so that `segment`,
+//! `demo`, the node and any other front end run the same model the same way.
+//!
+//! Decision: this crate depends on liverseg-pipeline (framework-free, no burn)
+//! rather than the other way round, so the pipeline and its tests build
+//! without the deep-learning framework.
+
+use crate::infer::{Segmenter, TileStrategy, DEFAULT_MIN_GROWN_ML};
+use crate::Result;
+use liverseg_data::{Prepared, PreprocessConfig};
+use liverseg_pipeline::{ModelError, Prediction, ProbabilityModel, TileWork};
+use liverseg_volume::Volume;
+use std::path::Path;
+
+/// The model `segment` runs: the built-in one (`spec` None) or a model file
+/// written by `liverseg train`, on `device` (`cpu`, or `gpu` in builds with
+/// the `wgpu` feature). `full_volume` computes every tile with body in it
+/// instead of growing from probes (coarse-to-fine, see [`crate::infer`]).
+pub fn open(spec: Option<&Path>, device: &str, full_volume: bool) -> Result<Segmenter> {
+    let device = crate::device(device)?;
+    let mut segmenter = match spec {
+        None => Segmenter::builtin(device),
+        Some(path) => Segmenter::load(path, device),
+    }?;
+    if full_volume {
+        segmenter.set_strategy(TileStrategy::All);
+    }
+    Ok(segmenter)
+}
+
+impl ProbabilityModel for Segmenter {
+    fn id(&self) -> String {
+        self.info().id.clone()
+    }
+
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.info().network.preprocess
+    }
+
+    fn default_threshold(&self) -> f32 {
+        self.info().threshold
+    }
+
+    fn predict(
+        &self,
+        prepared: &Prepared,
+        input: &Volume<f32>,
+        threshold: f32,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> std::result::Result<Prediction, ModelError> {
+        // Grow at exactly the level the pipeline cuts at (unless a strategy
+        // was set explicitly, e.g. every tile).
+        let strategy = self.strategy().unwrap_or(TileStrategy::Grow {
+            threshold,
+            min_ml: DEFAULT_MIN_GROWN_ML,
+        });
+        let (probability, s) = self.probability_with(prepared, input, strategy, progress)?;
+        let tiles = TileWork {
+            body_tiles: s.body_tiles,
+            computed_tiles: s.computed_tiles,
+            probes: s.probes,
+            fell_back_to_all: s.fell_back_to_all,
+        };
+        Ok(Prediction {
+            probability,
+            tiles: Some(tiles),
+        })
+    }
+}
