@@ -26,6 +26,12 @@ impl Progress {
         self.bar.inc(n);
     }
 
+    /// Where the work stands when the total is known only as it goes.
+    pub fn set(&self, done: u64, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(done);
+    }
+
     pub fn message(&self, text: &str) {
         self.bar.set_message(text.to_string());
     }

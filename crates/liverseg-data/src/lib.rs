@@ -21,4 +21,4 @@ pub mod training_set;
 pub use cache::{load_case, LoadedCase};
 pub use datasets::{discover, load_manifest, split_cases, CaseSource, Manifest, Split};
 pub use duplicates::{dedupe, find_duplicates, DuplicateReport};
-pub use training_set::{load_training_set, TrainingSet};
+pub use training_set::{load_training_cases, load_training_set, TrainingSet};

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::cache::{load_case, LoadedCase};
-use crate::datasets::{discover, load_manifest, validation_ids, Split};
+use crate::datasets::{discover, load_manifest, validation_ids, Manifest, Split};
 use crate::duplicates::{dedupe, DuplicateReport};
 use crate::{PreprocessConfig, Result};
 
@@ -27,8 +27,23 @@ pub fn load_training_set(
     cache_dir: Option<&Path>,
     progress: &mut dyn FnMut(usize, usize, &str),
 ) -> Result<TrainingSet> {
-    let manifest = load_manifest(manifest)?;
-    let cases = discover(&manifest)?;
+    let loaded = load_manifest(manifest)?;
+    load_training_cases(&loaded, manifest, config, cache_dir, progress)
+}
+
+/// [`load_training_set`] for a manifest already read (its split possibly
+/// replaced, e.g. by `train --validation`); `origin` names it in errors.
+pub fn load_training_cases(
+    manifest: &Manifest,
+    origin: &Path,
+    config: &PreprocessConfig,
+    cache_dir: Option<&Path>,
+    progress: &mut dyn FnMut(usize, usize, &str),
+) -> Result<TrainingSet> {
+    let cases = discover(manifest)?;
+    if cases.is_empty() {
+        return Err(crate::Error::invalid(origin, "no training case found"));
+    }
     // Unknown validation ids fail before minutes of loading.
     let all_ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
     validation_ids(&all_ids, &manifest.split)?;

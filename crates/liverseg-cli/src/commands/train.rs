@@ -1,7 +1,7 @@
 use anyhow::{bail, Context};
-use liverseg_data::cache::{load_case, LoadedCase};
-use liverseg_data::datasets::{discover, load_manifest, split_cases, Split};
-use liverseg_data::duplicates::dedupe;
+use liverseg_data::cache::LoadedCase;
+use liverseg_data::datasets::{load_manifest, Split};
+use liverseg_data::load_training_cases;
 use liverseg_metrics::plot::{line_chart, LineSeries};
 use liverseg_model::train::{train, Case, Event, TrainConfig};
 use liverseg_model::NetworkConfig;
@@ -143,38 +143,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         manifest.split = Split::Fraction { fraction, seed: config.seed };
     }
-    let sources = discover(&manifest)?;
-    if sources.is_empty() {
-        bail!("{}: no training case found", args.data.display());
-    }
-    let (train_sources, val_sources) = split_cases(&sources, &manifest.split)?;
     let cache = args.cache.clone().unwrap_or_else(|| args.out.join("cache"));
     std::fs::create_dir_all(&cache).with_context(|| format!("{}: cannot create", cache.display()))?;
-    let progress = Progress::new(train_sources.len() as u64 + val_sources.len() as u64, "preparing");
-    let load = |list: &[liverseg_data::datasets::CaseSource]| -> anyhow::Result<Vec<LoadedCase>> {
-        list.iter()
-            .map(|c| {
-                progress.message(&c.id);
-                let loaded = load_case(c, &network.preprocess, Some(&cache)).with_context(|| format!("case {}", c.id))?;
-                progress.inc(1);
-                Ok(loaded)
-            })
-            .collect()
-    };
-    let train_loaded = load(&train_sources)?;
-    let val_loaded = load(&val_sources)?;
+    let progress = Progress::new(0, "preparing");
+    let set = load_training_cases(&manifest, &args.data, &network.preprocess, Some(&cache), &mut |done, total, id| {
+        progress.set(done as u64, total as u64);
+        progress.message(id);
+    })?;
     progress.finish();
-    let (all, duplicates) = dedupe(val_loaded.into_iter().chain(train_loaded).collect());
-    if !duplicates.groups.is_empty() {
-        for g in &duplicates.groups {
-            eprintln!("duplicate CTs (same voxels; trained once): {}", g.ids.join(" = "));
-        }
+    for g in &set.duplicates.groups {
+        eprintln!("duplicate CTs (same voxels; trained once): {}", g.ids.join(" = "));
     }
-    // Validation cases came first, so a duplicate pair keeps its validation copy.
-    let val_ids: Vec<String> = val_sources.iter().map(|c| c.id.clone()).collect();
-    let (val, tr): (Vec<LoadedCase>, Vec<LoadedCase>) = all.into_iter().partition(|c| val_ids.contains(&c.id));
-    let train_cases: Vec<Case> = tr.into_iter().map(to_case).collect();
-    let val_cases: Vec<Case> = val.into_iter().map(to_case).collect();
+    let duplicate_groups = set.duplicates.groups;
+    let train_cases: Vec<Case> = set.train.into_iter().map(to_case).collect();
+    let val_cases: Vec<Case> = set.validation.into_iter().map(to_case).collect();
     eprintln!(
         "training on {} case(s), validating on {} ({}); network {} at {} mm",
         train_cases.len(),
@@ -212,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "minutes": outcome.minutes,
         "train_cases": train_cases.iter().map(|c| &c.id).collect::<Vec<_>>(),
         "validation_cases": val_cases.iter().map(|c| &c.id).collect::<Vec<_>>(),
-        "duplicates": duplicates.groups,
+        "duplicates": duplicate_groups,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
