@@ -56,6 +56,49 @@ pub struct RegionVolumes {
 }
 
 impl RegionVolumes {
+    /// Compartments from volumes typed in by hand (no masks): the liver
+    /// (which includes the tumour), the tumour (0 when unknown) and the
+    /// perfused territory (None: the whole liver). `names` are how the caller
+    /// calls the three inputs in errors (e.g. the command-line flags).
+    ///
+    /// Without masks the tumour's share of the perfused territory is unknown:
+    /// it is taken as proportional to the territory's share of the liver
+    /// (treated tumour = tumour x perfused / liver). When that assumption
+    /// matters (a territory and a tumour both given) the returned note says so
+    /// for the report.
+    pub fn from_volumes(liver_ml: f64, tumour_ml: f64, perfused_ml: Option<f64>, names: [&str; 3]) -> Result<(Self, Option<String>)> {
+        let [liver_name, tumour_name, perfused_name] = names;
+        if !(liver_ml.is_finite() && liver_ml > 0.0) {
+            return Err(DoseError::input(liver_name, format!("{liver_ml} ml must be positive")));
+        }
+        let (liver, tumour) = (liver_ml, tumour_ml);
+        if !(tumour.is_finite() && tumour >= 0.0 && tumour < liver) {
+            return Err(DoseError::input(
+                tumour_name,
+                format!("{tumour} ml must be zero or positive and smaller than the liver volume ({liver} ml; the liver includes the tumour)"),
+            ));
+        }
+        let perfused = match perfused_ml {
+            Some(p) if !(p.is_finite() && p > 0.0 && p <= liver) => {
+                return Err(DoseError::input(perfused_name, format!("{p} ml must be positive and at most the liver volume ({liver} ml)")))
+            }
+            Some(p) => p,
+            None => liver,
+        };
+        let treated_tumour = tumour * perfused / liver;
+        let note = (perfused_ml.is_some() && tumour > 0.0)
+            .then(|| "without masks, the tumour is assumed spread evenly over the liver (treated tumour = tumour x perfused / liver)".to_string());
+        let volumes = RegionVolumes {
+            liver_ml: Millilitres(liver),
+            tumour_ml: Millilitres(tumour),
+            normal_liver_ml: Millilitres(liver - tumour),
+            treated_liver_ml: Millilitres(perfused),
+            treated_tumour_ml: Millilitres(treated_tumour),
+            treated_normal_liver_ml: Millilitres(perfused - treated_tumour),
+        };
+        Ok((volumes, note))
+    }
+
     /// Error naming the first compartment that is not a finite, non-negative volume
     /// or that does not nest as the conventions above require (tumour and treated
     /// liver inside the liver, normal = liver - tumour). Volumes from masks always
@@ -175,6 +218,25 @@ impl Regions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_typed_in_nest_and_note_the_even_spread() {
+        let names = ["--liver-ml", "--tumour-ml", "--perfused-ml"];
+        let (v, note) = RegionVolumes::from_volumes(1500.0, 150.0, Some(600.0), names).unwrap();
+        assert_eq!(v.normal_liver_ml.0, 1350.0);
+        assert!((v.treated_tumour_ml.0 - 60.0).abs() < 1e-12);
+        assert!((v.treated_normal_liver_ml.0 - 540.0).abs() < 1e-12);
+        v.validate().unwrap();
+        assert!(note.unwrap().contains("spread evenly"));
+        let (v, note) = RegionVolumes::from_volumes(1500.0, 0.0, None, names).unwrap();
+        assert_eq!(v.treated_liver_ml.0, 1500.0);
+        assert!(note.is_none());
+        let e = RegionVolumes::from_volumes(1500.0, 2000.0, None, names).unwrap_err().to_string();
+        assert!(e.starts_with("--tumour-ml: 2000 ml"), "{e}");
+        let e = RegionVolumes::from_volumes(1500.0, 0.0, Some(1600.0), names).unwrap_err().to_string();
+        assert!(e.starts_with("--perfused-ml"), "{e}");
+        assert!(RegionVolumes::from_volumes(f64::NAN, 0.0, None, names).is_err());
+    }
 
     fn geometry() -> Geometry {
         Geometry::identity([10, 10, 10], [2.0, 2.0, 5.0]).unwrap()

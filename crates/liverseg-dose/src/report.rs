@@ -22,7 +22,7 @@ fn row(a: &str, b: String) -> Vec<String> {
     vec![a.to_string(), b]
 }
 
-fn blocks(s: &DoseSummary, images: &[(String, String)], files: &[String]) -> Vec<Block> {
+fn blocks(s: &DoseSummary, images: &[(String, String)], files: &[String], notes: &[String]) -> Vec<Block> {
     use Block::*;
     let i = &s.inputs;
     let v = &i.volumes;
@@ -190,14 +190,20 @@ fn blocks(s: &DoseSummary, images: &[(String, String)], files: &[String]) -> Vec
         b.push(Heading(2, "Files".into()));
         b.push(List(files.to_vec()));
     }
+    if !notes.is_empty() {
+        b.push(Heading(2, "Notes".into()));
+        b.push(List(notes.to_vec()));
+    }
     b
 }
 
 /// The report as Markdown. `images`: (caption, relative path) of the DVH plots;
 /// `files`: other outputs to list (dose map).
-pub fn markdown(s: &DoseSummary, images: &[(String, String)], files: &[String]) -> String {
+/// `notes`: what the caller assumed or changed on the way (resampling, decay
+/// correction), listed under "Notes" when any.
+pub fn markdown(s: &DoseSummary, images: &[(String, String)], files: &[String], notes: &[String]) -> String {
     let mut out = String::new();
-    for block in blocks(s, images, files) {
+    for block in blocks(s, images, files, notes) {
         match block {
             Block::Heading(level, text) => out.push_str(&format!("{} {text}\n\n", "#".repeat(level as usize))),
             Block::Para(text) => out.push_str(&format!("{text}\n\n")),
@@ -241,11 +247,11 @@ fn inline(s: &str) -> String {
 }
 
 /// The report as one standalone HTML page.
-pub fn html(s: &DoseSummary, images: &[(String, String)], files: &[String]) -> String {
+pub fn html(s: &DoseSummary, images: &[(String, String)], files: &[String], notes: &[String]) -> String {
     let mut out = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Y-90 SIRT dosimetry</title>\n<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left}pre{background:#f4f4f4;padding:.6em;overflow-x:auto}img{max-width:100%}</style>\n</head><body>\n",
     );
-    for block in blocks(s, images, files) {
+    for block in blocks(s, images, files, notes) {
         match block {
             Block::Heading(level, text) => out.push_str(&format!("<h{level}>{}</h{level}>\n", inline(&text))),
             Block::Para(text) => out.push_str(&format!("<p>{}</p>\n", inline(&text))),

@@ -94,6 +94,52 @@ impl ActivityMap {
     }
 }
 
+/// How the values of an activity map are given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityUnit {
+    /// Calibrated Y-90 activity concentration (Y-90 PET, quantitative SPECT).
+    BqPerMl,
+    KbqPerMl,
+    MbqPerMl,
+    /// Relative counts, scaled to the administered activity by the plan.
+    Counts,
+}
+
+impl ActivityUnit {
+    /// Bq/ml per unit of the map (1 for counts: they are scaled later).
+    pub fn bq_per_ml(self) -> f64 {
+        match self {
+            ActivityUnit::BqPerMl | ActivityUnit::Counts => 1.0,
+            ActivityUnit::KbqPerMl => 1e3,
+            ActivityUnit::MbqPerMl => 1e6,
+        }
+    }
+}
+
+/// Bring a calibrated activity map (`name` in notes) to Bq/ml at
+/// administration, in place: the unit's scale, and with `decay_hours` (scan
+/// time after administration) Y-90's decay correction 2^(t / 64.1 h). A
+/// counts map is left as it is (the plan scales it to the administered
+/// activity, which already is the activity at administration), so a decay
+/// time is ignored for it. Returns the notes for the report.
+pub fn calibrate_activity_map(map: &mut Volume<f64>, name: &str, unit: ActivityUnit, decay_hours: Option<f64>) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let mut scale = unit.bq_per_ml();
+    if let Some(h) = decay_hours {
+        let f = crate::formulas::y90_decay_correction(h)?;
+        if unit == ActivityUnit::Counts {
+            notes.push("--decay-hours is ignored for a counts map (it is scaled to the administered activity)".into());
+        } else {
+            scale *= f;
+            notes.push(format!("{name}: decay-corrected to administration, {h} h x 2^(t/64.1 h) = factor {f:.4}"));
+        }
+    }
+    if scale != 1.0 {
+        map.data_mut().iter_mut().for_each(|v| *v *= scale);
+    }
+    Ok(notes)
+}
+
 /// T/N from a SPECT counts map on the CT grid: summed counts in the tumour and
 /// normal-liver masks, divided by their volumes ([`crate::formulas::tn_from_counts`]).
 pub fn tn_from_count_map(input: &str, counts: &Volume<f64>, tumour: &Mask, normal: &Mask) -> Result<crate::formulas::TnRatio> {
@@ -231,6 +277,20 @@ pub fn region_dose(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activity_maps_are_scaled_and_decay_corrected_counts_are_not() {
+        let g = liverseg_volume::Geometry::identity([2, 1, 1], [1.0, 1.0, 1.0]).unwrap();
+        let mut map = Volume::new(g.clone(), vec![1.0, 2.0]).unwrap();
+        let notes = calibrate_activity_map(&mut map, "pet", ActivityUnit::KbqPerMl, Some(64.1)).unwrap();
+        assert!((map.data()[1] - 4000.0).abs() < 1e-9, "{:?}", map.data());
+        assert!(notes[0].starts_with("pet: decay-corrected") && notes[0].contains("factor 2.0000"), "{notes:?}");
+        let mut counts = Volume::new(g, vec![1.0, 2.0]).unwrap();
+        let notes = calibrate_activity_map(&mut counts, "spect", ActivityUnit::Counts, Some(10.0)).unwrap();
+        assert_eq!(counts.data(), &[1.0, 2.0]);
+        assert!(notes[0].contains("ignored for a counts map"));
+        assert!(calibrate_activity_map(&mut counts, "spect", ActivityUnit::MbqPerMl, Some(-1.0)).is_err());
+    }
     use liverseg_volume::Geometry;
 
     #[test]

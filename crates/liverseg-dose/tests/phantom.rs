@@ -132,12 +132,14 @@ fn partition_with_known_tn_matches_the_analytic_and_voxel_doses() {
     assert_eq!(by_name("tumour").v_at(120.0).unwrap().0, 1.0);
     assert!(summary.all_warnings().is_empty(), "{:?}", summary.all_warnings());
 
-    let md = report::markdown(&summary, &[("DVH".into(), "dvh.png".into())], &["dose.nii.gz".into()]);
-    for text in ["## Partition model", "T/N x M_T + M_N", "| Tumour dose | 140.0 Gy |", "## Voxel dosimetry", "![DVH](dvh.png)", "D50 (Gy)"] {
+    let md = report::markdown(&summary, &[("DVH".into(), "dvh.png".into())], &["dose.nii.gz".into()], &["a note & <more>".into()]);
+    for text in ["## Partition model", "T/N x M_T + M_N", "| Tumour dose | 140.0 Gy |", "## Voxel dosimetry", "![DVH](dvh.png)", "D50 (Gy)", "## Notes\n\n- a note & <more>"] {
         assert!(md.contains(text), "{text} missing from\n{md}");
     }
-    let html = report::html(&summary, &[], &[]);
+    let html = report::html(&summary, &[], &[], &["a note & <more>".into()]);
     assert!(html.contains("<td>Tumour dose</td><td>140.0 Gy</td>") && html.ends_with("</html>\n"));
+    // Notes are a section of the page, escaped, before its end.
+    assert!(html.contains("<h2>Notes</h2>\n<ul>\n<li>a note &amp; &lt;more&gt;</li>"), "{html}");
 }
 
 #[test]

@@ -350,7 +350,7 @@ fn report_names_the_factor_and_the_vendor_difference() {
         dvh_bin_width: Gray(1.0),
     };
     let (summary, _) = plan::run(&input).unwrap();
-    let md = liverseg_dose::report::markdown(&summary, &[], &[]);
+    let md = liverseg_dose::report::markdown(&summary, &[], &[], &[]);
     assert!(md.contains("D [Gy] = 49.67 x A [GBq] / M [kg]"), "{md}");
     assert!(md.contains("round it to 50, so for the same dose their activities are 0.66 % lower"), "{md}");
 }

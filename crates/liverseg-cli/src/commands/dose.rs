@@ -8,6 +8,7 @@ use liverseg_dose::formulas::{lsf_from_planar, PlanarCounts, TnRatio};
 use liverseg_dose::plan::{self, ActivityInput, DoseSummary, Method};
 use liverseg_dose::regions::{require_same_grid, RegionVolumes, Regions};
 use liverseg_dose::units::*;
+use liverseg_dose::voxel::calibrate_activity_map;
 use liverseg_dose::{plot, report, Limits, Sphere};
 use liverseg_io::{read_image, read_mask, write_image, ReadOptions};
 use liverseg_volume::{DynVolume, Geometry, Mask, Volume};
@@ -32,6 +33,17 @@ pub enum ActivityUnit {
     MbqPerMl,
     /// Relative counts, scaled to the administered activity (--total-activity-gbq).
     Counts,
+}
+
+impl From<ActivityUnit> for liverseg_dose::voxel::ActivityUnit {
+    fn from(u: ActivityUnit) -> Self {
+        match u {
+            ActivityUnit::BqPerMl => Self::BqPerMl,
+            ActivityUnit::KbqPerMl => Self::KbqPerMl,
+            ActivityUnit::MbqPerMl => Self::MbqPerMl,
+            ActivityUnit::Counts => Self::Counts,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -215,29 +227,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(r) => r.volumes(),
         None => {
             let liver = positive_arg("--liver-ml", args.liver_ml.ok_or_else(|| anyhow!("give the liver as a mask (--ct and --liver) or as a volume (--liver-ml)"))?)?;
-            let tumour = args.tumour_ml.unwrap_or(0.0);
-            if !(tumour.is_finite() && tumour >= 0.0 && tumour < liver) {
-                bail!("--tumour-ml: {tumour} ml must be zero or positive and smaller than the liver volume ({liver} ml; the liver includes the tumour)");
-            }
-            let perfused = match args.perfused_ml {
-                Some(p) if !(p.is_finite() && p > 0.0 && p <= liver) => bail!("--perfused-ml: {p} ml must be positive and at most the liver volume ({liver} ml)"),
-                Some(p) => p,
-                None => liver,
-            };
-            // Without masks the tumour's share of the perfused territory is unknown:
-            // assume it is proportional to the territory's share of the liver.
-            let treated_tumour = tumour * perfused / liver;
-            if args.perfused_ml.is_some() && tumour > 0.0 {
-                notes.push("without masks, the tumour is assumed spread evenly over the liver (treated tumour = tumour x perfused / liver)".into());
-            }
-            RegionVolumes {
-                liver_ml: Millilitres(liver),
-                tumour_ml: Millilitres(tumour),
-                normal_liver_ml: Millilitres(liver - tumour),
-                treated_liver_ml: Millilitres(perfused),
-                treated_tumour_ml: Millilitres(treated_tumour),
-                treated_normal_liver_ml: Millilitres(perfused - treated_tumour),
-            }
+            let (volumes, note) = RegionVolumes::from_volumes(liver, args.tumour_ml.unwrap_or(0.0), args.perfused_ml, ["--liver-ml", "--tumour-ml", "--perfused-ml"])?;
+            notes.extend(note);
+            volumes
         }
     };
 
@@ -281,23 +273,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 map = resample_linear(&map, r.geometry());
                 notes.push(format!("{name}: resampled (trilinear, zero outside its field of view) onto the CT grid"));
             }
-            let mut scale = match args.activity_unit {
-                ActivityUnit::BqPerMl | ActivityUnit::Counts => 1.0,
-                ActivityUnit::KbqPerMl => 1e3,
-                ActivityUnit::MbqPerMl => 1e6,
-            };
-            if let Some(h) = args.decay_hours {
-                let f = liverseg_dose::formulas::y90_decay_correction(h)?;
-                if args.activity_unit == ActivityUnit::Counts {
-                    notes.push("--decay-hours is ignored for a counts map (it is scaled to the administered activity)".into());
-                } else {
-                    scale *= f;
-                    notes.push(format!("{name}: decay-corrected to administration, {h} h x 2^(t/64.1 h) = factor {f:.4}"));
-                }
-            }
-            if scale != 1.0 {
-                map.data_mut().iter_mut().for_each(|v| *v *= scale);
-            }
+            notes.extend(calibrate_activity_map(&mut map, &name, args.activity_unit.into(), args.decay_hours)?);
             Some(match args.activity_unit {
                 ActivityUnit::Counts => ActivityInput::Counts {
                     name,
@@ -371,17 +347,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut json = serde_json::to_value(&summary)?;
     json["notes"] = serde_json::json!(notes);
     json["out"] = serde_json::json!(args.out);
-    let mut md = report::markdown(&summary, &images, &files);
-    let mut html = report::html(&summary, &images, &files);
-    if !notes.is_empty() {
-        md.push_str("## Notes\n\n");
-        html = html.replace("</body></html>\n", "<h2>Notes</h2>\n<ul>\n");
-        for n in &notes {
-            md.push_str(&format!("- {n}\n"));
-            html.push_str(&format!("<li>{}</li>\n", n.replace('&', "&amp;").replace('<', "&lt;")));
-        }
-        html.push_str("</ul>\n</body></html>\n");
-    }
+    let md = report::markdown(&summary, &images, &files, &notes);
+    let html = report::html(&summary, &images, &files, &notes);
     blobs.push((args.out.join("report.md"), md.into_bytes()));
     blobs.push((args.out.join("report.html"), html.into_bytes()));
     blobs.push((args.out.join("dose.json"), serde_json::to_string_pretty(&json)?.into_bytes()));
