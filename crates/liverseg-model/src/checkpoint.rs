@@ -50,7 +50,7 @@ pub fn to_bytes(net: &DeepMedic, info: &ModelInfo) -> Result<Vec<u8>> {
 /// Write a model file atomically.
 pub fn save(path: &Path, net: &DeepMedic, info: &ModelInfo) -> Result<()> {
     let bytes = to_bytes(net, info)?;
-    liverseg_io::atomic::write_atomic(path, |w| w.write_all(&bytes)).map_err(|e| Error::File(e.to_string()))?;
+    liverseg_io::atomic::write_atomic(path, |w| w.write_all(&bytes))?;
     Ok(())
 }
 
@@ -75,7 +75,7 @@ pub fn from_bytes(bytes: &[u8], origin: &str, device: &Device) -> Result<(DeepMe
 }
 
 pub fn load(path: &Path, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::File(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
     from_bytes(&bytes, &path.display().to_string(), device)
 }
 

@@ -7,12 +7,26 @@ pub enum Error {
     Device(String),
     #[error("model: {0}")]
     Model(String),
-    #[error("{0}")]
-    File(String),
+    /// A file could not be read or written; the cause is kept.
+    #[error("{}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An atomic write failed (the error names the file).
+    #[error(transparent)]
+    Write(#[from] liverseg_io::Error),
     #[error(transparent)]
     Data(#[from] liverseg_data::Error),
     #[error(transparent)]
     Volume(#[from] liverseg_volume::VolumeError),
+}
+
+impl Error {
+    pub fn file(path: &std::path::Path, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::File { path: path.to_path_buf(), source: source.into() }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -139,9 +139,9 @@ pub struct TrainOutcome {
 }
 
 fn log_line(path: &Path, event: &Event) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::File(format!("{}: {e}", path.display())))?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::file(path, e))?;
     let line = serde_json::to_string(event).map_err(|e| Error::Model(e.to_string()))?;
-    writeln!(f, "{line}").map_err(|e| Error::File(format!("{}: {e}", path.display())))
+    writeln!(f, "{line}").map_err(|e| Error::file(path, e))
 }
 
 fn dice(a: &[u8], b: &[u8]) -> f64 {
@@ -241,7 +241,7 @@ pub fn train(
             return Err(Error::Config(format!("case {} was prepared at {s:?} mm, the network expects {} mm", c.id, network.preprocess.spacing_mm)));
         }
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::File(format!("{}: {e}", out_dir.display())))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::file(out_dir, e))?;
     let log = out_dir.join("train.jsonl");
     let (last, last_optim, state_path, best_path) =
         (out_dir.join("last.lsm"), out_dir.join("last.optim.bpk"), out_dir.join("state.json"), out_dir.join("best.lsm"));
@@ -255,14 +255,14 @@ pub fn train(
     let mut optim = sgd(config);
     let mut state = State { epochs_done: 0, rng: config.seed, best_dsc: f64::MIN, best_epoch: 0, minutes: 0.0 };
     if resume && state_path.exists() {
-        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::File(format!("{}: {e}", state_path.display())))?;
-        state = serde_json::from_str(&text).map_err(|e| Error::File(format!("{}: {e}", state_path.display())))?;
+        let text = std::fs::read_to_string(&state_path).map_err(|e| Error::file(&state_path, e))?;
+        state = serde_json::from_str(&text).map_err(|e| Error::file(&state_path, e))?;
         let (net, info) = checkpoint::load(&last, &train_device)?;
         if info.network != *network {
             return Err(Error::Config(format!("{} was trained with another network config; resume with the same one", last.display())));
         }
         model = net.train();
-        optim = optim.load(&last_optim).map_err(|e| Error::File(format!("{}: {e:?}", last_optim.display())))?;
+        optim = optim.load(&last_optim).map_err(|e| Error::file(&last_optim, std::io::Error::other(format!("{e:?}"))))?;
         emit(Event::Message { text: format!("resumed after epoch {}", state.epochs_done) })?;
     }
     let pathways = network.pathway_inputs(network.train_segment)?;
@@ -337,9 +337,9 @@ pub fn train(
         }
         // Resume point: model, optimizer, then the state that names them.
         checkpoint::save(&last, &model.valid(), &info_for(0.5, serde_json::json!({"epoch": state.epochs_done})))?;
-        optim.save(&last_optim).map_err(|e| Error::File(format!("{}: {e:?}", last_optim.display())))?;
+        optim.save(&last_optim).map_err(|e| Error::file(&last_optim, std::io::Error::other(format!("{e:?}"))))?;
         let text = serde_json::to_string_pretty(&state).map_err(|e| Error::Model(e.to_string()))?;
-        liverseg_io::atomic::write_atomic(&state_path, |w| w.write_all(text.as_bytes())).map_err(|e| Error::File(e.to_string()))?;
+        liverseg_io::atomic::write_atomic(&state_path, |w| w.write_all(text.as_bytes()))?;
         if out_of_time {
             emit(Event::Message { text: format!("time budget reached after epoch {}", state.epochs_done) })?;
             break;
