@@ -46,11 +46,15 @@ fn dice(a: &Path, b: &Path) -> Option<f64> {
 
 fn main() {
     let case = arg("--case").unwrap_or_else(|| "ircadb01-01".into());
-    let shared = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/cases"));
+    // $LIVERSEG_SHARED or ../shared, as every test finds it.
+    let Some(shared) = liverseg_testdata::shared_dir().map(|d| d.join("data/cases")) else {
+        println!("segment bench skipped: no ../shared next to the checkout and LIVERSEG_SHARED not set (not in a user's clone)");
+        return;
+    };
     let dir = shared.join(&case);
     let ct = dir.join("ct.nii.gz");
     if !ct.exists() {
-        println!("segment bench skipped: {} not found (../shared is not in a user's clone)", ct.display());
+        println!("segment bench skipped: {} not found", ct.display());
         return;
     }
     let bin = env!("CARGO_BIN_EXE_liverseg");
