@@ -12,7 +12,7 @@
 //! to ours. Without `../shared` (a user's clone) it says so and exits 0.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
