@@ -219,7 +219,10 @@ impl Slurm {
             std::fs::create_dir_all(d.join(sub)).map_err(|e| e.to_string())?;
         }
         // munged refuses a key or socket folder others can write to.
-        let key: Vec<u8> = (0..1024).map(|i| (i * 7919 % 251) as u8 ^ std::process::id() as u8).collect();
+        // A random key: with it munge signs who submits jobs (as root here).
+        let mut key = vec![0u8; 1024];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").map_err(|e| e.to_string())?, &mut key)
+            .map_err(|e| e.to_string())?;
         std::fs::write(d.join("munge/munge.key"), key).map_err(|e| e.to_string())?;
         run_ok("chmod", &["700", s(&d.join("munge"))])?;
         run_ok("chmod", &["400", s(&d.join("munge/munge.key"))])?;
@@ -275,7 +278,9 @@ impl Slurm {
             dir,
         };
         slurm.daemon("slurmctld", &["-i"])?;
-        slurm.daemon("slurmd", &[])?;
+        // Named explicitly: slurmd would otherwise match its own idea of the
+        // host name against slurm.conf.
+        slurm.daemon("slurmd", &["-N", &host])?;
         // Wait for the node to be idle.
         let t0 = Instant::now();
         loop {
@@ -285,7 +290,6 @@ impl Slurm {
             }
             if t0.elapsed() > Duration::from_secs(60) {
                 let log = std::fs::read_to_string(slurm.dir.path().join("slurmd.log")).unwrap_or_default();
-                slurm.pids.retain(|_| true);
                 return Err(format!("the node did not become idle in 60 s: {o:?}\nslurmd.log:\n{log}"));
             }
             std::thread::sleep(Duration::from_millis(500));
