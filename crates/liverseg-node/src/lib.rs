@@ -24,6 +24,7 @@
 //! * Logs carry counts, UIDs and AE titles, never patient name, ID or birth date.
 
 mod dimse;
+mod error;
 pub mod queue;
 mod scp;
 pub mod scu;
@@ -32,6 +33,7 @@ mod worker;
 
 pub use dimse::{CT_IMAGE_STORAGE, ENHANCED_CT_IMAGE_STORAGE, VERIFICATION};
 pub use scu::Destination;
+pub use error::NodeError;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -220,18 +222,17 @@ impl NodeHandle {
 }
 
 /// Open the storage, recover interrupted work, start listening and processing.
-pub fn start(config: NodeConfig) -> Result<NodeHandle, String> {
-    config.validate()?;
+pub fn start(config: NodeConfig) -> Result<NodeHandle, NodeError> {
+    config.validate().map_err(NodeError::Config)?;
     let storage = &config.storage;
-    std::fs::create_dir_all(storage).map_err(|e| format!("{}: {e}", storage.display()))?;
+    std::fs::create_dir_all(storage).map_err(|e| NodeError::storage(storage, e))?;
     for d in ["tmp", "results"] {
-        std::fs::create_dir_all(storage.join(d))
-            .map_err(|e| format!("{}: {e}", storage.join(d).display()))?;
+        std::fs::create_dir_all(storage.join(d)).map_err(|e| NodeError::storage(storage.join(d), e))?;
     }
     // Whatever is in tmp/ was being received when the node stopped: incomplete.
     let mut dropped = 0;
     for e in std::fs::read_dir(storage.join("tmp"))
-        .map_err(|e| format!("{}: {e}", storage.display()))?
+        .map_err(|e| NodeError::storage(storage.join("tmp"), e))?
         .flatten()
     {
         if std::fs::remove_file(e.path()).is_ok() {
@@ -239,7 +240,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, String> {
         }
     }
     let (queue, recovered) = queue::Queue::open(&storage.join("queue"))
-        .map_err(|e| format!("{}: {e}", storage.join("queue").display()))?;
+        .map_err(|e| NodeError::storage(storage.join("queue"), e))?;
     let mut tracker = tracker::Tracker::new(storage.clone(), config.quiet_period);
     let unfinished = tracker.recover();
     log(&format!(
@@ -250,10 +251,10 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, String> {
         unfinished,
         dropped
     ));
-    let listener = TcpListener::bind(config.bind)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let listen = |source| NodeError::Listen { addr: config.bind.to_string(), source };
+    let listener = TcpListener::bind(config.bind).map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
+    listener.set_nonblocking(true).map_err(listen)?;
     let shared = Arc::new(Shared {
         config,
         queue,
@@ -279,7 +280,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, String> {
             std::thread::Builder::new()
                 .name("node-listen".into())
                 .spawn(move || scp::listen(listener, s))
-                .map_err(|e| e.to_string())?,
+                .map_err(NodeError::Thread)?,
         );
     }
     {
@@ -288,7 +289,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, String> {
             std::thread::Builder::new()
                 .name("node-timer".into())
                 .spawn(move || tracker::timer(s))
-                .map_err(|e| e.to_string())?,
+                .map_err(NodeError::Thread)?,
         );
     }
     for i in 0..shared.config.concurrency {
@@ -297,7 +298,7 @@ pub fn start(config: NodeConfig) -> Result<NodeHandle, String> {
             std::thread::Builder::new()
                 .name(format!("node-worker-{i}"))
                 .spawn(move || worker::run(s))
-                .map_err(|e| e.to_string())?,
+                .map_err(NodeError::Thread)?,
         );
     }
     Ok(NodeHandle {

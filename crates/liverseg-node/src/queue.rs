@@ -5,6 +5,7 @@
 //! interrupted and go back to `pending/`. Claiming is a rename too, so several
 //! workers never take the same job.
 
+use crate::NodeError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,19 +120,19 @@ impl Queue {
         Ok(names)
     }
 
-    pub fn read(&self, state: &str, name: &str) -> Result<Job, String> {
+    pub fn read(&self, state: &str, name: &str) -> Result<Job, NodeError> {
         let p = self.path(state, name);
-        let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a job file: {e}", p.display()))
+        let bytes = std::fs::read(&p).map_err(|e| NodeError::storage(&p, e))?;
+        serde_json::from_slice(&bytes).map_err(|source| NodeError::JobFile { path: p, source })
     }
 
-    fn write(&self, state: &str, job: &Job) -> Result<(), String> {
+    fn write(&self, state: &str, job: &Job) -> Result<(), NodeError> {
         let p = self.path(state, &format!("{}.json", job.id));
-        let text = serde_json::to_vec_pretty(job).map_err(|e| e.to_string())?;
-        liverseg_io::atomic::write_atomic(&p, |w| w.write_all(&text)).map_err(|e| e.to_string())
+        let text = serde_json::to_vec_pretty(job).map_err(|source| NodeError::JobFile { path: p.clone(), source })?;
+        Ok(liverseg_io::atomic::write_atomic(&p, |w| w.write_all(&text))?)
     }
 
-    pub fn submit(&self, job: &Job) -> Result<(), String> {
+    pub fn submit(&self, job: &Job) -> Result<(), NodeError> {
         self.write("pending", job)
     }
 
@@ -168,17 +169,17 @@ impl Queue {
     }
 
     /// Save the progress of a running job.
-    pub fn update(&self, job: &Job) -> Result<(), String> {
+    pub fn update(&self, job: &Job) -> Result<(), NodeError> {
         self.write("running", job)
     }
 
     /// Record the final state and move the job out of `running/`.
-    pub fn finish(&self, job: &Job, ok: bool) -> Result<(), String> {
+    pub fn finish(&self, job: &Job, ok: bool) -> Result<(), NodeError> {
         self.write("running", job)?;
         let name = format!("{}.json", job.id);
         let to = if ok { "done" } else { "failed" };
         std::fs::rename(self.path("running", &name), self.path(to, &name))
-            .map_err(|e| e.to_string())
+            .map_err(|e| NodeError::storage(self.path(to, &name), e))
     }
 }
 

@@ -101,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, Some(port)) => ReplyTo::Caller { port },
         (None, None) => ReplyTo::Nowhere,
     };
-    let node = liverseg_node::start(cfg).map_err(|e| anyhow!(e))?;
+    let node = liverseg_node::start(cfg)?;
     node.wait();
     Ok(ExitCode::SUCCESS)
 }
