@@ -11,6 +11,7 @@ pub mod dicom;
 mod error;
 pub mod metaimage;
 pub mod nifti;
+pub mod utc;
 
 pub use error::{Error, Result};
 
