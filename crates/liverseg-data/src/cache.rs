@@ -182,7 +182,9 @@ fn read_label(path: &Path, ct: &Geometry) -> Result<Mask> {
         return Ok(mask);
     }
     let g = mask.geometry();
-    if g.dims() == ct.dims() && corners_within(g, ct, 0.1) {
+    // Within a tenth of a voxel: the same grid written with other float rounding.
+    let tol = 0.1 * ct.spacing().iter().cloned().fold(f64::INFINITY, f64::min);
+    if g.dims() == ct.dims() && g.corner_distance(ct) <= tol {
         return Ok(mask.with_geometry(ct.clone())?);
     }
     let mapped = resample_nearest(&mask, ct, 0u8);
@@ -193,23 +195,6 @@ fn read_label(path: &Path, ct: &Geometry) -> Result<Mask> {
         ));
     }
     Ok(mapped)
-}
-
-/// Every grid corner of `a` within `voxels` voxels (smallest spacing) of `b`'s.
-fn corners_within(a: &Geometry, b: &Geometry, voxels: f64) -> bool {
-    let tol = voxels * b.spacing().iter().cloned().fold(f64::INFINITY, f64::min);
-    let d = a.dims();
-    (0..8).all(|c| {
-        let idx: [f64; 3] = std::array::from_fn(|k| {
-            if c >> k & 1 == 1 {
-                (d[k] - 1) as f64
-            } else {
-                0.0
-            }
-        });
-        let (p, q) = (a.index_to_world(idx), b.index_to_world(idx));
-        (0..3).map(|k| (p[k] - q[k]).powi(2)).sum::<f64>().sqrt() <= tol
-    })
 }
 
 fn write_entry(path: &Path, key: &str, p: &Prepared, content_hash: &str) -> Result<()> {

@@ -166,11 +166,6 @@ mod tests {
     use super::*;
     use liverseg_phantom::{generate, PhantomConfig};
 
-    fn dice(a: &Mask, b: &Mask) -> f64 {
-        let both = a.data().iter().zip(b.data()).filter(|(x, y)| **x != 0 && **y != 0).count();
-        2.0 * both as f64 / (a.count_foreground() + b.count_foreground()) as f64
-    }
-
     #[test]
     fn phantom_goes_to_the_isotropic_grid_and_back() {
         let p = generate(&PhantomConfig { dims: [96, 80, 40], spacing: [3.0, 3.0, 5.0], ..Default::default() });
@@ -185,7 +180,7 @@ mod tests {
         // Back on the original grid: same geometry, near-identical mask.
         let back = prepared.to_original_grid(label).unwrap();
         assert!(back.geometry().same_grid(p.liver.geometry()));
-        let d = dice(&back, &p.liver);
+        let d = liverseg_volume::dice(back.data(), p.liver.data()).unwrap_or(0.0);
         assert!(d > 0.95, "round-trip dice {d}");
         // The liver lies inside the body outline.
         let outside = label.data().iter().zip(prepared.body.data()).filter(|(l, b)| **l != 0 && **b == 0).count();

@@ -68,18 +68,9 @@ pub(crate) mod testutil {
         })
     }
 
+    /// Dice of two masks; two empty masks agree perfectly.
     pub fn dice(a: &Mask, b: &Mask) -> f64 {
-        let (mut both, mut sa, mut sb) = (0usize, 0usize, 0usize);
-        for (&x, &y) in a.data().iter().zip(b.data()) {
-            both += usize::from(x != 0 && y != 0);
-            sa += usize::from(x != 0);
-            sb += usize::from(y != 0);
-        }
-        if sa + sb == 0 {
-            1.0
-        } else {
-            2.0 * both as f64 / (sa + sb) as f64
-        }
+        liverseg_volume::dice(a.data(), b.data()).unwrap_or(1.0)
     }
 
     /// Tiny deterministic PRNG (xorshift) so tests need no extra dependency.

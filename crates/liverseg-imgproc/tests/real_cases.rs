@@ -49,15 +49,6 @@ fn not_implemented(e: &Error) -> bool {
     matches!(e, Error::Unsupported { message, .. } if message.contains("not implemented yet"))
 }
 
-fn dice(a: &Mask, b: &Mask) -> f64 {
-    let (mut both, mut n) = (0usize, 0usize);
-    for (&x, &y) in a.data().iter().zip(b.data()) {
-        both += usize::from(x != 0 && y != 0);
-        n += usize::from(x != 0) + usize::from(y != 0);
-    }
-    2.0 * both as f64 / n.max(1) as f64
-}
-
 #[test]
 fn abdomen_crop_keeps_the_whole_liver() {
     let Some(cases) = cases("abdomen_crop_keeps_the_whole_liver") else { return };
@@ -95,7 +86,7 @@ fn liver_mask_to_1_4_mm_and_back() {
             assert_eq!(back.count_foreground(), 0, "{}: voxels appeared from nothing", c.id);
             continue;
         }
-        let d = dice(&c.liver, &back);
+        let d = liverseg_volume::dice(c.liver.data(), back.data()).unwrap_or(0.0);
         let rv = there.foreground_ml() / c.liver.foreground_ml();
         eprintln!("{}: there-and-back Dice {d:.4}, volume ratio at 1.4 mm {rv:.4}", c.id);
         assert!(d >= 0.99, "{}: Dice {d}", c.id);

@@ -10,9 +10,12 @@ pub mod atomic;
 pub mod dicom;
 mod error;
 pub mod metaimage;
+mod names;
 pub mod nifti;
+pub mod utc;
 
 pub use error::{Error, Result};
+pub use names::{strip_extension, VOLUME_FILE_EXTENSIONS};
 
 use liverseg_volume::{DynVolume, Mask};
 use serde::Serialize;

@@ -12,8 +12,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const IMAGE_EXTENSIONS: [&str; 6] = [".nii.gz", ".nii", ".mha", ".mhd", ".hdr", ".dcm"];
-
 /// The case id of a directory entry, or `None` for files that are not images
 /// (sidecars, `.raw`/`.img` data files, hidden files).
 pub fn case_id(path: &Path) -> Option<String> {
@@ -24,8 +22,10 @@ pub fn case_id(path: &Path) -> Option<String> {
     if path.is_dir() {
         return Some(name);
     }
-    let lower = name.to_lowercase();
-    IMAGE_EXTENSIONS.iter().find(|e| lower.ends_with(*e)).map(|e| name[..name.len() - e.len()].to_string())
+    // A .dcm here is a DICOM-SEG, whose one file holds a whole mask.
+    liverseg_io::strip_extension(&name, &liverseg_io::VOLUME_FILE_EXTENSIONS)
+        .or_else(|| liverseg_io::strip_extension(&name, &[".dcm"]))
+        .map(str::to_string)
 }
 
 /// Case id -> path for every image file or sub-folder of `dir`.

@@ -143,7 +143,8 @@ pub fn evaluate(a: &Mask, b: &Mask, options: &EvalOptions) -> Result<Evaluation,
     if !a.geometry().same_grid(b.geometry()) {
         return Err(MetricsError::GridMismatch(format!("{:?} vs {:?}", a.dims(), b.dims())));
     }
-    let (na, nb, ni) = counts(a.data(), b.data());
+    let overlap = counts(a.data(), b.data());
+    let (na, nb, ni) = (overlap.a, overlap.b, overlap.both);
     let voxel_ml = a.geometry().voxel_volume_mm3() / 1000.0;
     let (va, vb) = (na as f64 * voxel_ml, nb as f64 * voxel_ml);
     let mut undefined = BTreeMap::new();
@@ -151,12 +152,10 @@ pub fn evaluate(a: &Mask, b: &Mask, options: &EvalOptions) -> Result<Evaluation,
         undefined.insert(key.to_string(), why.to_string());
     };
     let both_empty = na == 0 && nb == 0;
-    let dice = if both_empty {
+    let dice = overlap.dice();
+    if dice.is_none() {
         undef("dice", "both masks are empty (0/0)");
-        None
-    } else {
-        Some(2.0 * ni as f64 / (na + nb) as f64)
-    };
+    }
     let volume_ratio = if na == 0 {
         undef("volume_ratio", "mask a is empty: V_b / V_a divides by 0");
         None

@@ -1,5 +1,6 @@
 //! Bounding boxes and crops of binary masks.
 
+use liverseg_volume::Overlap;
 use rayon::prelude::*;
 
 /// Inclusive voxel bounding box.
@@ -24,21 +25,13 @@ impl BBox {
     }
 }
 
-/// Voxel counts of a, b and a∩b (non-zero = foreground).
-pub(crate) fn counts(a: &[u8], b: &[u8]) -> (usize, usize, usize) {
+/// Voxel counts of a, b and a∩b (non-zero = foreground), in parallel: a CT
+/// holds tens of millions of voxels.
+pub(crate) fn counts(a: &[u8], b: &[u8]) -> Overlap {
     a.par_chunks(1 << 16)
         .zip(b.par_chunks(1 << 16))
-        .map(|(ca, cb)| {
-            let mut n = (0usize, 0usize, 0usize);
-            for (&x, &y) in ca.iter().zip(cb) {
-                let (x, y) = (x != 0, y != 0);
-                n.0 += x as usize;
-                n.1 += y as usize;
-                n.2 += (x && y) as usize;
-            }
-            n
-        })
-        .reduce(|| (0, 0, 0), |p, q| (p.0 + q.0, p.1 + q.1, p.2 + q.2))
+        .map(|(ca, cb)| Overlap::of(ca, cb))
+        .reduce(Overlap::default, |p, q| p + q)
 }
 
 /// Bounding box of the voxels that are foreground in `a` or `b`.
@@ -100,6 +93,6 @@ mod tests {
         assert_eq!(c.iter().map(|&v| v as usize).sum::<usize>(), 1);
         assert_eq!(c[2 + 3 * (0 + 2 * 1)], 1);
         assert!(union_bbox(&[0; 60], &[0; 60], dims).is_none());
-        assert_eq!(counts(&a, &b), (1, 1, 0));
+        assert_eq!(counts(&a, &b), Overlap { a: 1, b: 1, both: 0 });
     }
 }

@@ -26,6 +26,7 @@
 
 use crate::grid::{crop, union_bbox};
 use crate::voxel_surface::directed;
+use liverseg_volume::vec3::{cross, dot, sub};
 use liverseg_volume::Mask;
 use marching_cubes::tables::TRI_TABLE;
 use rayon::prelude::*;
@@ -58,10 +59,8 @@ pub fn area_table(spacing_xyz: [f64; 3]) -> [f64; 256] {
             .take_while(|t| t[0] >= 0)
             .map(|t| {
                 let (p, q, r) = (mid(t[0]), mid(t[1]), mid(t[2]));
-                let u = [q[0] - p[0], q[1] - p[1], q[2] - p[2]];
-                let v = [r[0] - p[0], r[1] - p[1], r[2] - p[2]];
-                let n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
-                0.5 * (n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt()
+                let n = cross(sub(q, p), sub(r, p));
+                0.5 * dot(n, n).sqrt()
             })
             .sum();
     }

@@ -144,20 +144,6 @@ fn log_line(path: &Path, event: &Event) -> Result<()> {
     writeln!(f, "{line}").map_err(|e| Error::file(path, e))
 }
 
-fn dice(a: &[u8], b: &[u8]) -> f64 {
-    let (mut both, mut sa, mut sb) = (0usize, 0usize, 0usize);
-    for (&x, &y) in a.iter().zip(b) {
-        both += usize::from(x != 0 && y != 0);
-        sa += usize::from(x != 0);
-        sb += usize::from(y != 0);
-    }
-    if sa + sb == 0 {
-        1.0
-    } else {
-        2.0 * both as f64 / (sa + sb) as f64
-    }
-}
-
 /// Probability maps of the validation cases with a network (eval mode).
 fn validation_maps(net: &DeepMedic, config: &NetworkConfig, device: &Device, cases: &[&Case]) -> Result<Vec<Volume<f32>>> {
     cases
@@ -174,7 +160,8 @@ fn dsc_at(maps: &[Volume<f32>], cases: &[&Case], threshold: f32) -> Vec<f64> {
         .zip(cases)
         .map(|(p, c)| {
             let pred: Vec<u8> = p.data().iter().map(|&v| u8::from(v >= threshold)).collect();
-            dice(&pred, c.prepared.label.as_ref().map(Mask::data).unwrap_or(&[]))
+            // Nothing to find and nothing found is a perfect score.
+            liverseg_volume::dice(&pred, c.prepared.label.as_ref().map(Mask::data).unwrap_or(&[])).unwrap_or(1.0)
         })
         .collect()
 }

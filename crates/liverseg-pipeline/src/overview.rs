@@ -111,21 +111,7 @@ pub fn render_rgb<T: Scalar>(
         return Err(Error::param("liver", "the mask is not on the CT grid"));
     }
     let dims = g.dims();
-    let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
-    for c in 0..8 {
-        let idx = [0, 1, 2].map(|a| {
-            if c >> a & 1 == 0 {
-                -0.5
-            } else {
-                dims[a] as f64 - 0.5
-            }
-        });
-        let w = g.index_to_world(idx);
-        for a in 0..3 {
-            lo[a] = lo[a].min(w[a]);
-            hi[a] = hi[a].max(w[a]);
-        }
-    }
+    let (lo, hi) = g.world_bounds();
     let ext = [0, 1, 2].map(|a| hi[a] - lo[a]);
     let px = ext.iter().copied().fold(0.0, f64::max) / MAX_PANEL_PX;
     let centre = centroid(liver).unwrap_or([0, 1, 2].map(|a| (lo[a] + hi[a]) / 2.0));

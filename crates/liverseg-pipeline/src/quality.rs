@@ -344,14 +344,8 @@ pub fn border_confidence(mask: &Mask, probability: &Volume<f32>) -> Option<f64> 
 
 /// Head-foot (LPS z) extent covered by the voxels of `g`, mm.
 pub fn scan_length_mm(g: &Geometry) -> f64 {
-    let [ni, nj, nk] = g.dims().map(|n| n as f64);
-    let mut z = [f64::INFINITY, f64::NEG_INFINITY];
-    for corner in 0..8 {
-        let at = |bit: usize, n: f64| if corner & bit != 0 { n - 0.5 } else { -0.5 };
-        let w = g.index_to_world([at(1, ni), at(2, nj), at(4, nk)]);
-        z = [z[0].min(w[2]), z[1].max(w[2])];
-    }
-    z[1] - z[0]
+    let (lo, hi) = g.world_bounds();
+    hi[2] - lo[2]
 }
 
 fn flag(name: &str, message: String, value: Option<f64>, threshold: f64, unit: &str) -> Flag {

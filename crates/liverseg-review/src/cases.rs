@@ -31,16 +31,11 @@ pub fn validate_name(kind: &str, s: &str) -> Result<(), ReviewError> {
     }
 }
 
-const IMAGE_EXTENSIONS: [&str; 5] = [".nii.gz", ".nii", ".mha", ".mhd", ".hdr"];
 const CT_STEMS: [&str; 3] = ["ct", "image", "imaging"];
 const MASK_STEMS: [&str; 6] = ["liver", "mask", "seg", "segmentation", "cnn", "label"];
 
 fn stem_of(name: &str) -> Option<&str> {
-    let lower = name.to_ascii_lowercase();
-    IMAGE_EXTENSIONS
-        .iter()
-        .find(|e| lower.ends_with(*e))
-        .map(|e| &name[..name.len() - e.len()])
+    liverseg_io::strip_extension(name, &liverseg_io::VOLUME_FILE_EXTENSIONS)
 }
 
 /// A case folder: `ct.*` (or `image.*`, or a DICOM sub-folder `ct/`) and `liver.*`

@@ -2,9 +2,10 @@
 //! edit count) and the study tables built from all records.
 
 use crate::ReviewError;
+use liverseg_io::utc::UtcTime;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Regions the paper's experts corrected (plus "other").
 pub const TAGS: [&str; 10] = [
@@ -98,33 +99,20 @@ pub struct Audit {
     pub software: String,
 }
 
-/// UTC time as RFC 3339 (`2026-11-26T23:59:01Z`), without a date crate:
-/// days-to-civil from Howard Hinnant's algorithms.
+/// UTC time as RFC 3339 (`2026-11-26T23:59:01Z`).
 pub fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    rfc3339(secs)
+    format_rfc3339(UtcTime::now())
 }
 
+/// `secs` after the Unix epoch as RFC 3339 UTC.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    format_rfc3339(UtcTime::from_unix_secs(secs))
+}
+
+fn format_rfc3339(t: UtcTime) -> String {
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 

@@ -332,21 +332,7 @@ fn onto_ct_grid(
         return mask;
     }
     if mg.dims() == ct.dims() {
-        let d = ct.dims();
-        let corners = (0..8).map(|c| {
-            [
-                (c & 1) * (d[0] - 1),
-                ((c >> 1) & 1) * (d[1] - 1),
-                ((c >> 2) & 1) * (d[2] - 1),
-            ]
-            .map(|x| x as f64)
-        });
-        let worst = corners
-            .map(|p| {
-                let (a, b) = (mg.index_to_world(p), ct.index_to_world(p));
-                (0..3).map(|k| (a[k] - b[k]).powi(2)).sum::<f64>().sqrt()
-            })
-            .fold(0.0, f64::max);
+        let worst = mg.corner_distance(ct);
         let half = 0.5 * ct.spacing().iter().cloned().fold(f64::INFINITY, f64::min);
         if worst < half {
             warnings.push(format!("the mask's header places its voxels up to {worst:.3} mm from the CT's; taken as the CT's grid"));

@@ -208,6 +208,45 @@ impl Geometry {
             && (0..3).all(|r| (0..3).all(|c| (self.direction[r][c] - other.direction[r][c]).abs() <= DIRECTION_TOLERANCE))
     }
 
+    /// The axis-aligned LPS box (min corner, max corner; mm) around the
+    /// continuous index box `lo..=hi`. Index -> world is affine, so the box's
+    /// extremes lie on its 8 corners; an oblique grid's box is larger than the
+    /// index box it comes from.
+    pub fn world_box(&self, lo: [f64; 3], hi: [f64; 3]) -> ([f64; 3], [f64; 3]) {
+        let (mut min, mut max) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+        for c in 0..8 {
+            let idx: [f64; 3] = std::array::from_fn(|a| if c >> a & 1 == 0 { lo[a] } else { hi[a] });
+            let w = self.index_to_world(idx);
+            for a in 0..3 {
+                min[a] = min[a].min(w[a]);
+                max[a] = max[a].max(w[a]);
+            }
+        }
+        (min, max)
+    }
+
+    /// The LPS box (min, max; mm) the voxels cover: their centres' box grown by
+    /// half a voxel, so a one-slice grid still has a thickness.
+    pub fn world_bounds(&self) -> ([f64; 3], [f64; 3]) {
+        self.world_box([-0.5; 3], self.dims.map(|n| n as f64 - 0.5))
+    }
+
+    /// Largest distance (mm) between where `self` and `other` put the same
+    /// corner voxel centre of `self`'s index box. For two headers of one image
+    /// that differ by float rounding this is tiny where [`Geometry::same_grid`]
+    /// may already say no; the corners bound the disagreement of every voxel
+    /// because both maps are affine.
+    pub fn corner_distance(&self, other: &Geometry) -> f64 {
+        let d = self.dims;
+        (0..8)
+            .map(|c| {
+                let idx: [f64; 3] = std::array::from_fn(|k| if c >> k & 1 == 1 { (d[k] - 1) as f64 } else { 0.0 });
+                let (p, q) = (self.index_to_world(idx), other.index_to_world(idx));
+                (0..3).map(|k| (p[k] - q[k]).powi(2)).sum::<f64>().sqrt()
+            })
+            .fold(0.0, f64::max)
+    }
+
     /// Same geometry with other dims (for crops and derived grids).
     pub fn with_dims(&self, dims: [usize; 3]) -> Result<Self, GeometryError> {
         Self::new(dims, self.spacing, self.origin, self.direction)
@@ -330,6 +369,34 @@ mod tests {
         assert_eq!(g.index_of(g.offset(2, 3, 4)), [2, 3, 4]);
         let sub = g.sub_grid([1, 2, 3], [1, 1, 1]).unwrap();
         assert_eq!(sub.origin(), [1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn world_box_takes_the_extremes_of_all_corners() {
+        let g = Geometry::new([4, 6, 3], [2.0, 1.0, 5.0], [10.0, 20.0, 30.0], rot_z(90.0)).unwrap();
+        // Voxel x runs along +y in LPS, voxel y along -x.
+        let (lo, hi) = g.world_box([0.0; 3], [3.0, 5.0, 2.0]);
+        assert!(lo.iter().zip([5.0, 20.0, 30.0]).all(|(a, b)| (a - b).abs() < 1e-12), "{lo:?}");
+        assert!(hi.iter().zip([10.0, 26.0, 40.0]).all(|(a, b)| (a - b).abs() < 1e-12), "{hi:?}");
+        // Voxel edges: half a voxel more on each side.
+        let (lo, hi) = g.world_bounds();
+        assert!(lo.iter().zip([4.5, 19.0, 27.5]).all(|(a, b)| (a - b).abs() < 1e-12), "{lo:?}");
+        assert!(hi.iter().zip([10.5, 27.0, 42.5]).all(|(a, b)| (a - b).abs() < 1e-12), "{hi:?}");
+        // A 45-degree rotation widens the box beyond the grid's own extent.
+        let r = Geometry::new([11, 11, 1], [1.0; 3], [0.0; 3], rot_z(45.0)).unwrap();
+        let (lo, hi) = r.world_box([0.0; 3], [10.0, 10.0, 0.0]);
+        assert!((hi[1] - lo[1] - 200f64.sqrt()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn corner_distance_is_the_worst_corner() {
+        let g = Geometry::identity([10, 10, 10], [1.0; 3]).unwrap();
+        assert_eq!(g.corner_distance(&g), 0.0);
+        let shifted = Geometry::new([10, 10, 10], [1.0; 3], [0.3, 0.0, 0.4], IDENTITY).unwrap();
+        assert!((g.corner_distance(&shifted) - 0.5).abs() < 1e-12);
+        // 1% larger spacing: nothing at the origin, 9 * 0.01 * sqrt(3) at the far corner.
+        let scaled = Geometry::identity([10, 10, 10], [1.01; 3]).unwrap();
+        assert!((g.corner_distance(&scaled) - 0.09 * 3f64.sqrt()).abs() < 1e-9);
     }
 
     proptest! {

@@ -10,8 +10,11 @@
 
 mod dynvol;
 mod geometry;
+mod overlap;
+pub mod vec3;
 mod volume;
 
 pub use dynvol::{DType, DynVolume};
 pub use geometry::{det3, inverse3, Geometry, GeometryError, Mat3, IDENTITY};
+pub use overlap::{dice, Overlap};
 pub use volume::{Mask, Volume, VolumeError};

@@ -38,6 +38,7 @@ use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use header::Slice;
 use seg_write::SourceSeries;
+use liverseg_volume::vec3::{cross, dot, sub};
 use liverseg_volume::{DynVolume, Geometry, Mask, Volume};
 use rayon::prelude::*;
 use serde_json::json;
@@ -191,16 +192,6 @@ pub(crate) fn normal_of(iop: &[f64; 6]) -> [f64; 3] {
     let n = cross([iop[0], iop[1], iop[2]], [iop[3], iop[4], iop[5]]);
     let len = dot(n, n).sqrt();
     [n[0] / len, n[1] / len, n[2] / len]
-}
-
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-}
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
 }
 
 /// Part-10 preamble + "DICM", checked without parsing the file (gzip-compressed

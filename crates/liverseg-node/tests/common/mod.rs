@@ -475,18 +475,6 @@ pub fn dir_is_empty(p: &Path) -> bool {
         .unwrap_or(true)
 }
 
-/// Dice similarity of two 0/1 masks on one grid.
-pub fn dice(a: &Mask, b: &Mask) -> f64 {
-    let (mut inter, mut na, mut nb) = (0usize, 0usize, 0usize);
-    for (x, y) in a.data().iter().zip(b.data()) {
-        let (x, y) = (*x != 0, *y != 0);
-        inter += usize::from(x && y);
-        na += usize::from(x);
-        nb += usize::from(y);
-    }
-    2.0 * inter as f64 / (na + nb).max(1) as f64
-}
-
 /// The results received for some CT series: per series exactly one SEG, which
 /// must equal the expected mask voxel for voxel, and one RTSTRUCT, whose
 /// rasterised contours must reach the round-trip bar (Dice >= 0.99;
@@ -531,7 +519,7 @@ pub fn check_results(files: &[PathBuf], cts: &[&CtSeries]) {
             &ct.geometry,
         )
         .expect("read the received RTSTRUCT");
-        let d = dice(&rt, &ct.expected_mask());
+        let d = liverseg_volume::dice(rt.data(), ct.expected_mask().data()).unwrap_or(0.0);
         eprintln!(
             "series {}: RTSTRUCT rasterised onto the CT: Dice {d:.4}",
             ct.series_uid

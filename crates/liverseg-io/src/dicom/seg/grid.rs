@@ -1,6 +1,7 @@
 //! Putting SEG frames onto a voxel grid: the reference CT's, or one built from the
 //! frames themselves.
 use super::parse::FramePlane;
+use liverseg_volume::vec3::{cross, dot, sub};
 use liverseg_volume::Geometry;
 
 /// A frame may sit this far (in slices) from a grid slice and still count as on it.
@@ -21,15 +22,6 @@ pub(crate) enum PlaceError {
     Unsupported(String),
 }
 
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
-}
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-}
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
 fn normalize(v: [f64; 3]) -> [f64; 3] {
     let n = dot(v, v).sqrt();
     [v[0] / n, v[1] / n, v[2] / n]

@@ -13,6 +13,7 @@ use crate::{ReadOptions, Result};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
+use liverseg_volume::vec3::cross;
 use liverseg_volume::Geometry;
 use std::path::{Path, PathBuf};
 
@@ -154,10 +155,6 @@ pub(crate) fn from_stack(slices: &[crate::dicom::header::Slice], grid: Geometry,
         warnings,
         not_referenceable,
     }
-}
-
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
 }
 
 impl SourceSeries {
