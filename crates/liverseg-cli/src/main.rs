@@ -75,23 +75,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line, as anyhow's `{:#}` prints them, less
-/// the causes that the message before already ends with: several error types
-/// print their io cause in their own message ("path: incomplete deflate
-/// stream") and expose it as the source too, so it came out twice.
+/// The error and its causes on one line (liverseg-io's `error_line`: a
+/// cause the message already holds is printed once).
 fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if line.ends_with(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
+    liverseg_io::error_line(err.as_ref())
 }
 
 #[cfg(test)]

@@ -35,3 +35,21 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes on one line, `a: b: c`, leaving out a cause whose
+/// text the line already holds (many errors print their cause in their own
+/// message and expose it as `source()` too). The one place the workspace
+/// flattens error chains for messages and logs.
+pub fn error_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s.replace('\n', " ")
+}

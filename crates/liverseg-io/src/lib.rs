@@ -14,7 +14,7 @@ mod names;
 pub mod nifti;
 pub mod utc;
 
-pub use error::{Error, Result};
+pub use error::{error_line, Error, Result};
 pub use names::{strip_extension, VOLUME_FILE_EXTENSIONS};
 
 use liverseg_volume::{DynVolume, Mask};

@@ -106,19 +106,7 @@ fn open_with(path: &Path, options: OpenFileOptions, header_only: bool) -> Result
 }
 
 /// dicom-rs errors chain their causes; show the whole chain on one line.
-pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s.replace('\n', " ")
-}
+pub(crate) use crate::error::error_line as one_line;
 
 pub(crate) fn el_str(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let s = obj.get(tag)?.to_str().ok()?;

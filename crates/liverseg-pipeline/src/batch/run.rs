@@ -233,19 +233,13 @@ pub fn run_batch(
 
 /// One line naming the input (once) and every cause.
 fn error_line(input: &Path, e: &crate::Error) -> String {
-    let text = e.to_string();
+    let line = liverseg_io::error_line(e);
     let shown = input.display().to_string();
-    let mut line = if text.contains(&shown) { text } else { format!("{shown}: {text}") };
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = c.source();
+    if line.contains(&shown) {
+        line
+    } else {
+        format!("{shown}: {line}")
     }
-    line
 }
 
 /// Staging folders of a writer that was killed mid-write (we hold the lock,
