@@ -196,7 +196,6 @@ fn liver_stats<T: Scalar>(
     let Some((lo, hi)) = bounding_box(mask) else {
         return (None, None, None, None);
     };
-    let (mut lps_min, mut lps_max) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
     let mut sum_idx = [0.0f64; 3];
     let mut values = Vec::with_capacity(mask.count_foreground());
     for k in lo[2]..hi[2] {
@@ -213,22 +212,8 @@ fn liver_stats<T: Scalar>(
             }
         }
     }
-    // The extreme voxel centres lie on the corners of the index box for a
-    // linear map, so the LPS box is the min/max over its 8 corners.
-    for c in 0..8 {
-        let idx = [0, 1, 2].map(|a| {
-            if c >> a & 1 == 0 {
-                lo[a] as f64
-            } else {
-                (hi[a] - 1) as f64
-            }
-        });
-        let w = g.index_to_world(idx);
-        for a in 0..3 {
-            lps_min[a] = lps_min[a].min(w[a]);
-            lps_max[a] = lps_max[a].max(w[a]);
-        }
-    }
+    // Box of the extreme voxel centres (`hi` is exclusive).
+    let (lps_min, lps_max) = g.world_box(lo.map(|v| v as f64), hi.map(|v| (v - 1) as f64));
     let n = values.len() as f64;
     let centroid = g.index_to_world(sum_idx.map(|s| s / n));
     let mean = values.iter().sum::<f64>() / n;
