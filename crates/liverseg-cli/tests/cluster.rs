@@ -201,7 +201,7 @@ struct Slurm {
 impl Slurm {
     /// Why Slurm cannot run here, or None.
     fn unavailable() -> Option<String> {
-        if unsafe_uid() != 0 {
+        if uid() != 0 {
             return Some("not root (slurmd must start jobs as their user)".into());
         }
         for b in ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel"] {
@@ -227,6 +227,11 @@ impl Slurm {
         run_ok("chmod", &["700", s(&d.join("munge"))])?;
         run_ok("chmod", &["400", s(&d.join("munge/munge.key"))])?;
         let sock = d.join("munge/munge.socket");
+        let conf = d.join("slurm.conf");
+        let pids = vec![d.join("munge/munged.pid"), d.join("slurmctld.pid"), d.join("slurmd.pid")];
+        // From here on, dropping `slurm` stops whatever has started.
+        let slurm = Slurm { pids, conf: conf.clone(), dir };
+        let d = slurm.dir.path();
         run_ok(
             "munged",
             &[
@@ -245,7 +250,6 @@ impl Slurm {
             .ok()
             .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok())
             .map_or(4096, |kb| kb / 1024 * 9 / 10);
-        let conf = d.join("slurm.conf");
         std::fs::write(
             &conf,
             format!(
@@ -272,11 +276,6 @@ impl Slurm {
             ),
         )
         .map_err(|e| e.to_string())?;
-        let mut slurm = Slurm {
-            pids: vec![d.join("munge/munged.pid"), d.join("slurmctld.pid"), d.join("slurmd.pid")],
-            conf,
-            dir,
-        };
         slurm.daemon("slurmctld", &["-i"])?;
         // Named explicitly: slurmd would otherwise match its own idea of the
         // host name against slurm.conf.
@@ -296,7 +295,7 @@ impl Slurm {
         }
     }
 
-    fn daemon(&mut self, name: &str, args: &[&str]) -> Result<(), String> {
+    fn daemon(&self, name: &str, args: &[&str]) -> Result<(), String> {
         let o = Command::new(name).args(args).env("SLURM_CONF", &self.conf).output().map_err(|e| format!("{name}: {e}"))?;
         if !o.status.success() {
             return Err(format!("{name} did not start: {}{}", text(&o.stdout), text(&o.stderr)));
@@ -375,7 +374,7 @@ fn run_ok(cmd: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn unsafe_uid() -> u32 {
+fn uid() -> u32 {
     Command::new("id").arg("-u").output().ok().and_then(|o| text(&o.stdout).trim().parse().ok()).unwrap_or(u32::MAX)
 }
 

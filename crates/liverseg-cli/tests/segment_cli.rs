@@ -220,7 +220,7 @@ fn bad_inputs_fail_naming_the_file_and_write_nothing() {
     let missing = dir.path().join("nowhere/scan.nii.gz");
     let o = liverseg(&["segment", s(&missing), "-o", s(&out)]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains(s(&missing)), "{}", stderr(&o));
+    assert_eq!(stderr(&o).matches(s(&missing)).count(), 1, "{}", stderr(&o));
     assert!(!out.exists());
 
     // A NIfTI cut in half, and one that is not NIfTI at all.
@@ -238,6 +238,8 @@ fn bad_inputs_fail_naming_the_file_and_write_nothing() {
             err.contains(bad.file_name().unwrap().to_str().unwrap()),
             "{err}"
         );
+        // Named once: "x: x: ..." reads as a bug.
+        assert_eq!(err.matches(s(bad)).count(), 1, "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(entries(&out).is_empty(), "{:?}", entries(&out));
     }

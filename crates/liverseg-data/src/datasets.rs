@@ -273,8 +273,11 @@ pub fn discover(manifest: &Manifest) -> Result<Vec<CaseSource>> {
     Ok(all)
 }
 
-/// (train, validation), each in the input order.
-pub fn split_cases(
+/// (train, validation), each in the input order, before de-duplication. Only
+/// the tests split raw sources: training splits the de-duplicated set
+/// ([`crate::load_training_cases`]).
+#[cfg(test)]
+fn split_cases(
     cases: &[CaseSource],
     split: &Split,
 ) -> Result<(Vec<CaseSource>, Vec<CaseSource>)> {
@@ -286,8 +289,8 @@ pub fn split_cases(
         .partition(|c| !chosen.contains(c.id.as_str())))
 }
 
-/// The validation ids among `ids` for `split` (shared by [`split_cases`] and
-/// the de-duplicated training set).
+/// The validation ids among `ids` for `split` (the de-duplicated training
+/// set's split).
 pub(crate) fn validation_ids<'a>(ids: &[&'a str], split: &Split) -> Result<BTreeSet<&'a str>> {
     match split {
         Split::None => Ok(BTreeSet::new()),

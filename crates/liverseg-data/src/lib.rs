@@ -19,6 +19,6 @@ pub mod cache;
 pub mod duplicates;
 pub mod training_set;
 pub use cache::{load_case, LoadedCase};
-pub use datasets::{discover, load_manifest, split_cases, CaseSource, Manifest, Split};
+pub use datasets::{discover, load_manifest, CaseSource, Manifest, Split};
 pub use duplicates::{dedupe, find_duplicates, DuplicateReport};
 pub use training_set::{load_training_cases, load_training_set, TrainingSet};

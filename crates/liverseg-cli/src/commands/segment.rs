@@ -13,7 +13,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use liverseg_pipeline::batch::cases::{name_cases, read_manifest, list_hash, case_stem};
 use liverseg_pipeline::batch::tasklog::check_same_list;
 use liverseg_pipeline::batch::{
-    run_batch, segment_case, BatchOptions, BatchProgress, CaseEntry, CaseOutcome, ListedInput, Shard,
+    case_error_line, run_batch, segment_case, BatchOptions, BatchProgress, CaseEntry, CaseOutcome, ListedInput, Shard,
     TaskEvent, TaskLog, host_name, unix_now,
 };
 use liverseg_pipeline::{OutputFormats, Report, SegmentOptions, Stage};
@@ -230,7 +230,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e) => Err(anyhow::Error::new(e).context(input.display().to_string())),
+            Err(e) => {
+                eprintln!("liverseg: error: {}", case_error_line(&input, &e));
+                Ok(ExitCode::from(1))
+            }
         };
     }
 

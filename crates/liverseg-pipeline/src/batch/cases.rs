@@ -55,37 +55,35 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ListedInput>, BatchError> {
         line: Some(line),
         message,
     };
-    let mut lines = text
+    let lines = text
         .lines()
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    let first = lines.clone().next().map(|(_, l)| l).unwrap_or("");
+    let header: Vec<String> = first.split(',').map(|c| c.trim().trim_matches('"').to_lowercase()).collect();
     let mut out = Vec::new();
-    let first = lines.clone().next();
-    let csv_header = first.and_then(|(_, l)| {
-        let cols: Vec<String> = split_csv(l).ok()?.iter().map(|c| c.trim().to_lowercase()).collect();
-        let ct = cols.iter().position(|c| c == "ct" || c == "path" || c == "input")?;
-        Some((cols.iter().position(|c| c == "case"), ct, cols.len()))
-    });
-    if let Some((case_col, ct_col, _)) = csv_header {
-        lines.next();
-        for (n, line) in lines {
-            let fields = split_csv(line).map_err(|m| err(n, m))?;
-            let ct = fields.get(ct_col).map(|s| s.trim()).unwrap_or("");
+    if let Some(ct_col) = header.iter().position(|c| c == "ct" || c == "path" || c == "input") {
+        let case_col = header.iter().position(|c| c == "case");
+        let mut reader = csv::ReaderBuilder::new()
+            .comment(Some(b'#'))
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        for rec in reader.records() {
+            let rec = rec.map_err(|e| {
+                let line = e.position().map(|p| p.line() as usize);
+                BatchError::Manifest { path: path.to_path_buf(), line, message: e.to_string() }
+            })?;
+            let n = rec.position().map_or(0, |p| p.line() as usize);
+            if rec.iter().all(str::is_empty) {
+                continue;
+            }
+            let ct = rec.get(ct_col).unwrap_or("");
             if ct.is_empty() {
                 return Err(err(n, format!("no CT path in column {}", ct_col + 1)));
             }
-            let name = match case_col {
-                Some(c) => {
-                    let name = fields.get(c).map(|s| s.trim()).unwrap_or("");
-                    (!name.is_empty()).then(|| name.to_string())
-                }
-                None => None,
-            };
-            out.push(ListedInput {
-                name,
-                input: resolve(ct),
-            });
+            let name = case_col.and_then(|c| rec.get(c)).filter(|n| !n.is_empty()).map(str::to_string);
+            out.push(ListedInput { name, input: resolve(ct) });
         }
     } else {
         for (n, line) in lines {
@@ -118,34 +116,6 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ListedInput>, BatchError> {
         });
     }
     Ok(out)
-}
-
-/// Fields of one CSV line: commas, double-quoted fields with `""` escapes.
-fn split_csv(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (false, '"') if field.trim().is_empty() => {
-                field.clear();
-                quoted = true;
-            }
-            (false, ',') => fields.push(std::mem::take(&mut field)),
-            _ => field.push(c),
-        }
-    }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    fields.push(field);
-    Ok(fields)
 }
 
 /// Image file extensions a case name drops (longest first).
@@ -269,8 +239,9 @@ mod tests {
         let (_d, p) = manifest("case,ct\np1,\n");
         let e = read_manifest(&p).unwrap_err().to_string();
         assert!(e.contains("m.txt: line 2: no CT path"), "{e}");
-        let (_d, p) = manifest("case,ct\np1,\"x.nii\n");
-        assert!(read_manifest(&p).unwrap_err().to_string().contains("line 2: unterminated"));
+        let (_d, p) = manifest("case,ct\np1,a.nii,b.nii\n");
+        let e = read_manifest(&p).unwrap_err().to_string();
+        assert!(e.contains("m.txt: line 2:") && e.contains("3 fields"), "{e}");
         let (_d, p) = manifest("# nothing\n\n");
         assert!(read_manifest(&p).unwrap_err().to_string().contains("lists no input"));
         let e = read_manifest(Path::new("/no/such/manifest.csv")).unwrap_err();

@@ -42,13 +42,14 @@ impl Holder {
     /// This process, as task `task` of job `job`.
     pub fn me(task: Option<String>, job: Option<String>) -> Self {
         let since = unix_now();
+        let (host, pid) = (host_name(), std::process::id());
         Holder {
-            host: host_name(),
-            pid: std::process::id(),
+            token: format!("{host}-{pid}-{:x}", (since * 1e6) as u64),
+            host,
+            pid,
             task,
             job,
             since_unix_s: since,
-            token: format!("{}-{}-{:x}", host_name(), std::process::id(), (since * 1e6) as u64),
         }
     }
 

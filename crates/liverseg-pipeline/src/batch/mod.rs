@@ -26,7 +26,7 @@ pub mod summary;
 pub mod tasklog;
 
 pub use cases::{CaseEntry, ListedInput};
-pub use run::{run_batch, segment_case, BatchOptions, BatchProgress, CaseOutcome};
+pub use run::{case_error_line, run_batch, segment_case, BatchOptions, BatchProgress, CaseOutcome};
 pub use shard::Shard;
 pub use tasklog::{TaskEvent, TaskLog};
 

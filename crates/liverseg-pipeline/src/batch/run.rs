@@ -176,7 +176,7 @@ pub fn run_batch(
                 // empty folder behind (remove_dir only removes empty ones).
                 let _ = std::fs::remove_dir(&dir);
                 CaseOutcome::Failed {
-                    error: error_line(&case.input, &e),
+                    error: case_error_line(&case.input, &e),
                 }
             }
         }
@@ -231,8 +231,9 @@ pub fn run_batch(
         .collect()
 }
 
-/// One line naming the input (once) and every cause.
-fn error_line(input: &Path, e: &crate::Error) -> String {
+/// One line naming the input (once) and every cause, for a case's error in
+/// task logs and on the console.
+pub fn case_error_line(input: &Path, e: &crate::Error) -> String {
     let line = liverseg_io::error_line(e);
     let shown = input.display().to_string();
     if line.contains(&shown) {

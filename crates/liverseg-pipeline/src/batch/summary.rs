@@ -215,12 +215,14 @@ pub fn summarize(out: &Path, manifest: Option<&[CaseEntry]>) -> Result<Summary, 
 impl Summary {
     /// The table as CSV (header first; flags joined by `;`).
     pub fn to_csv(&self) -> String {
-        let mut s = String::from(
-            "case,status,liver_volume_ml,liver_mass_g,flags,model,threshold,seconds,task_log,error\n",
-        );
+        let mut w = csv::Writer::from_writer(Vec::new());
         let num = |v: Option<f64>, d: usize| v.map_or(String::new(), |v| format!("{v:.d$}"));
+        // Writing records into memory cannot fail.
+        let _ = w.write_record([
+            "case", "status", "liver_volume_ml", "liver_mass_g", "flags", "model", "threshold", "seconds", "task_log", "error",
+        ]);
         for r in &self.cases {
-            let fields = [
+            let _ = w.write_record([
                 r.case.clone(),
                 r.status.name().to_string(),
                 num(r.liver_volume_ml, 1),
@@ -230,13 +232,10 @@ impl Summary {
                 r.threshold.map_or(String::new(), |t| format!("{t}")),
                 num(r.seconds, 1),
                 r.task_log.clone().unwrap_or_default(),
-                r.error.clone().unwrap_or_default(),
-            ];
-            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-            s.push_str(&line.join(","));
-            s.push('\n');
+                r.error.clone().unwrap_or_default().replace(['\n', '\r'], " "),
+            ]);
         }
-        s
+        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
     }
 
     /// Write `summary.csv` and `summary.json` into `out`, each atomically.
@@ -251,10 +250,41 @@ impl Summary {
     }
 }
 
-fn csv_field(f: &str) -> String {
-    if f.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", f.replace('"', "\"\"").replace(['\n', '\r'], " "))
-    } else {
-        f.to_string()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::shard::Shard;
+    use crate::batch::tasklog::TaskLog;
+
+    #[test]
+    fn failures_interruptions_and_missing_cases_come_from_the_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let log = TaskLog::open(out, Some(Shard::new(1, 2).unwrap())).unwrap();
+        let start = |case: &str| TaskEvent::CaseStart { unix_s: crate::batch::unix_now(), case: case.into() };
+        log.append(&start("bad")).unwrap();
+        log.append(&TaskEvent::case("bad", CaseStatus::Failed, None, Some("x.nii: not \"NIfTI\", sorry".into()))).unwrap();
+        log.append(&start("cut")).unwrap();
+        let manifest: Vec<CaseEntry> = ["bad", "cut", "never"]
+            .iter()
+            .map(|n| CaseEntry { name: n.to_string(), input: format!("/{n}.nii").into() })
+            .collect();
+        let s = summarize(out, Some(&manifest)).unwrap();
+        let status: Vec<_> = s.cases.iter().map(|r| (r.case.as_str(), r.status)).collect();
+        assert_eq!(
+            status,
+            [("bad", SummaryStatus::Failed), ("cut", SummaryStatus::Interrupted), ("never", SummaryStatus::Missing)]
+        );
+        assert_eq!((s.counts.failed, s.counts.interrupted, s.counts.missing, s.counts.done), (1, 1, 1, 0));
+        assert_eq!(s.cases[0].task_log.as_deref(), Some(".tasks/1.jsonl"));
+        // The error survives CSV quoting as one field.
+        let csv = s.to_csv();
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(&rows[0][9], "x.nii: not \"NIfTI\", sorry");
+        let [c, j] = s.write(out).unwrap();
+        assert!(c.is_file() && j.is_file());
+        assert!(summarize(&out.join("nope"), None).is_err());
     }
 }
