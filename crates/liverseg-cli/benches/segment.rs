@@ -114,11 +114,11 @@ fn main() {
         let cfg = tmp.path().join("network.json");
         std::fs::write(&cfg, serde_json::to_string(&network).expect("config JSON")).expect("write config");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../liverseg-model/bench/deepmedic_torch.py");
-        let segment = network.infer_segment.to_string();
-        let out = Command::new("python3").arg(script).arg(&cfg).args(["--steps", "1", "--batch", "1", "--infer-segment", &segment]).output();
+        let patch = network.infer_patch.to_string();
+        let out = Command::new("python3").arg(script).arg(&cfg).args(["--steps", "1", "--batch", "1", "--infer-patch", &patch]).output();
         match out.ok().and_then(|o| serde_json::from_slice::<serde_json::Value>(o.stdout.trim_ascii()).ok()) {
             Some(v) => println!(
-                "PyTorch {} reference, same network: {:.2} s per {segment}^3 tile, {:.0} output voxels/s (compare with the predict stage above over its tiles)",
+                "PyTorch {} reference, same network: {:.2} s per {patch}^3 tile, {:.0} output voxels/s (compare with the predict stage above over its tiles)",
                 v["torch"], v["infer_tile_s"].as_f64().unwrap_or(f64::NAN), v["infer_voxels_per_s"].as_f64().unwrap_or(f64::NAN)
             ),
             None => println!("PyTorch reference failed to run"),

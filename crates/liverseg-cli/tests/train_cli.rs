@@ -36,8 +36,8 @@ fn tiny_network(path: &Path) {
         "residual": [],
         "fc": [8],
         "dropout": 0.0,
-        "train_segment": 9,
-        "infer_segment": 18,
+        "train_patch": 9,
+        "infer_patch": 18,
         "preprocess": {"spacing_mm": 6.0}
     });
     std::fs::write(path, network.to_string()).unwrap();
@@ -53,7 +53,7 @@ fn train_resume_and_segment_with_the_trained_model() {
     let (cases, out, net) = (dir.path().join("cases"), dir.path().join("run"), dir.path().join("net.json"));
     phantom_cases(&cases, &[1, 2, 9]);
     tiny_network(&net);
-    let common = ["--network", s(&net), "--subepochs", "1", "--segments", "16", "--batch", "8", "--validation", "p9", "--seed", "3", "--json"];
+    let common = ["--network", s(&net), "--subepochs", "1", "--patches", "16", "--batch", "8", "--validation", "p9", "--seed", "3", "--json"];
 
     let mut args = vec!["train", s(&cases), "-o", s(&out), "--epochs", "1"];
     args.extend(common);

@@ -3,7 +3,7 @@
 //! enhanced than challenge data), flips along x and y with p = 0.5 each, and a
 //! random elastic deformation of image and label together. Applied to whole
 //! prepared volumes once per sub-epoch, as DeepMedic does when it loads cases,
-//! so every segment sampled from a case shares its augmentation.
+//! so every patch sampled from a case shares its augmentation.
 //!
 //! For a training set of a handful of CTs, four more families (issue 16),
 //! each off unless configured and each drawn from its own random stream so
@@ -19,7 +19,7 @@
 //!   must find the liver by shape and context, not by brightness alone.
 
 use liverseg_imgproc::filters::{flip_data, Axis};
-use liverseg_phantom::SplitMix64;
+use liverseg_volume::SplitMix64;
 use liverseg_volume::{Mask, Volume};
 use serde::{Deserialize, Serialize};
 

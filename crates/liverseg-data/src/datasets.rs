@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use liverseg_phantom::SplitMix64;
+use liverseg_volume::SplitMix64;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};

@@ -12,7 +12,7 @@
 //! 3-D B-spline warp, and separable evaluation on the voxel grid is a few dozen
 //! lines that run in a fraction of a second on a prepared volume.
 
-use liverseg_phantom::SplitMix64;
+use liverseg_volume::SplitMix64;
 use liverseg_volume::{Geometry, Mask, Volume};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -5,6 +5,8 @@ pub enum Error {
     #[error(transparent)]
     Io(#[from] liverseg_io::Error),
     #[error(transparent)]
+    Preprocess(#[from] liverseg_preprocess::Error),
+    #[error(transparent)]
     Imgproc(#[from] liverseg_imgproc::Error),
     #[error(transparent)]
     Volume(#[from] liverseg_volume::VolumeError),

@@ -1,18 +1,17 @@
-//! Data for the liverseg network: the method's pre-processing (shared by
-//! training and `segment`), network input patches, and the training side:
-//! dataset layouts and manifests, duplicate detection, the on-disk cache,
-//! segment sampling and augmentation. Nothing here depends on the
+//! The training data machinery of the liverseg network: dataset layouts and
+//! manifests, duplicate detection, the on-disk cache of prepared cases,
+//! patch sampling and augmentation. The pre-processing itself (shared with
+//! `segment`) is liverseg-preprocess. Nothing here depends on the
 //! deep-learning framework, so it builds and tests fast.
 
 pub mod augment;
 pub mod elastic;
 mod error;
-pub mod patches;
-pub mod preprocess;
 pub mod sampler;
 
 pub use error::{Error, Result};
-pub use preprocess::{prepare, PreprocessConfig, Prepared};
+// For this crate's modules: the pre-processing they cache and augment.
+use liverseg_preprocess::{prepare, PreprocessConfig, Prepared};
 
 pub mod datasets;
 pub mod cache;

@@ -1,12 +1,12 @@
-//! DeepMedic's training sampling: segments centred on liver and on background
+//! DeepMedic's training sampling: patches centred on liver and on background
 //! inside the body, in configurable shares (default half and half), cut from
 //! augmented training images.
 
-use liverseg_phantom::SplitMix64;
+use liverseg_volume::SplitMix64;
 use liverseg_volume::{Mask, Volume};
 use rayon::prelude::*;
 
-use crate::patches::{PathwayInput, PatchSource};
+use liverseg_preprocess::patches::{PathwayInput, PatchSource};
 use crate::{Error, Result};
 
 /// One training image ready for sampling.
@@ -17,7 +17,7 @@ pub struct SamplingVolume {
     liver: Vec<u32>,
     background: Vec<u32>,
     /// Background voxels near the liver (see [`SamplingVolume::with_border`]),
-    /// and the share of background segments centred on them.
+    /// and the share of background patches centred on them.
     border: Vec<u32>,
     border_share: f64,
 }
@@ -49,7 +49,7 @@ impl SamplingVolume {
         Ok(Self { source: PatchSource::new(image, pad), label: label.data().to_vec(), liver, background, border: Vec::new(), border_share: 0.0 })
     }
 
-    /// Centre `share` of the background segments on body voxels within
+    /// Centre `share` of the background patches on body voxels within
     /// `radius_mm` of the liver: where the network's errors are (the liver's
     /// border, and the heart, stomach wall, spleen, kidney and muscle that
     /// touch it), instead of anywhere in the body. `label` and `body` are the
@@ -86,23 +86,23 @@ impl SamplingVolume {
 }
 
 /// A batch in the tensor layout: per pathway `batch * input^3` values, labels
-/// `batch * segment^3` (0/1), each block x fastest.
+/// `batch * patch^3` (0/1), each block x fastest.
 pub struct Batch {
     pub size: usize,
     pub inputs: Vec<Vec<f32>>,
     pub labels: Vec<f32>,
-    /// How many segments were centred on liver, and on the zone near it.
+    /// How many patches were centred on liver, and on the zone near it.
     pub liver_centred: usize,
     pub border_centred: usize,
 }
 
-/// Draw `batch` segments of `segment^3` voxels. Each picks a volume uniformly,
+/// Draw `batch` patches of `patch^3` voxels. Each picks a volume uniformly,
 /// then liver (with probability `liver_fraction`, when the volume has liver) or
-/// background, then a voxel of that class as the segment centre.
+/// background, then a voxel of that class as the patch centre.
 pub fn sample_batch(
     volumes: &[SamplingVolume],
     batch: usize,
-    segment: usize,
+    patch: usize,
     pathways: &[PathwayInput],
     liver_fraction: f64,
     rng: &mut SplitMix64,
@@ -131,7 +131,7 @@ pub fn sample_batch(
             }
         })
         .collect();
-    let half = (segment / 2) as i64;
+    let half = (patch / 2) as i64;
     let samples: Vec<(Vec<Vec<f32>>, Vec<f32>)> = picks
         .par_iter()
         .map(|&(v, centre, _)| {
@@ -144,13 +144,13 @@ pub fn sample_batch(
                 .iter()
                 .map(|&p| {
                     let mut buf = vec![0.0f32; p.input.pow(3)];
-                    vol.source.extract(origin, segment, p, &mut buf);
+                    vol.source.extract(origin, patch, p, &mut buf);
                     buf
                 })
                 .collect();
-            let mut labels = vec![0.0f32; segment.pow(3)];
+            let mut labels = vec![0.0f32; patch.pow(3)];
             for (idx, l) in labels.iter_mut().enumerate() {
-                let (i, j, k) = (idx % segment, (idx / segment) % segment, idx / (segment * segment));
+                let (i, j, k) = (idx % patch, (idx / patch) % patch, idx / (patch * patch));
                 let (x, y, z) = (origin[0] + i as i64, origin[1] + j as i64, origin[2] + k as i64);
                 if (0..nx as i64).contains(&x) && (0..ny as i64).contains(&y) && (0..nz as i64).contains(&z) {
                     *l = f32::from(vol.label[(z as usize * ny + y as usize) * nx + x as usize] != 0);
@@ -160,7 +160,7 @@ pub fn sample_batch(
         })
         .collect();
     let mut inputs: Vec<Vec<f32>> = pathways.iter().map(|p| Vec::with_capacity(batch * p.input.pow(3))).collect();
-    let mut labels = Vec::with_capacity(batch * segment.pow(3));
+    let mut labels = Vec::with_capacity(batch * patch.pow(3));
     for (ins, ls) in samples {
         for (dst, src) in inputs.iter_mut().zip(ins) {
             dst.extend_from_slice(&src);
@@ -190,7 +190,7 @@ mod tests {
         let mut rng = SplitMix64(5);
         let b = sample_batch(std::slice::from_ref(&vol), 400, 3, &p, 0.5, &mut rng).unwrap();
         assert!((160..240).contains(&b.liver_centred), "{} of 400", b.liver_centred);
-        // Centre voxel of every segment is liver exactly when it was drawn as liver.
+        // Centre voxel of every patch is liver exactly when it was drawn as liver.
         let liver_centre_labels = (0..400).filter(|s| b.labels[s * 27 + 13] == 1.0).count();
         assert_eq!(liver_centre_labels, b.liver_centred);
         // Fine input centre equals the label there (image is 0.1 on liver).

@@ -6,7 +6,8 @@
 mod dicom_util;
 
 use dicom_util::{write_all, write_series, SECONDARY_CAPTURE};
-use liverseg_data::{discover, load_case, load_manifest, PreprocessConfig};
+use liverseg_data::{discover, load_case, load_manifest};
+use liverseg_preprocess::PreprocessConfig;
 
 /// Body: an elliptic cylinder of 40 HU in air; liver: a 100 HU ellipsoid in it.
 /// Pixel spacing of the helper: x 0.8 mm, y 0.7 mm; slices 2.5 mm apart.

@@ -2,7 +2,8 @@
 //! (skipped when absent): leave-one-out split, negative cases kept, liver
 //! volumes preserved, and the cache making a second load fast and identical.
 
-use liverseg_data::{load_training_set, LoadedCase, PreprocessConfig};
+use liverseg_data::{load_training_set, LoadedCase};
+use liverseg_preprocess::PreprocessConfig;
 
 fn reference_liver_voxels(case: &std::path::Path) -> u64 {
     let json: serde_json::Value =

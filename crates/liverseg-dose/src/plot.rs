@@ -1,31 +1,10 @@
 //! Cumulative DVH plot as PNG and SVG.
 //!
-//! Text is laid out with ab_glyph from DejaVu Sans compiled into the binary, so
-//! the plot renders the same on a machine without fontconfig or system fonts
-//! (plotters' default `ttf` feature needs both).
+//! Font, colours and PNG encoding are liverseg-plot's, shared with every plot.
 
 use crate::voxel::RegionDose;
 use plotters::prelude::*;
-use std::sync::Once;
-
-static FONT: Once = Once::new();
-
-fn register_font() {
-    FONT.call_once(|| {
-        // The bytes are a valid TTF shipped by the `dejavu` crate; failure here would
-        // be a build defect, and plotting then fails with an error below.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
-}
-
-const COLOURS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(23, 190, 207),
-];
+use liverseg_plot::{colour, encode_png, use_embedded_font, FONT};
 
 pub const WIDTH: u32 = 900;
 pub const HEIGHT: u32 = 600;
@@ -34,7 +13,7 @@ fn draw<DB: DrawingBackend>(backend: DB, title: &str, regions: &[&RegionDose]) -
 where
     DB::ErrorType: 'static,
 {
-    register_font();
+    use_embedded_font();
     let root = backend.into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let max_dose = regions
@@ -42,7 +21,7 @@ where
         .map(|r| r.dvh.bin_width_gy.0 * r.dvh.volume_fraction.len() as f64)
         .fold(1.0f64, f64::max);
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
+        .caption(title, (FONT, 24))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
@@ -52,23 +31,23 @@ where
         .configure_mesh()
         .x_desc("Dose (Gy)")
         .y_desc("Volume (%)")
-        .label_style(("sans-serif", 16))
-        .axis_desc_style(("sans-serif", 18))
+        .label_style((FONT, 16))
+        .axis_desc_style((FONT, 18))
         .draw()
         .map_err(|e| e.to_string())?;
     for (i, r) in regions.iter().enumerate() {
-        let colour = COLOURS[i % COLOURS.len()];
+        let c = colour(i);
         let w = r.dvh.bin_width_gy.0;
         let points: Vec<(f64, f64)> = r.dvh.volume_fraction.iter().enumerate().map(|(k, &f)| (k as f64 * w, f * 100.0)).collect();
         chart
-            .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+            .draw_series(LineSeries::new(points, c.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(format!("{} (mean {:.1} Gy)", r.region, r.mean_gy.0))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     chart
         .configure_series_labels()
-        .label_font(("sans-serif", 16))
+        .label_font((FONT, 16))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperRight)
@@ -89,15 +68,7 @@ pub fn dvh_svg(title: &str, regions: &[&RegionDose]) -> Result<String, String> {
 pub fn dvh_png(title: &str, regions: &[&RegionDose]) -> Result<Vec<u8>, String> {
     let mut rgb = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     draw(BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)), title, regions)?;
-    let mut out = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut out, WIDTH, HEIGHT);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(|e| e.to_string())?;
-        writer.write_image_data(&rgb).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
+    encode_png(&rgb, WIDTH, HEIGHT).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod atomic;
 pub mod dicom;
 mod error;
+pub mod manifest;
 pub mod metaimage;
 mod names;
 pub mod nifti;

@@ -72,42 +72,25 @@ pub fn pairs_from_dirs(dir_a: &Path, dir_b: &Path) -> Result<(Vec<CaseInput>, Ve
     Ok((cases, warnings))
 }
 
-/// Read a CSV with a header row into records keyed by lower-case column name.
+/// Read a CSV table with a header row (liverseg-io's manifest reader) into
+/// records keyed by lower-case column name.
 pub(crate) fn read_csv(path: &Path, required: &[&str]) -> Result<Vec<BTreeMap<String, String>>, MetricsError> {
-    let bad = |m: String| MetricsError::from(liverseg_io::Error::invalid(path, m));
-    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_path(path).map_err(|e| bad(e.to_string()))?;
-    let header: Vec<String> = r.headers().map_err(|e| bad(e.to_string()))?.iter().map(|h| h.to_lowercase()).collect();
-    for col in required {
-        if !header.iter().any(|h| h == col) {
-            return Err(bad(format!("missing column {col:?} (header: {})", header.join(","))));
-        }
-    }
-    let mut out = vec![];
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| bad(format!("row {}: {e}", i + 2)))?;
-        if rec.iter().all(|f| f.is_empty()) {
-            continue;
-        }
-        out.push(header.iter().cloned().zip(rec.iter().map(str::to_string)).collect());
-    }
-    Ok(out)
+    let table = liverseg_io::manifest::Manifest::read_table(path, required)?;
+    Ok(table.rows().iter().map(|r| table.columns().iter().map(|c| (c.clone(), table.get(r, c).to_string())).collect()).collect())
 }
 
-/// Manifest CSV with columns `case,a,b`; relative paths are relative to the manifest.
+/// Manifest CSV with columns `case,a,b` (liverseg-io's manifest reader:
+/// relative paths are relative to the manifest, `#` comments, quoted fields).
 pub fn pairs_from_manifest(path: &Path) -> Result<Vec<CaseInput>, MetricsError> {
-    let base = path.parent().unwrap_or(Path::new("."));
-    let rows = read_csv(path, &["case", "a", "b"])?;
+    let manifest = liverseg_io::manifest::Manifest::read(path, &["case", "a", "b"])?;
     let mut seen = std::collections::BTreeSet::new();
     let mut out = vec![];
-    for (i, r) in rows.iter().enumerate() {
-        let case = r["case"].clone();
+    for r in manifest.rows() {
+        let case = manifest.get(r, "case").to_string();
         if case.is_empty() || !seen.insert(case.clone()) {
-            return Err(liverseg_io::Error::invalid(path, format!("row {}: case id {case:?} is empty or repeated", i + 2)).into());
+            return Err(manifest.error(r, format!("case id {case:?} is empty or repeated")).into());
         }
-        out.push(CaseInput { case, a: base.join(&r["a"]), b: base.join(&r["b"]) });
-    }
-    if out.is_empty() {
-        return Err(liverseg_io::Error::invalid(path, "no cases").into());
+        out.push(CaseInput { case, a: manifest.path_of(r, "a")?, b: manifest.path_of(r, "b")? });
     }
     Ok(out)
 }
@@ -305,13 +288,7 @@ impl CohortReport {
     }
 }
 
-pub(crate) fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
+pub(crate) use liverseg_io::manifest::csv_field;
 
 #[cfg(test)]
 mod tests {

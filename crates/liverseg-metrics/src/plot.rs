@@ -10,26 +10,9 @@ use plotters::prelude::*;
 use plotters::series::LineSeries as LineSeries_;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Once;
+use liverseg_plot::{colour, encode_png, use_embedded_font, FONT};
 
 const SIZE: (u32, u32) = (900, 600);
-const PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
-
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The bytes are a valid TTF shipped by the dejavu crate; failure would be a build defect.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
-}
-
 /// One box: a label and its values (non-finite values are ignored).
 #[derive(Debug, Clone)]
 pub struct BoxSeries {
@@ -82,7 +65,7 @@ where
     let n = series.len().max(1);
     let labels: Vec<String> = series.iter().map(|s| s.label.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 26))
+        .caption(title, (FONT, 26))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(80)
@@ -100,13 +83,13 @@ where
             }
         })
         .y_desc(y_label)
-        .x_label_style(("sans-serif", 16))
-        .label_style(("sans-serif", 18))
-        .axis_desc_style(("sans-serif", 20))
+        .x_label_style((FONT, 16))
+        .label_style((FONT, 18))
+        .axis_desc_style((FONT, 20))
         .draw()?;
     for (i, s) in series.iter().enumerate() {
         let x = (i + 1) as f64;
-        let color = PALETTE[i % PALETTE.len()];
+        let color = colour(i);
         let Some(b) = BoxStats::of(&s.values) else { continue };
         let w = 0.25;
         chart.draw_series(std::iter::once(Rectangle::new([(x - w, b.q1), (x + w, b.q3)], color.mix(0.3).filled())))?;
@@ -132,7 +115,7 @@ where
     let max = groups.iter().flat_map(|g| g.1.iter().copied()).fold(0.0, f64::max).max(1.0);
     let n = categories.len().max(1);
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 26))
+        .caption(title, (FONT, 26))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(60)
@@ -150,13 +133,13 @@ where
             }
         })
         .y_desc("count")
-        .label_style(("sans-serif", 18))
-        .axis_desc_style(("sans-serif", 20))
+        .label_style((FONT, 18))
+        .axis_desc_style((FONT, 20))
         .draw()?;
     let k = groups.len().max(1) as f64;
     let bw = 0.8 / k;
     for (gi, (name, counts)) in groups.iter().enumerate() {
-        let color = PALETTE[gi % PALETTE.len()];
+        let color = colour(gi);
         chart
             .draw_series(counts.iter().enumerate().map(|(i, &c)| {
                 let x0 = i as f64 - 0.4 + gi as f64 * bw;
@@ -165,26 +148,19 @@ where
             .label(name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 12, y + 6)], color.filled()));
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 18)).draw()?;
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperLeft).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font((FONT, 18)).draw()?;
     root.present()?;
     Ok(())
 }
 
 fn write_png(path: &Path, rgb: &[u8], (w, h): (u32, u32)) -> Result<(), MetricsError> {
-    let mut bytes = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut bytes, w, h);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut wr = enc.write_header().map_err(|e| MetricsError::Invalid(format!("{}: PNG: {e}", path.display())))?;
-        wr.write_image_data(rgb).map_err(|e| MetricsError::Invalid(format!("{}: PNG: {e}", path.display())))?;
-    }
+    let bytes = encode_png(rgb, w, h).map_err(|e| MetricsError::Invalid(format!("{}: {e}", path.display())))?;
     write_atomic(path, |w: &mut dyn Write| w.write_all(&bytes))?;
     Ok(())
 }
 
 fn render(stem: &Path, size: (u32, u32), draw_png: impl Fn(DrawingArea<BitMapBackend, Shift>) -> DrawResult, draw_svg: impl Fn(DrawingArea<SVGBackend, Shift>) -> DrawResult) -> Result<(), MetricsError> {
-    register_font();
+    use_embedded_font();
     let err = |e: Box<dyn std::error::Error>| MetricsError::Invalid(format!("{}: drawing failed: {e}", stem.display()));
     let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
     draw_png(BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area()).map_err(err)?;
@@ -226,14 +202,14 @@ where
     let (y0, y1) = if y0 <= y1 { (y0, if y1 > y0 { y1 } else { y0 + 1.0 }) } else { (0.0, 1.0) };
     let pad = (y1 - y0) * 0.05;
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 26))
+        .caption(title, (FONT, 26))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(70)
         .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))?;
-    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 18)).axis_desc_style(("sans-serif", 20)).draw()?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style((FONT, 18)).axis_desc_style((FONT, 20)).draw()?;
     for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+        let color = colour(i);
         let points: Vec<(f64, f64)> = s.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
         chart
             .draw_series(LineSeries_::new(points.clone(), color.stroke_width(2)))?
@@ -243,7 +219,7 @@ where
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
         }
     }
-    chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 18)).draw()?;
+    chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font((FONT, 18)).draw()?;
     root.present()?;
     Ok(())
 }

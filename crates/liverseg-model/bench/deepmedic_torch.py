@@ -7,7 +7,7 @@ the same layers (BN -> PReLU -> 3x3x3 valid conv, residuals, repeat up-sampling,
 1x1x1 FC, dropout), and prints one JSON line with the mean training-step and
 inference times. CPU (threads = torch default) or, with --device cuda, the GPU.
 
-usage: deepmedic_torch.py CONFIG.json --batch 16 --segment 15 --steps 3 --infer-segment 60 [--device cuda]
+usage: deepmedic_torch.py CONFIG.json --batch 16 --patch 15 --steps 3 --infer-patch 60 [--device cuda]
 """
 import argparse, json, sys, time
 
@@ -82,18 +82,18 @@ class DeepMedic(nn.Module):
         return self.classifier(x)
 
 
-def inputs_for(cfg, segment, batch):
+def inputs_for(cfg, patch, batch):
     rf = lambda p: 1 + len(p["features"]) * (cfg["kernel"] - 1)
-    return [torch.randn(batch, 1, segment // p["factor"] + rf(p) - 1, *(2 * [segment // p["factor"] + rf(p) - 1])) * 0.1 for p in cfg["pathways"]]
+    return [torch.randn(batch, 1, patch // p["factor"] + rf(p) - 1, *(2 * [patch // p["factor"] + rf(p) - 1])) * 0.1 for p in cfg["pathways"]]
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("config")
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--segment", type=int, default=15)
+    ap.add_argument("--patch", "--segment", type=int, default=15)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--infer-segment", type=int, default=60)
+    ap.add_argument("--infer-patch", "--infer-segment", type=int, default=60)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     dev = torch.device(a.device)
@@ -103,8 +103,8 @@ def main():
     net = DeepMedic(cfg).to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.007, momentum=0.6, nesterov=True)
     lossf = nn.BCEWithLogitsLoss()
-    x = [i.to(dev) for i in inputs_for(cfg, a.segment, a.batch)]
-    t = (torch.rand(a.batch, 1, a.segment, a.segment, a.segment) > 0.5).float().to(dev)
+    x = [i.to(dev) for i in inputs_for(cfg, a.patch, a.batch)]
+    t = (torch.rand(a.batch, 1, a.patch, a.patch, a.patch) > 0.5).float().to(dev)
     net.train()
     times = []
     for i in range(a.steps + 1):
@@ -117,7 +117,7 @@ def main():
         if i > 0:  # first step warms up allocators
             times.append(time.perf_counter() - t0)
     net.eval()
-    xi = [i.to(dev) for i in inputs_for(cfg, a.infer_segment, 1)]
+    xi = [i.to(dev) for i in inputs_for(cfg, a.infer_patch, 1)]
     with torch.no_grad():
         net(xi)
         sync()
@@ -126,7 +126,7 @@ def main():
         sync()
         infer = time.perf_counter() - t0
     print(json.dumps({"torch": torch.__version__, "device": str(dev), "threads": torch.get_num_threads(), "train_step_s": sum(times) / len(times),
-                      "infer_tile_s": infer, "infer_voxels_per_s": a.infer_segment ** 3 / infer}))
+                      "infer_tile_s": infer, "infer_voxels_per_s": a.infer_patch ** 3 / infer}))
 
 
 if __name__ == "__main__":

@@ -22,16 +22,16 @@ fn arg(name: &str, default: &str) -> String {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_string())
 }
 
-fn inputs(config: &NetworkConfig, segment: usize, batch: usize, dev: &Device) -> Vec<Tensor<5>> {
+fn inputs(config: &NetworkConfig, patch: usize, batch: usize, dev: &Device) -> Vec<Tensor<5>> {
     config
-        .pathway_inputs(segment)
+        .pathway_inputs(patch)
         .unwrap()
         .iter()
         .map(|p| Tensor::random([batch, 1, p.input, p.input, p.input], Distribution::Normal(0.0, 0.1), dev))
         .collect()
 }
 
-fn torch_reference(config: &NetworkConfig, batch: usize, segment: usize, steps: usize, infer: usize, gpu: bool) -> Option<serde_json::Value> {
+fn torch_reference(config: &NetworkConfig, batch: usize, patch: usize, steps: usize, infer: usize, gpu: bool) -> Option<serde_json::Value> {
     let ok = Command::new("python3").args(["-c", "import torch"]).output().ok()?.status.success();
     if !ok {
         return None;
@@ -43,7 +43,7 @@ fn torch_reference(config: &NetworkConfig, batch: usize, segment: usize, steps: 
     let out = Command::new("python3")
         .arg(script)
         .arg(&cfg)
-        .args(["--batch", &batch.to_string(), "--segment", &segment.to_string(), "--steps", &steps.to_string(), "--infer-segment", &infer.to_string()])
+        .args(["--batch", &batch.to_string(), "--patch", &patch.to_string(), "--steps", &steps.to_string(), "--infer-patch", &infer.to_string()])
         .args(["--device", if gpu { "cuda" } else { "cpu" }])
         .output()
         .ok()?;
@@ -57,12 +57,12 @@ fn torch_reference(config: &NetworkConfig, batch: usize, segment: usize, steps: 
 /// Mean training-step time over `steps` (after one warm-up) and the time of
 /// one inference tile, with fresh weights.
 fn time_preset(config: &NetworkConfig, device: &Device, batch: usize, steps: usize) -> (f64, f64) {
-    let segment = config.train_segment;
+    let patch = config.train_patch;
     let dev = device.clone().autodiff();
     let mut model = DeepMedic::new(config, &dev);
     let mut optim = SgdConfig::new().with_momentum(Some(MomentumConfig { momentum: 0.6, dampening: 0.0, nesterov: true })).init();
-    let x = inputs(config, segment, batch, &dev);
-    let target = Tensor::<5>::random([batch, 1, segment, segment, segment], Distribution::Bernoulli(0.5), &dev);
+    let x = inputs(config, patch, batch, &dev);
+    let target = Tensor::<5>::random([batch, 1, patch, patch, patch], Distribution::Bernoulli(0.5), &dev);
     let mut times = Vec::new();
     for i in 0..=steps {
         let t0 = Instant::now();
@@ -76,7 +76,7 @@ fn time_preset(config: &NetworkConfig, device: &Device, batch: usize, steps: usi
     }
     let step = times.iter().sum::<f64>() / times.len() as f64;
     let eval = model.valid();
-    let s = config.infer_segment;
+    let s = config.infer_patch;
     let xi = inputs(config, s, 1, device);
     let _ = eval.forward(xi.clone()).into_data();
     let t0 = Instant::now();
@@ -97,26 +97,26 @@ fn main() {
     let with_burn = std::env::args().any(|a| a == "--burn-ops");
     for name in presets.split(',') {
         let config = NetworkConfig::preset(name).unwrap();
-        let segment = config.train_segment;
+        let patch = config.train_patch;
         let mut measured = Vec::new();
         for burn_ops in if with_burn && !gpu { vec![true, false] } else { vec![false] } {
             liverseg_model::ops::use_burn_ops(burn_ops);
             let (step, tile) = time_preset(&config, &device, batch, steps);
-            let s = config.infer_segment;
+            let s = config.infer_patch;
             let which = if burn_ops { "burn ops" } else { "liverseg ops" };
             println!(
-                "{name} ({which}): train step (batch {batch}, segment {segment}^3) {step:.2} s; inference tile {s}^3 {tile:.2} s = {:.0} voxels/s; {:.0} kMAC/voxel",
+                "{name} ({which}): train step (batch {batch}, patch {patch}^3) {step:.2} s; inference tile {s}^3 {tile:.2} s = {:.0} voxels/s; {:.0} kMAC/voxel",
                 (s as f64).powi(3) / tile,
                 config.macs_per_output_voxel(s).unwrap() / 1e3
             );
             measured.push((which, step, tile));
         }
-        let s = config.infer_segment;
+        let s = config.infer_patch;
         if measured.len() == 2 {
             println!("{name}: liverseg ops / burn ops: train {:.2}, inference {:.2}", measured[1].1 / measured[0].1, measured[1].2 / measured[0].2);
         }
         let (_, step, tile) = *measured.last().unwrap();
-        match torch_reference(&config, batch, segment, steps, s, gpu) {
+        match torch_reference(&config, batch, patch, steps, s, gpu) {
             Some(t) => {
                 let ts = t["train_step_s"].as_f64().unwrap_or(f64::NAN);
                 let ti = t["infer_tile_s"].as_f64().unwrap_or(f64::NAN);

@@ -1,8 +1,8 @@
 //! The network's configuration: saved inside every checkpoint, so a model file
 //! alone says how it was built and how CTs must be prepared for it.
 
-use liverseg_data::patches::PathwayInput;
-use liverseg_data::PreprocessConfig;
+use liverseg_preprocess::patches::PathwayInput;
+use liverseg_preprocess::PreprocessConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -33,10 +33,14 @@ pub struct NetworkConfig {
     pub fc: Vec<usize>,
     /// Dropout probability before each FC layer and the classifier.
     pub dropout: f64,
-    /// Output segment edge in training, fine voxels (paper: 15).
-    pub train_segment: usize,
-    /// Output segment edge at inference (tiles), fine voxels.
-    pub infer_segment: usize,
+    /// Output patch edge in training, fine voxels (paper: 15).
+    // Aliases: model files and configs written before the rename (issue 19:
+    // "segment" named both the command and this patch) still load.
+    #[serde(alias = "train_segment")]
+    pub train_patch: usize,
+    /// Output patch edge at inference (tiles), fine voxels.
+    #[serde(alias = "infer_segment")]
+    pub infer_patch: usize,
     pub preprocess: PreprocessConfig,
 }
 
@@ -58,8 +62,8 @@ impl NetworkConfig {
             residual: vec![4, 6, 8],
             fc: vec![150, 150],
             dropout: 0.5,
-            train_segment: 15,
-            infer_segment: 45,
+            train_patch: 15,
+            infer_patch: 45,
             preprocess: PreprocessConfig::default(),
         }
     }
@@ -84,8 +88,8 @@ impl NetworkConfig {
             residual: vec![4, 6, 8],
             fc: vec![64, 64],
             dropout: 0.2,
-            train_segment: 15,
-            infer_segment: 60,
+            train_patch: 15,
+            infer_patch: 60,
             preprocess: PreprocessConfig { spacing_mm: 2.0, ..PreprocessConfig::default() },
         }
     }
@@ -108,21 +112,21 @@ impl NetworkConfig {
         (0..self.pathways.len()).map(|p| self.receptive_field(p) * self.pathways[p].factor).max().unwrap_or(1)
     }
 
-    /// Segment sizes must be a multiple of every factor so that each coarse
+    /// Patch sizes must be a multiple of every factor so that each coarse
     /// output voxel up-samples onto whole fine voxels.
-    pub fn segment_multiple(&self) -> usize {
+    pub fn patch_multiple(&self) -> usize {
         self.pathways.iter().map(|p| p.factor).fold(1, lcm)
     }
 
-    /// Per pathway, the input size for an output segment of `segment` fine
-    /// voxels per axis: `segment / factor + receptive_field - 1`.
-    pub fn pathway_inputs(&self, segment: usize) -> Result<Vec<PathwayInput>> {
-        let m = self.segment_multiple();
-        if segment == 0 || segment % m != 0 {
-            return Err(Error::Config(format!("segment size {segment} is not a positive multiple of {m} (the pathway factors' lcm)")));
+    /// Per pathway, the input size for an output patch of `patch` fine
+    /// voxels per axis: `patch / factor + receptive_field - 1`.
+    pub fn pathway_inputs(&self, patch: usize) -> Result<Vec<PathwayInput>> {
+        let m = self.patch_multiple();
+        if patch == 0 || patch % m != 0 {
+            return Err(Error::Config(format!("patch size {patch} is not a positive multiple of {m} (the pathway factors' lcm)")));
         }
         Ok((0..self.pathways.len())
-            .map(|p| PathwayInput { factor: self.pathways[p].factor, input: segment / self.pathways[p].factor + self.receptive_field(p) - 1 })
+            .map(|p| PathwayInput { factor: self.pathways[p].factor, input: patch / self.pathways[p].factor + self.receptive_field(p) - 1 })
             .collect())
     }
 
@@ -158,15 +162,15 @@ impl NetworkConfig {
         if self.fc.contains(&0) || !(0.0..1.0).contains(&self.dropout) {
             return bad("FC widths must be positive and dropout in [0, 1)".into());
         }
-        self.pathway_inputs(self.train_segment)?;
-        self.pathway_inputs(self.infer_segment)?;
+        self.pathway_inputs(self.train_patch)?;
+        self.pathway_inputs(self.infer_patch)?;
         Ok(())
     }
 
-    /// Multiply-accumulates per output voxel of one `segment`-sized forward
+    /// Multiply-accumulates per output voxel of one `patch`-sized forward
     /// pass (for benchmarks and choosing presets).
-    pub fn macs_per_output_voxel(&self, segment: usize) -> Result<f64> {
-        let inputs = self.pathway_inputs(segment)?;
+    pub fn macs_per_output_voxel(&self, patch: usize) -> Result<f64> {
+        let inputs = self.pathway_inputs(patch)?;
         let k3 = self.kernel.pow(3) as f64;
         let mut macs = 0.0;
         for (p, input) in self.pathways.iter().zip(&inputs) {
@@ -180,10 +184,10 @@ impl NetworkConfig {
         }
         let mut cin = self.merged_features();
         for &w in self.fc.iter().chain(std::iter::once(&1)) {
-            macs += (segment as f64).powi(3) * (cin * w) as f64;
+            macs += (patch as f64).powi(3) * (cin * w) as f64;
             cin = w;
         }
-        Ok(macs / (segment as f64).powi(3))
+        Ok(macs / (patch as f64).powi(3))
     }
 }
 
@@ -210,7 +214,7 @@ mod tests {
             // Ten 3x3x3 valid layers: 21 voxels in every pathway.
             assert!((0..3).all(|p| c.receptive_field(p) == 21));
             assert_eq!(c.receptive_field_fine(), 315);
-            assert_eq!(c.segment_multiple(), 15);
+            assert_eq!(c.patch_multiple(), 15);
             let inputs = c.pathway_inputs(15).unwrap();
             let sizes: Vec<usize> = inputs.iter().map(|p| p.input).collect();
             // 15 + 20, 3 + 20, 1 + 20.
@@ -223,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn segment_sizes_must_fit_the_factors() {
+    fn patch_sizes_must_fit_the_factors() {
         let c = NetworkConfig::paper();
         assert!(c.pathway_inputs(20).is_err());
         assert!(c.pathway_inputs(0).is_err());
@@ -242,5 +246,13 @@ mod tests {
         let c = NetworkConfig::fast();
         let s = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<NetworkConfig>(&s).unwrap(), c);
+    }
+
+    #[test]
+    fn configs_written_before_the_patch_rename_still_load() {
+        let c = NetworkConfig::fast();
+        let old = serde_json::to_string(&c).unwrap().replace("\"train_patch\"", "\"train_segment\"").replace("\"infer_patch\"", "\"infer_segment\"");
+        assert!(old.contains("infer_segment"));
+        assert_eq!(serde_json::from_str::<NetworkConfig>(&old).unwrap(), c);
     }
 }

@@ -20,6 +20,8 @@ pub enum Error {
     #[error(transparent)]
     Data(#[from] liverseg_data::Error),
     #[error(transparent)]
+    Preprocess(#[from] liverseg_preprocess::Error),
+    #[error(transparent)]
     Volume(#[from] liverseg_volume::VolumeError),
 }
 

@@ -1,10 +1,10 @@
 //! Tiled whole-volume inference: the prepared grid is covered by output
-//! segments of `infer_segment^3` voxels; tiles whose output region holds no
+//! patches of `infer_patch^3` voxels; tiles whose output region holds no
 //! body voxel are not computed (their probability is 0), and each computed
 //! tile gets its pathway inputs cut from one summed-volume table.
 //!
 //! By default only the tiles that can hold the liver are computed
-//! ([`TileStrategy::Grow`], coarse-to-fine): a small probe segment at the
+//! ([`TileStrategy::Grow`], coarse-to-fine): a small probe patch at the
 //! centre of every body tile finds where the network sees liver (the coarse
 //! pathways give each probe 30x its size of context), those tiles are
 //! computed in full, and the computed region grows across every tile face
@@ -19,15 +19,15 @@
 use burn::module::Module;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
-use liverseg_data::patches::{PathwayInput, PatchSource};
-use liverseg_data::Prepared;
+use liverseg_preprocess::patches::{PathwayInput, PatchSource};
+use liverseg_preprocess::Prepared;
 use liverseg_volume::Volume;
 
 use crate::checkpoint::{self, ModelInfo};
 use crate::network::DeepMedic;
 use crate::{Error, Result};
 
-/// A loaded model ready to segment.
+/// A loaded model ready to segment a CT.
 pub struct Segmenter {
     net: DeepMedic,
     info: ModelInfo,
@@ -72,7 +72,7 @@ impl Segmenter {
 
     /// Liver probability computing the tiles `strategy` picks.
     pub fn probability_with(&self, prepared: &Prepared, input: &Volume<f32>, strategy: TileStrategy, progress: &mut dyn FnMut(usize, usize)) -> Result<(Volume<f32>, TileStats)> {
-        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_segment, strategy, progress)
+        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_patch, strategy, progress)
     }
 
     /// Which tiles to compute (default: grow from probes at the threshold
@@ -113,7 +113,7 @@ pub struct TileStats {
     pub fell_back_to_all: bool,
 }
 
-/// The tile origins covering `dims` with segments of `s` whose output
+/// The tile origins covering `dims` with patches of `s` whose output
 /// region holds a body voxel.
 fn tiles(body: &[u8], dims: [usize; 3], s: usize) -> Vec<[usize; 3]> {
     let n = dims.map(|d| d.div_ceil(s));
@@ -134,14 +134,14 @@ fn tiles(body: &[u8], dims: [usize; 3], s: usize) -> Vec<[usize; 3]> {
     out
 }
 
-/// Copy a `segment`-edged output block at `origin` into the volume buffer.
-fn paste(probability: &mut [f32], dims: [usize; 3], origin: [usize; 3], segment: usize, out: &[f32]) {
-    let x_end = (origin[0] + segment).min(dims[0]);
-    for k in 0..segment.min(dims[2] - origin[2]) {
+/// Copy a `patch`-edged output block at `origin` into the volume buffer.
+fn paste(probability: &mut [f32], dims: [usize; 3], origin: [usize; 3], patch: usize, out: &[f32]) {
+    let x_end = (origin[0] + patch).min(dims[0]);
+    for k in 0..patch.min(dims[2] - origin[2]) {
         let z = origin[2] + k;
-        for j in 0..segment.min(dims[1] - origin[1]) {
+        for j in 0..patch.min(dims[1] - origin[1]) {
             let y = origin[1] + j;
-            let row = &out[(k * segment + j) * segment..][..segment];
+            let row = &out[(k * patch + j) * patch..][..patch];
             let base = (z * dims[1] + y) * dims[0];
             probability[base + origin[0]..base + x_end].copy_from_slice(&row[..x_end - origin[0]]);
         }
@@ -150,8 +150,8 @@ fn paste(probability: &mut [f32], dims: [usize; 3], origin: [usize; 3], segment:
 
 /// Which faces of the tile at `origin` (clipped to `dims`) carry a voxel with
 /// probability >= `threshold`: [-x, +x, -y, +y, -z, +z].
-fn hot_faces(probability: &[f32], dims: [usize; 3], origin: [usize; 3], segment: usize, threshold: f32) -> [bool; 6] {
-    let end: [usize; 3] = std::array::from_fn(|a| (origin[a] + segment).min(dims[a]));
+fn hot_faces(probability: &[f32], dims: [usize; 3], origin: [usize; 3], patch: usize, threshold: f32) -> [bool; 6] {
+    let end: [usize; 3] = std::array::from_fn(|a| (origin[a] + patch).min(dims[a]));
     let at = |x: usize, y: usize, z: usize| probability[(z * dims[1] + y) * dims[0] + x] >= threshold;
     let mut faces = [false; 6];
     for z in origin[2]..end[2] {
@@ -178,19 +178,19 @@ pub fn predict(
     device: &Device,
     prepared: &Prepared,
     input: &Volume<f32>,
-    segment: usize,
+    patch: usize,
     strategy: TileStrategy,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Volume<f32>, TileStats)> {
     if !input.geometry().same_grid(prepared.hu.geometry()) {
         return Err(Error::Config("the network input is not on the prepared grid".into()));
     }
-    let pathways: Vec<PathwayInput> = config.pathway_inputs(segment)?;
-    let probe = config.segment_multiple();
+    let pathways: Vec<PathwayInput> = config.pathway_inputs(patch)?;
+    let probe = config.patch_multiple();
     let probe_pathways = config.pathway_inputs(probe)?;
     let source = PatchSource::new(input, config.preprocess.normalise(-1024.0));
     let mut run = |origin: [i64; 3], size: usize| -> Result<Vec<f32>> {
-        let inputs = if size == segment { &pathways } else { &probe_pathways };
+        let inputs = if size == patch { &pathways } else { &probe_pathways };
         let tensors: Vec<Tensor<5>> = inputs
             .iter()
             .map(|&p| {
@@ -202,7 +202,7 @@ pub fn predict(
         sigmoid(net.forward(tensors)).into_data().try_to_vec::<f32>().map_err(|e| Error::Model(format!("{e:?}")))
     };
     let voxel_ml = prepared.hu.geometry().voxel_volume_mm3() / 1000.0;
-    let plan = TilePlan { dims: input.dims(), segment, probe, voxel_ml };
+    let plan = TilePlan { dims: input.dims(), patch, probe, voxel_ml };
     let (probability, stats) = plan.run(prepared.body.data(), strategy, &mut run, progress)?;
     Ok((Volume::new(input.geometry().clone(), probability)?, stats))
 }
@@ -211,14 +211,14 @@ pub fn predict(
 /// be tested with an oracle in its place).
 struct TilePlan {
     dims: [usize; 3],
-    segment: usize,
+    patch: usize,
     probe: usize,
     voxel_ml: f64,
 }
 
 impl TilePlan {
     /// `run(origin, size)` returns the probability of the `size`^3 output
-    /// segment at `origin` (x fastest).
+    /// patch at `origin` (x fastest).
     fn run(
         &self,
         body: &[u8],
@@ -226,8 +226,8 @@ impl TilePlan {
         run: &mut dyn FnMut([i64; 3], usize) -> Result<Vec<f32>>,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<f32>, TileStats)> {
-        let (dims, segment, probe) = (self.dims, self.segment, self.probe);
-        let body_tiles = tiles(body, dims, segment);
+        let (dims, patch, probe) = (self.dims, self.patch, self.probe);
+        let body_tiles = tiles(body, dims, patch);
         let mut probability = vec![0.0f32; dims.iter().product()];
         let mut stats = TileStats { body_tiles: body_tiles.len(), ..Default::default() };
         let mut computed = vec![false; body_tiles.len()];
@@ -242,7 +242,7 @@ impl TilePlan {
         if let Some(threshold) = threshold {
             for (i, origin) in body_tiles.iter().enumerate() {
                 let corner: [i64; 3] = std::array::from_fn(|a| {
-                    let end = (origin[a] + segment).min(dims[a]);
+                    let end = (origin[a] + patch).min(dims[a]);
                     ((origin[a] + end) / 2) as i64 - (probe / 2) as i64
                 });
                 let out = run(corner, probe)?;
@@ -261,18 +261,18 @@ impl TilePlan {
         loop {
             while let Some(i) = queue.pop_front() {
                 let origin = body_tiles[i];
-                let out = run(origin.map(|o| o as i64), segment)?;
-                paste(&mut probability, dims, origin, segment, &out);
+                let out = run(origin.map(|o| o as i64), patch)?;
+                paste(&mut probability, dims, origin, patch, &out);
                 stats.computed_tiles += 1;
                 if let Some(threshold) = threshold {
-                    let faces = hot_faces(&probability, dims, origin, segment, threshold);
+                    let faces = hot_faces(&probability, dims, origin, patch, threshold);
                     for (f, &hot) in faces.iter().enumerate() {
                         let axis = f / 2;
                         if !hot || (f % 2 == 0 && origin[axis] == 0) {
                             continue;
                         }
                         let mut next = origin;
-                        next[axis] = if f % 2 == 0 { origin[axis] - segment } else { origin[axis] + segment };
+                        next[axis] = if f % 2 == 0 { origin[axis] - patch } else { origin[axis] + patch };
                         if let Some(j) = index_of(next) {
                             if !computed[j] {
                                 computed[j] = true;
@@ -358,7 +358,7 @@ mod tests {
         ball(dims, [25.0, 25.0, 14.0], 9.0, &mut truth);
         ball(dims, [51.0, 51.0, 28.0], 1.5, &mut truth);
         let body = vec![1u8; truth.len()];
-        let plan = TilePlan { dims, segment: 10, probe: 5, voxel_ml: 0.001 };
+        let plan = TilePlan { dims, patch: 10, probe: 5, voxel_ml: 0.001 };
         let (all, all_stats) = plan.run(&body, TileStrategy::All, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
         assert_eq!(all_stats.computed_tiles, 108);
         let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 1.0 };
@@ -387,7 +387,7 @@ mod tests {
         let mut truth = vec![false; 40 * 40 * 20];
         ball(dims, [10.0, 10.0, 10.0], 2.0, &mut truth);
         let body = vec![1u8; truth.len()];
-        let plan = TilePlan { dims, segment: 10, probe: 5, voxel_ml: 1.0 };
+        let plan = TilePlan { dims, patch: 10, probe: 5, voxel_ml: 1.0 };
         let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 10.0 };
         let (p, stats) = plan.run(&body, grow, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
         assert!(stats.fell_back_to_all);

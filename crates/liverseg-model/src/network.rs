@@ -2,7 +2,7 @@
 //!
 //! Every layer after a pathway's first is BN -> PReLU -> 3x3x3 valid conv, as
 //! in DeepMedic (the first sees the normalised image directly). Coarse
-//! pathways run on average-pooled inputs (see `liverseg_data::patches`) and
+//! pathways run on average-pooled inputs (see `liverseg_preprocess::patches`) and
 //! their outputs are up-sampled to the fine output grid by repetition (burn's
 //! flex backend has no 3-D interpolate, and DeepMedic repeats anyway), then
 //! concatenated with the fine pathway. 1x1x1 convolutions act as the fully
@@ -145,13 +145,13 @@ impl DeepMedic {
     /// `NetworkConfig::pathway_inputs`). Returns logits `[batch, 1, s, s, s]`.
     pub fn forward(&self, inputs: Vec<Tensor<5>>) -> Tensor<5> {
         let mut merged = Vec::with_capacity(self.pathways.len());
-        let mut segment = 0;
+        let mut patch = 0;
         for (pathway, x) in self.pathways.iter().zip(inputs) {
             let y = upsample_repeat(pathway.forward(x), pathway.factor);
-            if segment == 0 {
-                segment = y.dims()[2];
+            if patch == 0 {
+                patch = y.dims()[2];
             }
-            debug_assert_eq!(y.dims()[2], segment, "pathway outputs must cover the same segment");
+            debug_assert_eq!(y.dims()[2], patch, "pathway outputs must cover the same patch");
             merged.push(y);
         }
         let mut x = Tensor::cat(merged, 1);
@@ -188,8 +188,8 @@ mod tests {
         c.pathways[2].factor = 5;
         c.residual = vec![4];
         c.fc = vec![4];
-        c.train_segment = 15;
-        c.infer_segment = 15;
+        c.train_patch = 15;
+        c.infer_patch = 15;
         c
     }
 
@@ -197,11 +197,11 @@ mod tests {
     fn output_shapes_follow_the_config() {
         for config in [NetworkConfig::fast(), tiny()] {
             let net = DeepMedic::new(&config, &device()).valid();
-            for segment in [config.segment_multiple(), 2 * config.segment_multiple()] {
-                let inputs = config.pathway_inputs(segment).unwrap();
+            for patch in [config.patch_multiple(), 2 * config.patch_multiple()] {
+                let inputs = config.pathway_inputs(patch).unwrap();
                 let tensors = inputs.iter().map(|p| Tensor::zeros([2, 1, p.input, p.input, p.input], &device())).collect();
                 let out = net.forward(tensors);
-                assert_eq!(out.dims(), [2, 1, segment, segment, segment], "{} segment {segment}", config.name);
+                assert_eq!(out.dims(), [2, 1, patch, patch, patch], "{} patch {patch}", config.name);
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::infer::{Segmenter, TileStrategy, DEFAULT_MIN_GROWN_ML};
 use crate::Result;
-use liverseg_data::{Prepared, PreprocessConfig};
+use liverseg_preprocess::{Prepared, PreprocessConfig};
 use liverseg_pipeline::{ModelError, Prediction, ProbabilityModel, TileWork};
 use liverseg_volume::Volume;
 use std::path::Path;

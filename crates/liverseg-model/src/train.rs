@@ -1,4 +1,4 @@
-//! DeepMedic training (METHOD.md): sub-epochs of sampled segments from
+//! DeepMedic training (METHOD.md): sub-epochs of sampled patches from
 //! augmented training images, BCE, SGD with Nesterov momentum, learning rate
 //! divided every N epochs, full-volume validation every few epochs with the
 //! best checkpoint kept, resumable, deterministic for a seed.
@@ -18,8 +18,8 @@ use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use liverseg_data::augment::{augment, AugmentConfig};
 use liverseg_data::sampler::{sample_batch, SamplingVolume};
-use liverseg_data::Prepared;
-use liverseg_phantom::SplitMix64;
+use liverseg_preprocess::Prepared;
+use liverseg_volume::SplitMix64;
 use liverseg_volume::{Mask, Volume};
 use serde::{Deserialize, Serialize};
 
@@ -33,9 +33,10 @@ use crate::{Error, Result};
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub epochs: usize,
-    /// DeepMedic: 20 sub-epochs of 1000 segments per epoch.
+    /// DeepMedic: 20 sub-epochs of 1000 patches per epoch.
     pub subepochs: usize,
-    pub segments_per_subepoch: usize,
+    #[serde(alias = "segments_per_subepoch")]
+    pub patches_per_subepoch: usize,
     pub batch: usize,
     pub learning_rate: f64,
     /// Divide the learning rate by `lr_divisor` every `lr_step_epochs`.
@@ -43,9 +44,9 @@ pub struct TrainConfig {
     pub lr_divisor: f64,
     pub momentum: f64,
     pub nesterov: bool,
-    /// Share of segments centred on liver (the rest on background in the body).
+    /// Share of patches centred on liver (the rest on background in the body).
     pub liver_fraction: f64,
-    /// Share of the background segments centred within `border_mm` of the
+    /// Share of the background patches centred within `border_mm` of the
     /// liver (the rest anywhere in the body); 0 = the paper's sampling.
     pub border_fraction: f64,
     pub border_mm: f64,
@@ -62,7 +63,7 @@ impl Default for TrainConfig {
         Self {
             epochs: 35,
             subepochs: 20,
-            segments_per_subepoch: 1000,
+            patches_per_subepoch: 1000,
             batch: 16,
             learning_rate: 0.007,
             lr_step_epochs: 32,
@@ -86,7 +87,7 @@ impl TrainConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.epochs == 0 || self.subepochs == 0 || self.batch == 0 || self.segments_per_subepoch < self.batch {
+        if self.epochs == 0 || self.subepochs == 0 || self.batch == 0 || self.patches_per_subepoch < self.batch {
             return Err(Error::Config("epochs, sub-epochs and batch must be positive, and a sub-epoch at least one batch".into()));
         }
         if !(self.learning_rate > 0.0 && self.lr_divisor >= 1.0 && (0.0..1.0).contains(&self.momentum)) {
@@ -112,7 +113,7 @@ pub struct Case {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Step { epoch: usize, subepoch: usize, step: usize, steps_per_subepoch: usize, loss: f32, lr: f64, segments_per_s: f64 },
+    Step { epoch: usize, subepoch: usize, step: usize, steps_per_subepoch: usize, loss: f32, lr: f64, patches_per_s: f64 },
     Subepoch { epoch: usize, subepoch: usize, mean_loss: f32, seconds: f64 },
     Validation { epoch: usize, mean_dsc: f64, per_case: Vec<(String, f64)>, best: bool, seconds: f64 },
     Threshold { threshold: f32, mean_dsc: f64, at_half: f64, on: String },
@@ -150,7 +151,7 @@ fn validation_maps(net: &DeepMedic, config: &NetworkConfig, device: &Device, cas
         .iter()
         .map(|c| {
             let input = c.prepared.normalised(&config.preprocess, 0.0);
-            predict(net, config, device, &c.prepared, &input, config.infer_segment, crate::infer::TileStrategy::All, &mut |_, _| {}).map(|(p, _)| p)
+            predict(net, config, device, &c.prepared, &input, config.infer_patch, crate::infer::TileStrategy::All, &mut |_, _| {}).map(|(p, _)| p)
         })
         .collect()
 }
@@ -252,10 +253,10 @@ pub fn train(
         optim = optim.load(&last_optim).map_err(|e| Error::file(&last_optim, std::io::Error::other(format!("{e:?}"))))?;
         emit(Event::Message { text: format!("resumed after epoch {}", state.epochs_done) })?;
     }
-    let pathways = network.pathway_inputs(network.train_segment)?;
-    let segment = network.train_segment;
+    let pathways = network.pathway_inputs(network.train_patch)?;
+    let patch = network.train_patch;
     let pad = network.preprocess.normalise(-1024.0);
-    let steps = config.segments_per_subepoch / config.batch;
+    let steps = config.patches_per_subepoch / config.batch;
     let started = Instant::now();
     let minutes_before = state.minutes;
     let mut rng = SplitMix64(state.rng);
@@ -279,14 +280,14 @@ pub fn train(
             let mut loss_sum = 0.0f32;
             for step in 0..steps {
                 let ts = Instant::now();
-                let batch = sample_batch(&volumes, config.batch, segment, &pathways, config.liver_fraction, &mut rng)?;
+                let batch = sample_batch(&volumes, config.batch, patch, &pathways, config.liver_fraction, &mut rng)?;
                 let inputs: Vec<Tensor<5>> = batch
                     .inputs
                     .into_iter()
                     .zip(&pathways)
                     .map(|(buf, p)| Tensor::from_data(TensorData::new(buf, [config.batch, 1, p.input, p.input, p.input]), &train_device))
                     .collect();
-                let target = Tensor::from_data(TensorData::new(batch.labels, [config.batch, 1, segment, segment, segment]), &train_device);
+                let target = Tensor::from_data(TensorData::new(batch.labels, [config.batch, 1, patch, patch, patch]), &train_device);
                 let loss = bce_with_logits(model.forward(inputs), target);
                 let loss_value = loss.clone().into_scalar::<f32>();
                 if !loss_value.is_finite() {
@@ -296,7 +297,7 @@ pub fn train(
                 model = optim.step(lr, model, grads);
                 loss_sum += loss_value;
                 let rate = config.batch as f64 / ts.elapsed().as_secs_f64();
-                emit(Event::Step { epoch, subepoch: sub, step, steps_per_subepoch: steps, loss: loss_value, lr, segments_per_s: rate })?;
+                emit(Event::Step { epoch, subepoch: sub, step, steps_per_subepoch: steps, loss: loss_value, lr, patches_per_s: rate })?;
             }
             emit(Event::Subepoch { epoch, subepoch: sub, mean_loss: loss_sum / steps as f32, seconds: t0.elapsed().as_secs_f64() })?;
         }
@@ -406,6 +407,16 @@ mod tests {
             original: g,
         };
         Case { id: id.into(), prepared }
+    }
+
+    #[test]
+    fn recipes_written_before_the_patch_rename_still_load() {
+        // models/*.train.json of earlier sessions say segments_per_subepoch.
+        let old: TrainConfig = serde_json::from_str(r#"{"epochs": 3, "segments_per_subepoch": 400}"#).unwrap();
+        assert_eq!((old.epochs, old.patches_per_subepoch), (3, 400));
+        let new: TrainConfig = serde_json::from_str(r#"{"patches_per_subepoch": 400}"#).unwrap();
+        assert_eq!(new.patches_per_subepoch, 400);
+        assert!(serde_json::from_str::<TrainConfig>(r#"{"patches": 400}"#).is_err(), "unknown keys are still refused");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use burn::tensor::Device;
 use liverseg_data::augment::AugmentConfig;
-use liverseg_data::{prepare, PreprocessConfig};
+use liverseg_preprocess::{prepare, PreprocessConfig};
 use liverseg_model::config::PathwayConfig;
 use liverseg_model::train::{train, Case, Event, TrainConfig};
 use liverseg_model::{NetworkConfig, Segmenter};
@@ -20,8 +20,8 @@ fn tiny_network() -> NetworkConfig {
         residual: vec![4],
         fc: vec![16],
         dropout: 0.0,
-        train_segment: 9,
-        infer_segment: 18,
+        train_patch: 9,
+        infer_patch: 18,
         preprocess: PreprocessConfig { spacing_mm: 6.0, ..PreprocessConfig::default() },
     }
 }
@@ -38,7 +38,7 @@ fn loss_falls_and_validation_dsc_rises() {
     let config = TrainConfig {
         epochs: 6,
         subepochs: 2,
-        segments_per_subepoch: 64,
+        patches_per_subepoch: 64,
         batch: 8,
         learning_rate: 0.05,
         lr_step_epochs: 100,
@@ -93,7 +93,7 @@ fn resume_continues_where_it_stopped() {
     let config = TrainConfig {
         epochs: 1,
         subepochs: 1,
-        segments_per_subepoch: 16,
+        patches_per_subepoch: 16,
         batch: 8,
         validate_every: 1,
         augment: AugmentConfig::none(),
@@ -122,7 +122,7 @@ fn a_seed_repeats_its_run_and_another_seed_does_not() {
     let network = tiny_network();
     let cases = vec![case(1, &network)];
     let losses_for = |seed: u64| {
-        let config = TrainConfig { epochs: 1, subepochs: 1, segments_per_subepoch: 24, batch: 8, seed, ..TrainConfig::default() };
+        let config = TrainConfig { epochs: 1, subepochs: 1, patches_per_subepoch: 24, batch: 8, seed, ..TrainConfig::default() };
         let out = tempfile::tempdir().unwrap();
         let mut losses = Vec::new();
         train(&network, &config, &cases, &[], out.path(), false, &Device::flex(), &mut |e| {

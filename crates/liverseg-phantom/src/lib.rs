@@ -18,7 +18,7 @@
 //! by the field of view, so a coarse test grid and a fine demo grid hold the
 //! same anatomy.
 
-use liverseg_volume::{Geometry, Mask, Volume};
+use liverseg_volume::{Geometry, Mask, SplitMix64, Volume};
 use rayon::prelude::*;
 
 /// Phantom parameters. All lengths in mm, intensities in HU.
@@ -132,37 +132,6 @@ pub fn tissue_hu(tissue: &str, contrast: f64) -> f64 {
         contrast.clamp(0.0, 1.0)
     };
     native + c * (enhanced - native)
-}
-
-/// SplitMix64: tiny, and its sequence never changes with a dependency update, so
-/// `--seed N` gives the same phantom (and the same training run) in every
-/// release. Shared with the training sampler for that reason.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Uniform integer in 0..n (n > 0); the modulo bias is below 2^-40 for any
-    /// volume size.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-    /// Standard normal (Box-Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = self.uniform().max(1e-300);
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
 }
 
 /// Ellipsoid test in world coordinates: centre and semi-axes in mm.

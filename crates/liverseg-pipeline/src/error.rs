@@ -5,7 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("pre-processing: {0}")]
-    Data(#[from] liverseg_data::Error),
+    Preprocess(#[from] liverseg_preprocess::Error),
     #[error("post-processing: {0}")]
     Imgproc(#[from] liverseg_imgproc::Error),
     #[error(transparent)]

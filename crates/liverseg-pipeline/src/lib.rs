@@ -17,7 +17,7 @@ pub mod testing;
 pub mod write;
 
 pub use error::{Error, Result};
-pub use liverseg_data::{Prepared, PreprocessConfig};
+pub use liverseg_preprocess::{Prepared, PreprocessConfig};
 pub use quality::QualityRules;
 pub use report::{Flag, InputInfo, Report, TileWork, LIVER_DENSITY_G_PER_ML};
 pub use write::{write_outputs, OutputFormats, OutputSource};
@@ -280,7 +280,7 @@ pub fn segment<T: Scalar>(
     progress(Stage::Preprocess, 0, 1);
     let t0 = Instant::now();
     let config = model.preprocess_config();
-    let prepared = liverseg_data::prepare(ct, None, config)?;
+    let prepared = liverseg_preprocess::prepare(ct, None, config)?;
     let input = prepared.normalised(config, 0.0);
     timed(Stage::Preprocess, t0);
     progress(Stage::Preprocess, 1, 1);

@@ -12,8 +12,7 @@ use crate::{Error, Result};
 use liverseg_imgproc::Scalar;
 use liverseg_volume::{Mask, Volume};
 use plotters::prelude::*;
-use std::path::Path;
-use std::sync::Once;
+use liverseg_plot::{encode_png, use_embedded_font, FONT};
 
 /// Liver window: level 70 HU, width 300 HU.
 pub const WINDOW_HU: [f64; 2] = [-80.0, 220.0];
@@ -26,18 +25,6 @@ const CAPTION_PX: u32 = 80;
 const TITLE_PX: u32 = 24;
 const GAP_PX: u32 = 14;
 const BOTTOM_PX: u32 = 10;
-
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // dejavu ships a valid TTF; a failure here would be a build defect.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
-}
 
 /// One panel: which world axes run along its columns and rows, and the sign
 /// of each (the row axis runs top to bottom).
@@ -206,15 +193,15 @@ pub fn render_rgb<T: Scalar>(
         x0 += p.w + GAP_PX;
     }
 
-    register_font();
+    use_embedded_font();
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
         let draw_err = |e: String| Error::param("overview", format!("drawing failed: {e}"));
-        let big = ("sans-serif", 17).into_font().color(&WHITE);
-        let small = ("sans-serif", 15)
+        let big = (FONT, 17).into_font().color(&WHITE);
+        let small = (FONT, 15)
             .into_font()
             .color(&RGBColor(230, 230, 230));
-        let letter = ("sans-serif", 16)
+        let letter = (FONT, 16)
             .into_font()
             .color(&RGBColor(255, 230, 90));
         for (n, line) in caption.iter().take(3).enumerate() {
@@ -258,20 +245,6 @@ pub fn render_rgb<T: Scalar>(
 /// PNG bytes of the overview.
 pub fn render_png<T: Scalar>(ct: &Volume<T>, liver: &Mask, caption: &[String]) -> Result<Vec<u8>> {
     let (w, h, rgb) = render_rgb(ct, liver, caption)?;
-    encode_png(Path::new("overview.png"), w, h, &rgb)
+    encode_png(&rgb, w, h).map_err(|e| Error::Output { path: "overview.png".into(), message: e.to_string() })
 }
 
-fn encode_png(name: &Path, w: u32, h: u32, rgb: &[u8]) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    let err = |e: png::EncodingError| Error::Output {
-        path: name.to_path_buf(),
-        message: format!("PNG encoding: {e}"),
-    };
-    let mut enc = png::Encoder::new(&mut bytes, w, h);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut wr = enc.write_header().map_err(err)?;
-    wr.write_image_data(rgb).map_err(err)?;
-    wr.finish().map_err(err)?;
-    Ok(bytes)
-}

@@ -498,7 +498,7 @@ mod tests {
     #[test]
     fn noise_estimate_recovers_gaussian_sigma() {
         let geom = g([64, 32, 8]);
-        let mut rng = liverseg_phantom::SplitMix64(7);
+        let mut rng = liverseg_volume::SplitMix64(7);
         let ct = Volume::from_fn(geom.clone(), |_| (100.0 + 20.0 * rng.normal()) as f32);
         let mask = Mask::filled(geom.clone(), 1);
         let n = noise_hu(&ct, &mask).unwrap();

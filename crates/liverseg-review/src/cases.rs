@@ -86,46 +86,21 @@ pub fn case_from_folder(dir: &Path) -> Result<CaseSpec, ReviewError> {
     }
 }
 
-/// Manifest CSV: header `case,ct,mask` (column order free); relative paths are
-/// relative to the manifest's folder. `#` starts a comment line.
+/// Manifest CSV: header `case,ct,mask` (column order free, more columns
+/// ignored), read by liverseg-io's manifest reader: relative paths are
+/// relative to the manifest's folder, `#` starts a comment line, quoted
+/// fields may hold commas.
 pub fn read_manifest(path: &Path) -> Result<Vec<CaseSpec>, ReviewError> {
-    let bad = |m: String| ReviewError::Input(format!("{}: {m}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let Some((_, header)) = lines.next() else {
-        return Err(bad("empty manifest".into()));
-    };
-    let cols: Vec<String> = header
-        .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .collect();
-    let col = |n: &str| {
-        cols.iter()
-            .position(|c| c == n)
-            .ok_or_else(|| bad(format!("missing column {n:?} (header: {header})")))
-    };
-    let (ci, ti, mi) = (col("case")?, col("ct")?, col("mask")?);
+    let input = |e: liverseg_io::Error| ReviewError::Input(e.to_string());
+    let manifest = liverseg_io::manifest::Manifest::read(path, &["case", "ct", "mask"]).map_err(input)?;
     let mut out = Vec::new();
-    for (n, line) in lines {
-        // Plain split: paths with commas are not supported (say so rather than misparse).
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if f.len() != cols.len() {
-            return Err(bad(format!(
-                "line {}: {} fields, header has {} (commas in paths are not supported)",
-                n + 1,
-                f.len(),
-                cols.len()
-            )));
-        }
-        validate_name("case id", f[ci]).map_err(|e| bad(format!("line {}: {e}", n + 1)))?;
+    for row in manifest.rows() {
+        let id = manifest.get(row, "case");
+        validate_name("case id", id).map_err(|e| input(manifest.error(row, e)))?;
         out.push(CaseSpec {
-            id: f[ci].to_string(),
-            ct: base.join(f[ti]),
-            mask: base.join(f[mi]),
+            id: id.to_string(),
+            ct: manifest.path_of(row, "ct").map_err(input)?,
+            mask: manifest.path_of(row, "mask").map_err(input)?,
         });
     }
     Ok(out)

@@ -116,13 +116,7 @@ fn format_rfc3339(t: UtcTime) -> String {
     )
 }
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
+use liverseg_io::manifest::csv_field;
 
 /// `liverseg study` inputs from a set of audits: (scores.csv, times.csv, tags.csv).
 pub fn study_tables(audits: &[Audit]) -> (String, String, String) {

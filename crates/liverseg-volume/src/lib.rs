@@ -11,10 +11,12 @@
 mod dynvol;
 mod geometry;
 mod overlap;
+pub mod rng;
 pub mod vec3;
 mod volume;
 
 pub use dynvol::{DType, DynVolume};
 pub use geometry::{det3, inverse3, Geometry, GeometryError, Mat3, IDENTITY};
 pub use overlap::{dice, Overlap};
+pub use rng::SplitMix64;
 pub use volume::{Mask, Volume, VolumeError};

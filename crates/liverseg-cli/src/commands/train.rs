@@ -20,16 +20,16 @@ across sources (same voxels) are reported and trained on once.
 
 Defaults follow the paper and DeepMedic: batch 16, BCE, SGD with Nesterov
 momentum 0.6, learning rate 0.007 halved every 32 epochs, 20 sub-epochs of 1000
-segments per epoch, half the segments centred on liver, validation DSC every
+patches per epoch, half the patches centred on liver, validation DSC every
 8 epochs (best model kept), augmentation: HU shift N(-40, 40), x/y flips
 (p = 0.5), elastic deformation. --config FILE.json overrides any of them
-(keys: epochs, subepochs, segments_per_subepoch, batch, learning_rate,
+(keys: epochs, subepochs, patches_per_subepoch, batch, learning_rate,
 lr_step_epochs, lr_divisor, momentum, nesterov, liver_fraction,
 border_fraction, border_mm, validate_every, augment {hu_shift, flip_x,
 flip_y, elastic, spatial, intensity, thick_slices, non_contrast}, seed,
-max_minutes). border_fraction: share of background segments centred within
+max_minutes). border_fraction: share of background patches centred within
 border_mm of the liver (default 0, the paper's). The augment families after
-elastic are off by default; models/liverseg-default.train.json switches
+elastic are off by default; models/next/train.json switches
 them on (see crates/liverseg-data/src/augment.rs for each one's settings).
 
 Output folder: best.lsm (the model to use with `segment --model`), last.lsm +
@@ -58,9 +58,10 @@ pub struct Args {
     pub epochs: Option<usize>,
     #[arg(long)]
     pub subepochs: Option<usize>,
-    /// Segments per sub-epoch.
-    #[arg(long)]
-    pub segments: Option<usize>,
+    /// Training patches per sub-epoch (DeepMedic's "segments"; --segments
+    /// still accepted).
+    #[arg(long, alias = "segments")]
+    pub patches: Option<usize>,
     #[arg(long)]
     pub batch: Option<usize>,
     #[arg(long)]
@@ -117,8 +118,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(v) = args.subepochs {
         config.subepochs = v;
     }
-    if let Some(v) = args.segments {
-        config.segments_per_subepoch = v;
+    if let Some(v) = args.patches {
+        config.patches_per_subepoch = v;
     }
     if let Some(v) = args.batch {
         config.batch = v;
@@ -166,12 +167,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         network.preprocess.spacing_mm
     );
 
-    let steps_total = (config.epochs * config.subepochs * (config.segments_per_subepoch / config.batch)) as u64;
+    let steps_total = (config.epochs * config.subepochs * (config.patches_per_subepoch / config.batch)) as u64;
     let bar = Progress::new(steps_total, "training");
     let mut on_event = |e: &Event| match e {
-        Event::Step { epoch, loss, segments_per_s, .. } => {
+        Event::Step { epoch, loss, patches_per_s, .. } => {
             bar.inc(1);
-            bar.message(&format!("epoch {epoch} loss {loss:.4} {segments_per_s:.1} seg/s"));
+            bar.message(&format!("epoch {epoch} loss {loss:.4} {patches_per_s:.1} patches/s"));
         }
         Event::Validation { epoch, mean_dsc, best, .. } => bar.println(&format!("epoch {epoch}: validation DSC {mean_dsc:.4}{}", if *best { " (best)" } else { "" })),
         Event::Threshold { threshold, mean_dsc, at_half, on } => {

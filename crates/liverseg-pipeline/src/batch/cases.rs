@@ -1,12 +1,14 @@
 //! The list of cases of a batch: where each CT is and the folder its outputs
 //! go to.
 //!
-//! Two manifest formats are read:
+//! Two manifest formats are read (the CSV through liverseg-io's shared
+//! manifest reader):
 //! - CSV with a header (the format every command that takes a list of cases
 //!   is moving to, issue 19): a `ct` column (or `path` / `input`) with the CT
 //!   path and an optional `case` column with the folder name; other columns
 //!   (a reference `mask`, say) are ignored here;
-//! - the older text list: `path` or `name<TAB>path` per line.
+//! - the older text list: `path` or `name<TAB>path` per line (deprecated,
+//!   still read).
 //!
 //! In both, `#` starts a comment line and relative paths are read from the
 //! manifest's folder.
@@ -60,30 +62,17 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ListedInput>, BatchError> {
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let first = lines.clone().next().map(|(_, l)| l).unwrap_or("");
-    let header: Vec<String> = first.split(',').map(|c| c.trim().trim_matches('"').to_lowercase()).collect();
+    let header = liverseg_io::manifest::Manifest::header_of(path).unwrap_or_default();
     let mut out = Vec::new();
-    if let Some(ct_col) = header.iter().position(|c| c == "ct" || c == "path" || c == "input") {
-        let case_col = header.iter().position(|c| c == "case");
-        let mut reader = csv::ReaderBuilder::new()
-            .comment(Some(b'#'))
-            .trim(csv::Trim::All)
-            .from_reader(text.as_bytes());
-        for rec in reader.records() {
-            let rec = rec.map_err(|e| {
-                let line = e.position().map(|p| p.line() as usize);
-                BatchError::Manifest { path: path.to_path_buf(), line, message: e.to_string() }
-            })?;
-            let n = rec.position().map_or(0, |p| p.line() as usize);
-            if rec.iter().all(str::is_empty) {
-                continue;
+    if let Some(ct_col) = ["ct", "path", "input"].into_iter().find(|c| header.iter().any(|h| h == c)) {
+        let manifest = liverseg_io::manifest::Manifest::read(path, &[ct_col]).map_err(manifest_error)?;
+        for row in manifest.rows() {
+            if manifest.get(row, ct_col).is_empty() {
+                return Err(err(row.line, format!("no CT path in column {ct_col:?}")));
             }
-            let ct = rec.get(ct_col).unwrap_or("");
-            if ct.is_empty() {
-                return Err(err(n, format!("no CT path in column {}", ct_col + 1)));
-            }
-            let name = case_col.and_then(|c| rec.get(c)).filter(|n| !n.is_empty()).map(str::to_string);
-            out.push(ListedInput { name, input: resolve(ct) });
+            let ct = manifest.path_of(row, ct_col).map_err(manifest_error)?;
+            let name = Some(manifest.get(row, "case")).filter(|n| !n.is_empty()).map(str::to_string);
+            out.push(ListedInput { name, input: ct });
         }
     } else {
         for (n, line) in lines {
@@ -116,6 +105,17 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ListedInput>, BatchError> {
         });
     }
     Ok(out)
+}
+
+/// The shared manifest reader's errors as batch errors (its messages already
+/// name the line).
+fn manifest_error(e: liverseg_io::Error) -> BatchError {
+    match e {
+        liverseg_io::Error::Io { path, source } => BatchError::Io { path, source },
+        liverseg_io::Error::Invalid { path, message }
+        | liverseg_io::Error::Unsupported { path, message }
+        | liverseg_io::Error::Ambiguous { path, message } => BatchError::Manifest { path, line: None, message },
+    }
 }
 
 /// Image file extensions a case name drops (longest first).

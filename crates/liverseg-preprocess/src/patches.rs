@@ -1,13 +1,13 @@
-//! Network inputs cut out of a prepared volume: for one output segment, a
+//! Network inputs cut out of a prepared volume: for one output patch, a
 //! full-resolution patch for the fine pathway and average-pooled patches for the
 //! coarse pathways.
 //!
 //! Coarse context is made by *average pooling* the image over `factor^3` cells
-//! aligned with the output segment, where DeepMedic slices every `factor`-th
+//! aligned with the output patch, where DeepMedic slices every `factor`-th
 //! voxel: slicing aliases (a 1.4 mm vessel is either in a 21 mm cell's sample or
 //! not), pooling gives each cell the mean of the tissue it covers. A summed
 //! volume table makes any cell's mean eight lookups, so training can centre a
-//! segment on any voxel and inference can tile freely.
+//! patch on any voxel and inference can tile freely.
 //!
 //! Layout of every patch: x fastest, then y, then z, so a `[z][y][x]` tensor of
 //! shape `[n, n, n]` holds it directly. Outside the volume the image is `pad`
@@ -16,9 +16,9 @@
 use liverseg_volume::Volume;
 use rayon::prelude::*;
 
-/// The input one pathway needs for an output segment of `segment` fine voxels
+/// The input one pathway needs for an output patch of `patch` fine voxels
 /// per axis: `input` voxels of the pathway's grid per axis, each `factor` fine
-/// voxels wide, centred on the segment.
+/// voxels wide, centred on the patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathwayInput {
     pub factor: usize,
@@ -26,11 +26,11 @@ pub struct PathwayInput {
 }
 
 impl PathwayInput {
-    /// First fine voxel (relative to the segment origin) that the pathway input
+    /// First fine voxel (relative to the patch origin) that the pathway input
     /// covers; the input spans `input * factor` fine voxels from there.
-    pub fn offset(&self, segment: usize) -> i64 {
+    pub fn offset(&self, patch: usize) -> i64 {
         let covered = (self.input * self.factor) as i64;
-        -((covered - segment as i64) / 2)
+        -((covered - patch as i64) / 2)
     }
 }
 
@@ -94,13 +94,13 @@ impl PatchSource {
         (s, ((b[0] - a[0]) * (b[1] - a[1]) * (b[2] - a[2])) as usize)
     }
 
-    /// Fill `out` (`input^3` values) with the pathway's input for the segment
+    /// Fill `out` (`input^3` values) with the pathway's input for the patch
     /// whose first fine voxel is `origin`.
-    pub fn extract(&self, origin: [i64; 3], segment: usize, pathway: PathwayInput, out: &mut [f32]) {
+    pub fn extract(&self, origin: [i64; 3], patch: usize, pathway: PathwayInput, out: &mut [f32]) {
         let n = pathway.input;
         assert_eq!(out.len(), n * n * n, "patch buffer size");
         let f = pathway.factor as i64;
-        let start = origin.map(|o| o + pathway.offset(segment));
+        let start = origin.map(|o| o + pathway.offset(patch));
         if f == 1 {
             let [nx, ny, nz] = self.dims.map(|d| d as i64);
             for (k, plane) in out.chunks_mut(n * n).enumerate() {
@@ -160,7 +160,7 @@ mod tests {
         let src = PatchSource::new(&v, -0.2);
         let p = PathwayInput { factor: 1, input: 7 };
         let mut out = vec![0.0; 343];
-        // Segment of 3 at origin (0,0,0): input starts 2 voxels before it.
+        // Patch of 3 at origin (0,0,0): input starts 2 voxels before it.
         src.extract([0, 0, 0], 3, p, &mut out);
         for (idx, &got) in out.iter().enumerate() {
             let (i, j, k) = ((idx % 7) as i64 - 2, ((idx / 7) % 7) as i64 - 2, (idx / 49) as i64 - 2);
@@ -173,11 +173,11 @@ mod tests {
     fn pooled_patch_matches_brute_force_inside_and_outside() {
         let v = volume([23, 19, 17]);
         let src = PatchSource::new(&v, -0.2);
-        for (factor, input, segment, origin) in [(5, 5, 15, [3, 2, 1]), (3, 4, 6, [-4, 10, 12]), (5, 3, 5, [20, 17, 15])] {
+        for (factor, input, patch, origin) in [(5, 5, 15, [3, 2, 1]), (3, 4, 6, [-4, 10, 12]), (5, 3, 5, [20, 17, 15])] {
             let p = PathwayInput { factor, input };
             let mut out = vec![0.0; input.pow(3)];
-            src.extract(origin, segment, p, &mut out);
-            let off = p.offset(segment);
+            src.extract(origin, patch, p, &mut out);
+            let off = p.offset(patch);
             for (idx, &got) in out.iter().enumerate() {
                 let c = [idx % input, (idx / input) % input, idx / (input * input)];
                 let lo = std::array::from_fn(|d| origin[d] + off + (c[d] * factor) as i64);
@@ -188,8 +188,8 @@ mod tests {
     }
 
     #[test]
-    fn pathway_input_is_centred_on_the_segment() {
-        // 21 coarse cells of 15 around a 15-voxel segment: 10 cells each side.
+    fn pathway_input_is_centred_on_the_patch() {
+        // 21 coarse cells of 15 around a 15-voxel patch: 10 cells each side.
         assert_eq!(PathwayInput { factor: 15, input: 21 }.offset(15), -150);
         // 25 cells of 5 around 15 voxels (3 cells): 11 cells each side.
         assert_eq!(PathwayInput { factor: 5, input: 25 }.offset(15), -55);
