@@ -9,7 +9,7 @@
 //!   u fastest (`?part=mask`: the mask only); `x-width`, `x-height` headers
 //! * `GET  /api/cases/{id}/volume/{ct|mask|start}`  binary: whole volume, x fastest
 //! * `POST /api/cases/{id}/edit`                    an [`EditOp`] + `mask_revision`, `client`
-//! * `POST /api/cases/{id}/preview`                 a fill op: what it would change
+//! * `POST /api/cases/{id}/preview`                 an [`EditOp`]: what it would change
 //! * `POST /api/cases/{id}/undo`, `/redo`           `{mask_revision, client}`
 //! * `POST /api/cases/{id}/activity`, `/save`
 //! * `PUT  /api/cases/{id}/record`                  `{score, tags, comment}`
@@ -64,6 +64,9 @@ struct CaseState {
     closed: bool,
     /// Editing resumed from this reviewer's saved mask.
     mask_on_disk: bool,
+    /// Why the probability brush is off (no map beside the mask, or it could
+    /// not be read); None when the map is loaded.
+    probability_note: Option<String>,
 }
 
 impl CaseState {
@@ -298,6 +301,13 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
     };
     let a = audit.as_ref();
     let mut edit = EditSession::new(ctv, start, mask)?;
+    let probability_note = match load_probability(&spec.mask, edit.geometry(), &mut warnings) {
+        Ok(p) => {
+            edit.set_probability(&p)?;
+            None
+        }
+        Err(why) => Some(why),
+    };
     edit.edits = a.map_or(0, |a| a.edit_count);
     Ok(CaseState {
         edit,
@@ -316,7 +326,46 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
         warnings,
         closed: false,
         mask_on_disk,
+        probability_note,
     })
+}
+
+/// The model's probability map that `liverseg segment -o DIR --probability`
+/// wrote beside the starting mask (`DIR/probability.nii.gz` next to
+/// `DIR/liver.nii.gz`), on the CT's grid (resampled linearly when its grid
+/// differs by more than header rounding, as the mask is). Err: why there is
+/// none, for the page's tooltip (a map that exists but fails to load is also
+/// a warning).
+fn load_probability(
+    mask: &std::path::Path,
+    ct: &liverseg_volume::Geometry,
+    warnings: &mut Vec<String>,
+) -> Result<liverseg_volume::Volume<f32>, String> {
+    if mask.file_name().is_none_or(|n| n != "liver.nii.gz") {
+        return Err("the starting mask is not a liverseg segment output (DIR/liver.nii.gz), so there is no model probability map".into());
+    }
+    let path = mask.with_file_name("probability.nii.gz");
+    if !path.exists() {
+        return Err("no probability.nii.gz beside the mask: run liverseg segment with --probability".into());
+    }
+    let read = liverseg_io::read_image(&path, &Default::default()).map_err(|e| {
+        let why = format!("probability.nii.gz not read ({e}): the probability brush is off");
+        warnings.push(why.clone());
+        why
+    })?;
+    let p = read.volume.to_f32();
+    let pg = p.geometry().clone();
+    if pg.same_grid(ct) {
+        return Ok(p);
+    }
+    if pg.dims() == ct.dims() {
+        let half = 0.5 * ct.spacing().iter().cloned().fold(f64::INFINITY, f64::min);
+        if pg.corner_distance(ct) < half {
+            return p.with_geometry(ct.clone()).map_err(|e| e.to_string());
+        }
+    }
+    warnings.push("the probability map is on another grid than the CT: resampled onto it (linear)".into());
+    Ok(liverseg_imgproc::resample::resample_linear(&p, ct, 0.0))
 }
 
 /// The editor works on the CT's grid. A mask whose grid matches up to float
@@ -424,6 +473,8 @@ async fn open_case(
         o.insert("comment".into(), json!(st.comment));
         o.insert("dicom".into(), json!(st.dicom.is_some()));
         o.insert("warnings".into(), json!(st.warnings));
+        o.insert("probability".into(), json!(st.edit.has_probability()));
+        o.insert("probability_note".into(), json!(st.probability_note));
         Ok(Json(v))
     })
     .await
@@ -574,10 +625,13 @@ async fn edit(
     let now = Instant::now();
     with_case(&app, &id, move |st| {
         check_base(st, &base)?;
+        let t0 = Instant::now();
         let changed = st.edit.apply_by(&op, &base.client)?;
+        let elapsed_ms = (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0;
         st.clock.touch(now);
         let mut v = summary(st);
         v["changed"] = json!(changed);
+        v["elapsed_ms"] = json!(elapsed_ms);
         if changed == 0 {
             v["reason"] = json!(st.edit.noop_reason(&op));
         }
@@ -586,9 +640,11 @@ async fn edit(
     .await
 }
 
-/// What a fill would change: its size, its reach and its voxels as runs
-/// `[first offset, length]` (x fastest), so the page can show it before the
-/// reviewer applies it; or why it is refused or would change nothing.
+/// What an edit would change, before the reviewer applies it. A fill: its
+/// size, its reach and its voxels as runs `[first offset, length]` (x
+/// fastest), or why it is refused or would change nothing. Any other op
+/// (grow, interpolate, fill holes, …): the voxels it would add and remove as
+/// runs, their ml, and how long the server took (`elapsed_ms`).
 async fn preview(
     State(app): State<Arc<App>>,
     UrlPath(id): UrlPath<String>,
@@ -597,10 +653,19 @@ async fn preview(
     let op: EditOp = serde_json::from_slice(&body)
         .map_err(|e| ReviewError::BadRequest(format!("preview: {e}")))?;
     with_case(&app, &id, move |st| {
-        let p = st.edit.preview(&op)?;
-        let mut v =
-            serde_json::to_value(&p).map_err(|e| ReviewError::Internal(format!("preview: {e}")))?;
-        v["runs"] = json!(p.runs());
+        let t0 = Instant::now();
+        let mut v = if let EditOp::Fill { .. } = op {
+            let p = st.edit.preview(&op)?;
+            let mut v = serde_json::to_value(&p)
+                .map_err(|e| ReviewError::Internal(format!("preview: {e}")))?;
+            v["runs"] = json!(p.runs());
+            v
+        } else {
+            let p = st.edit.change_preview(&op)?;
+            serde_json::to_value(&p).map_err(|e| ReviewError::Internal(format!("preview: {e}")))?
+        };
+        v["op"] = json!(op.name());
+        v["elapsed_ms"] = json!((t0.elapsed().as_secs_f64() * 1e4).round() / 10.0);
         v["mask_revision"] = json!(st.edit.revision);
         Ok(Json(v))
     })
