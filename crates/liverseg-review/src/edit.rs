@@ -255,6 +255,11 @@ pub struct EditSession {
     /// 79 MB instead of 315 as f32); thresholds are set in steps of 0.05, far
     /// coarser than 1/255.
     probability: Option<Vec<u8>>,
+    /// The last grow computed: its request (seeds and parameters, as JSON),
+    /// the mask revision it was computed on, and the voxels it flips. The
+    /// page previews a grow and then applies the same one; on a 512x512 CT
+    /// that is a second or more each, so the apply reuses the preview.
+    last_grow: std::sync::Mutex<Option<(String, u64, Vec<u32>)>>,
 }
 
 /// What an edit other than a fill would change, computed without changing the mask.
@@ -323,6 +328,7 @@ impl EditSession {
             edits: 0,
             revision: 0,
             probability: None,
+            last_grow: std::sync::Mutex::new(None),
         })
     }
 
@@ -753,26 +759,36 @@ impl EditSession {
         if seeds.len() > MAX_SEED_STROKES {
             return Err(bad(format!("grow: {} seed strokes, more than {MAX_SEED_STROKES}", seeds.len())));
         }
-        let mut voxels: Vec<(usize, u8)> = vec![];
-        for st in seeds {
-            let value = u8::from(st.value != 0);
-            let fp = self.footprint(st.axis, st.slice, &st.points, st.radius_mm, false)?;
-            voxels.extend(fp.into_iter().map(|o| (o as usize, value)));
-        }
         let defaults = GeodesicParams::default();
         let params = GeodesicParams {
             reach_mm: reach_mm.unwrap_or(DEFAULT_GROW_REACH_MM),
             sigma: sigma_hu.unwrap_or(defaults.sigma),
             ..defaults
         };
+        let key = serde_json::json!([seeds, params.reach_mm, params.sigma]).to_string();
+        let mut cache = self.last_grow.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, rev, flips)) = cache.as_ref() {
+            if *k == key && *rev == self.revision {
+                return Ok(flips.clone());
+            }
+        }
+        let mut voxels: Vec<(usize, u8)> = vec![];
+        for st in seeds {
+            let value = u8::from(st.value != 0);
+            let fp = self.footprint(st.axis, st.slice, &st.points, st.radius_mm, false)?;
+            voxels.extend(fp.into_iter().map(|o| (o as usize, value)));
+        }
         let c = geodesic_competition(&self.ct, &voxels, &params)
             .map_err(|e| bad(format!("grow: {e}")))?;
         let m = self.mask.data();
-        Ok(c.labels
+        let flips: Vec<u32> = c
+            .labels
             .into_iter()
             .filter(|&(o, l)| m[o] != l)
             .map(|(o, _)| o as u32)
-            .collect())
+            .collect();
+        *cache = Some((key, self.revision, flips.clone()));
+        Ok(flips)
     }
 
     /// Fill holes in one slice (`axis` + `slice`) or in 3-D (neither).

@@ -374,6 +374,8 @@ function showSeeds() {
 
 function grow() {
   if (!app.seeds.length) { setStatus('grow: mark liver (G) and not-liver (H) strokes first', 'error'); return; }
+  // Enter after clicking Grow must apply the preview, not click Grow again.
+  if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
   const reach = +$('grow-reach').value;
   return previewOp({ op: 'grow', seeds: app.seeds, reach_mm: reach > 0 ? reach : null }, 'grow');
 }

@@ -265,9 +265,9 @@ pub fn config(cases: Vec<CaseSpec>, reviewer: &str, out: PathBuf) -> ReviewConfi
     ReviewConfig::new(cases, reviewer, out).unwrap()
 }
 
-/// A case whose starting mask has the two errors issue 21 asks the smart
-/// tools to fix: the liver's left tip cut off (`cut`) and a leak into the
-/// right kidney (`leak`), with `probability.nii.gz` beside `liver.nii.gz`
+/// A case whose starting mask has the errors issue 21 asks the smart tools
+/// to fix: the liver's left part cut off (`cut`), a leak into the right
+/// kidney (`leak`) and the outer 4 mm of the dome missed, with `probability.nii.gz` beside `liver.nii.gz`
 /// as `liverseg segment -o DIR --probability` writes it (the truth blurred
 /// by 2 mm, so p >= 0.5 is close to the truth) when `probability` is set.
 pub struct FlawedCase {
@@ -300,7 +300,7 @@ pub fn flawed_case(
     let truth = p.liver.clone();
     let (lo, hi) = liverseg_imgproc::morphology::bounding_box(&truth).expect("a liver");
     // The patient's left end of the liver (+x in LPS): the left lobe's tip.
-    let i_cut = lo[0] + (hi[0] - lo[0]) * 7 / 10;
+    let i_cut = lo[0] + (hi[0] - lo[0]) * 6 / 10;
     let kidney = p.mask("kidney_right").unwrap();
     let near = liverseg_imgproc::edt::distance_to_foreground(&truth);
     let cut: Vec<usize> = (0..g.len())
@@ -313,6 +313,15 @@ pub fn flawed_case(
     let mut start = truth.clone();
     for &o in &cut {
         start.data_mut()[o] = 0;
+    }
+    // A missed border: the outer 4 mm of the liver's upper third (the dome),
+    // a thin miss the probability brush pulls back in.
+    let inside = liverseg_imgproc::edt::distance_to_foreground(&truth.map(|&v| 1 - v));
+    let k_dome = hi[2] - (hi[2] - lo[2]) / 3;
+    for o in 0..g.len() {
+        if truth.data()[o] == 1 && g.index_of(o)[2] >= k_dome && inside.data()[o] <= 4.0 {
+            start.data_mut()[o] = 0;
+        }
     }
     for &o in &leak {
         start.data_mut()[o] = 1;
