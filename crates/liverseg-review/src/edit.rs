@@ -166,6 +166,11 @@ pub struct SeedStroke {
 /// eat the far side of the liver.
 pub const DEFAULT_GROW_REACH_MM: f64 = 40.0;
 const NO_PROBABILITY: &str = "no probability map for this case: the probability brush needs probability.nii.gz beside the mask's liver.nii.gz (liverseg segment -o DIR --probability)";
+/// Seed strokes are lines, not areas: a wide one would be a paint stroke.
+const MAX_SEED_RADIUS_MM: f64 = 20.0;
+/// Longest reach of a grow: 150 mm covers a whole liver from one stroke,
+/// and the fronts' box (and the time) grows with its cube.
+const MAX_GROW_REACH_MM: f64 = 150.0;
 /// Most strokes in one grow.
 const MAX_SEED_STROKES: usize = 500;
 
@@ -772,11 +777,26 @@ impl EditSession {
                 return Ok(flips.clone());
             }
         }
+        if !(params.reach_mm > 0.0 && params.reach_mm <= MAX_GROW_REACH_MM) {
+            return Err(bad(format!(
+                "grow: reach {} mm outside (0, {MAX_GROW_REACH_MM}]",
+                params.reach_mm
+            )));
+        }
         let mut voxels: Vec<(usize, u8)> = vec![];
         for st in seeds {
+            if !(st.radius_mm > 0.0 && st.radius_mm <= MAX_SEED_RADIUS_MM) {
+                return Err(bad(format!(
+                    "grow: seed stroke radius {} mm outside (0, {MAX_SEED_RADIUS_MM}]",
+                    st.radius_mm
+                )));
+            }
             let value = u8::from(st.value != 0);
             let fp = self.footprint(st.axis, st.slice, &st.points, st.radius_mm, false)?;
             voxels.extend(fp.into_iter().map(|o| (o as usize, value)));
+            if voxels.len() > liverseg_imgproc::geodesic::MAX_SEEDS {
+                return Err(bad("grow: the seed strokes cover too many voxels: draw thinner or fewer strokes"));
+            }
         }
         let c = geodesic_competition(&self.ct, &voxels, &params)
             .map_err(|e| bad(format!("grow: {e}")))?;
@@ -1477,6 +1497,12 @@ mod tests {
         assert!(s
             .apply(&EditOp::Grow { seeds: vec![seed(3, &[[5.0, 8.0]], 1.0, 1)], reach_mm: Some(-3.0), sigma_hu: None })
             .is_err());
+        for (reach, r, sigma) in [(Some(f64::NAN), 1.0, None), (Some(200.0), 1.0, None), (None, 50.0, None), (None, 1.0, Some(0.0))] {
+            let e = s
+                .apply(&EditOp::Grow { seeds: vec![seed(3, &[[5.0, 8.0]], r, 1)], reach_mm: reach, sigma_hu: sigma })
+                .unwrap_err();
+            assert!(matches!(e, ReviewError::BadRequest(_)), "{e}");
+        }
         assert_eq!(s.edits, 1);
     }
 
