@@ -219,7 +219,7 @@ pub fn geodesic_competition<T: Scalar>(
                     let step = len[a] * (1.0 + dh * dh * inv_s2 + wr * off * off) * QUANTA;
                     // A step past the reach (a wall, or NaN from a NaN
                     // voxel) is dropped before the float becomes an integer.
-                    if !(step < nb as f32) {
+                    if step.is_nan() || step >= nb as f32 {
                         continue;
                     }
                     let nd = d + (step.round() as usize).max(1);

@@ -637,10 +637,14 @@ impl EditSession {
     }
 
     /// Why an edit that changed nothing did so, where there is more to say
-    /// than "0 voxels" (a fill's seed).
+    /// than "0 voxels" (a fill's seed, a grow, no holes).
     pub fn noop_reason(&self, op: &EditOp) -> Option<String> {
         match op {
             EditOp::Fill { .. } => self.preview(op).ok().and_then(|p| p.noop),
+            // A grow that changed nothing is still the cached one: no recompute.
+            EditOp::Grow { .. } | EditOp::FillHoles { .. } => {
+                self.change_preview(op).ok().and_then(|p| p.noop)
+            }
             _ => None,
         }
     }
@@ -1563,6 +1567,8 @@ mod tests {
         assert!(s.apply(&EditOp::FillHoles { axis: Some(Axis::Z), slice: Some(5) }).is_err());
         let p = s.change_preview(&EditOp::FillHoles { axis: None, slice: None }).unwrap();
         assert!(p.noop.unwrap().contains("no holes"));
+        assert_eq!(s.apply(&EditOp::FillHoles { axis: None, slice: None }).unwrap(), 0);
+        assert!(s.noop_reason(&EditOp::FillHoles { axis: None, slice: None }).unwrap().contains("no holes"));
     }
 
     #[test]

@@ -1141,6 +1141,44 @@ mod tests {
     }
 
     #[test]
+    fn the_probability_map_beside_segments_mask_is_found_and_put_on_the_ct_grid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ct = Geometry::new([10, 8, 4], [1.0, 1.0, 2.0], [0.0; 3], liverseg_volume::IDENTITY).unwrap();
+        let mask = tmp.path().join("liver.nii.gz");
+        let mut w = vec![];
+        // Not segment's output name, or no map beside it: a reason, no warning.
+        let why = load_probability(&tmp.path().join("seg.nii.gz"), &ct, &mut w).unwrap_err();
+        assert!(why.contains("not a liverseg segment output"), "{why}");
+        let why = load_probability(&mask, &ct, &mut w).unwrap_err();
+        assert!(why.contains("no probability.nii.gz beside the mask"), "{why}");
+        assert!(w.is_empty());
+        let write = |v: Volume<f32>| {
+            liverseg_io::write_image(
+                &tmp.path().join("probability.nii.gz"),
+                &liverseg_volume::DynVolume::F32(v),
+            )
+            .unwrap()
+        };
+        // On the CT's grid: as is.
+        write(Volume::from_fn(ct.clone(), |[i, _, _]| i as f32 / 10.0));
+        let p = load_probability(&mask, &ct, &mut w).unwrap();
+        assert!(p.geometry().same_grid(&ct) && (*p.get(3, 0, 0) - 0.3).abs() < 1e-6);
+        assert!(w.is_empty());
+        // Shifted by one voxel along x: resampled (linear), with a warning.
+        let shifted = Geometry::new([10, 8, 4], [1.0, 1.0, 2.0], [1.0, 0.0, 0.0], liverseg_volume::IDENTITY).unwrap();
+        write(Volume::from_fn(shifted, |[i, _, _]| i as f32 / 10.0));
+        let p = load_probability(&mask, &ct, &mut w).unwrap();
+        assert!(p.geometry().same_grid(&ct));
+        assert!((*p.get(3, 0, 0) - 0.2).abs() < 1e-6, "{}", p.get(3, 0, 0));
+        assert!(w.len() == 1 && w[0].contains("resampled"), "{w:?}");
+        // Not an image: the brush is off, and the page says why.
+        std::fs::write(tmp.path().join("probability.nii.gz"), b"not a nifti").unwrap();
+        let mut w = vec![];
+        let why = load_probability(&mask, &ct, &mut w).unwrap_err();
+        assert!(why.contains("probability.nii.gz not read") && w.len() == 1, "{why} {w:?}");
+    }
+
+    #[test]
     fn masks_are_put_on_the_ct_grid() {
         let ct = Geometry::new(
             [10, 10, 4],

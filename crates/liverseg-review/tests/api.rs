@@ -997,6 +997,26 @@ fn grow_probability_brush_fill_between_and_holes() {
     let grow = json!({"op": "grow", "seeds": seeds_json(&seeds)}).to_string();
     let (kl, leak) = (seeds[2].1, seeds[2].2.clone());
     let rev = srv.mask_revision("f1");
+    // The new ops pass the same guard: no page token, or not JSON, and
+    // neither a preview nor an edit is made.
+    let edit_body = {
+        let mut v: Value = serde_json::from_str(&grow).unwrap();
+        v["mask_revision"] = rev.into();
+        v.to_string()
+    };
+    for path in ["/api/cases/f1/preview", "/api/cases/f1/edit"] {
+        let r = request(srv.addr, "POST", path, &[], edit_body.as_bytes());
+        assert_eq!(r.status, 403, "{path} without the page token: {}", r.text());
+        let r = request(
+            srv.addr,
+            "POST",
+            path,
+            &[("x-liverseg-token", srv.page_token.as_str()), ("content-type", "text/plain")],
+            edit_body.as_bytes(),
+        );
+        assert_eq!(r.status, 415, "{path} as text/plain: {}", r.text());
+    }
+    assert_eq!(srv.mask_revision("f1"), rev);
     let p = srv.json("POST", "/api/cases/f1/preview", &grow);
     assert_eq!(srv.mask_revision("f1"), rev, "a preview changed the mask");
     let (added, removed) = (p["added"].as_u64().unwrap(), p["removed"].as_u64().unwrap());
