@@ -22,7 +22,9 @@ const app = {
   // The mask revision this page shows; every edit, undo and redo names it, and
   // the server refuses one made on another (a second tab changed the case).
   maskRevision: -1,
-  // An edit computed but not applied: {op, name, add, remove (Sets of voxel offsets)}.
+  // An edit computed but not applied: {op, name, mark}; mark holds a byte
+  // per voxel (1 = would be added, 2 = removed), as a Set of a large grow's
+  // million voxels would cost far more memory and time to look up.
   preview: null,
   editedSlices: { x: [], y: [], z: [] },
   // Key slices for Fill between, per view, in the order marked.
@@ -219,9 +221,7 @@ function previewFill(op) {
     const p = await send('POST', caseUrl(app.caseId, '/preview'), op);
     if (p.noop) { setStatus(`fill: nothing to change: ${p.noop}`); return; }
     if (p.refused) { setStatus(p.refused, 'error'); return; }
-    const set = new Set();
-    for (const [o, n] of p.runs) for (let k = 0; k < n; k++) set.add(o + k);
-    app.preview = { op, name: 'fill', add: op.value ? set : new Set(), remove: op.value ? new Set() : set };
+    app.preview = { op, name: 'fill', mark: markRuns(op.value ? p.runs : [], op.value ? [] : p.runs) };
     showConfirm('fill');
     redrawAll(true);
     const sign = op.value ? '+' : '−';
@@ -234,11 +234,13 @@ function showConfirm(name) {
   $('fill-confirm').hidden = false;
 }
 
-const runsToSet = (runs) => {
-  const set = new Set();
-  for (const [o, n] of runs) for (let k = 0; k < n; k++) set.add(o + k);
-  return set;
-};
+function markRuns(add, remove) {
+  const [nx, ny, nz] = app.meta.dims;
+  const mark = new Uint8Array(nx * ny * nz);
+  for (const [o, n] of add) mark.fill(1, o, o + n);
+  for (const [o, n] of remove) mark.fill(2, o, o + n);
+  return mark;
+}
 
 // Any edit but fill, previewed the same way: what it would add (green) and
 // remove (magenta); Enter / Apply applies it, Esc discards it.
@@ -248,7 +250,7 @@ function previewOp(op, name) {
     setStatus(`${name}: computing preview…`);
     const p = await send('POST', caseUrl(app.caseId, '/preview'), op);
     if (p.noop) { setStatus(`${name}: nothing to change: ${p.noop}`); return p; }
-    app.preview = { op, name, add: runsToSet(p.runs_add), remove: runsToSet(p.runs_remove) };
+    app.preview = { op, name, mark: markRuns(p.runs_add, p.runs_remove) };
     showConfirm(name);
     redrawAll(true);
     setStatus(`${name} preview: +${p.added} voxels (+${p.added_ml.toFixed(1)} ml), −${p.removed} voxels (−${p.removed_ml.toFixed(1)} ml), ${Math.round(p.elapsed_ms)} ms: Enter applies, Esc cancels`, 'preview');

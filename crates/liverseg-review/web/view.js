@@ -135,7 +135,8 @@ export class SliceView {
         g = g < 0 ? 0 : g > 255 ? 255 : g;
         let r = g, gg = g, b = g;
         const vo = base + x * stride[pu] + y * stride[pvv];
-        const pc = pv ? (pv.add.has(vo) ? ADD : pv.remove.has(vo) ? REMOVE : null) : null;
+        const t = pv ? pv.mark[vo] : 0;
+        const pc = t === 1 ? ADD : t === 2 ? REMOVE : null;
         if (pc) {
           const o = 4 * n;
           px[o] = g + (pc[0] - g) * 0.7; px[o + 1] = g + (pc[1] - g) * 0.7; px[o + 2] = g + (pc[2] - g) * 0.7; px[o + 3] = 255;
