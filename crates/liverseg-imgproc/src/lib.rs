@@ -9,11 +9,13 @@
 //! - [`morphology`]: ball morphology in mm, connected components, hole filling,
 //!   the paper's erode / keep largest / dilate post-processing.
 //! - [`edt`]: exact anisotropic Euclidean distance transform.
+//! - [`geodesic`]: seeded region competition by HU-weighted geodesic distance.
 
 pub mod crop;
 pub mod edt;
 mod error;
 pub mod filters;
+pub mod geodesic;
 pub mod morphology;
 pub mod resample;
 

@@ -8,6 +8,7 @@
 //! running counts updated per flipped voxel.
 
 use crate::ReviewError;
+use liverseg_imgproc::geodesic::{geodesic_competition, GeodesicParams};
 use liverseg_imgproc::morphology::{closing, largest_component, opening, Connectivity};
 use liverseg_volume::{Geometry, Mask, Volume};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,14 @@ impl Axis {
             Axis::X => 0,
             Axis::Y => 1,
             Axis::Z => 2,
+        }
+    }
+    /// The view's name in messages.
+    pub fn view_name(self) -> &'static str {
+        match self {
+            Axis::X => "sagittal",
+            Axis::Y => "coronal",
+            Axis::Z => "axial",
         }
     }
     /// The two voxel axes spanning the slice: (horizontal u, vertical v).
@@ -96,7 +105,9 @@ pub enum EditOp {
         max_mm: Option<f64>,
     },
     /// Shape-based interpolation (linear in signed distance) of the slices
-    /// strictly between `from` and `to` along `axis`.
+    /// strictly between `from` and `to` along `axis`, within the in-plane
+    /// bounding rectangle of the two key slices' shapes. Refused when a key
+    /// slice is empty (the shape would shrink to nothing towards it).
     Interpolate { axis: Axis, from: usize, to: usize },
     /// Morphological closing then opening with a ball of `radius_mm`.
     Smooth { radius_mm: f64 },
@@ -104,7 +115,64 @@ pub enum EditOp {
     RemoveIslands,
     /// Changed-voxel runs: (first offset, length, value).
     Runs { runs: Vec<[u64; 3]> },
+    /// Grow from seeds: liver (`value` 1) and not-liver (0) strokes compete
+    /// over the CT by geodesic distance ([`liverseg_imgproc::geodesic`]).
+    /// Voxels a front reaches below `reach_mm` (default
+    /// [`DEFAULT_GROW_REACH_MM`]) take its label; every other voxel keeps its
+    /// current label, so mask far from any seed is never touched.
+    Grow {
+        seeds: Vec<SeedStroke>,
+        #[serde(default)]
+        reach_mm: Option<f64>,
+        #[serde(default)]
+        sigma_hu: Option<f64>,
+    },
+    /// Probability brush: within the brush footprint the mask becomes
+    /// `p >= threshold`, `p` the model's probability map (`probability.nii.gz`
+    /// beside `liverseg segment`'s `liver.nii.gz`).
+    ProbBrush {
+        axis: Axis,
+        slice: usize,
+        points: Vec<[f64; 2]>,
+        radius_mm: f64,
+        #[serde(default)]
+        sphere: bool,
+        threshold: f64,
+    },
+    /// Fill holes: background not connected to the border becomes mask; in
+    /// one slice (`axis` + `slice`, 4-connected background) or in 3-D
+    /// (6-connected background) when both are absent.
+    FillHoles {
+        #[serde(default)]
+        axis: Option<Axis>,
+        #[serde(default)]
+        slice: Option<usize>,
+    },
 }
+
+/// One seed stroke of a grow: discs of `radius_mm` along `points` in one slice.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SeedStroke {
+    pub axis: Axis,
+    pub slice: usize,
+    pub points: Vec<[f64; 2]>,
+    pub radius_mm: f64,
+    pub value: u8,
+}
+
+/// How far (geodesic cost, mm in homogeneous tissue) seeds reach by default:
+/// far enough that strokes on every third to fifth slice of a 5 mm CT cover
+/// the slices between, short enough that a forgotten not-liver stroke cannot
+/// eat the far side of the liver.
+pub const DEFAULT_GROW_REACH_MM: f64 = 40.0;
+const NO_PROBABILITY: &str = "no probability map for this case: the probability brush needs probability.nii.gz beside the mask's liver.nii.gz (liverseg segment -o DIR --probability)";
+/// Seed strokes are lines, not areas: a wide one would be a paint stroke.
+const MAX_SEED_RADIUS_MM: f64 = 20.0;
+/// Longest reach of a grow: 150 mm covers a whole liver from one stroke,
+/// and the fronts' box (and the time) grows with its cube.
+const MAX_GROW_REACH_MM: f64 = 150.0;
+/// Most strokes in one grow.
+const MAX_SEED_STROKES: usize = 500;
 
 impl EditOp {
     pub fn name(&self) -> &'static str {
@@ -116,6 +184,9 @@ impl EditOp {
             EditOp::Smooth { .. } => "smooth",
             EditOp::RemoveIslands => "remove_islands",
             EditOp::Runs { .. } => "runs",
+            EditOp::Grow { .. } => "grow",
+            EditOp::ProbBrush { .. } => "prob_brush",
+            EditOp::FillHoles { .. } => "fill_holes",
         }
     }
 }
@@ -167,14 +238,7 @@ impl FillPreview {
     /// The offsets as runs `[first, length]` (a region is mostly rows along
     /// x, so this is far smaller than the list).
     pub fn runs(&self) -> Vec<[u32; 2]> {
-        let mut runs: Vec<[u32; 2]> = vec![];
-        for &o in &self.offsets {
-            match runs.last_mut() {
-                Some(r) if r[0] + r[1] == o => r[1] += 1,
-                _ => runs.push([o, 1]),
-            }
-        }
-        runs
+        runs_of(self.offsets.iter().copied())
     }
 }
 
@@ -191,6 +255,41 @@ pub struct EditSession {
     pub edits: u64,
     /// Incremented on every change of the mask (edits, undo, redo).
     pub revision: u64,
+    /// The model's liver probability on the CT grid, as round(255 p): the
+    /// probability brush's boundary. A byte per voxel (a 512x512x300 CT costs
+    /// 79 MB instead of 315 as f32); thresholds are set in steps of 0.05, far
+    /// coarser than 1/255.
+    probability: Option<Vec<u8>>,
+    /// The last grow computed: its request (seeds and parameters, as JSON),
+    /// the mask revision it was computed on, and the voxels it flips. The
+    /// page previews a grow and then applies the same one; on a 512x512 CT
+    /// that is a second or more each, so the apply reuses the preview.
+    last_grow: std::sync::Mutex<Option<(String, u64, Vec<u32>)>>,
+}
+
+/// What an edit other than a fill would change, computed without changing the mask.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangePreview {
+    pub added: u64,
+    pub removed: u64,
+    pub added_ml: f64,
+    pub removed_ml: f64,
+    /// Why it changes nothing, when it does not.
+    pub noop: Option<String>,
+    /// Voxels to add and to remove as runs `[first offset, length]`.
+    pub runs_add: Vec<[u32; 2]>,
+    pub runs_remove: Vec<[u32; 2]>,
+}
+
+fn runs_of(offsets: impl Iterator<Item = u32>) -> Vec<[u32; 2]> {
+    let mut runs: Vec<[u32; 2]> = vec![];
+    for o in offsets {
+        match runs.last_mut() {
+            Some(r) if r[0] + r[1] == o => r[1] += 1,
+            _ => runs.push([o, 1]),
+        }
+    }
+    runs
 }
 
 fn bad(msg: impl Into<String>) -> ReviewError {
@@ -233,7 +332,30 @@ impl EditSession {
             intersection,
             edits: 0,
             revision: 0,
+            probability: None,
+            last_grow: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Attach the model's probability map (on the CT grid; values outside
+    /// 0..1 are clamped, NaN counts as 0).
+    pub fn set_probability(&mut self, p: &Volume<f32>) -> Result<(), ReviewError> {
+        if !p.geometry().same_grid(self.geometry()) {
+            return Err(ReviewError::Input(
+                "the probability map is not on the CT's grid".into(),
+            ));
+        }
+        self.probability = Some(
+            p.data()
+                .iter()
+                .map(|&v| if v.is_nan() { 0 } else { (v.clamp(0.0, 1.0) * 255.0).round() as u8 })
+                .collect(),
+        );
+        Ok(())
+    }
+
+    pub fn has_probability(&self) -> bool {
+        self.probability.is_some()
     }
 
     pub fn mask(&self) -> &Mask {
@@ -515,10 +637,14 @@ impl EditSession {
     }
 
     /// Why an edit that changed nothing did so, where there is more to say
-    /// than "0 voxels" (a fill's seed).
+    /// than "0 voxels" (a fill's seed, a grow, no holes).
     pub fn noop_reason(&self, op: &EditOp) -> Option<String> {
         match op {
             EditOp::Fill { .. } => self.preview(op).ok().and_then(|p| p.noop),
+            // A grow that changed nothing is still the cached one: no recompute.
+            EditOp::Grow { .. } | EditOp::FillHoles { .. } => {
+                self.change_preview(op).ok().and_then(|p| p.noop)
+            }
             _ => None,
         }
     }
@@ -546,10 +672,205 @@ impl EditSession {
         Ok(())
     }
 
+    /// Every voxel under a brush stroke (discs in the slice, or spheres), with
+    /// duplicates: the footprint the brush-like tools filter.
+    fn footprint(
+        &self,
+        axis: Axis,
+        slice: usize,
+        points: &[[f64; 2]],
+        radius_mm: f64,
+        sphere: bool,
+    ) -> Result<Vec<u32>, ReviewError> {
+        let g = self.geometry();
+        let dims = g.dims();
+        self.check_slice(axis, slice)?;
+        if !(radius_mm.is_finite() && radius_mm > 0.0 && radius_mm <= MAX_RADIUS_MM) {
+            return Err(bad(format!(
+                "brush radius {radius_mm} mm outside (0, {MAX_RADIUS_MM}]"
+            )));
+        }
+        if points.is_empty()
+            || points.len() > MAX_POINTS
+            || points.iter().flatten().any(|v| !v.is_finite())
+        {
+            return Err(bad(format!("a stroke needs 1-{MAX_POINTS} finite points")));
+        }
+        let (ua, va) = axis.plane();
+        let w = axis.index();
+        let sp = g.spacing();
+        let r = radius_mm;
+        // Half-extent of the brush in voxels along each axis.
+        let ext = [
+            (r / sp[0]).floor() as i64,
+            (r / sp[1]).floor() as i64,
+            (r / sp[2]).floor() as i64,
+        ];
+        let ext_w = if sphere { ext[w] } else { 0 };
+        // Stamp centres: the stroke resampled at a quarter of the smallest in-plane spacing.
+        let step = 0.25 * r.min(sp[ua].min(sp[va]));
+        let mut centres: Vec<[f64; 2]> = vec![points[0]];
+        for pair in points.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let len_mm = ((b[0] - a[0]) * sp[ua]).hypot((b[1] - a[1]) * sp[va]);
+            let n = ((len_mm / step).ceil() as usize).max(1);
+            if centres.len() + n > 200_000 {
+                return Err(bad("stroke too long"));
+            }
+            centres.extend((1..=n).map(|t| {
+                let t = t as f64 / n as f64;
+                [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])]
+            }));
+        }
+        let mut out = Vec::new();
+        for c in centres {
+            let mut centre = [0.0; 3];
+            centre[ua] = c[0];
+            centre[va] = c[1];
+            centre[w] = slice as f64;
+            let lo_i = |a: usize, e: i64| (centre[a].round() as i64 - e).max(0);
+            let hi_i =
+                |a: usize, e: i64| (centre[a].round() as i64 + e).min(dims[a] as i64 - 1);
+            let mut range = [[0i64; 2]; 3];
+            for a in 0..3 {
+                let e = if a == w { ext_w } else { ext[a] };
+                range[a] = [lo_i(a, e), hi_i(a, e)];
+            }
+            for k in range[2][0]..=range[2][1] {
+                for j in range[1][0]..=range[1][1] {
+                    for i in range[0][0]..=range[0][1] {
+                        let idx = [i, j, k];
+                        let d2: f64 = (0..3)
+                            .map(|a| ((idx[a] as f64 - centre[a]) * sp[a]).powi(2))
+                            .sum();
+                        if d2 > r * r {
+                            continue;
+                        }
+                        out.push(g.offset(i as usize, j as usize, k as usize) as u32);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Grow from seeds (see [`EditOp::Grow`]): the voxels whose label the
+    /// competition changes.
+    fn grow(
+        &self,
+        seeds: &[SeedStroke],
+        reach_mm: Option<f64>,
+        sigma_hu: Option<f64>,
+    ) -> Result<Vec<u32>, ReviewError> {
+        if seeds.is_empty() {
+            return Err(bad("grow: no seed strokes: mark liver (and not-liver) strokes first"));
+        }
+        if seeds.len() > MAX_SEED_STROKES {
+            return Err(bad(format!("grow: {} seed strokes, more than {MAX_SEED_STROKES}", seeds.len())));
+        }
+        let defaults = GeodesicParams::default();
+        let params = GeodesicParams {
+            reach_mm: reach_mm.unwrap_or(DEFAULT_GROW_REACH_MM),
+            sigma: sigma_hu.unwrap_or(defaults.sigma),
+            ..defaults
+        };
+        let key = serde_json::json!([seeds, params.reach_mm, params.sigma]).to_string();
+        let mut cache = self.last_grow.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, rev, flips)) = cache.as_ref() {
+            if *k == key && *rev == self.revision {
+                return Ok(flips.clone());
+            }
+        }
+        if !(params.reach_mm > 0.0 && params.reach_mm <= MAX_GROW_REACH_MM) {
+            return Err(bad(format!(
+                "grow: reach {} mm outside (0, {MAX_GROW_REACH_MM}]",
+                params.reach_mm
+            )));
+        }
+        let mut voxels: Vec<(usize, u8)> = vec![];
+        for st in seeds {
+            if !(st.radius_mm > 0.0 && st.radius_mm <= MAX_SEED_RADIUS_MM) {
+                return Err(bad(format!(
+                    "grow: seed stroke radius {} mm outside (0, {MAX_SEED_RADIUS_MM}]",
+                    st.radius_mm
+                )));
+            }
+            let value = u8::from(st.value != 0);
+            let fp = self.footprint(st.axis, st.slice, &st.points, st.radius_mm, false)?;
+            voxels.extend(fp.into_iter().map(|o| (o as usize, value)));
+            if voxels.len() > liverseg_imgproc::geodesic::MAX_SEEDS {
+                return Err(bad("grow: the seed strokes cover too many voxels: draw thinner or fewer strokes"));
+            }
+        }
+        let c = geodesic_competition(&self.ct, &voxels, &params)
+            .map_err(|e| bad(format!("grow: {e}")))?;
+        let m = self.mask.data();
+        let flips: Vec<u32> = c
+            .labels
+            .into_iter()
+            .filter(|&(o, l)| m[o] != l)
+            .map(|(o, _)| o as u32)
+            .collect();
+        *cache = Some((key, self.revision, flips.clone()));
+        Ok(flips)
+    }
+
+    /// Fill holes in one slice (`axis` + `slice`) or in 3-D (neither).
+    fn fill_holes(&self, axis: Option<Axis>, slice: Option<usize>) -> Result<Vec<u32>, ReviewError> {
+        let internal = |e: liverseg_volume::VolumeError| ReviewError::Internal(e.to_string());
+        match (axis, slice) {
+            (None, None) => {
+                let filled = liverseg_imgproc::morphology::fill_holes(&self.mask, Connectivity::Six);
+                Ok(diff(self.mask.data(), filled.data()))
+            }
+            (Some(axis), Some(s)) => {
+                self.check_slice(axis, s)?;
+                let (w, h) = self.slice_len(axis);
+                let m = self.mask.data();
+                let data: Vec<u8> = (0..w * h).map(|n| m[self.slice_offset(axis, s, n)]).collect();
+                let g2 = Geometry::identity([w, h, 1], [1.0; 3])
+                    .map_err(|e| ReviewError::Internal(e.to_string()))?;
+                let one = Mask::new(g2, data.clone()).map_err(internal)?;
+                let filled = liverseg_imgproc::morphology::fill_holes_slicewise(&one, Connectivity::Six);
+                Ok(diff(&data, filled.data())
+                    .into_iter()
+                    .map(|n| self.slice_offset(axis, s, n as usize) as u32)
+                    .collect())
+            }
+            _ => Err(bad("fill holes: give both axis and slice (in one slice) or neither (3-D)")),
+        }
+    }
+
+    /// What `op` would change, without changing anything (any op but fill,
+    /// which has [`preview`](Self::preview) with its limits).
+    pub fn change_preview(&self, op: &EditOp) -> Result<ChangePreview, ReviewError> {
+        let mut c = self.changes(op)?;
+        c.sort_unstable();
+        c.dedup();
+        let m = self.mask.data();
+        let ml = self.geometry().voxel_volume_mm3() / 1000.0;
+        let runs_add = runs_of(c.iter().copied().filter(|&o| m[o as usize] == 0));
+        let runs_remove = runs_of(c.iter().copied().filter(|&o| m[o as usize] != 0));
+        let count = |r: &[[u32; 2]]| r.iter().map(|r| r[1] as u64).sum::<u64>();
+        let (added, removed) = (count(&runs_add), count(&runs_remove));
+        Ok(ChangePreview {
+            added,
+            removed,
+            added_ml: added as f64 * ml,
+            removed_ml: removed as f64 * ml,
+            noop: (added + removed == 0).then(|| match op {
+                EditOp::Grow { .. } => "the seeds' regions already have the seeds' labels".to_string(),
+                EditOp::FillHoles { .. } => "no holes: every background region reaches the border".to_string(),
+                _ => "nothing would change".to_string(),
+            }),
+            runs_add,
+            runs_remove,
+        })
+    }
+
     /// Offsets whose label the op changes (may contain duplicates).
     fn changes(&self, op: &EditOp) -> Result<Vec<u32>, ReviewError> {
         let g = self.geometry().clone();
-        let dims = g.dims();
         let m = self.mask.data();
         match op {
             EditOp::Brush {
@@ -562,84 +883,43 @@ impl EditSession {
                 hu_min,
                 hu_max,
             } => {
-                self.check_slice(*axis, *slice)?;
-                if !(radius_mm.is_finite() && *radius_mm > 0.0 && *radius_mm <= MAX_RADIUS_MM) {
-                    return Err(bad(format!(
-                        "brush radius {radius_mm} mm outside (0, {MAX_RADIUS_MM}]"
-                    )));
-                }
-                if points.is_empty()
-                    || points.len() > MAX_POINTS
-                    || points.iter().flatten().any(|v| !v.is_finite())
-                {
-                    return Err(bad(format!("a stroke needs 1-{MAX_POINTS} finite points")));
-                }
                 let value = u8::from(*value != 0);
                 let (lo, hi) = (
                     hu_min.unwrap_or(f64::NEG_INFINITY),
                     hu_max.unwrap_or(f64::INFINITY),
                 );
-                let (ua, va) = axis.plane();
-                let w = axis.index();
-                let sp = g.spacing();
-                let r = *radius_mm;
-                // Half-extent of the brush in voxels along each axis.
-                let ext = [
-                    (r / sp[0]).floor() as i64,
-                    (r / sp[1]).floor() as i64,
-                    (r / sp[2]).floor() as i64,
-                ];
-                let ext_w = if *sphere { ext[w] } else { 0 };
-                // Stamp centres: the stroke resampled at a quarter of the smallest in-plane spacing.
-                let step = 0.25 * r.min(sp[ua].min(sp[va]));
-                let mut centres: Vec<[f64; 2]> = vec![points[0]];
-                for pair in points.windows(2) {
-                    let (a, b) = (pair[0], pair[1]);
-                    let len_mm = ((b[0] - a[0]) * sp[ua]).hypot((b[1] - a[1]) * sp[va]);
-                    let n = ((len_mm / step).ceil() as usize).max(1);
-                    if centres.len() + n > 200_000 {
-                        return Err(bad("stroke too long"));
-                    }
-                    centres.extend((1..=n).map(|t| {
-                        let t = t as f64 / n as f64;
-                        [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])]
-                    }));
-                }
-                let mut out = Vec::new();
                 let ct = self.ct.data();
-                for c in centres {
-                    let mut centre = [0.0; 3];
-                    centre[ua] = c[0];
-                    centre[va] = c[1];
-                    centre[w] = *slice as f64;
-                    let lo_i = |a: usize, e: i64| (centre[a].round() as i64 - e).max(0);
-                    let hi_i =
-                        |a: usize, e: i64| (centre[a].round() as i64 + e).min(dims[a] as i64 - 1);
-                    let mut range = [[0i64; 2]; 3];
-                    for a in 0..3 {
-                        let e = if a == w { ext_w } else { ext[a] };
-                        range[a] = [lo_i(a, e), hi_i(a, e)];
-                    }
-                    for k in range[2][0]..=range[2][1] {
-                        for j in range[1][0]..=range[1][1] {
-                            for i in range[0][0]..=range[0][1] {
-                                let idx = [i, j, k];
-                                let d2: f64 = (0..3)
-                                    .map(|a| ((idx[a] as f64 - centre[a]) * sp[a]).powi(2))
-                                    .sum();
-                                if d2 > r * r {
-                                    continue;
-                                }
-                                let o = g.offset(i as usize, j as usize, k as usize);
-                                if m[o] != value && (lo..=hi).contains(&(ct[o] as f64)) {
-                                    out.push(o as u32);
-                                }
-                            }
-                        }
-                    }
-                }
+                let mut out = self.footprint(*axis, *slice, points, *radius_mm, *sphere)?;
+                out.retain(|&o| {
+                    let o = o as usize;
+                    m[o] != value && (lo..=hi).contains(&(ct[o] as f64))
+                });
                 Ok(out)
             }
+            EditOp::ProbBrush {
+                axis,
+                slice,
+                points,
+                radius_mm,
+                sphere,
+                threshold,
+            } => {
+                let Some(p) = &self.probability else {
+                    return Err(bad(NO_PROBABILITY));
+                };
+                if !(threshold.is_finite() && (0.01..=0.99).contains(threshold)) {
+                    return Err(bad(format!(
+                        "probability threshold {threshold}: use a number from 0.01 to 0.99"
+                    )));
+                }
+                // p >= t on the stored round(255 p).
+                let t = (threshold * 255.0).round() as u8;
+                let mut out = self.footprint(*axis, *slice, points, *radius_mm, *sphere)?;
+                out.retain(|&o| m[o as usize] != u8::from(p[o as usize] >= t));
+                Ok(out)
+            }
+            EditOp::Grow { seeds, reach_mm, sigma_hu } => self.grow(seeds, *reach_mm, *sigma_hu),
+            EditOp::FillHoles { axis, slice } => self.fill_holes(*axis, *slice),
             EditOp::Fill { .. } => {
                 let p = self.preview(op)?;
                 match p.refused {
@@ -658,6 +938,26 @@ impl EditSession {
                 if b - a < 2 {
                     return Ok(vec![]);
                 }
+                let (w, _) = self.slice_len(*axis);
+                // Only the rectangle the two key shapes span changes: other
+                // parts of the slices between (a second lobe, a vessel drawn
+                // apart) are not the shape being interpolated.
+                let mut bbox = [usize::MAX, usize::MAX, 0, 0];
+                for s in [a, b] {
+                    let mut any = false;
+                    for n in (0..w * self.slice_len(*axis).1).filter(|&n| m[self.slice_offset(*axis, s, n)] != 0) {
+                        let (u, v) = (n % w, n / w);
+                        bbox = [bbox[0].min(u), bbox[1].min(v), bbox[2].max(u), bbox[3].max(v)];
+                        any = true;
+                    }
+                    if !any {
+                        return Err(ReviewError::Refused(format!(
+                            "interpolate refused: key slice {} of the {} view is empty; draw the shape on both key slices first (or pick another key slice)",
+                            s + 1,
+                            axis.view_name()
+                        )));
+                    }
+                }
                 let (da, db) = (
                     self.slice_distance(*axis, a)?,
                     self.slice_distance(*axis, b)?,
@@ -665,11 +965,14 @@ impl EditSession {
                 let mut out = Vec::new();
                 for s in a + 1..b {
                     let t = (s - a) as f64 / (b - a) as f64;
-                    for (n, (x, y)) in da.iter().zip(&db).enumerate() {
-                        let inside = u8::from((1.0 - t) * x + t * y <= 0.0);
-                        let o = self.slice_offset(*axis, s, n);
-                        if m[o] != inside {
-                            out.push(o as u32);
+                    for v in bbox[1]..=bbox[3] {
+                        for u in bbox[0]..=bbox[2] {
+                            let n = v * w + u;
+                            let inside = u8::from((1.0 - t) * da[n] + t * db[n] <= 0.0);
+                            let o = self.slice_offset(*axis, s, n);
+                            if m[o] != inside {
+                                out.push(o as u32);
+                            }
                         }
                     }
                 }
@@ -1135,6 +1438,158 @@ mod tests {
         s.apply(&EditOp::Smooth { radius_mm: 1.0 }).unwrap();
         assert_eq!(*s.mask().get(9, 5, 4), 0);
         assert_eq!(*s.mask().get(5, 5, 4), 1);
+    }
+
+    fn seed(slice: usize, pts: &[[f64; 2]], r: f64, value: u8) -> SeedStroke {
+        SeedStroke { axis: Axis::Z, slice, points: pts.to_vec(), radius_mm: r, value }
+    }
+
+    /// 40x24x8 grid of 1 mm: a 60 HU "liver" (i < 20) touching a 140 HU
+    /// "organ" (20 <= i < 32) in j 4..20, in -100 HU fat. The mask misses
+    /// the liver's part i < 10 and leaks into the organ up to i = 26, and
+    /// holds a far island (fat at i >= 36) no seed reaches.
+    fn grow_case() -> (EditSession, Mask) {
+        let g = Geometry::identity([40, 24, 8], [1.0, 1.0, 1.0]).unwrap();
+        let ct = Volume::from_fn(g.clone(), |[i, j, k]| {
+            let body = (4..20).contains(&j) && (1..7).contains(&k);
+            match (body, i) {
+                (true, 2..=19) => 60,
+                (true, 20..=31) => 140,
+                _ => -100,
+            }
+        });
+        let truth = Volume::from_fn(g.clone(), |[i, j, k]| {
+            u8::from((2..20).contains(&i) && (4..20).contains(&j) && (1..7).contains(&k))
+        });
+        let mask = Volume::from_fn(g, |[i, j, k]| {
+            let body = (4..20).contains(&j) && (1..7).contains(&k);
+            u8::from((body && (10..27).contains(&i)) || (i >= 36 && j < 2 && k == 0))
+        });
+        (EditSession::new(ct, mask.clone(), mask).unwrap(), truth)
+    }
+
+    #[test]
+    fn grow_from_seeds_adds_the_missed_part_and_removes_the_leak() {
+        let (mut s, truth) = grow_case();
+        let op = EditOp::Grow {
+            seeds: vec![
+                seed(3, &[[5.0, 8.0], [15.0, 8.0]], 1.0, 1),
+                seed(4, &[[28.0, 12.0]], 1.0, 0),
+            ],
+            reach_mm: Some(30.0),
+            sigma_hu: None,
+        };
+        // The preview says what apply will do, and changes nothing.
+        let p = s.change_preview(&op).unwrap();
+        assert_eq!(s.revision, 0);
+        assert!(p.added > 0 && p.removed > 0 && p.noop.is_none(), "{p:?}");
+        let n = s.apply(&op).unwrap();
+        assert_eq!(n as u64, p.added + p.removed);
+        let m = s.mask();
+        let liver_ok = (0..m.len()).filter(|&o| truth.data()[o] == 1).all(|o| m.data()[o] == 1);
+        assert!(liver_ok, "liver voxels missing after the grow");
+        assert!((20..27).all(|i| *m.get(i, 10, 3) == 0), "leak kept");
+        // The island is farther than the reach from every seed: kept as it was.
+        assert_eq!(*m.get(37, 0, 0), 1);
+        assert_eq!(s.undo(), Some("grow"));
+        assert_eq!(s.mask().data(), s.start.data());
+        // Errors, not panics.
+        assert!(s.apply(&EditOp::Grow { seeds: vec![], reach_mm: None, sigma_hu: None }).is_err());
+        assert!(s
+            .apply(&EditOp::Grow { seeds: vec![seed(99, &[[1.0, 1.0]], 1.0, 1)], reach_mm: None, sigma_hu: None })
+            .is_err());
+        assert!(s
+            .apply(&EditOp::Grow { seeds: vec![seed(3, &[[5.0, 8.0]], 1.0, 1)], reach_mm: Some(-3.0), sigma_hu: None })
+            .is_err());
+        for (reach, r, sigma) in [(Some(f64::NAN), 1.0, None), (Some(200.0), 1.0, None), (None, 50.0, None), (None, 1.0, Some(0.0))] {
+            let e = s
+                .apply(&EditOp::Grow { seeds: vec![seed(3, &[[5.0, 8.0]], r, 1)], reach_mm: reach, sigma_hu: sigma })
+                .unwrap_err();
+            assert!(matches!(e, ReviewError::BadRequest(_)), "{e}");
+        }
+        assert_eq!(s.edits, 1);
+    }
+
+    #[test]
+    fn probability_brush_follows_the_threshold() {
+        let (mut s, _) = grow_case();
+        let brush = |t: f64| EditOp::ProbBrush {
+            axis: Axis::Z,
+            slice: 3,
+            points: vec![[10.0, 12.0]],
+            radius_mm: 30.0,
+            sphere: false,
+            threshold: t,
+        };
+        let e = s.apply(&brush(0.5)).unwrap_err();
+        assert!(e.to_string().contains("no probability map"), "{e}");
+        // p falls from 1 at i = 0 to 0 at i = 39, the same on every row.
+        let p = Volume::from_fn(s.geometry().clone(), |[i, _, _]| 1.0 - i as f32 / 39.0);
+        s.set_probability(&p).unwrap();
+        s.apply(&brush(0.5)).unwrap();
+        // On slice 3 the mask is now exactly p >= 0.5, i.e. i <= 19.
+        for i in 0..40 {
+            assert_eq!(*s.mask().get(i, 12, 3), u8::from(i <= 19), "i = {i}");
+        }
+        assert_eq!(*s.mask().get(0, 12, 2), 0, "2-D brush reached another slice");
+        // A low threshold pulls the border out.
+        s.apply(&brush(0.1)).unwrap();
+        assert_eq!(*s.mask().get(34, 12, 3), 1);
+        assert_eq!(*s.mask().get(36, 12, 3), 0);
+        for t in [0.0, 1.0, f64::NAN] {
+            assert!(s.apply(&brush(t)).is_err());
+        }
+        let wrong = Volume::filled(Geometry::identity([4, 4, 4], [1.0; 3]).unwrap(), 0.5f32);
+        assert!(s.set_probability(&wrong).is_err());
+    }
+
+    #[test]
+    fn fill_holes_in_a_slice_and_in_3d() {
+        let g = Geometry::identity([12, 12, 5], [1.0; 3]).unwrap();
+        let ct = Volume::filled(g.clone(), 0i16);
+        // A hollow box: shell 2..10 in each direction of the plane, k 1..4,
+        // closed at k = 1 and k = 3; slice 2 has a ring with a hole.
+        let m = Volume::from_fn(g, |[i, j, k]| {
+            let inb = (2..10).contains(&i) && (2..10).contains(&j) && (1..4).contains(&k);
+            let inner = (4..8).contains(&i) && (4..8).contains(&j);
+            u8::from(inb && !(inner && k == 2))
+        });
+        let mut s = EditSession::new(ct, m.clone(), m).unwrap();
+        let n = s.apply(&EditOp::FillHoles { axis: Some(Axis::Z), slice: Some(2) }).unwrap();
+        assert_eq!(n, 16);
+        s.undo();
+        // The box is closed above and below, so a coronal slice through the
+        // hole shows it enclosed too (4 voxels of one row).
+        assert_eq!(s.apply(&EditOp::FillHoles { axis: Some(Axis::Y), slice: Some(5) }).unwrap(), 4);
+        s.undo();
+        assert_eq!(s.apply(&EditOp::FillHoles { axis: None, slice: None }).unwrap(), 16);
+        assert!(s.apply(&EditOp::FillHoles { axis: Some(Axis::Z), slice: None }).is_err());
+        assert!(s.apply(&EditOp::FillHoles { axis: Some(Axis::Z), slice: Some(5) }).is_err());
+        let p = s.change_preview(&EditOp::FillHoles { axis: None, slice: None }).unwrap();
+        assert!(p.noop.unwrap().contains("no holes"));
+        assert_eq!(s.apply(&EditOp::FillHoles { axis: None, slice: None }).unwrap(), 0);
+        assert!(s.noop_reason(&EditOp::FillHoles { axis: None, slice: None }).unwrap().contains("no holes"));
+    }
+
+    #[test]
+    fn fill_between_refuses_an_empty_key_slice_and_stays_in_the_shapes_box() {
+        let g = Geometry::identity([30, 30, 5], [1.0; 3]).unwrap();
+        let ct = Volume::filled(g.clone(), 0i16);
+        // Squares at k = 0 and k = 4 around (10, 10); a separate blob at
+        // (25, 25) on the slices between, which interpolation must not erase.
+        let m = Volume::from_fn(g, |[i, j, k]| {
+            let sq = (k == 0 || k == 4) && (7..13).contains(&i) && (7..13).contains(&j);
+            let blob = (1..4).contains(&k) && (24..27).contains(&i) && (24..27).contains(&j);
+            u8::from(sq || blob)
+        });
+        let mut s = EditSession::new(ct, m.clone(), m).unwrap();
+        s.apply(&EditOp::Interpolate { axis: Axis::Z, from: 0, to: 4 }).unwrap();
+        assert_eq!(*s.mask().get(10, 10, 2), 1);
+        assert_eq!(*s.mask().get(25, 25, 2), 1, "the blob outside the shapes' box was erased");
+        // Sagittal slice i = 0 is empty: refused, with the slice named.
+        let e = s.apply(&EditOp::Interpolate { axis: Axis::X, from: 0, to: 10 }).unwrap_err();
+        assert!(matches!(e, ReviewError::Refused(_)), "{e}");
+        assert!(e.to_string().contains("key slice 1 of the sagittal view is empty"), "{e}");
     }
 
     #[test]

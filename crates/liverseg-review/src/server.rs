@@ -9,7 +9,7 @@
 //!   u fastest (`?part=mask`: the mask only); `x-width`, `x-height` headers
 //! * `GET  /api/cases/{id}/volume/{ct|mask|start}`  binary: whole volume, x fastest
 //! * `POST /api/cases/{id}/edit`                    an [`EditOp`] + `mask_revision`, `client`
-//! * `POST /api/cases/{id}/preview`                 a fill op: what it would change
+//! * `POST /api/cases/{id}/preview`                 an [`EditOp`]: what it would change
 //! * `POST /api/cases/{id}/undo`, `/redo`           `{mask_revision, client}`
 //! * `POST /api/cases/{id}/activity`, `/save`
 //! * `PUT  /api/cases/{id}/record`                  `{score, tags, comment}`
@@ -64,6 +64,9 @@ struct CaseState {
     closed: bool,
     /// Editing resumed from this reviewer's saved mask.
     mask_on_disk: bool,
+    /// Why the probability brush is off (no map beside the mask, or it could
+    /// not be read); None when the map is loaded.
+    probability_note: Option<String>,
 }
 
 impl CaseState {
@@ -298,6 +301,13 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
     };
     let a = audit.as_ref();
     let mut edit = EditSession::new(ctv, start, mask)?;
+    let probability_note = match load_probability(&spec.mask, edit.geometry(), &mut warnings) {
+        Ok(p) => {
+            edit.set_probability(&p)?;
+            None
+        }
+        Err(why) => Some(why),
+    };
     edit.edits = a.map_or(0, |a| a.edit_count);
     Ok(CaseState {
         edit,
@@ -316,7 +326,46 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
         warnings,
         closed: false,
         mask_on_disk,
+        probability_note,
     })
+}
+
+/// The model's probability map that `liverseg segment -o DIR --probability`
+/// wrote beside the starting mask (`DIR/probability.nii.gz` next to
+/// `DIR/liver.nii.gz`), on the CT's grid (resampled linearly when its grid
+/// differs by more than header rounding, as the mask is). Err: why there is
+/// none, for the page's tooltip (a map that exists but fails to load is also
+/// a warning).
+fn load_probability(
+    mask: &std::path::Path,
+    ct: &liverseg_volume::Geometry,
+    warnings: &mut Vec<String>,
+) -> Result<liverseg_volume::Volume<f32>, String> {
+    if mask.file_name().is_none_or(|n| n != "liver.nii.gz") {
+        return Err("the starting mask is not a liverseg segment output (DIR/liver.nii.gz), so there is no model probability map".into());
+    }
+    let path = mask.with_file_name("probability.nii.gz");
+    if !path.exists() {
+        return Err("no probability.nii.gz beside the mask: run liverseg segment with --probability".into());
+    }
+    let read = liverseg_io::read_image(&path, &Default::default()).map_err(|e| {
+        let why = format!("probability.nii.gz not read ({e}): the probability brush is off");
+        warnings.push(why.clone());
+        why
+    })?;
+    let p = read.volume.to_f32();
+    let pg = p.geometry().clone();
+    if pg.same_grid(ct) {
+        return Ok(p);
+    }
+    if pg.dims() == ct.dims() {
+        let half = 0.5 * ct.spacing().iter().cloned().fold(f64::INFINITY, f64::min);
+        if pg.corner_distance(ct) < half {
+            return p.with_geometry(ct.clone()).map_err(|e| e.to_string());
+        }
+    }
+    warnings.push("the probability map is on another grid than the CT: resampled onto it (linear)".into());
+    Ok(liverseg_imgproc::resample::resample_linear(&p, ct, 0.0))
 }
 
 /// The editor works on the CT's grid. A mask whose grid matches up to float
@@ -424,6 +473,8 @@ async fn open_case(
         o.insert("comment".into(), json!(st.comment));
         o.insert("dicom".into(), json!(st.dicom.is_some()));
         o.insert("warnings".into(), json!(st.warnings));
+        o.insert("probability".into(), json!(st.edit.has_probability()));
+        o.insert("probability_note".into(), json!(st.probability_note));
         Ok(Json(v))
     })
     .await
@@ -574,10 +625,13 @@ async fn edit(
     let now = Instant::now();
     with_case(&app, &id, move |st| {
         check_base(st, &base)?;
+        let t0 = Instant::now();
         let changed = st.edit.apply_by(&op, &base.client)?;
+        let elapsed_ms = (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0;
         st.clock.touch(now);
         let mut v = summary(st);
         v["changed"] = json!(changed);
+        v["elapsed_ms"] = json!(elapsed_ms);
         if changed == 0 {
             v["reason"] = json!(st.edit.noop_reason(&op));
         }
@@ -586,9 +640,11 @@ async fn edit(
     .await
 }
 
-/// What a fill would change: its size, its reach and its voxels as runs
-/// `[first offset, length]` (x fastest), so the page can show it before the
-/// reviewer applies it; or why it is refused or would change nothing.
+/// What an edit would change, before the reviewer applies it. A fill: its
+/// size, its reach and its voxels as runs `[first offset, length]` (x
+/// fastest), or why it is refused or would change nothing. Any other op
+/// (grow, interpolate, fill holes, …): the voxels it would add and remove as
+/// runs, their ml, and how long the server took (`elapsed_ms`).
 async fn preview(
     State(app): State<Arc<App>>,
     UrlPath(id): UrlPath<String>,
@@ -597,10 +653,19 @@ async fn preview(
     let op: EditOp = serde_json::from_slice(&body)
         .map_err(|e| ReviewError::BadRequest(format!("preview: {e}")))?;
     with_case(&app, &id, move |st| {
-        let p = st.edit.preview(&op)?;
-        let mut v =
-            serde_json::to_value(&p).map_err(|e| ReviewError::Internal(format!("preview: {e}")))?;
-        v["runs"] = json!(p.runs());
+        let t0 = Instant::now();
+        let mut v = if let EditOp::Fill { .. } = op {
+            let p = st.edit.preview(&op)?;
+            let mut v = serde_json::to_value(&p)
+                .map_err(|e| ReviewError::Internal(format!("preview: {e}")))?;
+            v["runs"] = json!(p.runs());
+            v
+        } else {
+            let p = st.edit.change_preview(&op)?;
+            serde_json::to_value(&p).map_err(|e| ReviewError::Internal(format!("preview: {e}")))?
+        };
+        v["op"] = json!(op.name());
+        v["elapsed_ms"] = json!((t0.elapsed().as_secs_f64() * 1e4).round() / 10.0);
         v["mask_revision"] = json!(st.edit.revision);
         Ok(Json(v))
     })
@@ -1073,6 +1138,44 @@ mod tests {
         // A report with no flag raised says nothing.
         std::fs::write(tmp.path().join("report.json"), r#"{"flags": []}"#).unwrap();
         assert!(segment_flags(&mask).is_empty());
+    }
+
+    #[test]
+    fn the_probability_map_beside_segments_mask_is_found_and_put_on_the_ct_grid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ct = Geometry::new([10, 8, 4], [1.0, 1.0, 2.0], [0.0; 3], liverseg_volume::IDENTITY).unwrap();
+        let mask = tmp.path().join("liver.nii.gz");
+        let mut w = vec![];
+        // Not segment's output name, or no map beside it: a reason, no warning.
+        let why = load_probability(&tmp.path().join("seg.nii.gz"), &ct, &mut w).unwrap_err();
+        assert!(why.contains("not a liverseg segment output"), "{why}");
+        let why = load_probability(&mask, &ct, &mut w).unwrap_err();
+        assert!(why.contains("no probability.nii.gz beside the mask"), "{why}");
+        assert!(w.is_empty());
+        let write = |v: Volume<f32>| {
+            liverseg_io::write_image(
+                &tmp.path().join("probability.nii.gz"),
+                &liverseg_volume::DynVolume::F32(v),
+            )
+            .unwrap()
+        };
+        // On the CT's grid: as is.
+        write(Volume::from_fn(ct.clone(), |[i, _, _]| i as f32 / 10.0));
+        let p = load_probability(&mask, &ct, &mut w).unwrap();
+        assert!(p.geometry().same_grid(&ct) && (*p.get(3, 0, 0) - 0.3).abs() < 1e-6);
+        assert!(w.is_empty());
+        // Shifted by one voxel along x: resampled (linear), with a warning.
+        let shifted = Geometry::new([10, 8, 4], [1.0, 1.0, 2.0], [1.0, 0.0, 0.0], liverseg_volume::IDENTITY).unwrap();
+        write(Volume::from_fn(shifted, |[i, _, _]| i as f32 / 10.0));
+        let p = load_probability(&mask, &ct, &mut w).unwrap();
+        assert!(p.geometry().same_grid(&ct));
+        assert!((*p.get(3, 0, 0) - 0.2).abs() < 1e-6, "{}", p.get(3, 0, 0));
+        assert!(w.len() == 1 && w[0].contains("resampled"), "{w:?}");
+        // Not an image: the brush is off, and the page says why.
+        std::fs::write(tmp.path().join("probability.nii.gz"), b"not a nifti").unwrap();
+        let mut w = vec![];
+        let why = load_probability(&mask, &ct, &mut w).unwrap_err();
+        assert!(why.contains("probability.nii.gz not read") && w.len() == 1, "{why} {w:?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, phantom_case, request, Server};
+use common::{config, dsc, fix_seeds, flawed_case, phantom_case, request, row_stroke, seeds_json, Server};
 use liverseg_volume::Mask;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -882,9 +882,14 @@ fn fill_preview_limit_and_noop_reasons() {
         p["noop"].as_str().unwrap().contains("already in the mask"),
         "{p}"
     );
-    // Only fills have a preview; bad ranges are 400s.
+    // Other ops are previewed as voxels to add and remove (changing
+    // nothing); an unknown op and bad ranges are 400s.
+    let before = srv.mask_revision("p1");
+    let p = srv.json("POST", "/api/cases/p1/preview", r#"{"op":"remove_islands"}"#);
+    assert!(p["runs_add"].is_array() && p["removed"].is_u64(), "{p}");
+    assert_eq!(srv.mask_revision("p1"), before);
     assert_eq!(
-        srv.post("/api/cases/p1/preview", r#"{"op":"remove_islands"}"#)
+        srv.post("/api/cases/p1/preview", r#"{"op":"explode"}"#)
             .status,
         400
     );
@@ -963,4 +968,103 @@ fn two_tabs_stale_edits_are_refused_and_undo_stays_in_its_tab() {
     let (st, u) = status_of(&srv.undo_as("p1", "undo", "tab-a", 3));
     assert_eq!((st, u["undone"].clone()), (200, json!("paint")));
     assert_eq!(mask(), start.data());
+}
+
+/// Issue 21 item 3 through the API: grow from seeds (preview, apply, undo),
+/// the probability brush (only with a map beside the mask), fill between
+/// that refuses an empty key slice, and fill holes.
+#[test]
+fn grow_probability_brush_fill_between_and_holes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let case = flawed_case(tmp.path(), "f1", [96, 80, 32], [2.0, 2.0, 3.0], true);
+    let (plain, _) = phantom_case(tmp.path(), "p2", 4);
+    let out = tmp.path().join("out");
+    let srv = Server::start(config(vec![case.spec.clone(), plain], "erin", out.clone()));
+    let g = case.truth.geometry().clone();
+    let open = srv.json("GET", "/api/cases/f1", "");
+    assert_eq!((open["probability"].clone(), open["probability_note"].clone()), (json!(true), Value::Null), "{open}");
+    let open2 = srv.json("GET", "/api/cases/p2", "");
+    assert_eq!(open2["probability"], false);
+    assert!(open2["probability_note"].as_str().unwrap().contains("no probability.nii.gz beside the mask"), "{open2}");
+    let mask = |srv: &Server| {
+        let r = srv.get("/api/cases/f1/volume/mask");
+        assert_eq!(r.status, 200);
+        Mask::new(g.clone(), r.body).unwrap()
+    };
+    let d0 = dsc(&mask(&srv), &case.truth);
+
+    let seeds = fix_seeds(&case);
+    let grow = json!({"op": "grow", "seeds": seeds_json(&seeds)}).to_string();
+    let (kl, leak) = (seeds[2].1, seeds[2].2.clone());
+    let rev = srv.mask_revision("f1");
+    // The new ops pass the same guard: no page token, or not JSON, and
+    // neither a preview nor an edit is made.
+    let edit_body = {
+        let mut v: Value = serde_json::from_str(&grow).unwrap();
+        v["mask_revision"] = rev.into();
+        v.to_string()
+    };
+    for path in ["/api/cases/f1/preview", "/api/cases/f1/edit"] {
+        let r = request(srv.addr, "POST", path, &[], edit_body.as_bytes());
+        assert_eq!(r.status, 403, "{path} without the page token: {}", r.text());
+        let r = request(
+            srv.addr,
+            "POST",
+            path,
+            &[("x-liverseg-token", srv.page_token.as_str()), ("content-type", "text/plain")],
+            edit_body.as_bytes(),
+        );
+        assert_eq!(r.status, 415, "{path} as text/plain: {}", r.text());
+    }
+    assert_eq!(srv.mask_revision("f1"), rev);
+    let p = srv.json("POST", "/api/cases/f1/preview", &grow);
+    assert_eq!(srv.mask_revision("f1"), rev, "a preview changed the mask");
+    let (added, removed) = (p["added"].as_u64().unwrap(), p["removed"].as_u64().unwrap());
+    eprintln!("grow preview: +{added} -{removed} voxels in {} ms (cut {}, leak {})", p["elapsed_ms"], case.cut.len(), case.leak.len());
+    assert!(added as f64 > 0.5 * case.cut.len() as f64 && removed as f64 > 0.5 * case.leak.len() as f64, "{p}");
+    let e = srv.edit("f1", &grow);
+    assert_eq!(e["changed"].as_u64().unwrap(), added + removed);
+    let d1 = dsc(&mask(&srv), &case.truth);
+    eprintln!("DSC vs truth: start {d0:.4}, after the grow {d1:.4}");
+    assert!(d1 > d0 + 0.02, "{d0} -> {d1}");
+    srv.undo("f1", "undo");
+    assert_eq!(dsc(&mask(&srv), &case.truth), d0);
+    srv.undo("f1", "redo");
+    // Bad grows are 400s and change nothing.
+    for bad in [
+        json!({"op": "grow", "seeds": []}),
+        json!({"op": "grow", "seeds": [{"axis": "z", "slice": 999, "points": [[1, 1]], "radius_mm": 3, "value": 1}]}),
+        json!({"op": "grow", "reach_mm": 0, "seeds": [{"axis": "z", "slice": 1, "points": [[1, 1]], "radius_mm": 3, "value": 1}]}),
+    ] {
+        let r = srv.edit_as("f1", &bad.to_string(), "test", srv.mask_revision("f1"));
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+
+    // The probability brush: a 3-D brush at p >= 0.5 over the kidney's edge
+    // pulls the mask to the model's boundary there.
+    let pb = json!({"op": "prob_brush", "axis": "z", "slice": kl, "points": leak, "radius_mm": 20, "sphere": true, "threshold": 0.5}).to_string();
+    srv.edit("f1", &pb);
+    let d2 = dsc(&mask(&srv), &case.truth);
+    eprintln!("after one probability-brush stroke: {d2:.4}");
+    assert!(d2 >= d1, "{d1} -> {d2}");
+    let r = srv.edit_as("p2", &pb, "test", srv.mask_revision("p2"));
+    assert!(r.status == 400 && r.text().contains("no probability map"), "{} {}", r.status, r.text());
+
+    // Fill between: an empty key slice is refused (422) with the slice named.
+    let r = srv.edit_as("f1", r#"{"op":"interpolate","axis":"z","from":0,"to":10}"#, "test", srv.mask_revision("f1"));
+    assert!(r.status == 422 && r.text().contains("key slice 1 of the axial view is empty"), "{} {}", r.status, r.text());
+    // Fill holes: a hole punched into one slice is filled in 2-D and in 3-D.
+    let ck = g.index_of(case.truth.data().iter().enumerate().filter(|(_, v)| **v == 1).map(|(o, _)| o).nth(case.truth.count_foreground() / 2).unwrap())[2];
+    let (_, row) = row_stroke(&g, &(0..g.len()).filter(|&o| case.truth.data()[o] == 1).collect::<Vec<_>>(), Some(ck), 4).unwrap();
+    let mid = [(row[0][0] + row[1][0]) / 2.0, row[0][1]];
+    srv.edit("f1", &json!({"op":"brush","axis":"z","slice":ck,"points":[mid],"radius_mm":4,"value":0}).to_string());
+    let p = srv.json("POST", "/api/cases/f1/preview", &json!({"op":"fill_holes","axis":"z","slice":ck}).to_string());
+    assert!(p["added"].as_u64().unwrap() > 0 && p["removed"] == 0, "{p}");
+    let e = srv.edit("f1", &json!({"op":"fill_holes","axis":"z","slice":ck}).to_string());
+    assert_eq!(e["changed"], p["added"]);
+    srv.undo("f1", "undo");
+    let e = srv.edit("f1", r#"{"op":"fill_holes"}"#);
+    assert!(e["changed"].as_u64().unwrap() >= p["added"].as_u64().unwrap(), "{e}");
+    let saved = srv.json("POST", "/api/cases/f1/save", "");
+    assert!(saved["audit"]["edit_count"].as_u64().unwrap() >= 5, "{saved}");
 }

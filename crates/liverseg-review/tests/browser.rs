@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{config, phantom_case, Server};
+use common::{config, dsc, fix_seeds, flawed_case, phantom_case, Server};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,8 +37,9 @@ fn missing_tools(dir: &Path, chromium: &Path) -> Option<String> {
     None
 }
 
-#[test]
-fn browser_paint_erase_undo_score_save_reload() {
+/// The browser-tests folder and Chromium, or None (with a SKIP line) when a
+/// tool is missing and the browser test is not required.
+fn tools() -> Option<(PathBuf, PathBuf)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser-tests");
     let chromium =
         PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
@@ -47,8 +48,16 @@ fn browser_paint_erase_undo_score_save_reload() {
             panic!("browser test required but {why}");
         }
         eprintln!("SKIP browser test: {why}");
-        return;
+        return None;
     }
+    Some((dir, chromium))
+}
+
+#[test]
+fn browser_paint_erase_undo_score_save_reload() {
+    let Some((dir, chromium)) = tools() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (spec, start) = phantom_case(tmp.path(), "phantom01", 7);
     let g = start.geometry().clone();
@@ -154,6 +163,76 @@ fn browser_paint_erase_undo_score_save_reload() {
         "3-reloaded-zoomed.png",
         "4-contour.png",
     ] {
+        assert!(shots.join(f).metadata().unwrap().len() > 10_000, "{f}");
+    }
+}
+
+/// Issue 21 item 3: a case whose mask misses the liver's left tip and leaks
+/// into the right kidney, with the model's probability map beside it, is
+/// corrected in the browser with grow-from-seeds and the probability brush
+/// (tools.test.mjs prints each action with the DSC against the truth). This
+/// side checks the saved mask independently.
+#[test]
+fn browser_grow_and_probability_brush_fix_a_flawed_case() {
+    let Some((dir, chromium)) = tools() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let case = flawed_case(tmp.path(), "flawed01", [96, 80, 32], [2.0, 2.0, 3.0], true);
+    let (plain, _) = phantom_case(tmp.path(), "plain02", 7);
+    let seeds: Vec<serde_json::Value> = fix_seeds(&case)
+        .into_iter()
+        .map(|(v, k, pts, r)| serde_json::json!([v, k, pts, r]))
+        .collect();
+    // What the script compares against: the truth, and where the model's
+    // boundary (p >= 0.5 of the map written beside the mask) lies.
+    let truth_file = tmp.path().join("truth.u8");
+    std::fs::write(&truth_file, case.truth.data()).unwrap();
+    let p = liverseg_io::read_image(
+        &case.spec.mask.with_file_name("probability.nii.gz"),
+        &Default::default(),
+    )
+    .unwrap()
+    .volume
+    .to_f32();
+    let pmask: Vec<u8> = p.data().iter().map(|&v| u8::from(v >= 0.5)).collect();
+    let pmask_file = tmp.path().join("pmask.u8");
+    std::fs::write(&pmask_file, &pmask).unwrap();
+    let out = tmp.path().join("out");
+    let srv = Server::start(config(vec![case.spec.clone(), plain], "alice", out.clone()));
+    let shots = dir.join("shots");
+    let output = Command::new("node")
+        .arg("tools.test.mjs")
+        .current_dir(&dir)
+        .env("REVIEW_URL", format!("http://127.0.0.1:{}/", srv.addr.port()))
+        .env("CASE", "flawed01")
+        .env("PLAIN", "plain02")
+        .env("SEEDS", serde_json::Value::Array(seeds).to_string())
+        .env("TRUTH", &truth_file)
+        .env("PMASK", &pmask_file)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{log}");
+    assert!(output.status.success(), "browser test failed:\n{log}");
+    srv.stop();
+    let saved = liverseg_io::read_mask(
+        &out.join("alice/adjusted/flawed01.nii.gz"),
+        None,
+        &Default::default(),
+    )
+    .unwrap()
+    .0;
+    let (d0, d1) = (dsc(&case.start, &case.truth), dsc(&saved, &case.truth));
+    eprintln!("saved mask: DSC vs truth {d0:.4} at the start, {d1:.4} saved");
+    assert!(d1 >= 0.95 && d1 > d0, "{d0} -> {d1}");
+    for f in ["5-seeds.png", "6-grow-preview.png", "7-after-grow.png", "8-pbrush.png", "9-key-slices-refused.png"] {
         assert!(shots.join(f).metadata().unwrap().len() > 10_000, "{f}");
     }
 }

@@ -152,3 +152,64 @@ fn timings_on_a_512_ct() {
     );
     assert!(d[0] >= 512 && d[1] >= 512);
 }
+
+/// Grow from seeds on a 512x512 CT (printed; run with --nocapture): liver
+/// strokes on three slices of the starting mask and a not-liver stroke
+/// behind it, previewed with the default reach and a long one, then applied
+/// and undone. The page waits for the preview, so it must stay well under
+/// 2 s on two cores.
+#[test]
+fn grow_timing_on_a_512_ct() {
+    let Some(dir) = require_shared!("data/cases/ircadb01-01") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = liverseg_review::cases::case_from_folder(&dir).unwrap();
+    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let open = srv.json("GET", "/api/cases/ircadb01-01", "");
+    let dims: Vec<usize> = open["dims"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let spacing: Vec<f64> = open["spacing"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let g = liverseg_volume::Geometry::identity([dims[0], dims[1], dims[2]], [spacing[0], spacing[1], spacing[2]]).unwrap();
+    let mask = srv.get("/api/cases/ircadb01-01/volume/mask").body;
+    let liver: Vec<usize> = (0..mask.len()).filter(|&o| mask[o] != 0).collect();
+    let (lo, hi) = liver.iter().fold(([usize::MAX; 3], [0; 3]), |(mut lo, mut hi), &o| {
+        let v = g.index_of(o);
+        for a in 0..3 {
+            lo[a] = lo[a].min(v[a]);
+            hi[a] = hi[a].max(v[a]);
+        }
+        (lo, hi)
+    });
+    let mut seeds = vec![];
+    for f in [1, 2, 3] {
+        let k = lo[2] + (hi[2] - lo[2]) * f / 4;
+        let (k, pts) = common::row_stroke(&g, &liver, Some(k), 8).expect("a liver row");
+        seeds.push(serde_json::json!({"axis":"z","slice":k,"points":pts,"radius_mm":4,"value":1}));
+    }
+    let k = (lo[2] + hi[2]) / 2;
+    let j = (hi[1] + 6).min(dims[1] - 1);
+    seeds.push(serde_json::json!({"axis":"z","slice":k,"points":[[lo[0], j], [hi[0], j]],"radius_mm":4,"value":0}));
+    let rev = open["mask_revision"].as_u64().unwrap();
+    // The long reach first: the page applies the grow it previewed last, and
+    // the apply reuses that preview.
+    for reach in [80, 40] {
+        let op = serde_json::json!({"op":"grow","seeds":seeds,"reach_mm":reach});
+        let t = Instant::now();
+        let p = srv.json("POST", "/api/cases/ircadb01-01/preview", &op.to_string());
+        let wall = t.elapsed();
+        eprintln!(
+            "ircadb01-01 {dims:?}: grow preview, reach {reach} mm: {wall:.2?} wall ({} ms on the server), +{} / -{} voxels (+{:.1} / -{:.1} ml)",
+            p["elapsed_ms"], p["added"], p["removed"], p["added_ml"], p["removed_ml"]
+        );
+        assert!(wall.as_secs_f64() < 10.0, "grow preview took {wall:?}");
+    }
+    let op = serde_json::json!({"op":"grow","seeds":seeds});
+    let t = Instant::now();
+    let r = srv.edit_as("ircadb01-01", &op.to_string(), "test", rev);
+    let t_apply = t.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let t = Instant::now();
+    let u = srv.undo_as("ircadb01-01", "undo", "test", rev + 1);
+    eprintln!("grow apply (reach 40, as previewed): {t_apply:.2?}; undo {:.2?}", t.elapsed());
+    assert_eq!(u.status, 200, "{}", u.text());
+}

@@ -15,16 +15,23 @@ const app = {
   wl: { ...PRESETS.abdomen },
   display: { fill: true, opacity: 0.35 },
   tool: 'paint',
-  brush: { radius: 5, sphere: false, limit: false, huMin: 0, huMax: 250 },
+  brush: { radius: 5, sphere: false, limit: false, huMin: 0, huMax: 250, pthresh: 0.5 },
   views: {},
   active: 'z',
   revision: -1,
   // The mask revision this page shows; every edit, undo and redo names it, and
   // the server refuses one made on another (a second tab changed the case).
   maskRevision: -1,
-  // A fill computed but not applied: {op, set (voxel offsets), voxels, ml, axis, slice}.
+  // An edit computed but not applied: {op, name, mark}; mark holds a byte
+  // per voxel (1 = would be added, 2 = removed), as a Set of a large grow's
+  // million voxels would cost far more memory and time to look up.
   preview: null,
   editedSlices: { x: [], y: [], z: [] },
+  // Key slices for Fill between, per view, in the order marked.
+  keySlices: { x: [], y: [], z: [] },
+  // Grow-from-seeds strokes: {axis, slice, points, radius_mm, value}; they
+  // change nothing until Grow is previewed and applied.
+  seeds: [],
   lastActivity: 0,
   busy: Promise.resolve(),
 };
@@ -128,7 +135,18 @@ async function openCase(id) {
   app.meta = meta;
   app.cursor = meta.dims.map((n) => Math.floor(n / 2));
   app.editedSlices = { x: [], y: [], z: [] };
+  app.keySlices = { x: [], y: [], z: [] };
+  app.seeds = [];
   clearPreview();
+  showSeeds();
+  showKeys();
+  const pb = $('tool-pbrush');
+  pb.disabled = !meta.probability;
+  pb.title = meta.probability
+    ? "Probability brush (P): inside the brush the mask becomes the model's probability ≥ the threshold"
+    : `Probability brush: off: ${meta.probability_note}`;
+  $('pthresh').disabled = !meta.probability;
+  if (!meta.probability && app.tool === 'pbrush') setTool('paint');
   for (const v of Object.values(app.views)) { v.data = null; v.zoom = 1; v.pan = [0, 0]; }
   $('case-select').value = id;
   showSummary(meta);
@@ -169,6 +187,7 @@ async function edit(op) {
     const r = await send('POST', caseUrl(app.caseId, '/edit'), { ...op, mask_revision: app.maskRevision, client: CLIENT });
     showSummary(r);
     const name = op.op === 'brush' ? (op.value ? 'paint' : 'erase') : op.op;
+    if (op.op === 'grow') { app.seeds = []; showSeeds(); redrawAll(false); }
     // The status is the user's (and the browser test's) sign that the edit is
     // on screen, so it changes only after the slices are refetched.
     if (await refresh(true)) setStatus(`${name}: ${r.changed} voxels changed${r.reason ? `: ${r.reason}` : ''}`, r.changed ? 'ok' : '');
@@ -202,13 +221,40 @@ function previewFill(op) {
     const p = await send('POST', caseUrl(app.caseId, '/preview'), op);
     if (p.noop) { setStatus(`fill: nothing to change: ${p.noop}`); return; }
     if (p.refused) { setStatus(p.refused, 'error'); return; }
-    const set = new Set();
-    for (const [o, n] of p.runs) for (let k = 0; k < n; k++) set.add(o + k);
-    app.preview = { op, set, voxels: p.voxels, ml: p.volume_ml, remove: !op.value };
-    $('fill-confirm').hidden = false;
+    app.preview = { op, name: 'fill', mark: markRuns(op.value ? p.runs : [], op.value ? [] : p.runs) };
+    showConfirm('fill');
     redrawAll(true);
     const sign = op.value ? '+' : '−';
     setStatus(`fill preview: ${sign}${p.voxels} voxels, ${sign}${p.volume_ml.toFixed(1)} ml, up to ${p.max_distance_mm.toFixed(0)} mm from the seed: Enter applies, Esc cancels`, 'preview');
+  });
+}
+
+function showConfirm(name) {
+  $('fill-apply').textContent = `Apply ${name}`;
+  $('fill-confirm').hidden = false;
+}
+
+function markRuns(add, remove) {
+  const [nx, ny, nz] = app.meta.dims;
+  const mark = new Uint8Array(nx * ny * nz);
+  for (const [o, n] of add) mark.fill(1, o, o + n);
+  for (const [o, n] of remove) mark.fill(2, o, o + n);
+  return mark;
+}
+
+// Any edit but fill, previewed the same way: what it would add (green) and
+// remove (magenta); Enter / Apply applies it, Esc discards it.
+function previewOp(op, name) {
+  clearPreview();
+  return guarded(async () => {
+    setStatus(`${name}: computing preview…`);
+    const p = await send('POST', caseUrl(app.caseId, '/preview'), op);
+    if (p.noop) { setStatus(`${name}: nothing to change: ${p.noop}`); return p; }
+    app.preview = { op, name, mark: markRuns(p.runs_add, p.runs_remove) };
+    showConfirm(name);
+    redrawAll(true);
+    setStatus(`${name} preview: +${p.added} voxels (+${p.added_ml.toFixed(1)} ml), −${p.removed} voxels (−${p.removed_ml.toFixed(1)} ml), ${Math.round(p.elapsed_ms)} ms: Enter applies, Esc cancels`, 'preview');
+    return p;
   });
 }
 
@@ -287,7 +333,13 @@ function buildRecordPanel() {
 
 // --- tools ------------------------------------------------------------------
 
+const STROKE_TOOLS = ['paint', 'erase', 'pbrush', 'seed-add', 'seed-remove'];
+
 function setTool(t) {
+  if (t === 'pbrush' && app.meta && !app.meta.probability) {
+    setStatus(`probability brush: ${app.meta.probability_note}`, 'error');
+    return;
+  }
   app.tool = t;
   document.querySelectorAll('.tool').forEach((b) => b.classList.toggle('active', b.dataset.tool === t));
   for (const v of Object.values(app.views)) v.canvas.style.cursor = t === 'navigate' ? 'crosshair' : 'none';
@@ -308,6 +360,68 @@ function setWL(w, l) {
   redrawAll(true);
 }
 
+function setThreshold(t) {
+  app.brush.pthresh = Math.max(0.05, Math.min(0.95, Math.round(t * 20) / 20));
+  $('pthresh').value = app.brush.pthresh;
+  $('pthresh-out').textContent = app.brush.pthresh.toFixed(2);
+}
+
+function showSeeds() {
+  const n1 = app.seeds.filter((s) => s.value).length;
+  const n0 = app.seeds.length - n1;
+  const slices = new Set(app.seeds.map((s) => `${s.axis}${s.slice}`)).size;
+  $('seed-count').textContent = app.seeds.length ? `${n1} liver, ${n0} not-liver strokes on ${slices} slices` : 'no seeds';
+  $('grow').disabled = !app.seeds.length;
+}
+
+function grow() {
+  if (!app.seeds.length) { setStatus('grow: mark liver (G) and not-liver (H) strokes first', 'error'); return; }
+  // Enter after clicking Grow must apply the preview, not click Grow again.
+  if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+  const reach = +$('grow-reach').value;
+  return previewOp({ op: 'grow', seeds: app.seeds, reach_mm: reach > 0 ? reach : null }, 'grow');
+}
+
+const VIEW_NAME = { z: 'axial', y: 'coronal', x: 'sagittal' };
+
+// The slices Fill between would use: the last two key slices marked in a
+// view (the active one first), else the last two edited slices.
+function fillBetweenSlices() {
+  for (const axis of [app.active, 'z', 'y', 'x']) {
+    const k = app.keySlices[axis];
+    if (k.length >= 2) return { axis, from: k[k.length - 2], to: k[k.length - 1], source: 'key slices' };
+  }
+  const axis = app.lastEditAxis || app.active;
+  const l = app.editedSlices[axis];
+  if (l.length >= 2) return { axis, from: l[0], to: l[1], source: 'last two edited slices' };
+  return null;
+}
+
+function showKeys() {
+  const parts = ['z', 'y', 'x'].filter((a) => app.keySlices[a].length)
+    .map((a) => `${VIEW_NAME[a]} ${app.keySlices[a].map((s) => s + 1).join(', ')}`);
+  const fb = fillBetweenSlices();
+  $('key-list').textContent = (parts.length ? `keys: ${parts.join('; ')}. ` : 'no key slices. ') +
+    (fb ? `Fill between: ${VIEW_NAME[fb.axis]} ${fb.from + 1} and ${fb.to + 1} (${fb.source})` : 'Fill between: mark two key slices (K)');
+  $('interpolate').disabled = !fb;
+}
+
+function markKeySlice() {
+  const axis = app.active;
+  const s = app.cursor[AXIS_INDEX[axis]];
+  const l = app.keySlices[axis].filter((x) => x !== s);
+  l.push(s);
+  app.keySlices[axis] = l;
+  showKeys();
+  setStatus(`key slice: ${VIEW_NAME[axis]} ${s + 1}`);
+}
+
+function fillHoles(inSlice) {
+  const axis = app.active;
+  if (inSlice) return edit({ op: 'fill_holes', axis, slice: app.cursor[AXIS_INDEX[axis]] });
+  return edit({ op: 'fill_holes' });
+}
+
 function huRange() {
   return [+$('hu-min').value, +$('hu-max').value];
 }
@@ -317,16 +431,16 @@ function noteEdited(axis, slice) {
   list.push(slice);
   app.editedSlices[axis] = list.slice(-2);
   app.lastEditAxis = axis;
+  showKeys();
 }
 
 function interpolate() {
-  const axis = app.lastEditAxis || app.active;
-  const l = app.editedSlices[axis];
-  if (l.length < 2) {
-    setStatus('interpolate: edit two slices of one view first', 'error');
+  const fb = fillBetweenSlices();
+  if (!fb) {
+    setStatus('fill between: mark two key slices of one view (K) or edit two slices first', 'error');
     return;
   }
-  edit({ op: 'interpolate', axis, from: l[0], to: l[1] });
+  edit({ op: 'interpolate', axis: fb.axis, from: fb.from, to: fb.to });
 }
 
 function hover(view, e) {
@@ -367,7 +481,7 @@ function attach(view) {
       drag = { kind: 'pan', x: e.clientX, y: e.clientY, pan: [...view.pan] };
     } else if (e.button === 0 && e.altKey) {
       drag = { kind: 'wl', x: e.clientX, y: e.clientY, wl: { ...app.wl } };
-    } else if (e.button === 0 && (app.tool === 'paint' || app.tool === 'erase')) {
+    } else if (e.button === 0 && STROKE_TOOLS.includes(app.tool)) {
       view.stroke = { points: [view.eventPlane(e)] };
       drag = { kind: 'stroke' };
       view.draw();
@@ -401,14 +515,28 @@ function attach(view) {
   });
   const end = () => {
     if (drag && drag.kind === 'stroke' && view.stroke) {
-      const pts = view.stroke.points;
+      const pts = view.stroke.points.map(([u, v]) => [Math.round(u * 100) / 100, Math.round(v * 100) / 100]);
       view.stroke = null;
       const [lo, hi] = huRange();
       const b = app.brush;
+      if (app.tool === 'seed-add' || app.tool === 'seed-remove') {
+        // A seed only marks: the mask changes when the grow is applied.
+        app.seeds.push({ axis: view.axis, slice: view.slice, points: pts, radius_mm: b.radius, value: app.tool === 'seed-add' ? 1 : 0 });
+        showSeeds();
+        view.draw();
+        setStatus(`seed: ${app.seeds.length} strokes marked (Enter or Grow previews the grow)`);
+        drag = null;
+        return;
+      }
       noteEdited(view.axis, view.slice);
+      if (app.tool === 'pbrush') {
+        edit({ op: 'prob_brush', axis: view.axis, slice: view.slice, points: pts, radius_mm: b.radius, sphere: b.sphere, threshold: b.pthresh });
+        drag = null;
+        return;
+      }
       edit({
         op: 'brush', axis: view.axis, slice: view.slice,
-        points: pts.map(([u, v]) => [Math.round(u * 100) / 100, Math.round(v * 100) / 100]),
+        points: pts,
         radius_mm: b.radius, value: app.tool === 'paint' ? 1 : 0, sphere: b.sphere,
         hu_min: b.limit ? lo : null, hu_max: b.limit ? hi : null,
       });
@@ -458,7 +586,8 @@ function keys(e) {
   activity();
   const k = e.key;
   if (app.preview && k === 'Enter') { e.preventDefault(); applyPreview(); return; }
-  if (app.preview && k === 'Escape') { e.preventDefault(); clearPreview(); setStatus('fill preview cancelled'); return; }
+  if (app.preview && k === 'Escape') { e.preventDefault(); const n = app.preview.name; clearPreview(); setStatus(`${n} preview cancelled`); return; }
+  if (!app.preview && k === 'Enter' && app.seeds.length) { e.preventDefault(); grow(); return; }
   const ctrl = e.ctrlKey || e.metaKey;
   if (ctrl && k.toLowerCase() === 'z') { e.preventDefault(); undoRedo(e.shiftKey ? 'redo' : 'undo'); return; }
   if (ctrl && k.toLowerCase() === 'y') { e.preventDefault(); undoRedo('redo'); return; }
@@ -466,6 +595,8 @@ function keys(e) {
   if (ctrl) return;
   const map = {
     n: () => setTool('navigate'), b: () => setTool('paint'), e: () => setTool('erase'), f: () => setTool('fill'),
+    p: () => setTool('pbrush'), g: () => setTool('seed-add'), h: () => setTool('seed-remove'),
+    k: markKeySlice, l: () => fillHoles(true),
     '[': () => setRadius(app.brush.radius - 1), ']': () => setRadius(app.brush.radius + 1),
     '3': () => { $('sphere').checked = !$('sphere').checked; app.brush.sphere = $('sphere').checked; },
     t: () => { $('limit').checked = !$('limit').checked; app.brush.limit = $('limit').checked; },
@@ -502,7 +633,14 @@ async function main() {
   $('save').addEventListener('click', () => save());
   $('interpolate').addEventListener('click', interpolate);
   $('fill-apply').addEventListener('click', applyPreview);
-  $('fill-cancel').addEventListener('click', () => { clearPreview(); setStatus('fill preview cancelled'); });
+  $('fill-cancel').addEventListener('click', () => { const n = app.preview?.name || 'fill'; clearPreview(); setStatus(`${n} preview cancelled`); });
+  $('pthresh').addEventListener('input', (e) => setThreshold(+e.target.value));
+  $('grow').addEventListener('click', grow);
+  $('seeds-clear').addEventListener('click', () => { app.seeds = []; showSeeds(); redrawAll(false); setStatus('seeds cleared'); });
+  $('key-slice').addEventListener('click', markKeySlice);
+  $('keys-clear').addEventListener('click', () => { app.keySlices = { x: [], y: [], z: [] }; showKeys(); setStatus('key slices cleared'); });
+  $('holes-slice').addEventListener('click', () => fillHoles(true));
+  $('holes-3d').addEventListener('click', () => fillHoles(false));
   $('smooth').addEventListener('click', () => edit({ op: 'smooth', radius_mm: +$('smooth-r').value }));
   $('islands').addEventListener('click', () => edit({ op: 'remove_islands' }));
   $('preset-abdomen').addEventListener('click', () => setWL(PRESETS.abdomen.width, PRESETS.abdomen.level));
@@ -520,6 +658,7 @@ async function main() {
   });
   setTool('paint');
   setRadius(5);
+  setThreshold(0.5);
   setWL(PRESETS.abdomen.width, PRESETS.abdomen.level);
   const wanted = new URLSearchParams(location.search).get('case');
   const first = app.info.cases.find((c) => c.id === wanted) || app.info.cases[0];

@@ -119,21 +119,25 @@ export class SliceView {
     const alpha = this.app.display.opacity;
     const mc = [255, 170, 40];
     const { w, h, hu, mask } = d;
-    // A fill preview: the voxels it would add (green) or remove (magenta),
-    // found by their volume offsets (x fastest).
+    // A preview: the voxels it would add (green) or remove (magenta), found
+    // by their volume offsets (x fastest).
     const pv = this.app.preview;
     const dims = this.app.meta.dims;
     const stride = [1, dims[0], dims[0] * dims[1]];
     const [pu, pvv] = this.plane;
     const base = this.slice * stride[AXIS_INDEX[this.axis]];
-    const pc = pv && pv.remove ? [230, 60, 230] : [60, 230, 120];
+    const ADD = [60, 230, 120];
+    const REMOVE = [230, 60, 230];
     for (let y = 0; y < h; y++) {
       for (let x = 0; x < w; x++) {
         const n = y * w + x;
         let g = (hu[n] - lo) * k;
         g = g < 0 ? 0 : g > 255 ? 255 : g;
         let r = g, gg = g, b = g;
-        if (pv && pv.set.has(base + x * stride[pu] + y * stride[pvv])) {
+        const vo = base + x * stride[pu] + y * stride[pvv];
+        const t = pv ? pv.mark[vo] : 0;
+        const pc = t === 1 ? ADD : t === 2 ? REMOVE : null;
+        if (pc) {
           const o = 4 * n;
           px[o] = g + (pc[0] - g) * 0.7; px[o + 1] = g + (pc[1] - g) * 0.7; px[o + 2] = g + (pc[2] - g) * 0.7; px[o + 3] = 255;
           continue;
@@ -181,11 +185,29 @@ export class SliceView {
     c.stroke();
     // Brush outline.
     const tool = this.app.tool;
-    if (this.hover && (tool === 'paint' || tool === 'erase')) {
+    // Seed strokes of this slice: liver green, not-liver magenta.
+    const [su0] = this.baseScale().map((s) => s * this.zoom);
+    for (const st of this.app.seeds || []) {
+      if (st.axis !== this.axis || st.slice !== this.slice) continue;
+      c.strokeStyle = st.value ? 'rgba(60,230,120,0.75)' : 'rgba(230,60,230,0.75)';
+      c.lineWidth = Math.max(2, 2 * (st.radius_mm / m.spacing[u]) * su0);
+      c.lineCap = 'round';
+      c.lineJoin = 'round';
+      c.beginPath();
+      st.points.forEach(([a, b], n) => {
+        const [x, y] = this.toCanvas(a, b);
+        if (n) c.lineTo(x, y); else c.moveTo(x, y);
+      });
+      if (st.points.length === 1) c.lineTo(...this.toCanvas(...st.points[0]));
+      c.stroke();
+    }
+    const outline = { paint: 'rgba(255,200,60,0.9)', erase: 'rgba(120,180,255,0.9)', pbrush: 'rgba(255,255,255,0.9)', 'seed-add': 'rgba(60,230,120,0.9)', 'seed-remove': 'rgba(230,60,230,0.9)' };
+    if (this.hover && outline[tool]) {
       const [hx, hy] = this.toCanvas(this.hover[0], this.hover[1]);
       const [su, sv] = this.baseScale().map((s) => s * this.zoom);
       const r = this.app.brush.radius;
-      c.strokeStyle = tool === 'paint' ? 'rgba(255,200,60,0.9)' : 'rgba(120,180,255,0.9)';
+      c.strokeStyle = outline[tool];
+      c.lineWidth = 1.5 * this.dpr;
       c.beginPath();
       c.ellipse(hx, hy, (r / m.spacing[u]) * su, (r / m.spacing[v]) * sv, 0, 0, 2 * Math.PI);
       c.stroke();
@@ -193,7 +215,7 @@ export class SliceView {
     // The stroke being drawn (sent on release).
     if (this.stroke && this.stroke.points.length) {
       const [su] = this.baseScale().map((s) => s * this.zoom);
-      c.strokeStyle = tool === 'erase' ? 'rgba(120,180,255,0.6)' : 'rgba(255,200,60,0.6)';
+      c.strokeStyle = outline[tool].replace(/0\.9\)$/, '0.6)');
       c.lineWidth = Math.max(1, 2 * (this.app.brush.radius / m.spacing[u]) * su);
       c.lineCap = 'round';
       c.lineJoin = 'round';

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use liverseg_phantom::{generate, PhantomConfig};
+use liverseg_volume::Volume;
 use liverseg_review::{App, CaseSpec, ReviewConfig};
 use liverseg_volume::{DynVolume, Mask};
 use std::io::{Read, Write};
@@ -262,4 +263,178 @@ pub fn page_token(html: &str) -> Option<String> {
 
 pub fn config(cases: Vec<CaseSpec>, reviewer: &str, out: PathBuf) -> ReviewConfig {
     ReviewConfig::new(cases, reviewer, out).unwrap()
+}
+
+/// A case whose starting mask has the errors issue 21 asks the smart tools
+/// to fix: the liver's left part cut off (`cut`), a leak into the right
+/// kidney (`leak`) and the outer 4 mm of the dome missed, with `probability.nii.gz` beside `liver.nii.gz`
+/// as `liverseg segment -o DIR --probability` writes it (the truth blurred
+/// by 2 mm, so p >= 0.5 is close to the truth) when `probability` is set.
+pub struct FlawedCase {
+    pub spec: CaseSpec,
+    pub ct: Volume<i16>,
+    pub truth: Mask,
+    pub start: Mask,
+    /// Liver voxels missing from the start (the cut-off tip).
+    pub cut: Vec<usize>,
+    /// Kidney voxels in the start (the leak).
+    pub leak: Vec<usize>,
+}
+
+pub fn flawed_case(
+    dir: &Path,
+    id: &str,
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    probability: bool,
+) -> FlawedCase {
+    let p = generate(&PhantomConfig {
+        dims,
+        spacing,
+        noise_hu: 8.0,
+        lesions: 0,
+        seed: 5,
+        ..Default::default()
+    });
+    let g = p.liver.geometry().clone();
+    let truth = p.liver.clone();
+    let (lo, hi) = liverseg_imgproc::morphology::bounding_box(&truth).expect("a liver");
+    // The patient's left end of the liver (+x in LPS): the left lobe's tip.
+    let i_cut = lo[0] + (hi[0] - lo[0]) * 6 / 10;
+    let kidney = p.mask("kidney_right").unwrap();
+    let near = liverseg_imgproc::edt::distance_to_foreground(&truth);
+    let cut: Vec<usize> = (0..g.len())
+        .filter(|&o| truth.data()[o] == 1 && g.index_of(o)[0] > i_cut)
+        .collect();
+    let leak: Vec<usize> = (0..g.len())
+        .filter(|&o| kidney.data()[o] == 1 && near.data()[o] <= 20.0)
+        .collect();
+    assert!(cut.len() > 100 && leak.len() > 100, "cut {} leak {}", cut.len(), leak.len());
+    let mut start = truth.clone();
+    for &o in &cut {
+        start.data_mut()[o] = 0;
+    }
+    // A missed border: the outer 4 mm of the liver's upper third (the dome),
+    // a thin miss the probability brush pulls back in.
+    let inside = liverseg_imgproc::edt::distance_to_foreground(&truth.map(|&v| 1 - v));
+    let k_dome = hi[2] - (hi[2] - lo[2]) / 3;
+    for o in 0..g.len() {
+        if truth.data()[o] == 1 && g.index_of(o)[2] >= k_dome && inside.data()[o] <= 4.0 {
+            start.data_mut()[o] = 0;
+        }
+    }
+    for &o in &leak {
+        start.data_mut()[o] = 1;
+    }
+    let d = dir.join(id);
+    std::fs::create_dir_all(&d).unwrap();
+    liverseg_io::write_image(&d.join("ct.nii.gz"), &DynVolume::I16(p.ct.clone())).unwrap();
+    liverseg_io::write_image(&d.join("liver.nii.gz"), &DynVolume::U8(start.clone())).unwrap();
+    if probability {
+        let blurred =
+            liverseg_imgproc::filters::gaussian_blur(&truth.map(|&v| v as f32), 2.0).unwrap();
+        liverseg_io::write_image(&d.join("probability.nii.gz"), &DynVolume::F32(blurred))
+            .unwrap();
+    }
+    FlawedCase {
+        spec: CaseSpec {
+            id: id.into(),
+            ct: d.join("ct.nii.gz"),
+            mask: d.join("liver.nii.gz"),
+        },
+        ct: p.ct,
+        truth,
+        start,
+        cut,
+        leak,
+    }
+}
+
+/// DSC of two masks (1 when both are empty).
+pub fn dsc(a: &Mask, b: &Mask) -> f64 {
+    liverseg_volume::dice(a.data(), b.data()).unwrap_or(1.0)
+}
+
+/// A stroke through a set of voxels, as an expert would draw it: on the
+/// axial slice holding most of them (or `k` when given), along the row
+/// holding most of them on that slice, end to end, kept `inset` voxels inside
+/// the row's ends. Returns (slice, [start, end] in (i, j)).
+pub fn row_stroke(
+    g: &liverseg_volume::Geometry,
+    voxels: &[usize],
+    k: Option<usize>,
+    inset: usize,
+) -> Option<(usize, Vec<[f64; 2]>)> {
+    use std::collections::BTreeMap;
+    let ijk: Vec<[usize; 3]> = voxels.iter().map(|&o| g.index_of(o)).collect();
+    let k = match k {
+        Some(k) => k,
+        None => {
+            let mut per: BTreeMap<usize, usize> = BTreeMap::new();
+            ijk.iter().for_each(|v| *per.entry(v[2]).or_default() += 1);
+            *per.iter().max_by_key(|(k, n)| (**n, usize::MAX - **k))?.0
+        }
+    };
+    let mut rows: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    ijk.iter()
+        .filter(|v| v[2] == k)
+        .for_each(|v| rows.entry(v[1]).or_default().push(v[0]));
+    let (j, is) = rows.iter().max_by_key(|(j, is)| (is.len(), usize::MAX - **j))?;
+    let (a, b) = (*is.iter().min()? + inset, is.iter().max()?.checked_sub(inset)?);
+    (a <= b).then(|| (k, vec![[a as f64, *j as f64], [b as f64, *j as f64]]))
+}
+
+/// One seed stroke on an axial slice: (value, slice, points, radius_mm).
+pub type Seed = (u8, usize, Vec<[f64; 2]>, f64);
+
+/// The seeds an expert would draw to fix a [`FlawedCase`]: liver along the
+/// cut-off tip on its two fullest slices, not-liver along the leak, and liver
+/// just beside the leak on the same slice, so the not-liver front stops at
+/// the kidney's edge instead of running on into the liver.
+pub fn fix_seeds(case: &FlawedCase) -> Vec<Seed> {
+    let g = case.truth.geometry();
+    let per_slice = |v: &[usize]| {
+        let mut n = vec![0usize; g.dims()[2]];
+        v.iter().for_each(|&o| n[g.index_of(o)[2]] += 1);
+        n
+    };
+    let mut seeds = vec![];
+    let cut_n = per_slice(&case.cut);
+    let mut order: Vec<usize> = (0..cut_n.len()).collect();
+    order.sort_by_key(|&k| (usize::MAX - cut_n[k], k));
+    let (k1, k2) = (order[0], order.iter().copied().find(|&k| k.abs_diff(order[0]) >= 3).unwrap_or(order[1]));
+    for k in [k1, k2] {
+        let (k, pts) = row_stroke(g, &case.cut, Some(k), 1).expect("a stroke along the cut");
+        seeds.push((1, k, pts, 3.0));
+    }
+    let leak_mask = Volume::from_fn(g.clone(), |_| 0u8);
+    let mut leak_mask = leak_mask;
+    case.leak.iter().for_each(|&o| leak_mask.data_mut()[o] = 1);
+    let d = liverseg_imgproc::edt::distance_to_foreground(&leak_mask);
+    let beside: Vec<usize> = (0..g.len())
+        .filter(|&o| case.truth.data()[o] == 1 && case.start.data()[o] == 1 && d.data()[o] <= 8.0)
+        .collect();
+    let (lk, bn) = per_slice(&beside)
+        .iter()
+        .zip(per_slice(&case.leak))
+        .enumerate()
+        .map(|(k, (b, l))| (k, (*b).min(l)))
+        .max_by_key(|&(k, n)| (n, usize::MAX - k))
+        .unwrap();
+    assert!(bn > 0, "no slice holds both the leak and liver beside it");
+    let (_, pts) = row_stroke(g, &case.leak, Some(lk), 1).expect("a stroke along the leak");
+    seeds.push((0, lk, pts, 3.0));
+    let (_, pts) = row_stroke(g, &beside, Some(lk), 0).expect("a stroke beside the leak");
+    seeds.push((1, lk, pts, 2.0));
+    seeds
+}
+
+/// Seeds as the grow op's JSON.
+pub fn seeds_json(seeds: &[Seed]) -> serde_json::Value {
+    serde_json::Value::Array(
+        seeds
+            .iter()
+            .map(|(v, k, pts, r)| serde_json::json!({"axis": "z", "slice": k, "points": pts, "radius_mm": r, "value": v}))
+            .collect(),
+    )
 }
