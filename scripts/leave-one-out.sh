@@ -20,8 +20,34 @@
 #   OUT/<case>/seg-searched/ at the threshold train searched on the fold's
 #                            training cases
 #   OUT/summary-0.5/, OUT/summary-searched/  evaluate --pairs over the folds done
+#
+# Folds of a long recipe outlive a session (and its machine): keep their resume
+# points in the repository and bring them back next time:
+#   scripts/leave-one-out.sh --save OUT KEEP      # OUT/<case>/run -> KEEP/<case>/run
+#   scripts/leave-one-out.sh --restore KEEP OUT   # the reverse, before resuming
+# (last.lsm, last.optim.bpk, state.json, best.lsm, and the log without its
+# per-step lines as train-summary.jsonl; the full log stays in OUT).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${1:-}" = "--save" ] || [ "${1:-}" = "--restore" ]; then
+  [ $# -eq 3 ] || { echo "usage: $0 --save OUT KEEP | --restore KEEP OUT" >&2; exit 2; }
+  from=$2; to=$3
+  for run in "$from"/*/run; do
+    [ -f "$run/state.json" ] || continue
+    c=$(basename "$(dirname "$run")"); mkdir -p "$to/$c/run"
+    for f in last.lsm last.optim.bpk state.json best.lsm; do
+      [ -f "$run/$f" ] && cp "$run/$f" "$to/$c/run/$f.tmp" && mv "$to/$c/run/$f.tmp" "$to/$c/run/$f"
+    done
+    if [ "$1" = "--save" ] && [ -f "$run/train.jsonl" ]; then
+      grep -v '"event":"step"' "$run/train.jsonl" > "$to/$c/run/train-summary.jsonl.tmp" && mv "$to/$c/run/train-summary.jsonl.tmp" "$to/$c/run/train-summary.jsonl"
+    elif [ "$1" = "--restore" ] && [ -f "$run/train-summary.jsonl" ] && [ ! -f "$to/$c/run/train.jsonl" ]; then
+      # The resumed run appends to this, so the next --save keeps every session's events.
+      cp "$run/train-summary.jsonl" "$to/$c/run/train.jsonl"
+    fi
+    echo "$1: $c ($(grep -o '"epochs_done": *[0-9]*' "$run/state.json"))"
+  done
+  exit 0
+fi
 OUT=${1:-loo}
 CASES=${CASES:-$root/../shared/data/cases}
 CONFIG=${CONFIG:-$root/models/liverseg-default.train.json}
