@@ -451,7 +451,7 @@ fn liverseg_node_default_processor_segments_a_real_series() {
     assert_eq!(kinds, ["rtstruct", "seg"]);
     let (_, rt_expected) = result_mask(&by_hand.join("rtstruct.dcm"), g);
     let (_, seg_expected) = result_mask(&by_hand.join("seg.dcm"), g);
-    // The masks may be empty: on this 40 mm slab the built-in model's highest
+    // The masks may be empty: on this 40 mm slab the previous built-in model's highest
     // liver probability is about 0.35, under its 0.38 threshold (measured with
     // liverseg-fast-8589af3e). Empty results must still come back as a SEG and
     // an RTSTRUCT.
