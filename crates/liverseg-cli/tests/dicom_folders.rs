@@ -564,7 +564,8 @@ fn two_phases_in_one_series_read_the_first_acquisition_and_warn() {
             },
         )
     };
-    // File names interleave the phases, so neither comes first by name.
+    // File names put the later phase first (A000.. before B000..), so name
+    // order cannot be what picks the arterial phase.
     let arterial = phase(9, "140352.457000", "2.25.1811803", "B");
     let venous = phase(10, "140452.457000", "2.25.1811804", "A");
     assert_eq!(arterial.len() + venous.len(), 40);
