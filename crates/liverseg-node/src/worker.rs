@@ -75,12 +75,15 @@ fn process(shared: &Shared, mut job: Job) {
 fn run_job(shared: &Shared, job: &mut Job) -> Result<(), String> {
     let cfg = &shared.config;
     let input = cfg.storage.join(&job.series_dir);
-    // A series that is only a scout (localizer), a dose report or screen
-    // captures has nothing to segment: recorded as done and not processed,
-    // rather than a failed job for every study that comes with one. The same
-    // scan as the reader's, so what is skipped here is what it would refuse.
-    if let Ok(Some(what)) = liverseg_io::dicom::nothing_to_read(&input) {
-        job.skipped = Some(format!("no image series to segment ({what})"));
+    // A scout series (localizer images only) has nothing to segment: recorded
+    // as done and not processed, rather than a failed job for every study that
+    // comes with a scout. The reader's own scan decides; anything else (even
+    // images without position) still goes to the processor, which may be a
+    // custom `--run`.
+    if let Ok(Some(n)) = liverseg_io::dicom::only_localizers(&input) {
+        job.skipped = Some(format!(
+            "no image series to segment: {n} localizer image(s) only (a scout series)"
+        ));
         return Ok(());
     }
     let out_dir = cfg.storage.join("results").join(&job.id);

@@ -620,15 +620,18 @@ fn scan_folder(folder: &Path, purpose: Purpose) -> Result<Found> {
     }
 }
 
-/// What a folder of DICOM objects holds when it holds no image stack the
-/// reader would read: `Some("1 localizers")` for a scout series alone, or
-/// reports, screen captures, images without position. `Ok(None)` when there
-/// is a stack to read (the read may still refuse it, with its own error).
-/// `Err` for what the reader cannot scan at all (not a folder, only broken
-/// DICOM files). Same scan as [`read_series`]: the DICOM node uses it to leave
-/// a scout or a dose report series unprocessed rather than fail on it.
-pub fn nothing_to_read(folder: &Path) -> Result<Option<String>> {
-    Ok(scan_all(folder, Purpose::Image)?.nothing_readable())
+/// `Some(n)` when every object in `folder` is a localizer (scout) image, `n`
+/// of them: a scout series, which the reader would refuse ("no DICOM image
+/// series ... (n localizers)"). `Ok(None)` otherwise: a stack to read (the
+/// read may still refuse it, with its own error), or objects of any other kind,
+/// left to the read (or the DICOM node's processor) to deal with. `Err` for what
+/// cannot be scanned at all (not a folder, only broken DICOM files). Same scan
+/// as [`read_series`]: the DICOM node uses it to leave a scout series
+/// unprocessed rather than fail a job on it.
+pub fn only_localizers(folder: &Path) -> Result<Option<usize>> {
+    let found = scan_all(folder, Purpose::Image)?;
+    let only = found.candidates.is_empty() && found.skipped.len() == 1;
+    Ok(found.skipped.get("localizers").copied().filter(|_| only))
 }
 
 impl Found {
