@@ -44,6 +44,11 @@ pub struct Job {
     /// Why the job failed (only in `failed/`).
     #[serde(default)]
     pub error: Option<String>,
+    /// Why the series was not processed (a job in `done/` without a processor
+    /// run): it holds no image stack to segment, only a scout (localizer), a
+    /// dose report or screen captures, e.g. "no image series to segment (1 localizers)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -203,6 +208,7 @@ mod tests {
             destination: None,
             send_errors: vec![],
             error: None,
+            skipped: None,
         }
     }
 

@@ -198,6 +198,7 @@ impl Tracker {
                 destination: None,
                 send_errors: Vec::new(),
                 error: None,
+                skipped: None,
             };
             if let Err(e) = shared.queue.submit(&job) {
                 // Keep it dirty: the next tick tries again.

@@ -38,6 +38,16 @@ fn process(shared: &Shared, mut job: Job) {
         job.id, job.series_uid, job.instances, job.attempts
     ));
     match run_job(shared, &mut job) {
+        Ok(()) if job.skipped.is_some() => {
+            log(&format!(
+                "job {}: not processed: {}",
+                job.id,
+                job.skipped.as_deref().unwrap_or_default()
+            ));
+            if let Err(e) = shared.queue.finish(&job, true) {
+                log(&format!("job {}: cannot record completion: {e}", job.id));
+            }
+        }
         Ok(()) => {
             log(&format!(
                 "job {}: done, {} object(s) sent{}",
@@ -65,6 +75,17 @@ fn process(shared: &Shared, mut job: Job) {
 fn run_job(shared: &Shared, job: &mut Job) -> Result<(), String> {
     let cfg = &shared.config;
     let input = cfg.storage.join(&job.series_dir);
+    // A scout series (localizer images only) has nothing to segment: recorded
+    // as done and not processed, rather than a failed job for every study that
+    // comes with a scout. The reader's own scan decides; anything else (even
+    // images without position) still goes to the processor, which may be a
+    // custom `--run`.
+    if let Ok(Some(n)) = liverseg_io::dicom::only_localizers(&input) {
+        job.skipped = Some(format!(
+            "no image series to segment: {n} localizer image(s) only (a scout series)"
+        ));
+        return Ok(());
+    }
     let out_dir = cfg.storage.join("results").join(&job.id);
     let log_rel = PathBuf::from("results").join(format!("{}.log", job.id));
     // A previous attempt (before a restart) may have left partial output.

@@ -640,3 +640,95 @@ fn garbage_and_oversized_pdus_are_refused_without_harm() {
     assert!(ok.status.success(), "the node still answers: {}", text(&ok));
     node.shutdown();
 }
+
+/// A coronal scout (topogram) of `ct`'s study in a series of its own, as a
+/// scanner sends it with the axial CT: one of the CT's files with a new SOP
+/// Instance and Series UID, ImageType LOCALIZER and a coronal orientation.
+fn write_scout(ct: &CtSeries, root: &str, file: &std::path::Path) -> String {
+    let mut obj = dicom_object::open_file(&ct.files[0]).unwrap();
+    let sop = format!("{root}.1");
+    let series = format!("{root}.2");
+    let put = |o: &mut dicom_object::DefaultDicomObject, tag, vr, v: &str| {
+        o.put(DataElement::new(
+            tag,
+            vr,
+            PrimitiveValue::from(v.to_string()),
+        ))
+    };
+    put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, &sop);
+    put(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, &series);
+    put(&mut obj, tags::SERIES_NUMBER, VR::IS, "1");
+    put(&mut obj, tags::SERIES_DESCRIPTION, VR::LO, "Topogram");
+    put(
+        &mut obj,
+        tags::IMAGE_TYPE,
+        VR::CS,
+        "ORIGINAL\\PRIMARY\\LOCALIZER",
+    );
+    obj.put(DataElement::new(
+        tags::IMAGE_ORIENTATION_PATIENT,
+        VR::DS,
+        PrimitiveValue::Strs(
+            ["1", "0", "0", "0", "0", "-1"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        ),
+    ));
+    obj.update_meta(|m| m.media_storage_sop_instance_uid = sop.clone());
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    obj.write_to_file(file).unwrap();
+    series
+}
+
+/// Issue 18 item 6: a study pushed with storescu that holds a scout and a CT
+/// series is segmented once, for the CT: SEG and RTSTRUCT of the CT come back
+/// (and nothing for the scout), the scout's series is recorded as done but not
+/// processed, and no job fails. Before, the scout's series became a job of its
+/// own whose processor could only fail ("no DICOM image series ... (1
+/// localizers)"): a failed job for every study that comes with a scout.
+#[test]
+fn a_study_with_a_scout_is_segmented_once_for_the_ct() {
+    require_dcmtk!();
+    let tmp = tempfile::tempdir().unwrap();
+    let scp = StoreScp::start(&tmp.path().join("received"), "RESULTS");
+    let storage = tmp.path().join("storage");
+    let node = start(config(&storage, dest(&scp)));
+    let ct = write_ct_series(&tmp.path().join("ct"), "1.2.826.0.1.3680043.10.1137.905", 5);
+    let scout_file = tmp.path().join("scout").join("IM_SCOUT");
+    let scout_series = write_scout(&ct, "1.2.826.0.1.3680043.10.1137.906", &scout_file);
+    // One association, the scout first (as scanners send it).
+    let mut files = vec![scout_file];
+    files.extend(ct.files.iter().cloned());
+    let out = storescu("SENDER", "LIVERSEG", node.local_addr().port(), &files, &[]);
+    assert!(out.status.success(), "storescu failed: {}", text(&out));
+
+    wait_for("both series handled", LONG, || {
+        jobs(&storage, "done").len() + jobs(&storage, "failed").len() == 2
+    });
+    assert_eq!(jobs(&storage, "failed"), Vec::new(), "no job may fail");
+    let done = jobs(&storage, "done");
+    let processed: Vec<_> = done.iter().filter(|j| j.processor.is_some()).collect();
+    assert_eq!(processed.len(), 1, "processed once: {done:?}");
+    assert_eq!(processed[0].series_uid, ct.series_uid);
+    assert_eq!(processed[0].sent, ["rtstruct.dcm", "seg.dcm"]);
+    let scout_job = done
+        .iter()
+        .find(|j| j.series_uid == scout_series)
+        .expect("the scout's series is recorded");
+    assert!(
+        scout_job.processor.is_none() && scout_job.sent.is_empty(),
+        "{scout_job:?}"
+    );
+    let why = scout_job.skipped.as_deref().unwrap_or_default();
+    assert!(why.contains("localizer"), "{why:?}");
+
+    let received = scp.wait_files(2, LONG);
+    check_results(&received, &[&ct]);
+    node.shutdown();
+    assert_eq!(
+        scp.files().len(),
+        2,
+        "only the CT's SEG and RTSTRUCT came back"
+    );
+}

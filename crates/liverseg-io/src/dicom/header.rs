@@ -27,6 +27,8 @@ pub(crate) struct Slice {
     pub acquisition_number: Option<i64>,
     pub contrast_agent: String,
     pub acquisition_time: String,
+    /// ContentTime: orders repeats when AcquisitionTime is absent or equal.
+    pub content_time: String,
     pub temporal_position: Option<i64>,
     pub instance_number: Option<i64>,
     pub iop: Option<[f64; 6]>,
@@ -91,6 +93,7 @@ pub(crate) fn slices_of(obj: &InMemDicomObject, path: &Arc<PathBuf>, sop_class: 
         acquisition_number: el_int(obj, tags::ACQUISITION_NUMBER),
         contrast_agent: el_str(obj, tags::CONTRAST_BOLUS_AGENT).unwrap_or_default(),
         acquisition_time: el_str(obj, tags::ACQUISITION_TIME).unwrap_or_default(),
+        content_time: el_str(obj, tags::CONTENT_TIME).unwrap_or_default(),
         temporal_position: el_int(obj, tags::TEMPORAL_POSITION_IDENTIFIER),
         instance_number: el_int(obj, tags::INSTANCE_NUMBER),
         iop: parse_iop(obj),

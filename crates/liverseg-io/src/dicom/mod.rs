@@ -16,6 +16,14 @@
 //!   first that separates them into complete stacks), else by acquisition order
 //!   when every position repeats the same number of times; otherwise reading
 //!   stops with an error. Exact duplicates (same SOPInstanceUID) are dropped.
+//!   Phases are ordered as acquired: AcquisitionNumber and
+//!   TemporalPositionIdentifier as numbers (9 before 10), ContrastBolusAgent
+//!   alphabetically, repeats by AcquisitionTime, ContentTime, then InstanceNumber.
+//! - One candidate is read (`choose`): the one without a problem, CT, with the
+//!   most slices, most axial; among equals the first listed (SeriesNumber,
+//!   SeriesInstanceUID, phase order), so two phases of one series at the same
+//!   positions read the first acquired, with a warning naming every phase and
+//!   the `series` option that reads another. Never a silent pick.
 //! - Gantry tilt is kept exactly: the slice axis of the grid leans with the
 //!   slices (a sheared, non-orthonormal direction) and a warning says so.
 //! - Missing slices and uneven spacing stop reading unless
@@ -317,6 +325,9 @@ pub fn select_series(path: &Path, options: &ReadOptions) -> Result<DicomSelectio
     Ok(sel)
 }
 
+/// Media Storage Directory Storage: a DICOMDIR.
+const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
+
 /// The candidate stacks of one DICOM file (one slice, or the stacks and phases
 /// of a multi-frame image), and what had to be assumed.
 fn file_candidates(path: &Path) -> Result<(Vec<Candidate>, Vec<String>)> {
@@ -324,6 +335,12 @@ fn file_candidates(path: &Path) -> Result<(Vec<Candidate>, Vec<String>)> {
     let sop = obj.meta().media_storage_sop_class_uid().trim_end_matches('\0').to_string();
     let sop_instance = obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
     let ts = obj.meta().transfer_syntax().trim_end_matches('\0').to_string();
+    if sop == MEDIA_STORAGE_DIRECTORY {
+        return Err(Error::unsupported(
+            path,
+            "a DICOMDIR (the index of a DICOM CD/DVD), not an image: give the folder that holds it, which is searched for the series",
+        ));
+    }
     let arc = Arc::new(path.to_path_buf());
     let mut slices = header::slices_of(&obj, &arc, &sop, &sop_instance, &ts)
         .ok_or_else(|| Error::unsupported(path, "DICOM object without an image (no Rows/Columns)"))?;
@@ -593,7 +610,44 @@ fn is_non_volume_sop(sop: &str) -> bool {
         .any(|p| sop.starts_with(p))
 }
 
+/// Scan `folder` and group its images into candidate stacks; an error when
+/// none is left (naming what was found instead).
 fn scan_folder(folder: &Path, purpose: Purpose) -> Result<Found> {
+    let found = scan_all(folder, purpose)?;
+    match found.nothing_readable() {
+        Some(what) => Err(Error::invalid(folder, format!("no DICOM image series with position and orientation found ({what})"))),
+        None => Ok(found),
+    }
+}
+
+/// `Some(n)` when every object in `folder` is a localizer (scout) image, `n`
+/// of them: a scout series, which the reader would refuse ("no DICOM image
+/// series ... (n localizers)"). `Ok(None)` otherwise: a stack to read (the
+/// read may still refuse it, with its own error), or objects of any other kind,
+/// left to the read (or the DICOM node's processor) to deal with. `Err` for what
+/// cannot be scanned at all (not a folder, only broken DICOM files). Same scan
+/// as [`read_series`]: the DICOM node uses it to leave a scout series
+/// unprocessed rather than fail a job on it.
+pub fn only_localizers(folder: &Path) -> Result<Option<usize>> {
+    let found = scan_all(folder, Purpose::Image)?;
+    let only = found.candidates.is_empty() && found.skipped.len() == 1;
+    Ok(found.skipped.get("localizers").copied().filter(|_| only))
+}
+
+impl Found {
+    fn nothing_readable(&self) -> Option<String> {
+        if !self.candidates.is_empty() {
+            return None;
+        }
+        Some(if self.skipped.is_empty() {
+            "no files".to_string()
+        } else {
+            self.skipped.iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect::<Vec<_>>().join(", ")
+        })
+    }
+}
+
+fn scan_all(folder: &Path, purpose: Purpose) -> Result<Found> {
     if !folder.is_dir() {
         return Err(Error::invalid(folder, "not a folder"));
     }
@@ -654,12 +708,6 @@ fn scan_folder(folder: &Path, purpose: Purpose) -> Result<Found> {
         if let Some(e) = broken.into_iter().next() {
             return Err(e);
         }
-        let what = if skipped.is_empty() {
-            "no files".to_string()
-        } else {
-            skipped.iter().map(|(k, v)| format!("{v} {}", k.replace('_', " "))).collect::<Vec<_>>().join(", ")
-        };
-        return Err(Error::invalid(folder, format!("no DICOM image series with position and orientation found ({what})")));
     }
     if skipped.get("duplicate_sop_instances").is_some() {
         warnings.push(format!("{} duplicate file(s) (same SOPInstanceUID) ignored", skipped["duplicate_sop_instances"]));
@@ -682,7 +730,11 @@ fn scan_folder(folder: &Path, purpose: Purpose) -> Result<Found> {
             ));
         }
         match split_phases(majority) {
-            Ok(phases) => candidates.extend(phases.into_iter().map(|(label, s)| Candidate::new(s, label))),
+            Ok(phases) => candidates.extend(phases.into_iter().enumerate().map(|(k, (label, s))| {
+                let mut c = Candidate::new(s, label);
+                c.phase_order = k;
+                c
+            })),
             Err((s, msg)) => {
                 let mut c = Candidate::new(s, String::new());
                 c.problem = Some(msg);
@@ -691,7 +743,7 @@ fn scan_folder(folder: &Path, purpose: Purpose) -> Result<Found> {
         }
     }
     candidates.sort_by(|a, b| {
-        (a.series_number.unwrap_or(i64::MAX), &a.series_uid, &a.phase).cmp(&(b.series_number.unwrap_or(i64::MAX), &b.series_uid, &b.phase))
+        (a.series_number.unwrap_or(i64::MAX), &a.series_uid, a.phase_order).cmp(&(b.series_number.unwrap_or(i64::MAX), &b.series_uid, b.phase_order))
     });
     Ok(Found { candidates, warnings, files_scanned, skipped, left_out })
 }
@@ -751,6 +803,13 @@ fn split_phases(slices: Vec<Slice>) -> PhaseSplit {
             g.iter().all(|s| set.insert(position_key(s, n)))
         });
         if unique {
+            // Phase order: numbers (AcquisitionNumber, TemporalPositionIdentifier)
+            // as numbers, so acquisition 9 comes before acquisition 10, then text.
+            let mut groups: Vec<(String, Vec<&Slice>)> = groups.into_iter().collect();
+            groups.sort_by_cached_key(|(k, _)| {
+                let n = k.parse::<i64>().ok();
+                (n.is_none(), n.unwrap_or(0), k.clone())
+            });
             return Ok(groups
                 .into_iter()
                 .map(|(k, g)| (format!("{name} {}", if k.is_empty() { "(none)" } else { &k }), g.into_iter().cloned().collect()))
@@ -758,7 +817,7 @@ fn split_phases(slices: Vec<Slice>) -> PhaseSplit {
         }
     }
     // Every position repeated equally often: the k-th acquisition at each position
-    // (by AcquisitionTime, then InstanceNumber) forms phase k.
+    // (by AcquisitionTime, then ContentTime, then InstanceNumber) forms phase k.
     if mult.values().all(|&c| c == m) {
         let mut by_pos: BTreeMap<i64, Vec<Slice>> = BTreeMap::new();
         for s in slices {
@@ -766,7 +825,9 @@ fn split_phases(slices: Vec<Slice>) -> PhaseSplit {
         }
         let mut phases: Vec<Vec<Slice>> = vec![Vec::new(); m];
         for (_, mut v) in by_pos {
-            v.sort_by(|a, b| (&a.acquisition_time, a.instance_number).cmp(&(&b.acquisition_time, b.instance_number)));
+            v.sort_by(|a, b| {
+                (&a.acquisition_time, &a.content_time, a.instance_number).cmp(&(&b.acquisition_time, &b.content_time, b.instance_number))
+            });
             for (k, s) in v.into_iter().enumerate() {
                 phases[k].push(s);
             }
@@ -787,6 +848,9 @@ struct Candidate {
     series_number: Option<i64>,
     modality: String,
     phase: String,
+    /// Position of `phase` among the phases of its series, in acquisition
+    /// order (see [`split_phases`]): candidates are listed, and ties chosen, by it.
+    phase_order: usize,
     problem: Option<String>,
 }
 
@@ -805,6 +869,7 @@ impl Candidate {
             series_number: f.series_number,
             modality: f.modality.clone(),
             phase,
+            phase_order: 0,
             problem: None,
             slices,
         }
@@ -901,14 +966,36 @@ fn choose(folder: &Path, cands: &[Candidate], options: &ReadOptions) -> Result<(
     let best = (0..cands.len()).max_by(|&a, &b| score(&cands[a]).cmp(&score(&cands[b])).then(b.cmp(&a))).expect("at least one candidate");
     let mut warnings = Vec::new();
     let ties: Vec<usize> = (0..cands.len()).filter(|&i| i != best && score(&cands[i]) == score(&cands[best])).collect();
-    if !ties.is_empty() {
+    let uid = |c: &Candidate| if c.series_uid.is_empty() { "(no SeriesInstanceUID)".to_string() } else { c.series_uid.clone() };
+    let name = |i: usize| {
+        let c = &cands[i];
+        if c.phase.is_empty() {
+            format!("[{i}] series {} \"{}\"", uid(c), c.description)
+        } else {
+            format!("[{i}] {} of series {}", c.phase, uid(c))
+        }
+    };
+    let names = |v: &[usize]| v.iter().map(|&i| name(i)).collect::<Vec<_>>().join(", ");
+    let b = &cands[best];
+    if !ties.is_empty() && !b.phase.is_empty() && ties.iter().all(|&i| cands[i].series_uid == b.series_uid && !cands[i].phase.is_empty()) {
+        // Phases of one series at the same positions (e.g. arterial and portal
+        // venous): the first acquired is read, deterministically.
         warnings.push(format!(
-            "{} other series/phase(s) of the same size ({}); read index {best}, choose another with the series option",
+            "series {} holds {} phases of the same size at the same positions: read {} (the first), not {}; choose another with the series option (its index)",
+            uid(b),
+            ties.len() + 1,
+            name(best),
+            names(&ties)
+        ));
+    } else if !ties.is_empty() {
+        warnings.push(format!(
+            "{} other series/phase(s) of the same size: read {}, not {}; choose another with the series option",
             ties.len(),
-            ties.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+            name(best),
+            names(&ties)
         ));
     } else if cands.len() > 1 {
-        warnings.push(format!("{} candidate series/phases found; read index {best} (largest axial CT)", cands.len()));
+        warnings.push(format!("{} candidate series/phases found; read {} (largest axial CT)", cands.len(), name(best)));
     }
     Ok((best, warnings))
 }
