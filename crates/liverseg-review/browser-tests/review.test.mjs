@@ -260,7 +260,7 @@ try {
 
   await page.click('label[for="score-3.5"]');
   await status(/^record: score 3.5/);
-  await page.click('#tag-IVC');
+  await page.click('#tag-IVC-leaked');
   await status(/^record: score 3.5, 1 tags/);
   await page.click('#save');
   const saved = await status(/^saved /);
@@ -271,7 +271,7 @@ try {
   await goToSlice(paint[2]);
   check('edit found after reload', (await maskAt(paint)) === 1);
   check('score kept', await page.isChecked('#score-3\\.5'));
-  check('tag kept', await page.isChecked('#tag-IVC'));
+  check('tag kept', await page.isChecked('#tag-IVC-leaked') && !(await page.isChecked('#tag-IVC-missed')));
   check('changed voxels shown', Number(await page.textContent('#stat-changed')) > 0);
 
   // Issue 21 item 4: context. The list of edited slices jumps to a slice.
@@ -308,6 +308,7 @@ try {
   check('readout: voxel index and LPS mm', readout.includes(`(${paint.join(', ')})`) && readout.includes(`LPS (${world.join(', ')}) mm`) && readout.includes('start: not liver'), readout);
   await page.screenshot({ path: join(shots, '2d-context.png') });
   await page.keyboard.press('o');
+  await page.$eval('#opacity', (el) => { el.value = 0.35; el.dispatchEvent(new Event('input')); });
   // Zoom in on the paint and switch to contour display for a close look.
   const [x, y] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), paint);
   await page.mouse.move(x, y);

@@ -17,7 +17,7 @@
 //! * `PUT  /api/cases/{id}/record`                  `{score, tags, comment}`
 
 use crate::edit::{Axis, EditOp, EditSession};
-use crate::record::{self, valid_score, ActiveClock, Audit, CRITERIA, TAGS};
+use crate::record::{self, parse_tag, tag_order, valid_score, ActiveClock, Audit, CRITERIA, TAGS, TAG_KINDS};
 use crate::store::{self, Layout, SaveJob};
 use crate::{validate_name, CaseSpec, ReviewConfig, ReviewError};
 use axum::body::Bytes;
@@ -521,6 +521,7 @@ async fn info(State(app): State<Arc<App>>) -> Json<Value> {
         "reviewer": app.cfg.reviewer,
         "cases": cases,
         "tags": TAGS,
+        "tag_kinds": TAG_KINDS,
         "criteria": criteria,
         "autosave_seconds": app.cfg.autosave.as_secs_f64(),
         "idle_seconds": app.cfg.idle.as_secs_f64(),
@@ -846,10 +847,11 @@ async fn put_record(
             )));
         }
     }
-    if let Some(t) = r.tags.iter().find(|t| !TAGS.contains(&t.as_str())) {
+    if let Some(t) = r.tags.iter().find(|t| parse_tag(t).is_none()) {
         return Err(ReviewError::BadRequest(format!(
-            "tag {t:?} is not one of {}",
-            TAGS.join(", ")
+            "tag {t:?}: use \"region: kind\" with region one of {} and kind {}",
+            TAGS.join(", "),
+            TAG_KINDS.join(" or ")
         )));
     }
     if r.comment.len() > 4000 {
@@ -860,7 +862,7 @@ async fn put_record(
     let now = Instant::now();
     with_case(&app, &id, move |st| {
         let mut tags = r.tags;
-        tags.sort_by_key(|t| TAGS.iter().position(|x| x == t));
+        tags.sort_by_key(|t| tag_order(t));
         tags.dedup();
         st.score = r.score;
         st.tags = tags;

@@ -52,7 +52,8 @@ fn paint_erase_undo_save_reload() {
     assert_eq!(info["reviewer"], "alice");
     assert_eq!(info["cases"][0]["id"], "p1");
     assert_eq!(info["cases"][0]["saved"], false);
-    assert_eq!(info["tags"].as_array().unwrap().len(), 10);
+    assert_eq!(info["tags"].as_array().unwrap().len(), 14);
+    assert_eq!(info["tag_kinds"], json!(["missed", "leaked"]));
     assert!(info["criteria"][0]["expert1"]
         .as_str()
         .unwrap()
@@ -137,9 +138,13 @@ fn paint_erase_undo_save_reload() {
     let rec = srv.json(
         "PUT",
         "/api/cases/p1/record",
-        r#"{"score":3.5,"tags":["lesion","IVC"],"comment":"tip"}"#,
+        r#"{"score":3.5,"tags":["lesion: missed","kidney: leaked","IVC: leaked","lesion: missed"],"comment":"tip"}"#,
     );
-    assert_eq!(rec["tags"], json!(["IVC", "lesion"]));
+    assert_eq!(rec["tags"], json!(["IVC: leaked", "lesion: missed", "kidney: leaked"]));
+    for bad in [r#"["IVC: wrong"]"#, r#"["spleen: leaked"]"#, r#"["IVC:leaked"]"#] {
+        let r = srv.put("/api/cases/p1/record", &format!(r#"{{"score":3,"tags":{bad}}}"#));
+        assert_eq!(r.status, 400, "{bad}");
+    }
     assert_eq!(
         srv.put("/api/cases/p1/record", r#"{"score":3.25}"#).status,
         400
@@ -179,7 +184,7 @@ fn paint_erase_undo_save_reload() {
     let tags = std::fs::read_to_string(out.join("alice/tags.csv")).unwrap();
     assert_eq!(
         tags,
-        "case,reviewer,region\np1,alice,IVC\np1,alice,lesion\n"
+        "case,reviewer,region,kind\np1,alice,IVC,leaked\np1,alice,lesion,missed\np1,alice,kidney,leaked\n"
     );
     let whole = srv.get("/api/cases/p1/volume/mask");
     assert_eq!(whole.body, adjusted.data());
@@ -194,7 +199,7 @@ fn paint_erase_undo_save_reload() {
     let open = srv.json("GET", "/api/cases/p1", "");
     assert_eq!(open["stats"]["changed_voxels"], expected_changed);
     assert_eq!(open["score"], 3.5);
-    assert_eq!(open["tags"], json!(["IVC", "lesion"]));
+    assert_eq!(open["tags"], json!(["IVC: leaked", "lesion: missed", "kidney: leaked"]));
     assert_eq!(open["edit_count"], 3);
     assert_eq!(open["can_undo"], false);
     let info = srv.json("GET", "/api/info", "");
@@ -374,7 +379,8 @@ fn two_reviewers_and_concurrent_saves() {
     let tags = std::fs::read_to_string(out.join("tags.csv")).unwrap();
     assert_eq!(
         tags,
-        "case,reviewer,region\np1,alice,heart\np1,bob,stomach\np1,bob,colon\n"
+        // Bare regions (records made before tags had a kind) are still taken.
+        "case,reviewer,region,kind\np1,alice,heart,\np1,bob,stomach,\np1,bob,colon,\n"
     );
     // No temporary files left behind.
     for d in ["alice/adjusted", "bob/adjusted", "alice/audit", "original"] {

@@ -307,6 +307,10 @@ function markSaved(id, score) {
 function setRecord(score, tags, comment) {
   document.querySelectorAll('input[name=score]').forEach((r) => (r.checked = score != null && +r.value === score));
   document.querySelectorAll('input[name=tag]').forEach((c) => (c.checked = (tags || []).includes(c.value)));
+  // Tags recorded before they said missed or leaked: kept as they are (sent
+  // back with every record change) and shown, so saving drops none.
+  app.bareTags = (tags || []).filter((t) => !t.includes(': '));
+  $('bare-tags').textContent = app.bareTags.length ? `earlier tags without missed/leaked: ${app.bareTags.join(', ')}` : '';
   $('comment').value = comment || '';
 }
 
@@ -314,7 +318,7 @@ function putRecord() {
   const s = document.querySelector('input[name=score]:checked');
   const body = {
     score: s ? +s.value : null,
-    tags: [...document.querySelectorAll('input[name=tag]:checked')].map((c) => c.value),
+    tags: [...(app.bareTags || []), ...[...document.querySelectorAll('input[name=tag]:checked')].map((c) => c.value)],
     comment: $('comment').value,
   };
   return queue(async () => {
@@ -332,10 +336,25 @@ function buildRecordPanel() {
   const crit = $('criteria');
   crit.innerHTML = '<tr><th>Score</th><th>Expert 1</th><th>Expert 2</th></tr>' +
     app.info.criteria.map((c) => `<tr><td>${c.scores}</td><td>${c.expert1 || '<span class="dim">(as above)</span>'}</td><td>${c.expert2}</td></tr>`).join('');
+  // One row per region: did the CNN miss liver there, or leak into it?
   const tags = $('tags');
+  const kinds = app.info.tag_kinds || ['missed', 'leaked'];
+  tags.insertAdjacentHTML('beforeend', `<span class="dim">region</span>${kinds.map((k) => `<span class="dim">${k}</span>`).join('')}`);
   app.info.tags.forEach((t) => {
-    const id = `tag-${t.replace(/\s+/g, '-')}`;
-    tags.insertAdjacentHTML('beforeend', `<label for="${id}"><input type="checkbox" name="tag" id="${id}" value="${t}"> ${t}</label>`);
+    const slug = t.replace(/[^A-Za-z0-9]+/g, '-');
+    const row = document.createElement('span');
+    row.textContent = t;
+    tags.append(row);
+    for (const k of kinds) {
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.name = 'tag';
+      box.id = `tag-${slug}-${k}`;
+      box.value = `${t}: ${k}`;
+      box.title = `${t}: the CNN ${k === 'missed' ? 'missed liver here' : 'leaked into this'}`;
+      box.setAttribute('aria-label', `${t} ${k}`);
+      tags.append(box);
+    }
   });
   scores.addEventListener('change', putRecord);
   tags.addEventListener('change', putRecord);
