@@ -113,13 +113,17 @@ where
 {
     root.fill(&WHITE)?;
     let max = groups.iter().flat_map(|g| g.1.iter().copied()).fold(0.0, f64::max).max(1.0);
+    // Bars are counts of cases: whole-number ticks only (plotters would put
+    // ticks at 0.5, 1.5, ... on a short axis). With at most top + 1 labels
+    // its 1-2-5 steps are >= 1; the formatter drops any other tick.
+    let top = (max * 1.15).ceil();
     let n = categories.len().max(1);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT, 26))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(60)
-        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0.0..max * 1.15)?;
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0.0..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -132,6 +136,8 @@ where
                 String::new()
             }
         })
+        .y_labels((top as usize + 1).min(11))
+        .y_label_formatter(&|y| if (y - y.round()).abs() < 1e-9 { format!("{}", y.round() as i64) } else { String::new() })
         .y_desc("count")
         .label_style((FONT, 18))
         .axis_desc_style((FONT, 20))
@@ -268,6 +274,29 @@ mod tests {
         assert!(blue > 50);
         let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
         assert!(svg.matches("<text").count() > 5 && svg.contains("one") && svg.contains("DSC"));
+    }
+
+    #[test]
+    fn bar_chart_counts_are_whole_numbers() {
+        let d = tempfile::tempdir().unwrap();
+        let stem = d.path().join("bars");
+        let cats: Vec<String> = ["1.0", "1.5", "2.0"].iter().map(|s| s.to_string()).collect();
+        for counts in [vec![1.0, 2.0, 3.0], vec![0.0, 1.0, 0.0], vec![40.0, 7.0, 13.0]] {
+            bar_chart(&stem, "Expert scores", &cats, &[("E1".into(), counts.clone())]).unwrap();
+            let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+            // The numbers among the SVG's text elements are the axis ticks.
+            let ticks: Vec<f64> = svg
+                .split("<text")
+                .skip(1)
+                .filter_map(|t| t.split_once('>').and_then(|(_, r)| r.split_once("</text>")).map(|(x, _)| x.trim().to_string()))
+                .filter(|x| !cats.contains(x))
+                .filter_map(|x| x.parse::<f64>().ok())
+                .collect();
+            assert!(ticks.len() >= 2, "{counts:?}: ticks {ticks:?}");
+            assert!(ticks.iter().all(|t| t.fract() == 0.0), "{counts:?}: ticks {ticks:?}");
+            let top = counts.iter().cloned().fold(0.0, f64::max);
+            assert!(ticks.iter().any(|&t| t >= top.min(1.0)), "{counts:?}: ticks {ticks:?}");
+        }
     }
 
     #[test]

@@ -74,6 +74,9 @@ pub struct TimeRow {
     pub task: String,
     /// Minutes.
     pub minutes: Summary,
+    /// Every row's minutes, for the plot (the summary is what the report shows).
+    #[serde(skip)]
+    pub values: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +88,12 @@ pub struct TagRow {
     pub percent_of_cases: f64,
     /// Tags per reviewer.
     pub per_reviewer: BTreeMap<String, usize>,
+    /// Distinct cases where the CNN missed liver in the region, leaked into
+    /// it, or the tag says neither (a tags.csv without a `kind` column, or
+    /// an empty kind).
+    pub missed_cases: usize,
+    pub leaked_cases: usize,
+    pub unspecified_cases: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -232,29 +241,49 @@ pub fn read_times(path: &Path) -> Result<Vec<TimeRow>, MetricsError> {
     }
     Ok(by
         .into_iter()
-        .map(|((reviewer, task), m)| TimeRow { reviewer, task, minutes: Summary::of(&m.into_iter().map(Some).collect::<Vec<_>>()) })
+        .map(|((reviewer, task), m)| TimeRow { reviewer, task, minutes: Summary::of(&m.iter().copied().map(Some).collect::<Vec<_>>()), values: m })
         .collect())
 }
 
-/// Tags CSV: `case,reviewer,region`.
+/// Cases of one tagged region: all, and by kind (missed, leaked, neither).
+#[derive(Default)]
+struct RegionTags {
+    cases: BTreeSet<String>,
+    per_reviewer: BTreeMap<String, usize>,
+    by_kind: [BTreeSet<String>; 3],
+}
+
+/// Tags CSV: `case,reviewer,region[,kind]`, kind `missed`, `leaked` or empty
+/// (`liverseg review` writes it; files from before it had the column are read
+/// as tags without a kind).
 pub fn read_tags(path: &Path, n_cases: usize) -> Result<Vec<TagRow>, MetricsError> {
     let rows = read_csv(path, &["case", "reviewer", "region"])?;
-    let mut by: BTreeMap<String, (BTreeSet<String>, BTreeMap<String, usize>)> = BTreeMap::new();
+    let mut by: BTreeMap<String, RegionTags> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         if r["region"].is_empty() {
             return Err(bad(path, i + 2, "empty region".into()));
         }
+        let kind = match r.get("kind").map(|k| k.to_lowercase()).as_deref() {
+            Some("missed") => 0,
+            Some("leaked") => 1,
+            None | Some("") => 2,
+            Some(k) => return Err(bad(path, i + 2, format!("kind {k:?} is neither missed nor leaked (or empty)"))),
+        };
         let e = by.entry(r["region"].clone()).or_default();
-        e.0.insert(r["case"].clone());
-        *e.1.entry(r["reviewer"].clone()).or_default() += 1;
+        e.cases.insert(r["case"].clone());
+        e.by_kind[kind].insert(r["case"].clone());
+        *e.per_reviewer.entry(r["reviewer"].clone()).or_default() += 1;
     }
     let mut out: Vec<TagRow> = by
         .into_iter()
-        .map(|(region, (cases, per_reviewer))| TagRow {
+        .map(|(region, t)| TagRow {
             region,
-            cases: cases.len(),
-            percent_of_cases: 100.0 * cases.len() as f64 / n_cases.max(1) as f64,
-            per_reviewer,
+            cases: t.cases.len(),
+            percent_of_cases: 100.0 * t.cases.len() as f64 / n_cases.max(1) as f64,
+            per_reviewer: t.per_reviewer,
+            missed_cases: t.by_kind[0].len(),
+            leaked_cases: t.by_kind[1].len(),
+            unspecified_cases: t.by_kind[2].len(),
         })
         .collect();
     out.sort_by(|a, b| b.cases.cmp(&a.cases).then(a.region.cmp(&b.region)));
@@ -413,10 +442,13 @@ impl StudyReport {
             s.push('\n');
         }
         if let Some(t) = &self.tags {
-            s.push_str("## Regions corrected\n\n| region | cases | % of cases | tags per reviewer |\n|---|---|---|---|\n");
+            s.push_str("## Regions corrected\n\n*missed*: cases where the CNN missed liver in the region; *leaked*: cases where it leaked into it; *unspecified*: tags without a kind (older tags.csv). A case can count in more than one.\n\n| region | cases | % of cases | missed | leaked | unspecified | tags per reviewer |\n|---|---|---|---|---|---|---|\n");
             for r in t {
                 let per: Vec<String> = r.per_reviewer.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-                s.push_str(&format!("| {} | {} | {:.0}% | {} |\n", r.region, r.cases, r.percent_of_cases, per.join(", ")));
+                s.push_str(&format!(
+                    "| {} | {} | {:.0}% | {} | {} | {} | {} |\n",
+                    r.region, r.cases, r.percent_of_cases, r.missed_cases, r.leaked_cases, r.unspecified_cases, per.join(", ")
+                ));
             }
             s.push('\n');
         }
@@ -455,6 +487,30 @@ impl StudyReport {
             written.push(stem.with_extension("png"));
             written.push(stem.with_extension("svg"));
         }
+        if let Some(t) = self.times.as_ref().filter(|t| !t.is_empty()) {
+            // One box per reviewer and task; "all" pools the reviewers.
+            let series: Vec<BoxSeries> = t.iter().map(|r| BoxSeries { label: format!("{} {}", r.reviewer, r.task), values: r.values.clone() }).collect();
+            let stem = out.join("times");
+            box_plot(&stem, "Time spent", "minutes", &series)?;
+            plots.push(("Time spent (minutes)".into(), "times.png".into()));
+            written.push(stem.with_extension("png"));
+            written.push(stem.with_extension("svg"));
+        }
+        if let Some(t) = self.tags.as_ref().filter(|t| !t.is_empty()) {
+            let stem = out.join("tags");
+            let cats: Vec<String> = t.iter().map(|r| r.region.clone()).collect();
+            let mut groups: Vec<(String, Vec<f64>)> = vec![
+                ("missed".into(), t.iter().map(|r| r.missed_cases as f64).collect()),
+                ("leaked".into(), t.iter().map(|r| r.leaked_cases as f64).collect()),
+            ];
+            if t.iter().any(|r| r.unspecified_cases > 0) {
+                groups.push(("unspecified".into(), t.iter().map(|r| r.unspecified_cases as f64).collect()));
+            }
+            bar_chart(&stem, "Regions corrected (cases)", &cats, &groups)?;
+            plots.push(("Regions corrected (cases)".into(), "tags.png".into()));
+            written.push(stem.with_extension("png"));
+            written.push(stem.with_extension("svg"));
+        }
         let mut files = vec![
             ("per_case.csv".to_string(), self.per_case_csv()),
             ("comparisons.csv".to_string(), self.comparisons_csv()),
@@ -479,10 +535,20 @@ impl StudyReport {
             files.push(("times.csv".into(), s));
         }
         if let Some(t) = &self.tags {
-            let mut s = String::from("region,cases,percent_of_cases,reviewer,tags\n");
+            let mut s = String::from("region,cases,percent_of_cases,reviewer,tags,missed_cases,leaked_cases,unspecified_cases\n");
             for r in t {
                 for (rev, n) in &r.per_reviewer {
-                    s.push_str(&format!("{},{},{},{},{}\n", csv_field(&r.region), r.cases, r.percent_of_cases, csv_field(rev), n));
+                    s.push_str(&format!(
+                        "{},{},{},{},{},{},{},{}\n",
+                        csv_field(&r.region),
+                        r.cases,
+                        r.percent_of_cases,
+                        csv_field(rev),
+                        n,
+                        r.missed_cases,
+                        r.leaked_cases,
+                        r.unspecified_cases
+                    ));
                 }
             }
             files.push(("tags.csv".into(), s));

@@ -260,7 +260,7 @@ try {
 
   await page.click('label[for="score-3.5"]');
   await status(/^record: score 3.5/);
-  await page.click('#tag-IVC');
+  await page.click('#tag-IVC-leaked');
   await status(/^record: score 3.5, 1 tags/);
   await page.click('#save');
   const saved = await status(/^saved /);
@@ -271,8 +271,44 @@ try {
   await goToSlice(paint[2]);
   check('edit found after reload', (await maskAt(paint)) === 1);
   check('score kept', await page.isChecked('#score-3\\.5'));
-  check('tag kept', await page.isChecked('#tag-IVC'));
+  check('tag kept', await page.isChecked('#tag-IVC-leaked') && !(await page.isChecked('#tag-IVC-missed')));
   check('changed voxels shown', Number(await page.textContent('#stat-changed')) > 0);
+
+  // Issue 21 item 4: context. The list of edited slices jumps to a slice.
+  await page.waitForSelector(`#edited-list button[data-axis="z"][data-slice="${paint[2]}"]`);
+  await page.keyboard.press('ArrowUp');
+  await page.keyboard.press('ArrowUp');
+  await page.click(`#edited-list button[data-axis="z"][data-slice="${paint[2]}"]`);
+  await page.waitForFunction((k) => window.review.views.z.data && window.review.views.z.data.index === k, paint[2]);
+  check('an edited slice in the list jumps there', (await page.evaluate(() => window.review.cursor[2])) === paint[2]);
+  // The mask's colour at the painted voxel (offscreen canvas, one pixel per
+  // voxel): orange while shown, grey (r = g = b) while hidden with M.
+  const pixel = () => page.evaluate(([i, j]) => [...window.review.views.z.offCtx.getImageData(i, j, 1, 1).data.slice(0, 3)], paint);
+  const shown = await pixel();
+  await page.keyboard.press('m');
+  const hidden = await pixel();
+  check('M hides the mask', shown[0] !== shown[2] && hidden[0] === hidden[1] && hidden[1] === hidden[2], `${shown} -> ${hidden}`);
+  await page.keyboard.press('m');
+  check('M again shows it', (await pixel()).join() === shown.join());
+  await page.$eval('#opacity', (el) => { el.value = 0.9; el.dispatchEvent(new Event('input')); });
+  check('opacity slider sets the fill opacity', (await page.evaluate(() => window.review.display.opacity)) === 0.9);
+  // The starting mask's outline: O fetches its slice, which lacks the paint.
+  await page.keyboard.press('o');
+  await page.waitForFunction((k) => window.review.views.z.start && window.review.views.z.start.index === k, paint[2]);
+  const startAt = await page.evaluate(([i, j]) => { const s = window.review.views.z.start.mask; return s[j * window.review.views.z.data.w + i]; }, paint);
+  check('O shows the starting mask (without the paint)', startAt === 0 && (await maskAt(paint)) === 1 && await page.isChecked('#show-start'));
+  // The readout gives the LPS position in mm beside the voxel index.
+  const [hx, hy] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), paint);
+  await page.mouse.move(hx, hy);
+  const world = await page.evaluate((ijk) => {
+    const m = window.review.meta;
+    return [0, 1, 2].map((r) => (m.origin[r] + m.direction[3 * r] * m.spacing[0] * ijk[0] + m.direction[3 * r + 1] * m.spacing[1] * ijk[1] + m.direction[3 * r + 2] * m.spacing[2] * ijk[2]).toFixed(1));
+  }, paint);
+  const readout = await page.textContent('#readout');
+  check('readout: voxel index and LPS mm', readout.includes(`(${paint.join(', ')})`) && readout.includes(`LPS (${world.join(', ')}) mm`) && readout.includes('start: not liver'), readout);
+  await page.screenshot({ path: join(shots, '2d-context.png') });
+  await page.keyboard.press('o');
+  await page.$eval('#opacity', (el) => { el.value = 0.35; el.dispatchEvent(new Event('input')); });
   // Zoom in on the paint and switch to contour display for a close look.
   const [x, y] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), paint);
   await page.mouse.move(x, y);

@@ -1069,6 +1069,39 @@ impl EditSession {
         }
         Ok((w, h, hu, mk))
     }
+
+    /// Per voxel axis (x, y, z), the slices where the mask differs from the
+    /// start, each with its count of changed voxels. Taken from the volumes
+    /// (not from the edits made in this session), so it survives reopening
+    /// and follows undo, grows and 3-D edits.
+    pub fn changed_slices(&self) -> [Vec<(usize, usize)>; 3] {
+        let d = self.dims();
+        let mut count = [vec![0usize; d[0]], vec![0usize; d[1]], vec![0usize; d[2]]];
+        let (m, s) = (self.mask.data(), self.start.data());
+        let mut o = 0;
+        for k in 0..d[2] {
+            for j in 0..d[1] {
+                for i in 0..d[0] {
+                    if (m[o] != 0) != (s[o] != 0) {
+                        count[0][i] += 1;
+                        count[1][j] += 1;
+                        count[2][k] += 1;
+                    }
+                    o += 1;
+                }
+            }
+        }
+        count.map(|c| c.into_iter().enumerate().filter(|&(_, n)| n > 0).collect())
+    }
+
+    /// One slice of the mask the review started from (u fastest), for the
+    /// page's "starting mask" outline.
+    pub fn start_slice(&self, axis: Axis, s: usize) -> Result<(usize, usize, Vec<u8>), ReviewError> {
+        self.check_slice(axis, s)?;
+        let (w, h) = self.slice_len(axis);
+        let m = self.start.data();
+        Ok((w, h, (0..w * h).map(|n| m[self.slice_offset(axis, s, n)]).collect()))
+    }
 }
 
 fn diff(a: &[u8], b: &[u8]) -> Vec<u32> {
@@ -1083,6 +1116,23 @@ fn diff(a: &[u8], b: &[u8]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_slices_follow_the_mask_not_the_edit_log() {
+        let mut s = session();
+        assert_eq!(s.changed_slices(), [vec![], vec![], vec![]]);
+        // Two voxels of axial slice 1 and one of slice 4 become mask.
+        let m = s.mask().clone();
+        let g = m.geometry().clone();
+        let runs = vec![[g.offset(0, 0, 1) as u64, 2, 1], [g.offset(5, 2, 4) as u64, 1, 1]];
+        s.apply(&EditOp::Runs { runs }).unwrap();
+        assert_eq!(
+            s.changed_slices(),
+            [vec![(0, 1), (1, 1), (5, 1)], vec![(0, 2), (2, 1)], vec![(1, 2), (4, 1)]]
+        );
+        s.undo().unwrap();
+        assert_eq!(s.changed_slices(), [vec![], vec![], vec![]], "undone: nothing differs");
+    }
 
     fn session() -> EditSession {
         let g = Geometry::identity([20, 16, 10], [1.0, 1.0, 2.0]).unwrap();

@@ -7,19 +7,52 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Regions the paper's experts corrected (plus "other").
-pub const TAGS: [&str; 10] = [
+/// Regions a reviewer corrected: the liver's own parts (where a CNN tends to
+/// miss liver), the vessels and lesions at its border, and the organs it
+/// touches (where a CNN tends to leak), plus "other". The paper's regions are
+/// all kept, so older records stay valid.
+pub const TAGS: [&str; 14] = [
+    "right lobe / inferior tip",
+    "left-lobe tip",
+    "dome / diaphragm",
     "IVC",
     "portal vein",
     "hepatic veins",
-    "left-lobe tip",
     "lesion",
+    "gallbladder",
+    "kidney",
     "heart",
     "stomach",
     "duodenum",
     "colon",
     "other",
 ];
+
+/// What the CNN got wrong in a tagged region: liver it missed there, or
+/// non-liver it leaked into.
+pub const TAG_KINDS: [&str; 2] = ["missed", "leaked"];
+
+/// A tag as recorded: `region: kind` (`IVC: leaked`), or the bare region of
+/// records made before tags had a kind. None: not a known region or kind.
+pub fn parse_tag(tag: &str) -> Option<(&'static str, Option<&'static str>)> {
+    let (region, kind) = match tag.rsplit_once(": ") {
+        Some((r, k)) => (r, Some(TAG_KINDS.iter().find(|&&x| x == k)?)),
+        None => (tag, None),
+    };
+    let region = TAGS.iter().find(|&&x| x == region)?;
+    Some((region, kind.copied()))
+}
+
+/// Sort key of a tag: regions in [`TAGS`] order, a bare region first.
+pub fn tag_order(tag: &str) -> (usize, usize) {
+    match parse_tag(tag) {
+        Some((r, k)) => (
+            TAGS.iter().position(|x| *x == r).unwrap_or(usize::MAX),
+            k.map_or(0, |k| 1 + TAG_KINDS.iter().position(|x| *x == k).unwrap_or(0)),
+        ),
+        None => (usize::MAX, 0),
+    }
+}
 
 /// The paper's scoring criteria (Table 3): (scores, expert 1, expert 2).
 pub const CRITERIA: [(&str, &str, &str); 7] = [
@@ -122,7 +155,8 @@ use liverseg_io::manifest::csv_field;
 pub fn study_tables(audits: &[Audit]) -> (String, String, String) {
     let mut scores = String::from("case,reviewer,score\n");
     let mut times = String::from("case,reviewer,task,seconds\n");
-    let mut tags = String::from("case,reviewer,region\n");
+    // `kind` is missed or leaked; empty for a tag recorded without one.
+    let mut tags = String::from("case,reviewer,region,kind\n");
     for a in audits {
         let (c, r) = (csv_field(&a.case), csv_field(&a.reviewer));
         if let Some(s) = a.score {
@@ -130,7 +164,12 @@ pub fn study_tables(audits: &[Audit]) -> (String, String, String) {
         }
         times.push_str(&format!("{c},{r},adjust,{:.1}\n", a.active_seconds));
         for t in &a.tags {
-            tags.push_str(&format!("{c},{r},{}\n", csv_field(t)));
+            let (region, kind) = match parse_tag(t) {
+                Some((region, kind)) => (region, kind.unwrap_or("")),
+                // Audits are ours, but a hand-edited one must not vanish from the table.
+                None => (t.as_str(), ""),
+            };
+            tags.push_str(&format!("{c},{r},{},{kind}\n", csv_field(region)));
         }
     }
     (scores, times, tags)
@@ -200,7 +239,7 @@ mod tests {
             started_at: String::new(),
             saved_at: String::new(),
             score: Some(3.5),
-            tags: vec!["IVC".into(), "portal vein".into()],
+            tags: vec!["IVC".into(), "portal vein: leaked".into(), "right lobe / inferior tip: missed".into()],
             comment: String::new(),
             active_seconds: 75.26,
             edit_count: 3,
@@ -216,7 +255,20 @@ mod tests {
         assert_eq!(t, "case,reviewer,task,seconds\nc1,alice,adjust,75.3\n");
         assert_eq!(
             g,
-            "case,reviewer,region\nc1,alice,IVC\nc1,alice,portal vein\n"
+            "case,reviewer,region,kind\nc1,alice,IVC,\nc1,alice,portal vein,leaked\nc1,alice,right lobe / inferior tip,missed\n"
         );
+    }
+
+    #[test]
+    fn tags_name_a_region_and_what_went_wrong_there() {
+        assert_eq!(parse_tag("IVC"), Some(("IVC", None)));
+        assert_eq!(parse_tag("kidney: leaked"), Some(("kidney", Some("leaked"))));
+        assert_eq!(parse_tag("dome / diaphragm: missed"), Some(("dome / diaphragm", Some("missed"))));
+        for bad in ["", "liver", "kidney: wrong", "kidney:leaked", "kidney: ", ": leaked", "IVC: leaked: missed"] {
+            assert_eq!(parse_tag(bad), None, "{bad:?}");
+        }
+        let mut t = vec!["other", "IVC: leaked", "right lobe / inferior tip: missed", "IVC", "IVC: missed"];
+        t.sort_by_key(|t| tag_order(t));
+        assert_eq!(t, ["right lobe / inferior tip: missed", "IVC", "IVC: missed", "IVC: leaked", "other"]);
     }
 }

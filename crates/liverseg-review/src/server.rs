@@ -6,8 +6,10 @@
 //! * `GET  /api/info`                               reviewer, worklist, tags, criteria
 //! * `GET  /api/cases/{id}`                         open: grid, stats, record
 //! * `GET  /api/cases/{id}/slice/{axis}/{index}`    binary: i16 LE HU then u8 mask,
-//!   u fastest (`?part=mask`: the mask only); `x-width`, `x-height` headers
+//!   u fastest (`?part=mask`: the mask only; `?part=start`: the starting mask
+//!   only); `x-width`, `x-height` headers
 //! * `GET  /api/cases/{id}/volume/{ct|mask|start}`  binary: whole volume, x fastest
+//! * `GET  /api/cases/{id}/changed`                 slices that differ from the start, per axis
 //! * `POST /api/cases/{id}/edit`                    an [`EditOp`] + `mask_revision`, `client`
 //! * `POST /api/cases/{id}/preview`                 an [`EditOp`]: what it would change
 //! * `POST /api/cases/{id}/undo`, `/redo`           `{mask_revision, client}`
@@ -15,7 +17,7 @@
 //! * `PUT  /api/cases/{id}/record`                  `{score, tags, comment}`
 
 use crate::edit::{Axis, EditOp, EditSession};
-use crate::record::{self, valid_score, ActiveClock, Audit, CRITERIA, TAGS};
+use crate::record::{self, parse_tag, tag_order, valid_score, ActiveClock, Audit, CRITERIA, TAGS, TAG_KINDS};
 use crate::store::{self, Layout, SaveJob};
 use crate::{validate_name, CaseSpec, ReviewConfig, ReviewError};
 use axum::body::Bytes;
@@ -277,6 +279,10 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
     let (start, _) = liverseg_io::read_mask(&spec.mask, Some(ctv.geometry()), &Default::default())
         .map_err(input)?;
     let start = onto_ct_grid(start, ctv.geometry(), &mut warnings);
+    // The resampling warning already says the mask lies outside the CT.
+    if !warnings.iter().any(|w| w.starts_with("the mask lies outside the CT")) {
+        warnings.extend(placement_warnings(&start, &ctv));
+    }
     warnings.extend(segment_flags(&spec.mask));
     let dir = ctv.geometry().direction();
     if (0..3).any(|a| dir[a][a].abs() < 0.9) {
@@ -388,8 +394,80 @@ fn onto_ct_grid(
             return mask.with_geometry(ct.clone()).expect("same dims");
         }
     }
-    warnings.push("the mask is on another grid than the CT: resampled onto the CT's grid (nearest neighbour); saved masks are on the CT's grid".into());
-    liverseg_imgproc::resample::resample_nearest(&mask, ct, 0)
+    // How far apart the two grids are, in words a reviewer can judge: a few mm
+    // is a header or crop difference, hundreds of mm a mask of another scan.
+    let corners = box_corner_distance(&mg, ct);
+    let centres = box_centre_distance(&mg, ct);
+    let before_ml = mask.count_foreground() as f64 * mg.voxel_volume_mm3() / 1000.0;
+    let out = liverseg_imgproc::resample::resample_nearest(&mask, ct, 0);
+    let after = out.count_foreground();
+    let after_ml = after as f64 * ct.voxel_volume_mm3() / 1000.0;
+    warnings.push(format!(
+        "the mask is on another grid than the CT ({}x{}x{} voxels of {:.2}x{:.2}x{:.2} mm; its box's centre lies {centres:.1} mm and its corners up to {corners:.1} mm from the CT's): resampled onto the CT's grid (nearest neighbour); saved masks are on the CT's grid",
+        mg.dims()[0], mg.dims()[1], mg.dims()[2],
+        mg.spacing()[0], mg.spacing()[1], mg.spacing()[2],
+    ));
+    if before_ml > 0.0 && after == 0 {
+        warnings.push(format!(
+            "the mask lies outside the CT: 0 voxels after resampling (it had {before_ml:.1} ml); was it made for another scan?"
+        ));
+    } else if before_ml > 0.0 && after_ml < 0.5 * before_ml {
+        warnings.push(format!(
+            "only {after_ml:.1} of the mask's {before_ml:.1} ml lie inside the CT after resampling; was it made for another scan?"
+        ));
+    }
+    out
+}
+
+/// The 8 corners of `g`'s voxel box (outer faces, LPS mm) in a fixed order, so
+/// that two grids of different size or spacing can be compared corner by corner.
+fn box_corners(g: &liverseg_volume::Geometry) -> [[f64; 3]; 8] {
+    let hi = g.dims().map(|n| n as f64 - 0.5);
+    std::array::from_fn(|c| {
+        let idx: [f64; 3] = std::array::from_fn(|a| if c >> a & 1 == 0 { -0.5 } else { hi[a] });
+        g.index_to_world(idx)
+    })
+}
+
+fn dist(p: [f64; 3], q: [f64; 3]) -> f64 {
+    (0..3).map(|k| (p[k] - q[k]).powi(2)).sum::<f64>().sqrt()
+}
+
+/// Largest distance (mm) between matching corners of the two grids' voxel
+/// boxes. Unlike `Geometry::corner_distance` it does not assume equal dims.
+fn box_corner_distance(a: &liverseg_volume::Geometry, b: &liverseg_volume::Geometry) -> f64 {
+    let (p, q) = (box_corners(a), box_corners(b));
+    (0..8).map(|c| dist(p[c], q[c])).fold(0.0, f64::max)
+}
+
+fn box_centre_distance(a: &liverseg_volume::Geometry, b: &liverseg_volume::Geometry) -> f64 {
+    let centre = |g: &liverseg_volume::Geometry| g.index_to_world(g.dims().map(|n| (n as f64 - 1.0) / 2.0));
+    dist(centre(a), centre(b))
+}
+
+/// A starting mask that is empty, or lies mostly in air, was almost surely
+/// made for another scan (or shifted by a wrong header); the page would
+/// otherwise show it as a plausible "0.0 ml" case. Share of air: mask voxels
+/// below -500 HU (lung and bowel gas included, so only a clear majority counts).
+fn placement_warnings(start: &liverseg_volume::Mask, ct: &liverseg_volume::Volume<i16>) -> Vec<String> {
+    let (mut n, mut air) = (0usize, 0usize);
+    for (&m, &hu) in start.data().iter().zip(ct.data()) {
+        if m != 0 {
+            n += 1;
+            air += usize::from(hu < -500);
+        }
+    }
+    if n == 0 {
+        return vec!["the starting mask is empty (0 voxels on the CT's grid)".into()];
+    }
+    let share = air as f64 / n as f64;
+    if share > 0.5 {
+        return vec![format!(
+            "{:.0}% of the starting mask's voxels are air (HU < -500): the mask lies mostly outside the body; was it made for another scan?",
+            100.0 * share
+        )];
+    }
+    vec![]
 }
 
 /// Run `f` on the open case's state in a worker thread.
@@ -443,6 +521,7 @@ async fn info(State(app): State<Arc<App>>) -> Json<Value> {
         "reviewer": app.cfg.reviewer,
         "cases": cases,
         "tags": TAGS,
+        "tag_kinds": TAG_KINDS,
         "criteria": criteria,
         "autosave_seconds": app.cfg.autosave.as_secs_f64(),
         "idle_seconds": app.cfg.idle.as_secs_f64(),
@@ -510,9 +589,18 @@ async fn slice(
     let mask_only = match q.part.as_deref() {
         None | Some("both") => false,
         Some("mask") => true,
+        Some("start") => {
+            // The starting mask never changes, so the page fetches each slice
+            // of it once; a revision header would only mislead.
+            return with_case(&app, &id, move |st| {
+                let (w, h, mk) = st.edit.start_slice(axis, index)?;
+                Ok(binary(mk, &[("x-width", w.to_string()), ("x-height", h.to_string())]))
+            })
+            .await;
+        }
         Some(p) => {
             return Err(ReviewError::BadRequest(format!(
-                "part {p:?}: use both or mask"
+                "part {p:?}: use both, mask or start"
             )))
         }
     };
@@ -534,6 +622,16 @@ async fn slice(
                 ("x-mask-revision", st.edit.revision.to_string()),
             ],
         ))
+    })
+    .await
+}
+
+/// Slices where the mask differs from the start, per view, for the page's
+/// list of edited slices: `{x: [[slice, voxels], ...], y: ..., z: ...}`.
+async fn changed(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
+    with_case(&app, &id, move |st| {
+        let [x, y, z] = st.edit.changed_slices();
+        Ok(Json(json!({ "x": x, "y": y, "z": z, "mask_revision": st.edit.revision })))
     })
     .await
 }
@@ -749,10 +847,11 @@ async fn put_record(
             )));
         }
     }
-    if let Some(t) = r.tags.iter().find(|t| !TAGS.contains(&t.as_str())) {
+    if let Some(t) = r.tags.iter().find(|t| parse_tag(t).is_none()) {
         return Err(ReviewError::BadRequest(format!(
-            "tag {t:?} is not one of {}",
-            TAGS.join(", ")
+            "tag {t:?}: use \"region: kind\" with region one of {} and kind {}",
+            TAGS.join(", "),
+            TAG_KINDS.join(" or ")
         )));
     }
     if r.comment.len() > 4000 {
@@ -763,7 +862,7 @@ async fn put_record(
     let now = Instant::now();
     with_case(&app, &id, move |st| {
         let mut tags = r.tags;
-        tags.sort_by_key(|t| TAGS.iter().position(|x| x == t));
+        tags.sort_by_key(|t| tag_order(t));
         tags.dedup();
         st.score = r.score;
         st.tags = tags;
@@ -994,6 +1093,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/cases/{id}", get(open_case))
         .route("/api/cases/{id}/slice/{axis}/{index}", get(slice))
         .route("/api/cases/{id}/volume/{which}", get(volume))
+        .route("/api/cases/{id}/changed", get(changed))
         .route("/api/cases/{id}/edit", post(edit))
         .route("/api/cases/{id}/preview", post(preview))
         .route("/api/cases/{id}/undo", post(undo))
@@ -1218,5 +1318,34 @@ mod tests {
             [2, 3, 4, 5, 6]
         );
         assert!(w[0].contains("resampled"));
+        assert!(w[0].contains("centre lies 2.0 mm and its corners up to 2.0 mm"), "{w:?}");
+        assert_eq!(w.len(), 1, "half the mask still lies inside: {w:?}");
+    }
+
+    #[test]
+    fn masks_outside_the_ct_or_in_air_are_called_out() {
+        let ct_g = Geometry::new([10, 10, 4], [1.0, 1.0, 2.0], [0.0; 3], liverseg_volume::IDENTITY).unwrap();
+        // 1 m away: nothing is left after resampling.
+        let far = Geometry::new([10, 10, 4], [1.0, 1.0, 2.0], [1000.0, 0.0, 0.0], liverseg_volume::IDENTITY).unwrap();
+        let mut w = vec![];
+        let out = onto_ct_grid(Volume::from_fn(far, |_| 1u8), &ct_g, &mut w);
+        assert_eq!(out.count_foreground(), 0);
+        assert!(w[0].contains("centre lies 1000.0 mm"), "{w:?}");
+        assert!(w[1].starts_with("the mask lies outside the CT: 0 voxels after resampling (it had 0.8 ml)"), "{w:?}");
+        // 8 of 10 columns off the CT's side: most of the volume is lost.
+        let off = Geometry::new([10, 10, 4], [1.0, 1.0, 2.0], [8.0, 0.0, 0.0], liverseg_volume::IDENTITY).unwrap();
+        let mut w = vec![];
+        onto_ct_grid(Volume::from_fn(off, |_| 1u8), &ct_g, &mut w);
+        assert!(w[1].starts_with("only 0.2 of the mask's 0.8 ml lie inside the CT"), "{w:?}");
+
+        // Air outside a body of x < 5: a mask of x >= 3 is 60% air.
+        let ct = Volume::from_fn(ct_g.clone(), |[i, _, _]| if i < 5 { 40i16 } else { -1000 });
+        let m = Volume::from_fn(ct_g.clone(), |[i, _, _]| u8::from(i >= 5 - 2));
+        let w = placement_warnings(&m, &ct);
+        assert!(w.len() == 1 && w[0].starts_with("71% of the starting mask's voxels are air"), "{w:?}");
+        let m = Volume::from_fn(ct_g.clone(), |[i, _, _]| u8::from((2..6).contains(&i)));
+        assert!(placement_warnings(&m, &ct).is_empty(), "25% air is a border, not a wrong scan");
+        let empty = Volume::from_fn(ct_g, |_| 0u8);
+        assert!(placement_warnings(&empty, &ct)[0].contains("empty"));
     }
 }

@@ -52,7 +52,8 @@ fn paint_erase_undo_save_reload() {
     assert_eq!(info["reviewer"], "alice");
     assert_eq!(info["cases"][0]["id"], "p1");
     assert_eq!(info["cases"][0]["saved"], false);
-    assert_eq!(info["tags"].as_array().unwrap().len(), 10);
+    assert_eq!(info["tags"].as_array().unwrap().len(), 14);
+    assert_eq!(info["tag_kinds"], json!(["missed", "leaked"]));
     assert!(info["criteria"][0]["expert1"]
         .as_str()
         .unwrap()
@@ -137,9 +138,13 @@ fn paint_erase_undo_save_reload() {
     let rec = srv.json(
         "PUT",
         "/api/cases/p1/record",
-        r#"{"score":3.5,"tags":["lesion","IVC"],"comment":"tip"}"#,
+        r#"{"score":3.5,"tags":["lesion: missed","kidney: leaked","IVC: leaked","lesion: missed"],"comment":"tip"}"#,
     );
-    assert_eq!(rec["tags"], json!(["IVC", "lesion"]));
+    assert_eq!(rec["tags"], json!(["IVC: leaked", "lesion: missed", "kidney: leaked"]));
+    for bad in [r#"["IVC: wrong"]"#, r#"["spleen: leaked"]"#, r#"["IVC:leaked"]"#] {
+        let r = srv.put("/api/cases/p1/record", &format!(r#"{{"score":3,"tags":{bad}}}"#));
+        assert_eq!(r.status, 400, "{bad}");
+    }
     assert_eq!(
         srv.put("/api/cases/p1/record", r#"{"score":3.25}"#).status,
         400
@@ -179,7 +184,7 @@ fn paint_erase_undo_save_reload() {
     let tags = std::fs::read_to_string(out.join("alice/tags.csv")).unwrap();
     assert_eq!(
         tags,
-        "case,reviewer,region\np1,alice,IVC\np1,alice,lesion\n"
+        "case,reviewer,region,kind\np1,alice,IVC,leaked\np1,alice,lesion,missed\np1,alice,kidney,leaked\n"
     );
     let whole = srv.get("/api/cases/p1/volume/mask");
     assert_eq!(whole.body, adjusted.data());
@@ -194,7 +199,7 @@ fn paint_erase_undo_save_reload() {
     let open = srv.json("GET", "/api/cases/p1", "");
     assert_eq!(open["stats"]["changed_voxels"], expected_changed);
     assert_eq!(open["score"], 3.5);
-    assert_eq!(open["tags"], json!(["IVC", "lesion"]));
+    assert_eq!(open["tags"], json!(["IVC: leaked", "lesion: missed", "kidney: leaked"]));
     assert_eq!(open["edit_count"], 3);
     assert_eq!(open["can_undo"], false);
     let info = srv.json("GET", "/api/info", "");
@@ -374,7 +379,8 @@ fn two_reviewers_and_concurrent_saves() {
     let tags = std::fs::read_to_string(out.join("tags.csv")).unwrap();
     assert_eq!(
         tags,
-        "case,reviewer,region\np1,alice,heart\np1,bob,stomach\np1,bob,colon\n"
+        // Bare regions (records made before tags had a kind) are still taken.
+        "case,reviewer,region,kind\np1,alice,heart,\np1,bob,stomach,\np1,bob,colon,\n"
     );
     // No temporary files left behind.
     for d in ["alice/adjusted", "bob/adjusted", "alice/audit", "original"] {
@@ -1067,4 +1073,97 @@ fn grow_probability_brush_fill_between_and_holes() {
     assert!(e["changed"].as_u64().unwrap() >= p["added"].as_u64().unwrap(), "{e}");
     let saved = srv.json("POST", "/api/cases/f1/save", "");
     assert!(saved["audit"]["edit_count"].as_u64().unwrap() >= 5, "{saved}");
+}
+
+/// Issue 21 item 6: a mask on another grid than the CT. Found on main: a mask
+/// 1 m off became an empty mask shown as "0.0 ml, DSC vs start 1.0000" with
+/// only the generic resampling warning.
+#[test]
+fn masks_on_other_grids_say_how_far_off_they_are() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut specs = vec![];
+    let mut starts = vec![];
+    for (id, shift_mm) in [("near", 30.0), ("far", 1000.0)] {
+        let (spec, m) = phantom_case(tmp.path(), id, 5);
+        let g = m.geometry();
+        let mut o = g.origin();
+        o[0] += shift_mm;
+        let moved = liverseg_volume::Geometry::new(g.dims(), g.spacing(), o, g.direction()).unwrap();
+        let m = m.with_geometry(moved).unwrap();
+        liverseg_io::write_image(&spec.mask, &liverseg_volume::DynVolume::U8(m.clone())).unwrap();
+        specs.push(spec);
+        starts.push(m);
+    }
+    let srv = Server::start(config(specs, "erin", tmp.path().join("out")));
+
+    let near = srv.json("GET", "/api/cases/near", "");
+    let w: Vec<&str> = near["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(w[0].contains("centre lies 30.0 mm and its corners up to 30.0 mm from the CT's"), "{w:?}");
+    assert_eq!(w.len(), 1, "30 mm keeps most of the liver inside the CT and the body: {w:?}");
+    let ml = near["stats"]["volume_ml"].as_f64().unwrap();
+    assert!(ml > 0.0, "{ml}");
+
+    let far = srv.json("GET", "/api/cases/far", "");
+    let w: Vec<&str> = far["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(w[0].contains("centre lies 1000.0 mm"), "{w:?}");
+    let before_ml = starts[1].count_foreground() as f64 * starts[1].geometry().voxel_volume_mm3() / 1000.0;
+    assert_eq!(
+        w[1],
+        format!("the mask lies outside the CT: 0 voxels after resampling (it had {before_ml:.1} ml); was it made for another scan?")
+    );
+    assert_eq!(far["stats"]["voxels"], 0);
+}
+
+/// Issue 21 item 4: the page's starting-mask outline and its list of edited
+/// slices. Both are reads of the case, held to the same-origin rule.
+#[test]
+fn starting_mask_slices_and_changed_slices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "p1", 6);
+    let srv = Server::start(config(vec![spec], "finn", tmp.path().join("out")));
+    srv.json("GET", "/api/cases/p1", "");
+    let changed = srv.json("GET", "/api/cases/p1/changed", "");
+    assert_eq!(changed["z"], json!([]), "nothing edited yet");
+
+    // Erase a disc around a liver voxel of axial slice k: that slice, and the
+    // coronal and sagittal slices through the disc, are listed.
+    let [nx, ny, nz] = start.dims();
+    let (i, j, k) = (0..nz)
+        .flat_map(|k| (0..ny).flat_map(move |j| (0..nx).map(move |i| (i, j, k))))
+        .find(|&(i, j, k)| *start.get(i, j, k) == 1 && k > 2)
+        .unwrap();
+    let r = srv.edit(
+        "p1",
+        &format!(r#"{{"op":"brush","axis":"z","slice":{k},"points":[[{i},{j}]],"radius_mm":5,"value":0}}"#),
+    );
+    let n = r["changed"].as_u64().unwrap();
+    assert!(n > 0);
+    let changed = srv.json("GET", "/api/cases/p1/changed", "");
+    assert_eq!(changed["z"], json!([[k, n]]));
+    let ys = changed["y"].as_array().unwrap();
+    assert!(ys.iter().any(|e| e[0] == j) && ys.iter().map(|e| e[1].as_u64().unwrap()).sum::<u64>() == n);
+
+    // The starting mask's slice still has the erased voxel; the mask's has not.
+    let s = srv.get(&format!("/api/cases/p1/slice/z/{k}?part=start"));
+    assert_eq!(s.status, 200);
+    assert_eq!(s.body.len(), nx * ny);
+    assert_eq!(s.body[j * nx + i], 1);
+    let expect: Vec<u8> = (0..nx * ny).map(|n| *start.get(n % nx, n / nx, k)).collect();
+    assert_eq!(s.body, expect);
+    let m = srv.get(&format!("/api/cases/p1/slice/z/{k}?part=mask"));
+    assert_eq!(m.body[j * nx + i], 0);
+    assert_eq!(srv.get("/api/cases/p1/slice/z/999?part=start").status, 400);
+    assert_eq!(srv.get("/api/cases/p1/slice/z/1?part=other").status, 400);
+
+    // Another site can read neither.
+    for path in [format!("/api/cases/p1/slice/z/{k}?part=start"), "/api/cases/p1/changed".into()] {
+        let r = request(srv.addr, "GET", &path, &[("Origin", "http://evil.example")], b"");
+        assert_eq!(r.status, 403, "{path}");
+        let r = request(srv.addr, "GET", &path, &[("Sec-Fetch-Site", "cross-site")], b"");
+        assert_eq!(r.status, 403, "{path}");
+    }
+
+    // Undone: nothing differs any more.
+    srv.undo("p1", "undo");
+    assert_eq!(srv.json("GET", "/api/cases/p1/changed", "")["z"], json!([]));
 }

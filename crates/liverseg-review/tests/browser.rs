@@ -152,7 +152,7 @@ fn browser_paint_erase_undo_score_save_reload() {
     )
     .unwrap();
     assert_eq!(audit["score"], 3.5);
-    assert_eq!(audit["tags"], serde_json::json!(["IVC"]));
+    assert_eq!(audit["tags"], serde_json::json!(["IVC: leaked"]));
     // paint, erase, fill, interpolate (+ remove islands when it found one); undone edits count as work done
     assert!(audit["edit_count"].as_u64().unwrap() >= 4, "{audit}");
     assert!(audit["active_seconds"].as_f64().unwrap() > 0.0);

@@ -38,12 +38,14 @@ export async function send(method, path, body, opts = {}) {
 
 /** One slice: {w, h, hu: Int16Array|null, mask: Uint8Array, revision}. */
 export async function getSlice(caseId, axis, index, maskOnly) {
-  const q = maskOnly ? '?part=mask' : '';
+  // maskOnly: true for the mask only, 'start' for the starting mask only.
+  const q = maskOnly === 'start' ? '?part=start' : maskOnly ? '?part=mask' : '';
   const r = await check(await fetch(`/api/cases/${encodeURIComponent(caseId)}/slice/${axis}/${index}${q}`, { headers: headers() }));
   const w = +r.headers.get('x-width');
   const h = +r.headers.get('x-height');
   const revision = +r.headers.get('x-revision');
   const buf = await r.arrayBuffer();
+  if (maskOnly === 'start') return { w, h, start: new Uint8Array(buf, 0, w * h) };
   if (maskOnly) return { w, h, hu: null, mask: new Uint8Array(buf, 0, w * h), revision };
   return { w, h, hu: new Int16Array(buf, 0, w * h), mask: new Uint8Array(buf, 2 * w * h, w * h), revision };
 }

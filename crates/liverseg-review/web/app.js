@@ -13,7 +13,8 @@ const app = {
   meta: null,
   cursor: [0, 0, 0],
   wl: { ...PRESETS.abdomen },
-  display: { fill: true, opacity: 0.35 },
+  // hideMask: the CT alone (M); showStart: the starting mask's outline (O).
+  display: { fill: true, opacity: 0.35, hideMask: false, showStart: false },
   tool: 'paint',
   brush: { radius: 5, sphere: false, limit: false, huMin: 0, huMax: 250, pthresh: 0.5 },
   views: {},
@@ -98,6 +99,11 @@ async function loadSlice(axis, maskOnly) {
     d.index = idx;
     v.data = d;
   }
+  if (app.display.showStart && (!v.start || v.start.index !== idx)) {
+    const s = await getSlice(app.caseId, axis, idx, 'start');
+    if (app.cursor[AXIS_INDEX[axis]] !== idx) return;
+    v.start = { index: idx, mask: s.start };
+  }
   v.compose();
   v.draw();
   // The readout under a still pointer follows the slice (wheel, arrow keys).
@@ -147,12 +153,14 @@ async function openCase(id) {
     : `Probability brush: off: ${meta.probability_note}`;
   $('pthresh').disabled = !meta.probability;
   if (!meta.probability && app.tool === 'pbrush') setTool('paint');
-  for (const v of Object.values(app.views)) { v.data = null; v.zoom = 1; v.pan = [0, 0]; }
+  for (const v of Object.values(app.views)) { v.data = null; v.start = null; v.zoom = 1; v.pan = [0, 0]; }
+  showChanged(null);
   $('case-select').value = id;
   showSummary(meta);
   setRecord(meta.score, meta.tags, meta.comment);
   $('warnings').textContent = (meta.warnings || []).join('\n');
   $('dicom-note').textContent = meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '';
+  loadChanged();
   if (await refresh(false)) setStatus(`${id}: ${meta.dims.join('×')} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(' × ')} mm`);
   history.replaceState(null, '', `?${new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(location.search)), case: id })}`);
 }
@@ -165,6 +173,7 @@ async function reloadAfterConflict(err) {
   app.meta = { ...app.meta, ...meta };
   showSummary(meta);
   await refresh(false);
+  loadChanged();
   setStatus(`${err.message} (mask reloaded at revision ${app.maskRevision}; edits ${meta.edit_count})`, 'error');
 }
 
@@ -190,6 +199,7 @@ async function edit(op) {
     if (op.op === 'grow') { app.seeds = []; showSeeds(); redrawAll(false); }
     // The status is the user's (and the browser test's) sign that the edit is
     // on screen, so it changes only after the slices are refetched.
+    if (r.changed) loadChanged();
     if (await refresh(true)) setStatus(`${name}: ${r.changed} voxels changed${r.reason ? `: ${r.reason}` : ''}`, r.changed ? 'ok' : '');
     return r;
   });
@@ -201,6 +211,7 @@ async function undoRedo(which) {
     const r = await send('POST', caseUrl(app.caseId, `/${which}`), { mask_revision: app.maskRevision, client: CLIENT });
     showSummary(r);
     const name = r.undone || r.redone;
+    if (name) loadChanged();
     if (await refresh(true)) setStatus(name ? `${which}: ${name}` : `nothing to ${which}`);
   });
 }
@@ -296,6 +307,10 @@ function markSaved(id, score) {
 function setRecord(score, tags, comment) {
   document.querySelectorAll('input[name=score]').forEach((r) => (r.checked = score != null && +r.value === score));
   document.querySelectorAll('input[name=tag]').forEach((c) => (c.checked = (tags || []).includes(c.value)));
+  // Tags recorded before they said missed or leaked: kept as they are (sent
+  // back with every record change) and shown, so saving drops none.
+  app.bareTags = (tags || []).filter((t) => !t.includes(': '));
+  $('bare-tags').textContent = app.bareTags.length ? `earlier tags without missed/leaked: ${app.bareTags.join(', ')}` : '';
   $('comment').value = comment || '';
 }
 
@@ -303,7 +318,7 @@ function putRecord() {
   const s = document.querySelector('input[name=score]:checked');
   const body = {
     score: s ? +s.value : null,
-    tags: [...document.querySelectorAll('input[name=tag]:checked')].map((c) => c.value),
+    tags: [...(app.bareTags || []), ...[...document.querySelectorAll('input[name=tag]:checked')].map((c) => c.value)],
     comment: $('comment').value,
   };
   return queue(async () => {
@@ -321,10 +336,25 @@ function buildRecordPanel() {
   const crit = $('criteria');
   crit.innerHTML = '<tr><th>Score</th><th>Expert 1</th><th>Expert 2</th></tr>' +
     app.info.criteria.map((c) => `<tr><td>${c.scores}</td><td>${c.expert1 || '<span class="dim">(as above)</span>'}</td><td>${c.expert2}</td></tr>`).join('');
+  // One row per region: did the CNN miss liver there, or leak into it?
   const tags = $('tags');
+  const kinds = app.info.tag_kinds || ['missed', 'leaked'];
+  tags.insertAdjacentHTML('beforeend', `<span class="dim">region</span>${kinds.map((k) => `<span class="dim">${k}</span>`).join('')}`);
   app.info.tags.forEach((t) => {
-    const id = `tag-${t.replace(/\s+/g, '-')}`;
-    tags.insertAdjacentHTML('beforeend', `<label for="${id}"><input type="checkbox" name="tag" id="${id}" value="${t}"> ${t}</label>`);
+    const slug = t.replace(/[^A-Za-z0-9]+/g, '-');
+    const row = document.createElement('span');
+    row.textContent = t;
+    tags.append(row);
+    for (const k of kinds) {
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.name = 'tag';
+      box.id = `tag-${slug}-${k}`;
+      box.value = `${t}: ${k}`;
+      box.title = `${t}: the CNN ${k === 'missed' ? 'missed liver here' : 'leaked into this'}`;
+      box.setAttribute('aria-label', `${t} ${k}`);
+      tags.append(box);
+    }
   });
   scores.addEventListener('change', putRecord);
   tags.addEventListener('change', putRecord);
@@ -443,6 +473,77 @@ function interpolate() {
   edit({ op: 'interpolate', axis: fb.axis, from: fb.from, to: fb.to });
 }
 
+// --- edited slices: where the mask differs from the start, per view ----------
+
+function loadChanged() {
+  const id = app.caseId;
+  getJSON(caseUrl(id, '/changed'))
+    .then((c) => { if (app.caseId === id) showChanged(c); })
+    .catch((e) => setStatus(`edited slices: ${e.message}`, 'error'));
+}
+
+const MAX_LISTED = 80;
+
+function showChanged(c) {
+  const el = $('edited-list');
+  el.replaceChildren();
+  app.changed = c;
+  if (!c) return;
+  const axes = ['z', 'y', 'x'].filter((a) => c[a].length);
+  if (!axes.length) { el.textContent = 'none: the mask is the starting mask'; return; }
+  for (const a of axes) {
+    const row = document.createElement('div');
+    row.className = 'edited-row';
+    row.append(`${VIEW_NAME[a]}: `);
+    for (const [s, n] of c[a].slice(0, MAX_LISTED)) {
+      const b = document.createElement('button');
+      b.className = 'slice-link';
+      b.dataset.axis = a;
+      b.dataset.slice = s;
+      b.textContent = s + 1;
+      b.title = `${VIEW_NAME[a]} slice ${s + 1}: ${n} voxels differ from the start`;
+      b.addEventListener('click', () => goToSlice(a, s));
+      row.append(b);
+    }
+    if (c[a].length > MAX_LISTED) row.append(` … ${c[a].length - MAX_LISTED} more`);
+    el.append(row);
+  }
+}
+
+function goToSlice(axis, s) {
+  app.active = axis;
+  app.cursor[AXIS_INDEX[axis]] = s;
+  loadSlice(axis, false).catch((e) => setStatus(e.message, 'error'));
+  redrawAll(false);
+  setStatus(`${VIEW_NAME[axis]} slice ${s + 1}`);
+}
+
+function setHideMask(on) {
+  app.display.hideMask = on;
+  $('hide-mask').checked = on;
+  redrawAll(true);
+}
+
+function setShowStart(on) {
+  app.display.showStart = on;
+  $('show-start').checked = on;
+  // The starting mask's slices are fetched only while the outline is on.
+  if (on && app.caseId) refresh(false); else redrawAll(true);
+}
+
+function setOpacity(a) {
+  app.display.opacity = Math.max(0, Math.min(1, a));
+  $('opacity').value = app.display.opacity;
+  $('opacity-out').textContent = app.display.opacity.toFixed(2);
+  redrawAll(true);
+}
+
+/** LPS world position (mm) of a voxel index: origin + direction · diag(spacing) · ijk. */
+function voxelToWorld(ijk) {
+  const m = app.meta;
+  return [0, 1, 2].map((r) => m.origin[r] + [0, 1, 2].reduce((acc, c) => acc + m.direction[r * 3 + c] * m.spacing[c] * ijk[c], 0));
+}
+
 function hover(view, e) {
   const [pu, pv] = view.eventPlane(e);
   view.hover = [pu, pv];
@@ -450,7 +551,9 @@ function hover(view, e) {
   if (view.inside(ijk) && view.data) {
     const [u, v] = view.plane;
     const n = ijk[v] * view.data.w + ijk[u];
-    $('readout').textContent = `(${ijk.join(', ')})  ${view.data.hu[n]} HU  ${view.data.mask[n] ? 'liver' : ''}`;
+    const mm = voxelToWorld(ijk).map((x) => x.toFixed(1)).join(', ');
+    const st = view.start && view.start.index === view.slice && app.display.showStart ? (view.start.mask[n] ? ' · start: liver' : ' · start: not liver') : '';
+    $('readout').textContent = `(${ijk.join(', ')})  LPS (${mm}) mm  ${view.data.hu[n]} HU  ${view.data.mask[n] ? 'liver' : ''}${st}`;
   } else {
     $('readout').textContent = '';
   }
@@ -601,6 +704,8 @@ function keys(e) {
     '3': () => { $('sphere').checked = !$('sphere').checked; app.brush.sphere = $('sphere').checked; },
     t: () => { $('limit').checked = !$('limit').checked; app.brush.limit = $('limit').checked; },
     i: interpolate,
+    m: () => setHideMask(!app.display.hideMask),
+    o: () => setShowStart(!app.display.showStart),
     c: () => { app.display.fill = !app.display.fill; $('fill-mode').checked = app.display.fill; redrawAll(true); },
     1: () => setWL(PRESETS.abdomen.width, PRESETS.abdomen.level), 2: () => setWL(PRESETS.liver.width, PRESETS.liver.level),
     ArrowUp: () => step(app.active, 1), ArrowDown: () => step(app.active, -1),
@@ -648,6 +753,9 @@ async function main() {
   $('ww').addEventListener('change', () => setWL(+$('ww').value, +$('wl').value));
   $('wl').addEventListener('change', () => setWL(+$('ww').value, +$('wl').value));
   $('fill-mode').addEventListener('change', (e) => { app.display.fill = e.target.checked; redrawAll(true); });
+  $('opacity').addEventListener('input', (e) => setOpacity(+e.target.value));
+  $('hide-mask').addEventListener('change', (e) => setHideMask(e.target.checked));
+  $('show-start').addEventListener('change', (e) => setShowStart(e.target.checked));
   $('prev-case').addEventListener('click', () => moveCase(-1));
   $('next-case').addEventListener('click', () => moveCase(1));
   window.addEventListener('keydown', keys);

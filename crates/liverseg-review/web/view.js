@@ -14,6 +14,7 @@ export class SliceView {
     this.axis = axis;
     this.app = app;
     this.data = null; // {w, h, hu, mask}
+    this.start = null; // {index, mask}: the starting mask of the shown slice
     this.zoom = 1;
     this.pan = [0, 0];
     this.off = document.createElement('canvas');
@@ -116,6 +117,11 @@ export class SliceView {
     const lo = level - width / 2;
     const k = 255 / width;
     const fill = this.app.display.fill;
+    const hide = this.app.display.hideMask;
+    // The starting mask's outline, dotted (every other voxel) so the current
+    // mask's border stays visible where the two coincide.
+    const start = this.app.display.showStart && this.start && this.start.index === this.slice ? this.start.mask : null;
+    const SC = [170, 110, 255];
     const alpha = this.app.display.opacity;
     const mc = [255, 170, 40];
     const { w, h, hu, mask } = d;
@@ -142,7 +148,13 @@ export class SliceView {
           px[o] = g + (pc[0] - g) * 0.7; px[o + 1] = g + (pc[1] - g) * 0.7; px[o + 2] = g + (pc[2] - g) * 0.7; px[o + 3] = 255;
           continue;
         }
-        if (mask[n]) {
+        if (start && start[n] && (x + y) % 2 === 0 &&
+            (x === 0 || y === 0 || x === w - 1 || y === h - 1 || !start[n - 1] || !start[n + 1] || !start[n - w] || !start[n + w])) {
+          const o = 4 * n;
+          px[o] = SC[0]; px[o + 1] = SC[1]; px[o + 2] = SC[2]; px[o + 3] = 255;
+          continue;
+        }
+        if (mask[n] && !hide) {
           const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !mask[n - 1] || !mask[n + 1] || !mask[n - w] || !mask[n + w];
           if (edge) {
             r = mc[0]; gg = mc[1]; b = mc[2];
