@@ -31,7 +31,14 @@ impl Manifest {
     /// Read `path`; every column in `required` (lower case) must be in the
     /// header, and at least one row must follow.
     pub fn read(path: &Path, required: &[&str]) -> Result<Self> {
-        let m = Self::read_table(path, required)?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_text(path, &text, required)
+    }
+
+    /// As [`Manifest::read`], for a file the caller has already read (`path`
+    /// only names it in errors and anchors relative paths).
+    pub fn from_text(path: &Path, text: &str, required: &[&str]) -> Result<Self> {
+        let m = Self::parse(path, text, required)?;
         if m.rows.is_empty() {
             return Err(Error::invalid(path, "the manifest lists no case"));
         }
@@ -45,14 +52,12 @@ impl Manifest {
         Self::parse(path, &text, required)
     }
 
-    /// The first non-comment line's column names (lower case), or None when
-    /// the file cannot be read: lets a command tell a CSV manifest from an
-    /// older list format before reading it.
-    pub fn header_of(path: &Path) -> Option<Vec<String>> {
-        let text = std::fs::read_to_string(path).ok()?;
+    /// The first non-comment line's column names (lower case; empty when
+    /// there is none): lets a command tell a CSV manifest from an older list
+    /// format before parsing it.
+    pub fn header_of(text: &str) -> Vec<String> {
         let mut reader = builder().from_reader(text.as_bytes());
-        let header = reader.headers().ok()?;
-        Some(header.iter().map(str::to_lowercase).collect())
+        reader.headers().map(|h| h.iter().map(str::to_lowercase).collect()).unwrap_or_default()
     }
 
     fn parse(path: &Path, text: &str, required: &[&str]) -> Result<Self> {
@@ -164,7 +169,7 @@ mod tests {
         assert_eq!(m.path_of(&m.rows()[1], "ct").unwrap(), dir.path().join("ct2.nii.gz"));
         assert_eq!(m.get(r, "absent"), "");
         assert!(m.has_column("note"));
-        assert_eq!(Manifest::header_of(&p).unwrap(), ["mask", "case", "ct", "note"]);
+        assert_eq!(Manifest::header_of(&std::fs::read_to_string(&p).unwrap()), ["mask", "case", "ct", "note"]);
     }
 
     #[test]

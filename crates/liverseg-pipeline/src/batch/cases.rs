@@ -62,10 +62,10 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ListedInput>, BatchError> {
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let header = liverseg_io::manifest::Manifest::header_of(path).unwrap_or_default();
+    let header = liverseg_io::manifest::Manifest::header_of(&text);
     let mut out = Vec::new();
     if let Some(ct_col) = ["ct", "path", "input"].into_iter().find(|c| header.iter().any(|h| h == c)) {
-        let manifest = liverseg_io::manifest::Manifest::read(path, &[ct_col]).map_err(manifest_error)?;
+        let manifest = liverseg_io::manifest::Manifest::from_text(path, &text, &[ct_col]).map_err(manifest_error)?;
         for row in manifest.rows() {
             if manifest.get(row, ct_col).is_empty() {
                 return Err(err(row.line, format!("no CT path in column {ct_col:?}")));
@@ -118,8 +118,10 @@ fn manifest_error(e: liverseg_io::Error) -> BatchError {
     }
 }
 
-/// Image file extensions a case name drops (longest first).
-const IMAGE_EXTENSIONS: [&str; 6] = [".nii.gz", ".nii", ".mha", ".mhd", ".dcm", ".gz"];
+/// Endings a case name drops (longest first). Wider than
+/// `liverseg_io::VOLUME_FILE_EXTENSIONS`: a CT given to `segment` may be one
+/// DICOM file or any gzipped image, and `.hdr` is not an input it takes.
+const CASE_NAME_EXTENSIONS: [&str; 6] = [".nii.gz", ".nii", ".mha", ".mhd", ".dcm", ".gz"];
 
 /// The file name without its image extension.
 pub fn case_stem(path: &Path) -> String {
@@ -127,13 +129,10 @@ pub fn case_stem(path: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "case".into());
-    let lower = name.to_lowercase();
-    for ext in IMAGE_EXTENSIONS {
-        if lower.ends_with(ext) && lower.len() > ext.len() {
-            return name[..name.len() - ext.len()].to_string();
-        }
+    match liverseg_io::strip_extension(&name, &CASE_NAME_EXTENSIONS) {
+        Some(stem) if !stem.is_empty() => stem.to_string(),
+        _ => name,
     }
-    name
 }
 
 fn parent_name(path: &Path) -> Option<String> {
