@@ -8,12 +8,13 @@
 #   scripts/leave-one-out.sh [OUT]
 #   env: CASES    folder of cases
 #        CONFIG   train config (default models/liverseg-default.train.json: the
-#                 built-in model's recipe, 15 epochs of 800 segments, seed 7)
+#                 built-in model's recipe, 40 epochs of 2,000 patches)
 #        FOLDS    held-out case names (default: every case with a liver)
 #        MINUTES  optional time cap per fold, counted over resumes
 #        LIVERSEG the binary (default target/release/liverseg)
 #
-# On 2 CPU cores a fold takes about 85 minutes, so the script is resumable: a
+# On 2 CPU cores a fold of the built-in recipe takes 2.5-3.5 hours (the
+# previous, 15-epoch recipe about 85 minutes), so the script is resumable: a
 # fold whose training stopped (time cap, session ended) resumes from its last
 # finished epoch, and a fold already segmented is skipped. Results:
 #   OUT/<case>/seg-0.5/      segmented at threshold 0.5 (the method's)

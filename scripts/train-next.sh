@@ -6,13 +6,21 @@
 #   scripts/train-next.sh [MINUTES]        default: until the recipe's epochs are done
 #   env: CASES     folder of cases (default ../shared/data/cases)
 #        RUN       working run folder (default ../runs/next; created from
-#                  models/next/run when missing)
+#                  KEEP when missing)
+#        KEEP      where the resume point is kept in the repository
+#                  (default models/next/run)
+#        CONFIG    the recipe (default models/next/train.json)
+#        VALIDATION  held-out case validated during training (default
+#                  ircadb01-01; "none": train on every case, as the final
+#                  built-in model is, choosing its last checkpoint)
 #        CACHE     pre-processing cache (default ../runs/cache; never in the repo:
 #                  it is derived from the shared CTs)
 #        LIVERSEG  the binary (default target/release/liverseg, copied so a
 #                  rebuild during the run does not change it)
 #
-# Held out for progress: 3D-IRCADb-01 patient 1 (validation every 2 epochs).
+# Held out for progress by default: 3D-IRCADb-01 patient 1 (validation every
+# 2 epochs). The final model on all the shared CTs:
+#   RUN=../runs/final KEEP=models/final/run VALIDATION=none scripts/train-next.sh
 # Run it with nice in the background, e.g.
 #   nohup nice -n 10 scripts/train-next.sh 150 > ../runs/next.log 2>&1 &
 # and before the session ends: scripts/train-next.sh --save (copies the resume
@@ -22,7 +30,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 CASES=${CASES:-$root/../shared/data/cases}
 RUN=${RUN:-$root/../runs/next}
 CACHE=${CACHE:-$root/../runs/cache}
-KEEP=$root/models/next/run
+KEEP=${KEEP:-$root/models/next/run}
+CONFIG=${CONFIG:-$root/models/next/train.json}
+VALIDATION=${VALIDATION:-ircadb01-01}
 save() {
   mkdir -p "$KEEP"
   for f in last.lsm last.optim.bpk state.json best.lsm; do
@@ -48,12 +58,14 @@ elif [ -f "$KEEP/state.json" ]; then
   [ -f "$KEEP/train-summary.jsonl" ] && cp "$KEEP/train-summary.jsonl" "$RUN/train.jsonl"
   resume=(--resume)
 fi
+validation=(--validation "$VALIDATION")
+[ "$VALIDATION" = none ] && validation=()
 minutes=()
 if [ -n "${1:-}" ]; then
   # --max-minutes counts over resumes: add this session's minutes to those done.
   done_min=$(grep -o '"minutes": *[0-9.]*' "$RUN/state.json" 2>/dev/null | grep -o '[0-9.]*$' || echo 0)
   minutes=(--max-minutes "$(echo "${done_min:-0} + $1" | bc)")
 fi
-"$bin" train "$CASES" -o "$RUN" --config "$root/models/next/train.json" --preset fast \
-  --validation ircadb01-01 --cache "$CACHE" "${resume[@]}" "${minutes[@]}"
+"$bin" train "$CASES" -o "$RUN" --config "$CONFIG" --preset fast \
+  "${validation[@]}" --cache "$CACHE" "${resume[@]}" "${minutes[@]}"
 save

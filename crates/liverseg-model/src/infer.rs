@@ -33,6 +33,7 @@ pub struct Segmenter {
     info: ModelInfo,
     device: Device,
     strategy: Option<TileStrategy>,
+    flips: FlipAverage,
 }
 
 /// The model committed with liverseg (see the README: what it was trained on).
@@ -40,7 +41,7 @@ pub static BUILTIN_MODEL: &[u8] = include_bytes!("../../../models/liverseg-defau
 
 impl Segmenter {
     pub fn new(net: DeepMedic, info: ModelInfo, device: Device) -> Self {
-        Self { net: net.valid(), info, device, strategy: None }
+        Self { net: net.valid(), info, device, strategy: None, flips: FlipAverage::Off }
     }
 
     pub fn load(path: &std::path::Path, device: Device) -> Result<Self> {
@@ -72,7 +73,16 @@ impl Segmenter {
 
     /// Liver probability computing the tiles `strategy` picks.
     pub fn probability_with(&self, prepared: &Prepared, input: &Volume<f32>, strategy: TileStrategy, progress: &mut dyn FnMut(usize, usize)) -> Result<(Volume<f32>, TileStats)> {
-        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_patch, strategy, progress)
+        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_patch, strategy, self.flips, progress)
+    }
+
+    /// Average the probability over mirrored views (test-time augmentation).
+    pub fn set_flip_average(&mut self, flips: FlipAverage) {
+        self.flips = flips;
+    }
+
+    pub fn flip_average(&self) -> FlipAverage {
+        self.flips
     }
 
     /// Which tiles to compute (default: grow from probes at the threshold
@@ -102,6 +112,69 @@ pub enum TileStrategy {
     /// result will be cut at), then everything if fewer than `min_ml`
     /// millilitres reached it.
     Grow { threshold: f32, min_ml: f64 },
+}
+
+/// Test-time flip averaging: the probability is the mean over the views the
+/// network sees mirrored along voxel axes x (left-right) and y
+/// (anterior-posterior), the flips training augments with; each view costs
+/// one more network pass.
+///
+/// Mirroring each tile's pathway inputs about the tile's centre is exactly
+/// mirroring the whole volume: every pathway's input is centred on the output
+/// patch (its margin `(input * factor - patch) / 2` is whole, since the
+/// receptive fields are odd), and the pooled cells of the coarse pathways
+/// tile that span symmetrically. So tiling, probes and growth are unchanged:
+/// they see the averaged map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FlipAverage {
+    /// One pass, no mirroring.
+    #[default]
+    Off,
+    /// Two views: as is, and mirrored left-right.
+    X,
+    /// Four views: as is, mirrored along x, along y, along both.
+    XY,
+}
+
+impl FlipAverage {
+    /// The views as (mirror x, mirror y).
+    pub fn views(self) -> &'static [(bool, bool)] {
+        match self {
+            FlipAverage::Off => &[(false, false)],
+            FlipAverage::X => &[(false, false), (true, false)],
+            FlipAverage::XY => &[(false, false), (true, false), (false, true), (true, true)],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FlipAverage::Off => "off",
+            FlipAverage::X => "x",
+            FlipAverage::XY => "xy",
+        }
+    }
+}
+
+impl std::str::FromStr for FlipAverage {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "off" | "none" => Ok(FlipAverage::Off),
+            "x" => Ok(FlipAverage::X),
+            "xy" => Ok(FlipAverage::XY),
+            other => Err(Error::Config(format!("flip averaging {other:?}: expected off, x or xy"))),
+        }
+    }
+}
+
+/// Mirror a `[batch, channel, z, y, x]` tensor along x and/or y.
+fn mirrored(t: Tensor<5>, (x, y): (bool, bool)) -> Tensor<5> {
+    match (x, y) {
+        (false, false) => t,
+        (true, false) => t.flip([4]),
+        (false, true) => t.flip([3]),
+        (true, true) => t.flip([3, 4]),
+    }
 }
 
 /// What [`predict`] computed, for reports and benchmarks.
@@ -180,6 +253,7 @@ pub fn predict(
     input: &Volume<f32>,
     patch: usize,
     strategy: TileStrategy,
+    flips: FlipAverage,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Volume<f32>, TileStats)> {
     if !input.geometry().same_grid(prepared.hu.geometry()) {
@@ -189,6 +263,7 @@ pub fn predict(
     let probe = config.patch_multiple();
     let probe_pathways = config.pathway_inputs(probe)?;
     let source = PatchSource::new(input, config.preprocess.normalise(-1024.0));
+    let views = flips.views();
     let mut run = |origin: [i64; 3], size: usize| -> Result<Vec<f32>> {
         let inputs = if size == patch { &pathways } else { &probe_pathways };
         let tensors: Vec<Tensor<5>> = inputs
@@ -196,10 +271,23 @@ pub fn predict(
             .map(|&p| {
                 let mut buf = vec![0.0f32; p.input.pow(3)];
                 source.extract(origin, size, p, &mut buf);
-                Tensor::from_data(TensorData::new(buf, [1, 1, p.input, p.input, p.input]), device)
+                let t = Tensor::from_data(TensorData::new(buf, [1, 1, p.input, p.input, p.input]), device);
+                // All views in one batch: one forward pass, better use of the gemm.
+                match views {
+                    [only] => mirrored(t, *only),
+                    _ => Tensor::cat(views.iter().map(|&v| mirrored(t.clone(), v)).collect(), 0),
+                }
             })
             .collect();
-        sigmoid(net.forward(tensors)).into_data().try_to_vec::<f32>().map_err(|e| Error::Model(format!("{e:?}")))
+        let out = sigmoid(net.forward(tensors));
+        let out = if views.len() == 1 {
+            out
+        } else {
+            // Mirror each view's output back (a mirror is its own inverse), then average.
+            let back: Vec<Tensor<5>> = out.chunk(views.len(), 0).into_iter().zip(views).map(|(o, &v)| mirrored(o, v)).collect();
+            Tensor::cat(back, 0).mean_dim(0)
+        };
+        out.into_data().try_to_vec::<f32>().map_err(|e| Error::Model(format!("{e:?}")))
     };
     let voxel_ml = prepared.hu.geometry().voxel_volume_mm3() / 1000.0;
     let plan = TilePlan { dims: input.dims(), patch, probe, voxel_ml };

@@ -17,7 +17,7 @@ pub mod train;
 pub use checkpoint::ModelInfo;
 pub use config::{NetworkConfig, PathwayConfig};
 pub use error::{Error, Result};
-pub use infer::Segmenter;
+pub use infer::{FlipAverage, Segmenter};
 pub use network::DeepMedic;
 pub use train::{train, Case, Event, TrainConfig};
 

@@ -5,7 +5,7 @@
 //! rather than the other way round, so the pipeline and its tests build
 //! without the deep-learning framework.
 
-use crate::infer::{Segmenter, TileStrategy, DEFAULT_MIN_GROWN_ML};
+use crate::infer::{FlipAverage, Segmenter, TileStrategy, DEFAULT_MIN_GROWN_ML};
 use crate::Result;
 use liverseg_preprocess::{Prepared, PreprocessConfig};
 use liverseg_pipeline::{ModelError, Prediction, ProbabilityModel, TileWork};
@@ -15,8 +15,9 @@ use std::path::Path;
 /// The model `segment` runs: the built-in one (`spec` None) or a model file
 /// written by `liverseg train`, on `device` (`cpu`, or `gpu` in builds with
 /// the `wgpu` feature). `full_volume` computes every tile with body in it
-/// instead of growing from probes (coarse-to-fine, see [`crate::infer`]).
-pub fn open(spec: Option<&Path>, device: &str, full_volume: bool) -> Result<Segmenter> {
+/// instead of growing from probes (coarse-to-fine, see [`crate::infer`]);
+/// `flips` averages the probability over mirrored views.
+pub fn open(spec: Option<&Path>, device: &str, full_volume: bool, flips: FlipAverage) -> Result<Segmenter> {
     let device = crate::device(device)?;
     let mut segmenter = match spec {
         None => Segmenter::builtin(device),
@@ -25,12 +26,18 @@ pub fn open(spec: Option<&Path>, device: &str, full_volume: bool) -> Result<Segm
     if full_volume {
         segmenter.set_strategy(TileStrategy::All);
     }
+    segmenter.set_flip_average(flips);
     Ok(segmenter)
 }
 
 impl ProbabilityModel for Segmenter {
+    /// The weights' id, and the flip averaging when on: the report must say
+    /// which of the two outputs a mask is (they differ slightly).
     fn id(&self) -> String {
-        self.info().id.clone()
+        match self.flip_average() {
+            FlipAverage::Off => self.info().id.clone(),
+            f => format!("{}+flip-{}", self.info().id, f.name()),
+        }
     }
 
     fn preprocess_config(&self) -> &PreprocessConfig {

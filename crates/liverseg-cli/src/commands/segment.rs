@@ -87,6 +87,14 @@ pub struct Args {
     /// tiles the liver reaches (coarse-to-fine; see the README).
     #[arg(long)]
     pub full_volume: bool,
+    /// Test-time flip averaging: off, x (2 network passes: as is and mirrored
+    /// left-right) or xy (4 passes). Slower; see the README for what it buys.
+    #[arg(long, default_value = "off", value_parser = parse_flips)]
+    pub flip_average: liverseg_model::FlipAverage,
+}
+
+fn parse_flips(s: &str) -> Result<liverseg_model::FlipAverage, String> {
+    s.parse().map_err(|e: liverseg_model::Error| e.to_string())
 }
 
 fn usage(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
@@ -212,7 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if inputs.len() == 1 && args.manifest.is_none() && shard.is_none() {
         // One case: outputs straight into -o.
         let input = inputs.remove(0).input;
-        let model = liverseg_model::segment_model::open(args.model.as_deref(), &args.device, args.full_volume)?;
+        let model = liverseg_model::segment_model::open(args.model.as_deref(), &args.device, args.full_volume, args.flip_average)?;
         let multi = multi_progress();
         let bar = multi.add(ProgressBar::new(1));
         bar.set_style(style("{prefix} {msg:18} {bar:30} {pos}/{len} {elapsed}"));
@@ -277,7 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("liverseg: this shard has no cases (the list has {}): nothing to do", all.len());
         Vec::new()
     } else {
-        let model = liverseg_model::segment_model::open(args.model.as_deref(), &args.device, args.full_volume)?;
+        let model = liverseg_model::segment_model::open(args.model.as_deref(), &args.device, args.full_volume, args.flip_average)?;
         let multi = multi_progress();
         let overall = multi.add(ProgressBar::new(picked.len() as u64));
         overall.set_style(style("cases {bar:30} {pos}/{len} {elapsed}"));

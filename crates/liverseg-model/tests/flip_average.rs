@@ -1,0 +1,100 @@
+//! Test-time flip averaging: mirroring every tile's pathway inputs about the
+//! tile centre must be exactly the same as mirroring the whole volume (on a
+//! grid whose dims are whole tiles, so the tile grid is its own mirror), and
+//! averaging the views. A random, untrained network: only the arithmetic of
+//! the views is under test.
+
+use burn::tensor::Device;
+use liverseg_imgproc::filters::{flip_data, Axis};
+use liverseg_model::config::PathwayConfig;
+use liverseg_model::infer::{predict, FlipAverage, TileStrategy};
+use liverseg_model::{DeepMedic, NetworkConfig};
+use liverseg_phantom::{generate, PhantomConfig};
+use liverseg_preprocess::{prepare, PreprocessConfig, Prepared};
+use liverseg_volume::{Geometry, Volume};
+
+fn tiny_network() -> NetworkConfig {
+    NetworkConfig {
+        name: "tiny".into(),
+        pathways: vec![PathwayConfig { factor: 1, features: vec![4, 4, 6] }, PathwayConfig { factor: 3, features: vec![4, 4, 6] }],
+        kernel: 3,
+        residual: vec![],
+        fc: vec![8],
+        dropout: 0.0,
+        train_patch: 9,
+        infer_patch: 12,
+        preprocess: PreprocessConfig { spacing_mm: 6.0, ..PreprocessConfig::default() },
+    }
+}
+
+/// A 24x24x12 block of a phantom's prepared CT (two tiles by two by one),
+/// with the whole block counted as body so every tile is computed.
+fn block(network: &NetworkConfig) -> Prepared {
+    let p = generate(&PhantomConfig { seed: 4, ..PhantomConfig::default() });
+    let mut prepared = prepare(&p.ct, None, &network.preprocess).unwrap();
+    let d = prepared.hu.dims();
+    let (dims, start) = ([24, 24, 12], [d[0] / 2 - 12, d[1] / 2 - 12, d[2] / 2 - 6]);
+    let g = Geometry::identity(dims, [6.0; 3]).unwrap();
+    let hu = Volume::from_fn(g.clone(), |[i, j, k]| *prepared.hu.get(start[0] + i, start[1] + j, start[2] + k));
+    prepared.hu = hu;
+    prepared.body = Volume::filled(g, 1u8);
+    prepared
+}
+
+fn run(net: &DeepMedic, network: &NetworkConfig, prepared: &Prepared, flips: FlipAverage) -> Vec<f32> {
+    let input = prepared.normalised(&network.preprocess, 0.0);
+    let (p, stats) = predict(net, network, &Device::flex(), prepared, &input, network.infer_patch, TileStrategy::All, flips, &mut |_, _| {}).unwrap();
+    assert_eq!(stats.computed_tiles, 4);
+    p.data().to_vec()
+}
+
+fn mirrored(prepared: &Prepared, axes: &[Axis]) -> Prepared {
+    let mut m = prepared.clone();
+    for &a in axes {
+        m.hu = flip_data(&m.hu, a);
+    }
+    m
+}
+
+fn unmirror(data: Vec<f32>, like: &Volume<f32>, axes: &[Axis]) -> Vec<f32> {
+    let mut v = Volume::new(like.geometry().clone(), data).unwrap();
+    for &a in axes {
+        v = flip_data(&v, a);
+    }
+    v.data().to_vec()
+}
+
+fn assert_close(a: &[f32], b: &[f32]) {
+    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "largest difference {worst}");
+}
+
+#[test]
+fn per_tile_mirroring_equals_mirroring_the_volume() {
+    let network = tiny_network();
+    let net = DeepMedic::new(&network, &Device::flex());
+    let prepared = block(&network);
+    let views: Vec<Vec<f32>> = [vec![], vec![Axis::X], vec![Axis::Y], vec![Axis::X, Axis::Y]]
+        .iter()
+        .map(|axes| unmirror(run(&net, &network, &mirrored(&prepared, axes), FlipAverage::Off), &prepared.hu, axes))
+        .collect();
+    let plain = &views[0];
+    // The views differ (else the test could not see a wrong mirroring).
+    let spread = plain.iter().zip(&views[1]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(spread > 1e-4, "a random network should not be mirror-symmetric ({spread})");
+
+    let x: Vec<f32> = plain.iter().zip(&views[1]).map(|(a, b)| (a + b) / 2.0).collect();
+    assert_close(&run(&net, &network, &prepared, FlipAverage::X), &x);
+    let xy: Vec<f32> = (0..plain.len()).map(|i| views.iter().map(|v| v[i]).sum::<f32>() / 4.0).collect();
+    assert_close(&run(&net, &network, &prepared, FlipAverage::XY), &xy);
+    assert_close(&run(&net, &network, &prepared, FlipAverage::Off), plain);
+}
+
+#[test]
+fn flip_averaging_parses_and_refuses_unknown_values() {
+    assert_eq!("x".parse::<FlipAverage>().unwrap(), FlipAverage::X);
+    assert_eq!("xy".parse::<FlipAverage>().unwrap(), FlipAverage::XY);
+    assert_eq!("off".parse::<FlipAverage>().unwrap(), FlipAverage::Off);
+    let e = "z".parse::<FlipAverage>().unwrap_err().to_string();
+    assert!(e.contains("expected off, x or xy"), "{e}");
+}
