@@ -160,6 +160,8 @@ fn browser_paint_erase_undo_score_save_reload() {
         "1-opened.png",
         "2-painted-erased.png",
         "2a-fill-preview.png",
+        "2c-take-over-prompt.png",
+        "2d-read-only.png",
         "3-reloaded-zoomed.png",
         "4-contour.png",
     ] {
@@ -233,6 +235,83 @@ fn browser_grow_and_probability_brush_fix_a_flawed_case() {
     eprintln!("saved mask: DSC vs truth {d0:.4} at the start, {d1:.4} saved");
     assert!(d1 >= 0.95 && d1 > d0, "{d0} -> {d1}");
     for f in ["5-seeds.png", "6-grow-preview.png", "7-after-grow.png", "8-pbrush.png", "9-key-slices-refused.png"] {
+        assert!(shots.join(f).metadata().unwrap().len() > 10_000, "{f}");
+    }
+}
+
+/// Issue 21 items 4 and 7 in the browser (editor.test.mjs): the 3-D surface
+/// view (V) draws the mask's mesh, rotates, zooms, follows edits and undo
+/// with one fetch per mask revision; and a tag recorded before tags said
+/// missed or leaked (a bare "IVC" in the reviewer's audit) is shown, kept
+/// beside a new tag, and saved. This side checks the saved audit.
+#[test]
+fn browser_surface_view_and_old_bare_tags() {
+    let Some((dir, chromium)) = tools() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "phantom03", 9);
+    let out = tmp.path().join("out");
+    // A record from before tags had a kind: the adjusted mask (as the start)
+    // and an audit whose only tag is the bare region.
+    for d in ["adjusted", "audit"] {
+        std::fs::create_dir_all(out.join("alice").join(d)).unwrap();
+    }
+    std::fs::copy(&spec.mask, out.join("alice/adjusted/phantom03.nii.gz")).unwrap();
+    let old = liverseg_review::record::Audit {
+        case: "phantom03".into(),
+        reviewer: "alice".into(),
+        started_at: "2026-11-20T10:00:00Z".into(),
+        saved_at: "2026-11-20T10:05:00Z".into(),
+        score: Some(4.0),
+        tags: vec!["IVC".into()],
+        comment: String::new(),
+        active_seconds: 60.0,
+        edit_count: 0,
+        volume_ml: start.foreground_ml(),
+        start_volume_ml: start.foreground_ml(),
+        dsc_vs_start: 1.0,
+        changed_voxels: 0,
+        outputs: vec![],
+        software: "liverseg-review (older)".into(),
+    };
+    std::fs::write(out.join("alice/audit/phantom03.json"), serde_json::to_string(&old).unwrap()).unwrap();
+    // A spot beside the liver on a middle slice: the paint adds to the surface.
+    let g = start.geometry().clone();
+    let [nx, ny, nz] = g.dims();
+    let k = nz / 2;
+    let paint = (3..ny - 3)
+        .flat_map(|j| (3..nx - 6).map(move |i| [i, j, k]))
+        .find(|&[i, j, k]| *start.get(i, j, k) == 0 && *start.get(i + 3, j, k) == 1)
+        .expect("a spot beside the liver");
+    let srv = Server::start(config(vec![spec], "alice", out.clone()));
+    let shots = dir.join("shots");
+    let output = Command::new("node")
+        .arg("editor.test.mjs")
+        .current_dir(&dir)
+        .env("REVIEW_URL", format!("http://127.0.0.1:{}/", srv.addr.port()))
+        .env("CASE", "phantom03")
+        .env("PAINT", format!("{},{},{}", paint[0], paint[1], paint[2]))
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{log}");
+    assert!(output.status.success(), "browser test failed:\n{log}");
+    srv.stop();
+    let audit: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("alice/audit/phantom03.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(audit["tags"], serde_json::json!(["IVC", "kidney: leaked"]), "{audit}");
+    let tags = std::fs::read_to_string(out.join("tags.csv")).unwrap();
+    assert!(tags.contains("phantom03,alice,IVC,\n") && tags.contains("phantom03,alice,kidney,leaked\n"), "{tags}");
+    for f in ["10-surface.png", "11-surface-rotated.png", "12-surface-after-paint.png"] {
         assert!(shots.join(f).metadata().unwrap().len() > 10_000, "{f}");
     }
 }
