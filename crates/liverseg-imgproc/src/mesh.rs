@@ -285,11 +285,14 @@ fn blur_axis(field: &mut [f32], dims: [usize; 3], axis: usize) {
     });
 }
 
+/// Vertices (field sample coordinates) and quads (four vertex indices).
+type Nets = (Vec<[f64; 3]>, Vec<[u32; 4]>);
+
 /// Naive surface nets on `field` (x fastest, `dims`), level `level`: vertices
 /// in field sample coordinates and quads, counter-clockwise seen from the
 /// side below the level ("outside"). Samples on the field's border must be
 /// below the level (the caller pads), so every quad's four cells exist.
-fn surface_nets(field: &[f32], dims: [usize; 3], level: f32) -> Result<(Vec<[f64; 3]>, Vec<[u32; 4]>)> {
+fn surface_nets(field: &[f32], dims: [usize; 3], level: f32) -> Result<Nets> {
     let [nx, ny, nz] = dims;
     if nx < 2 || ny < 2 || nz < 2 || field.len() != nx * ny * nz {
         return Err(Error::param("field", format!("{} values for dims {dims:?}", field.len())));

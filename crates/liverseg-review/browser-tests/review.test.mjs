@@ -184,9 +184,14 @@ async function attack() {
   const tab2 = await openPage();
   const h2 = helpers(tab2);
   try {
+    // As a duplicated tab (Chromium copies sessionStorage): it starts with
+    // the first tab's id, and must draw its own.
+    const id1 = await page.evaluate(() => window.review.client);
+    await tab2.addInitScript((id) => sessionStorage.setItem('liverseg-client', id), id1);
     await tab2.goto(url);
     await h2.ready();
     await tab2.waitForFunction(() => window.review.views.z.data);
+    check('a duplicated tab draws its own tab id', await tab2.evaluate((id) => window.review.client !== id && sessionStorage.getItem('liverseg-client') === window.review.client, id1));
     check('second tab: a take-over prompt', await tab2.isVisible('#lease-dialog') && /being edited in another tab/.test(await tab2.textContent('#lease-dialog')));
     check('second tab is read-only until it takes over', await tab2.evaluate(() => window.review.editor === false) && await tab2.isVisible('#lease-banner'));
     await tab2.screenshot({ path: shot('2c-take-over-prompt.png') });

@@ -950,6 +950,10 @@ struct LeaseBody {
     /// editor is gone).
     #[serde(default)]
     watch: bool,
+    /// A renewal, not a claim: on a case closed to free memory it is
+    /// answered without opening the case again (see [`lease`]).
+    #[serde(default)]
+    heartbeat: bool,
 }
 
 /// One editor per case: a tab asks for the lease when it opens the case and
@@ -970,6 +974,21 @@ async fn lease(
         ));
     }
     let now = Instant::now();
+    // A heartbeat must not load a case that was closed to free memory: tabs
+    // left open on several cases would load them in turn, each evicting the
+    // next. A closed case has no lease (it lived in memory with the case),
+    // so the answer is known: the editor keeps editing (its next edit opens
+    // the case, its next heartbeat after that takes the lease again), a
+    // viewer hears that nobody edits. A claim or a take-over opens the case.
+    app.spec(&id)?;
+    if (b.heartbeat || b.watch) && !b.take_over && !lock(&app.open).contains_key(&id) {
+        return Ok(Json(json!({
+            "editor": !b.watch && !b.release,
+            "other_editor": null,
+            "lease_seconds": LEASE_TTL.as_secs(),
+            "open": false,
+        })));
+    }
     with_case(&app, &id, move |st| {
         let mine = st.editor.as_ref().is_some_and(|l| l.client == b.client);
         if b.release {

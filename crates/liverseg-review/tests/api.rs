@@ -1333,3 +1333,37 @@ fn one_editor_per_case_lease_take_over_and_release() {
     );
     assert_eq!(lease(json!({"client": "tab-a"}))["editor"], true);
 }
+
+/// A heartbeat on a case closed to free memory does not open it again (tabs
+/// left on several cases would otherwise load them in turn, each evicting
+/// the next); it answers without the case's state.
+#[test]
+fn lease_heartbeats_do_not_reopen_evicted_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = phantom_case(tmp.path(), "p1", 21);
+    let (b, _) = phantom_case(tmp.path(), "p2", 22);
+    let mut cfg = config(vec![a, b], "alice", tmp.path().join("out"));
+    cfg.max_open = 1;
+    let srv = Server::start(cfg);
+    let lease = |case: &str, body: Value| {
+        let r = srv.post(&format!("/api/cases/{case}/lease"), &body.to_string());
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice::<Value>(&r.body).unwrap()
+    };
+    assert_eq!(lease("p1", json!({"client": "tab-a"}))["editor"], true);
+    // Tab B works on p2, which evicts p1; its undo history lives in memory.
+    srv.edit("p2", r#"{"op":"brush","axis":"z","slice":3,"points":[[5,5]],"radius_mm":6,"value":1}"#);
+    assert_eq!(srv.json("GET", "/api/cases/p2", "")["can_undo"], true);
+    // Tab A's heartbeat on p1 and a viewer's: answered, p1 not loaded.
+    let r = lease("p1", json!({"client": "tab-a", "heartbeat": true}));
+    assert_eq!((r["editor"].clone(), r["open"].clone(), r.get("stats").is_none()), (json!(true), json!(false), true));
+    let r = lease("p1", json!({"client": "tab-c", "watch": true}));
+    assert_eq!((r["editor"].clone(), r["other_editor"].clone()), (json!(false), Value::Null));
+    assert_eq!(srv.json("GET", "/api/cases/p2", "")["can_undo"], true, "p2 was evicted by a heartbeat");
+    // Unknown or bad ids are still refused.
+    assert_eq!(srv.post("/api/cases/nope/lease", r#"{"client":"x"}"#).status, 404);
+    assert_eq!(srv.post("/api/cases/.x/lease", r#"{"client":"x"}"#).status, 400);
+    // Taking over opens the case.
+    let r = lease("p1", json!({"client": "tab-c", "take_over": true}));
+    assert_eq!((r["editor"].clone(), r["mask_revision"].clone()), (json!(true), json!(0)));
+}

@@ -45,19 +45,44 @@ const app = {
 };
 window.review = app; // inspection hook for the browser tests
 
-// This tab's id: the server lets a tab undo only its own edits. Kept across
-// reloads of the tab (sessionStorage), different in every other tab.
-const CLIENT = (() => {
-  const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+// This tab's id: the server lets a tab undo only its own edits, and gives
+// the editor lease to one tab. Kept across reloads of the tab
+// (sessionStorage), different in every other tab (see uniqueClient).
+const freshId = () => Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+let CLIENT = (() => {
   try {
     let id = sessionStorage.getItem('liverseg-client');
-    if (!id) { id = fresh(); sessionStorage.setItem('liverseg-client', id); }
+    if (!id) { id = freshId(); sessionStorage.setItem('liverseg-client', id); }
     return id;
   } catch (_) {
-    return fresh();
+    return freshId();
   }
 })();
 app.client = CLIENT;
+
+// A duplicated tab starts with a copy of its original's sessionStorage, and
+// so with the same id: it would pass for the original (its editor lease, its
+// undo steps). Ask the other tabs of this origin; when one already uses the
+// id, draw a new one. The channel stays open to answer later duplicates.
+async function uniqueClient() {
+  if (typeof BroadcastChannel === 'undefined') return;
+  const ch = new BroadcastChannel('liverseg-review-tabs');
+  const nonce = freshId();
+  let clash = false;
+  ch.onmessage = (e) => {
+    const m = e.data || {};
+    if (m.type === 'hello' && m.id === CLIENT && m.nonce !== nonce) ch.postMessage({ type: 'taken', nonce: m.nonce });
+    if (m.type === 'taken' && m.nonce === nonce) clash = true;
+  };
+  ch.postMessage({ type: 'hello', id: CLIENT, nonce });
+  // Other tabs answer within a few ms; a hidden tab's message handlers are not throttled.
+  await new Promise((r) => setTimeout(r, 150));
+  if (clash) {
+    CLIENT = freshId();
+    app.client = CLIENT;
+    try { sessionStorage.setItem('liverseg-client', CLIENT); } catch (_) { /* storage off: the id lives in this page only */ }
+  }
+}
 
 function setStatus(msg, kind = '') {
   const s = $('status');
@@ -750,6 +775,7 @@ function keys(e) {
 }
 
 async function main() {
+  await uniqueClient();
   app.info = await getJSON('/api/info');
   $('reviewer').textContent = app.info.reviewer;
   const sel = $('case-select');
@@ -880,6 +906,9 @@ async function takeOver() {
 
 // Show the server's mask when it changed: a viewer follows the editor's work.
 async function followServer(r) {
+  // A case closed on the server to free memory answers without its state;
+  // fetching slices now would open it again.
+  if (!r.stats) return;
   const changed = r.mask_revision !== app.maskRevision;
   showSummary(r);
   if (changed) {
@@ -893,7 +922,7 @@ async function heartbeat() {
   const id = app.caseId;
   let r;
   try {
-    r = await lease(app.editor ? {} : { watch: true });
+    r = await lease(app.editor ? { heartbeat: true } : { watch: true });
   } catch (_) {
     return; // the server is gone or restarting: the next beat tries again
   }
