@@ -10,12 +10,14 @@
 //!   the paper's erode / keep largest / dilate post-processing.
 //! - [`edt`]: exact anisotropic Euclidean distance transform.
 //! - [`geodesic`]: seeded region competition by HU-weighted geodesic distance.
+//! - [`mesh`]: closed surface mesh of a mask in patient mm (surface nets).
 
 pub mod crop;
 pub mod edt;
 mod error;
 pub mod filters;
 pub mod geodesic;
+pub mod mesh;
 pub mod morphology;
 pub mod resample;
 

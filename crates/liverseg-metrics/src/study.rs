@@ -561,3 +561,63 @@ impl StudyReport {
         Ok(written)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags_from(text: &str) -> Result<Vec<TagRow>, MetricsError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tags.csv");
+        std::fs::write(&p, text).unwrap();
+        read_tags(&p, 4)
+    }
+
+    fn row<'a>(rows: &'a [TagRow], region: &str) -> &'a TagRow {
+        rows.iter().find(|r| r.region == region).unwrap_or_else(|| panic!("no {region}"))
+    }
+
+    /// `liverseg review` writes `case,reviewer,region,kind`: each region's
+    /// cases are counted by kind (a case counts once per kind however many
+    /// reviewers tagged it; empty kind = unspecified).
+    #[test]
+    fn the_kind_column_is_counted_per_region() {
+        let rows = tags_from(
+            "case,reviewer,region,kind\n\
+             c1,alice,IVC,leaked\n\
+             c1,bob,IVC,leaked\n\
+             c2,alice,IVC,missed\n\
+             c3,alice,IVC,\n\
+             c2,bob,dome / diaphragm,MISSED\n\
+             c4,bob,\"right lobe / inferior tip, posterior\",missed\n",
+        )
+        .unwrap();
+        let ivc = row(&rows, "IVC");
+        assert_eq!((ivc.cases, ivc.missed_cases, ivc.leaked_cases, ivc.unspecified_cases), (3, 1, 1, 1));
+        assert_eq!(ivc.per_reviewer, BTreeMap::from([("alice".into(), 3), ("bob".into(), 1)]));
+        assert!((ivc.percent_of_cases - 75.0).abs() < 1e-9);
+        let dome = row(&rows, "dome / diaphragm");
+        assert_eq!((dome.missed_cases, dome.leaked_cases, dome.unspecified_cases), (1, 0, 0), "kind is case-insensitive");
+        assert_eq!(row(&rows, "right lobe / inferior tip, posterior").missed_cases, 1, "quoted region with a comma");
+        // Most-tagged region first.
+        assert_eq!(rows[0].region, "IVC");
+        // A kind that is neither: the file and line are named.
+        let e = tags_from("case,reviewer,region,kind\nc1,alice,IVC,both\n").unwrap_err().to_string();
+        assert!(e.contains("tags.csv") && e.contains("\"both\""), "{e}");
+    }
+
+    /// A tags.csv from before the `kind` column (`case,reviewer,region`)
+    /// still reads: every tag is unspecified.
+    #[test]
+    fn an_old_tags_csv_without_kind_still_reads() {
+        let rows = tags_from("case,reviewer,region\nc1,alice,IVC\nc2,bob,IVC\nc2,bob,left liver tip\n").unwrap();
+        let ivc = row(&rows, "IVC");
+        assert_eq!((ivc.cases, ivc.missed_cases, ivc.leaked_cases, ivc.unspecified_cases), (2, 0, 0, 2));
+        assert_eq!(row(&rows, "left liver tip").unspecified_cases, 1);
+        // Columns in any order, as every case list.
+        let rows = tags_from("region,case,reviewer\nIVC,c1,alice\n").unwrap();
+        assert_eq!(row(&rows, "IVC").unspecified_cases, 1);
+        // An empty region is an error, with or without kind.
+        assert!(tags_from("case,reviewer,region\nc1,alice,\n").is_err());
+    }
+}

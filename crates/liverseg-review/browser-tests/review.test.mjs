@@ -4,63 +4,15 @@
 //
 // Env: REVIEW_URL (server root), PAINT (i,j,k), ERASE (i,j,k), RADIUS (mm),
 // SHOTS (folder for screenshots), CHROMIUM (default /usr/bin/chromium).
-import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { url, shot, check, helpers, run } from './setup.mjs';
 
-const url = process.env.REVIEW_URL;
 const paint = process.env.PAINT.split(',').map(Number);
 const erase = process.env.ERASE.split(',').map(Number);
 const radius = Number(process.env.RADIUS);
-const shots = process.env.SHOTS || 'shots';
-mkdirSync(shots, { recursive: true });
 
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail = '') {
-  if (ok) passed++; else failed++;
-  console.log(`${ok ? 'ok' : 'FAIL'} - ${name}${detail ? `: ${detail}` : ''}`);
-}
-
-const profile = mkdtempSync(join(tmpdir(), 'liverseg-review-chromium-'));
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
-const page = ctx.pages()[0] || (await ctx.newPage());
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
-page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-
-async function ready() {
-  await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
-}
-async function status(re) {
-  await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('status').textContent), re.source, { timeout: 10000 });
-  return page.textContent('#status');
-}
-async function goToSlice(k) {
-  // Keyboard navigation on the axial view (the active view at start).
-  const cur = await page.evaluate(() => window.review.cursor[2]);
-  const key = k > cur ? 'ArrowUp' : 'ArrowDown';
-  for (let n = 0; n < Math.abs(k - cur); n++) await page.keyboard.press(key);
-  await page.waitForFunction((kk) => window.review.views.z.data && window.review.views.z.data.index === kk, k);
-}
-async function click(ijk) {
-  const [x, y] = await page.evaluate((v) => window.review.views.z.voxelToClient(v), ijk);
-  await page.mouse.move(x, y);
-  await page.mouse.down();
-  await page.mouse.up();
-}
-const maskAt = (ijk) => page.evaluate(([i, j]) => {
-  const d = window.review.views.z.data;
-  return d.mask[j * d.w + i];
-}, ijk);
+await run('failure.png', async ({ ctx, page, errors, openPage }) => {
+const { ready, status, goToSlice, click, maskAt } = helpers(page);
 
 // A page of another origin (another port on loopback) that forges edits the
 // way issue 21 found them: "simple" no-cors requests with a text/plain body,
@@ -108,7 +60,6 @@ async function attack() {
   }
 }
 
-try {
   await attack();
   await page.goto(url);
   await ready();
@@ -116,7 +67,7 @@ try {
     `changed ${await page.textContent('#stat-changed')}, edits ${await page.textContent('#stat-edits')}`);
   check('the forged record changed nothing', (await page.locator('input[name=score]:checked').count()) === 0);
   await page.waitForFunction(() => window.review.views.z.data && window.review.views.y.data && window.review.views.x.data);
-  await page.screenshot({ path: join(shots, '1-opened.png') });
+  await page.screenshot({ path: shot('1-opened.png') });
   check('no errors on load', errors.length === 0, errors.join(' | '));
   check('score buttons 1..5 by 0.5', (await page.locator('input[name=score]').count()) === 9);
   check('criteria shown', (await page.textContent('#criteria')).includes('It is better to segment the liver manually from scratch'));
@@ -136,7 +87,7 @@ try {
   await click(erase);
   const erased = await status(/^erase: \d+ voxels changed/);
   check('erase removed liver', (await maskAt(erase)) === 0, erased);
-  await page.screenshot({ path: join(shots, '2-painted-erased.png') });
+  await page.screenshot({ path: shot('2-painted-erased.png') });
 
   await page.keyboard.press('Control+z');
   await status(/^undo: erase/);
@@ -156,7 +107,7 @@ try {
   await ctrlClick();
   const pre = await status(/^fill preview: −\d+ voxels/);
   check('fill preview shown, mask unchanged', (await maskAt(erase)) === 1 && await page.isVisible('#fill-apply'), pre);
-  await page.screenshot({ path: join(shots, '2a-fill-preview.png') });
+  await page.screenshot({ path: shot('2a-fill-preview.png') });
   await page.keyboard.press('Escape');
   await status(/^fill preview cancelled/);
   const afterEsc = [await maskAt(erase), await page.isVisible('#fill-apply'), await page.textContent('#stat-changed')];
@@ -218,45 +169,64 @@ try {
   await page.keyboard.press('i');
   const interp = await status(/^interpolate: \d+ voxels changed/);
   check('interpolation between the edited slices', !/: 0 voxels/.test(interp), interp);
-  await page.screenshot({ path: join(shots, '2b-interpolated.png') });
+  await page.screenshot({ path: shot('2b-interpolated.png') });
   await page.click('#undo');
   await status(/^undo: interpolate/);
   check('undos restore the changed-voxel count', (await page.textContent('#stat-changed')) === changed0);
 
-  // Two tabs on the case: the second erases; the first, now stale, is refused,
-  // reloads the mask (showing the erase) and cannot undo the other tab's edit.
+  // Two tabs on the case (issue 21 item 5): the second opens it while the
+  // first edits and is offered to take over or to look read-only. It takes
+  // over and erases; the first tab's next edit is refused (423): it turns
+  // read-only with a message, shows the erase, and its Ctrl+Z changes
+  // nothing. It follows the other tab's undo, and takes the case back.
   await goToSlice(erase[2]);
   const nErrors = errors.length;
-  const tab2 = await ctx.newPage();
+  const tab2 = await openPage();
+  const h2 = helpers(tab2);
   try {
+    // As a duplicated tab (Chromium copies sessionStorage): it starts with
+    // the first tab's id, and must draw its own.
+    const id1 = await page.evaluate(() => window.review.client);
+    await tab2.addInitScript((id) => sessionStorage.setItem('liverseg-client', id), id1);
     await tab2.goto(url);
-    await tab2.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
+    await h2.ready();
     await tab2.waitForFunction(() => window.review.views.z.data);
-    const cur2 = await tab2.evaluate(() => window.review.cursor[2]);
-    for (let n = 0; n < Math.abs(erase[2] - cur2); n++) await tab2.keyboard.press(erase[2] > cur2 ? 'ArrowUp' : 'ArrowDown');
-    await tab2.waitForFunction((k) => window.review.views.z.data && window.review.views.z.data.index === k, erase[2]);
+    check('a duplicated tab draws its own tab id', await tab2.evaluate((id) => window.review.client !== id && sessionStorage.getItem('liverseg-client') === window.review.client, id1));
+    check('second tab: a take-over prompt', await tab2.isVisible('#lease-dialog') && /being edited in another tab/.test(await tab2.textContent('#lease-dialog')));
+    check('second tab is read-only until it takes over', await tab2.evaluate(() => window.review.editor === false) && await tab2.isVisible('#lease-banner'));
+    await tab2.screenshot({ path: shot('2c-take-over-prompt.png') });
+    await tab2.click('#lease-dialog-take');
+    await h2.status(/^editing here/);
+    await h2.goToSlice(erase[2]);
     await tab2.keyboard.press('e');
-    const [ex, ey] = await tab2.evaluate((v) => window.review.views.z.voxelToClient(v), erase);
-    await tab2.mouse.click(ex, ey);
-    await tab2.waitForFunction(() => /^erase: [1-9]\d* voxels changed/.test(document.getElementById('status').textContent));
+    await h2.click(erase);
+    await h2.status(/^erase: [1-9]\d* voxels changed/);
     check('first tab still shows the old mask', (await maskAt(erase)) === 1);
+    await page.bringToFront();
     await page.keyboard.press('b');
     await click(erase);
-    const stale = await status(/another tab or window/);
-    check('a stale edit is refused and the mask reloaded', (await maskAt(erase)) === 0 && /mask reloaded/.test(stale), stale);
+    const ro = await status(/read-only/);
+    await page.waitForFunction(([i, j]) => { const d = window.review.views.z.data; return d.mask[j * d.w + i] === 0; }, erase, { timeout: 10000 });
+    check("first tab: its edit is refused, it turns read-only and shows the other tab's erase",
+      (await maskAt(erase)) === 0 && await page.isVisible('#lease-banner') && /took over/.test(await page.textContent('#lease-msg')), ro);
     await page.keyboard.press('Control+z');
-    const foreign = await status(/made in another tab/);
-    check("undo does not take back the other tab's edit", (await maskAt(erase)) === 0, foreign);
-    await page.bringToFront(); // a background tab draws no frames to capture
-    await page.screenshot({ path: join(shots, '2c-other-tab.png') });
+    const noUndo = await status(/read-only/);
+    check("Ctrl+Z in the read-only tab changes nothing (never the other tab's edit)", (await maskAt(erase)) === 0, noUndo);
+    await page.screenshot({ path: shot('2d-read-only.png') });
     await tab2.keyboard.press('Control+z');
-    await tab2.waitForFunction(() => /^undo: erase/.test(document.getElementById('status').textContent));
+    await h2.status(/^undo: erase/);
+    // The read-only tab follows the editor on its heartbeat.
+    await page.waitForFunction(([i, j]) => { const d = window.review.views.z.data; return d.mask[j * d.w + i] === 1; }, erase, { timeout: 15000 });
+    check("the read-only tab follows the editor's undo", (await maskAt(erase)) === 1);
   } finally {
     await tab2.close();
     await page.bringToFront();
   }
+  await page.click('#lease-take');
+  await status(/^editing here/);
+  check('first tab edits again after taking the case back', await page.evaluate(() => window.review.editor === true) && !(await page.isVisible('#lease-banner')));
   // The refused requests are logged by Chromium as failed loads: expected here.
-  errors.splice(nErrors, Infinity, ...errors.slice(nErrors).filter((e) => !/409 \(Conflict\)/.test(e)));
+  errors.splice(nErrors, Infinity, ...errors.slice(nErrors).filter((e) => !/(409 \(Conflict\)|423 \(Locked\))/.test(e)));
 
   await page.click('label[for="score-3.5"]');
   await status(/^record: score 3.5/);
@@ -306,7 +276,7 @@ try {
   }, paint);
   const readout = await page.textContent('#readout');
   check('readout: voxel index and LPS mm', readout.includes(`(${paint.join(', ')})`) && readout.includes(`LPS (${world.join(', ')}) mm`) && readout.includes('start: not liver'), readout);
-  await page.screenshot({ path: join(shots, '2d-context.png') });
+  await page.screenshot({ path: shot('2d-context.png') });
   await page.keyboard.press('o');
   await page.$eval('#opacity', (el) => { el.value = 0.35; el.dispatchEvent(new Event('input')); });
   // Zoom in on the paint and switch to contour display for a close look.
@@ -319,21 +289,12 @@ try {
   await page.keyboard.press('n');
   await page.keyboard.press('2');
   await page.waitForTimeout(300);
-  await page.screenshot({ path: join(shots, '3-reloaded-zoomed.png') });
+  await page.screenshot({ path: shot('3-reloaded-zoomed.png') });
   await page.keyboard.press('c');
   await page.keyboard.press('1');
   await page.keyboard.press('r');
   await goToSlice(erase[2]);
   await page.waitForTimeout(200);
-  await page.screenshot({ path: join(shots, '4-contour.png') });
+  await page.screenshot({ path: shot('4-contour.png') });
   check('no page errors', errors.length === 0, errors.join(' | '));
-} catch (e) {
-  failed++;
-  console.log(`FAIL - ${e.stack || e}`);
-  await page.screenshot({ path: join(shots, 'failure.png') }).catch(() => {});
-} finally {
-  await ctx.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+});

@@ -15,57 +15,22 @@
 // probability map), SEEDS (JSON [[value, slice, [[i, j], ...], radius_mm]]),
 // TRUTH and PMASK (files of u8 per voxel, x fastest: the truth and p >= 0.5),
 // SHOTS, CHROMIUM.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, mkdirSync, rmSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { url, shot, check, helpers, run } from './setup.mjs';
 
-const url = process.env.REVIEW_URL;
 const caseId = process.env.CASE;
 const plain = process.env.PLAIN;
 const seeds = JSON.parse(process.env.SEEDS);
 const truth = new Uint8Array(readFileSync(process.env.TRUTH));
 const pmask = new Uint8Array(readFileSync(process.env.PMASK));
-const shots = process.env.SHOTS || 'shots';
-mkdirSync(shots, { recursive: true });
 const MAX_ACTIONS = 20;
 const GOAL = 0.95;
 const POLISH = 0.99;
 
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail = '') {
-  if (ok) passed++; else failed++;
-  console.log(`${ok ? 'ok' : 'FAIL'} - ${name}${detail ? `: ${detail}` : ''}`);
-}
-
-const profile = mkdtempSync(join(tmpdir(), 'liverseg-review-chromium-'));
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
-const page = ctx.pages()[0] || (await ctx.newPage());
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
-page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-
-async function status(re, timeout = 15000) {
-  await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('status').textContent), re.source, { timeout });
-  return page.textContent('#status');
-}
-async function goToSlice(k) {
-  // The axial view is the active one; arrow keys step its slice.
-  const cur = await page.evaluate(() => window.review.cursor[2]);
-  const key = k > cur ? 'ArrowUp' : 'ArrowDown';
-  for (let n = 0; n < Math.abs(k - cur); n++) await page.keyboard.press(key);
-  await page.waitForFunction((kk) => window.review.views.z.data && window.review.views.z.data.index === kk, k);
-}
-async function setRadius(r) {
-  await page.$eval('#radius', (el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }, r);
-}
+let page;
+let status;
+let goToSlice;
+let setRadius;
 // A stroke with the mouse through voxel points (i, j) of axial slice k.
 async function stroke(k, pts) {
   await goToSlice(k);
@@ -97,7 +62,10 @@ async function logAction(what) {
   console.log(`# action ${String(actions).padStart(2)}: ${what.padEnd(62)} DSC ${last.toFixed(4)}  t=${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
-try {
+await run('failure-tools.png', async (browser) => {
+  ({ page } = browser);
+  const { errors } = browser;
+  ({ status, goToSlice, setRadius } = helpers(page));
   await page.goto(`${url}?case=${caseId}`);
   await page.waitForSelector('body[data-ready="1"]', { timeout: 20000 });
   await page.waitForFunction(() => window.review.views.z.data && window.review.views.y.data && window.review.views.x.data);
@@ -116,7 +84,7 @@ try {
   }
   check('seed strokes change nothing', last === start, `${start} -> ${last}`);
   check('seed list shown', /liver, \d+ not-liver strokes on \d+ slices/.test(await page.textContent('#seed-count')), await page.textContent('#seed-count'));
-  await page.screenshot({ path: join(shots, '5-seeds.png') });
+  await page.screenshot({ path: shot('5-seeds.png') });
 
   // 2. Grow: a preview first (nothing changes), Esc discards, Enter applies.
   await page.click('#grow');
@@ -125,7 +93,7 @@ try {
   await logAction('Grow (preview)');
   const ms = Number(/, (\d+) ms:/.exec(pre)[1]);
   console.log(`# grow preview took ${ms} ms on the server`);
-  await page.screenshot({ path: join(shots, '6-grow-preview.png') });
+  await page.screenshot({ path: shot('6-grow-preview.png') });
   await page.keyboard.press('Escape');
   await status(/^grow preview cancelled/);
   check('Esc discards the grow preview', !(await page.isVisible('#fill-apply')) && dsc(await mask()) === start);
@@ -139,7 +107,7 @@ try {
   const afterGrow = last;
   check('the grow improves the DSC', afterGrow > start + 0.01, `${start.toFixed(4)} -> ${afterGrow.toFixed(4)}`);
   check('seeds are consumed by the applied grow', (await page.textContent('#seed-count')) === 'no seeds');
-  await page.screenshot({ path: join(shots, '7-after-grow.png') });
+  await page.screenshot({ path: shot('7-after-grow.png') });
 
   // 3. Probability brush (3-D, p >= 0.5) where the mask still differs from
   // the truth and the model's boundary would fix it: past the bar, on to a
@@ -173,7 +141,7 @@ try {
   check(`DSC >= ${GOAL} within ${MAX_ACTIONS} actions`, reachedAt !== null && reachedAt <= MAX_ACTIONS, `reached at action ${reachedAt}; ${last.toFixed(4)} after ${actions} actions`);
   check('the probability brush strokes raise the DSC further', brushed > 0 && last > beforeBrush, `${brushed} strokes: ${beforeBrush.toFixed(4)} -> ${last.toFixed(4)}`);
   await page.mouse.move(...(await page.evaluate((v) => window.review.views.z.voxelToClient(v), [Math.floor(nx / 2), Math.floor(ny / 2), await page.evaluate(() => window.review.cursor[2])])));
-  await page.screenshot({ path: join(shots, '8-pbrush.png') });
+  await page.screenshot({ path: shot('8-pbrush.png') });
 
   // 4. Fill between: key slices are shown; an empty key slice is refused.
   const before = dsc(await mask());
@@ -186,7 +154,7 @@ try {
   await page.keyboard.press('i');
   const refused = await status(/interpolate refused/);
   check('fill between refuses an empty key slice and changes nothing', /key slice 1 of the axial view is empty/.test(refused) && dsc(await mask()) === before, refused);
-  await page.screenshot({ path: join(shots, '9-key-slices-refused.png') });
+  await page.screenshot({ path: shot('9-key-slices-refused.png') });
   // Fill holes in the slice: nothing to fill on a closed liver, said so.
   await page.keyboard.press('l');
   const holes = await status(/^fill_holes: \d+ voxels changed/);
@@ -203,14 +171,4 @@ try {
   // The refused fill between is a 422, which Chromium logs as a failed load.
   const unexpected = errors.filter((e) => !/422/.test(e));
   check('no page errors', unexpected.length === 0, unexpected.join(' | '));
-} catch (e) {
-  failed++;
-  console.log(`FAIL - ${e.stack || e}`);
-  await page.screenshot({ path: join(shots, 'failure-tools.png') }).catch(() => {});
-} finally {
-  await ctx.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-console.log(`# final DSC ${last.toFixed(4)} after ${actions} actions, ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+}, () => console.log(`# final DSC ${last.toFixed(4)} after ${actions} actions, ${((Date.now() - t0) / 1000).toFixed(1)} s`));

@@ -31,6 +31,10 @@ pub enum ReviewError {
     Input(String),
     #[error("{0}")]
     Conflict(String),
+    /// Another tab or window holds the case's editor lease: this one may
+    /// look, not change (HTTP 423, so the page can tell it from a stale edit).
+    #[error("{0}")]
+    Locked(String),
     /// A well-formed request the server will not carry out (a fill over its limit).
     #[error("{0}")]
     Refused(String),

@@ -10,6 +10,8 @@
 //!   only); `x-width`, `x-height` headers
 //! * `GET  /api/cases/{id}/volume/{ct|mask|start}`  binary: whole volume, x fastest
 //! * `GET  /api/cases/{id}/changed`                 slices that differ from the start, per axis
+//! * `GET  /api/cases/{id}/mesh`                    binary: the mask's surface mesh in LPS mm
+//! * `POST /api/cases/{id}/lease`                   `{client, take_over, release}`: the editor lease
 //! * `POST /api/cases/{id}/edit`                    an [`EditOp`] + `mask_revision`, `client`
 //! * `POST /api/cases/{id}/preview`                 an [`EditOp`]: what it would change
 //! * `POST /api/cases/{id}/undo`, `/redo`           `{mask_revision, client}`
@@ -42,6 +44,7 @@ impl IntoResponse for ReviewError {
             ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
             ReviewError::Input(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReviewError::Conflict(_) => StatusCode::CONFLICT,
+            ReviewError::Locked(_) => StatusCode::LOCKED,
             ReviewError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ReviewError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -69,9 +72,57 @@ struct CaseState {
     /// Why the probability brush is off (no map beside the mask, or it could
     /// not be read); None when the map is loaded.
     probability_note: Option<String>,
+    /// The tab that edits the case; while its lease is live, edits, undo,
+    /// redo and record changes from any other tab are refused (423), so a
+    /// second tab is a viewer until it takes over.
+    editor: Option<Lease>,
+    /// The last surface mesh made and the mask revision it shows: tabs that
+    /// ask again for an unchanged mask get it without meshing again.
+    mesh: Option<(u64, Bytes, MeshInfo)>,
+}
+
+/// One tab's claim to edit a case, renewed by its heartbeat.
+struct Lease {
+    client: String,
+    since: Instant,
+    seen: Instant,
+}
+
+/// A lease not renewed for this long is free. Long, because a browser
+/// throttles the timers of a hidden tab to about one a minute after five
+/// minutes; a tab that closes releases its lease at once (`pagehide`), and
+/// a crashed one is taken over with one click.
+const LEASE_TTL: Duration = Duration::from_secs(90);
+
+#[derive(Clone, Copy)]
+struct MeshInfo {
+    vertices: usize,
+    triangles: usize,
+    factors: [usize; 3],
+    area_mm2: f64,
+    elapsed_ms: f64,
 }
 
 impl CaseState {
+    /// The live lease of a tab other than `client`, if any.
+    fn other_editor(&self, client: &str, now: Instant) -> Option<&Lease> {
+        self.editor
+            .as_ref()
+            .filter(|l| l.client != client && now.saturating_duration_since(l.seen) < LEASE_TTL)
+    }
+
+    /// Refuse a change from `client` while another tab holds the lease.
+    /// Callers without a lease (scripts, the API tests) are only refused
+    /// while a page holds one.
+    fn check_editor(&self, client: &str, now: Instant) -> ApiResult<()> {
+        match self.other_editor(client, now) {
+            Some(_) => Err(ReviewError::Locked(
+                "this case is being edited in another tab or window: this one is read-only; take over to edit here".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn revision(&self) -> u64 {
         self.edit.revision + self.record_rev
     }
@@ -333,6 +384,8 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
         closed: false,
         mask_on_disk,
         probability_note,
+        editor: None,
+        mesh: None,
     })
 }
 
@@ -722,6 +775,7 @@ async fn edit(
     let base = parse_base(&body, "edit")?;
     let now = Instant::now();
     with_case(&app, &id, move |st| {
+        st.check_editor(&base.client, now)?;
         check_base(st, &base)?;
         let t0 = Instant::now();
         let changed = st.edit.apply_by(&op, &base.client)?;
@@ -778,6 +832,7 @@ async fn undo(
     let base = parse_base(&body, "undo")?;
     let now = Instant::now();
     with_case(&app, &id, move |st| {
+        st.check_editor(&base.client, now)?;
         check_base(st, &base)?;
         let op = st.edit.undo_by(&base.client)?;
         st.clock.touch(now);
@@ -796,6 +851,7 @@ async fn redo(
     let base = parse_base(&body, "redo")?;
     let now = Instant::now();
     with_case(&app, &id, move |st| {
+        st.check_editor(&base.client, now)?;
         check_base(st, &base)?;
         let op = st.edit.redo_by(&base.client)?;
         st.clock.touch(now);
@@ -831,6 +887,9 @@ struct RecordBody {
     tags: Vec<String>,
     #[serde(default)]
     comment: String,
+    /// The tab that sends it (checked against the editor lease).
+    #[serde(default)]
+    client: String,
 }
 
 async fn put_record(
@@ -861,6 +920,7 @@ async fn put_record(
     }
     let now = Instant::now();
     with_case(&app, &id, move |st| {
+        st.check_editor(&r.client, now)?;
         let mut tags = r.tags;
         tags.sort_by_key(|t| tag_order(t));
         tags.dedup();
@@ -876,6 +936,149 @@ async fn put_record(
     .await
 }
 
+#[derive(Deserialize)]
+struct LeaseBody {
+    client: String,
+    /// Take the lease even from another live tab (which becomes read-only).
+    #[serde(default)]
+    take_over: bool,
+    /// Give the lease up (the tab closes or leaves the case).
+    #[serde(default)]
+    release: bool,
+    /// Only report who edits, never take the lease: a read-only tab's
+    /// heartbeat (it follows the editor's work, and offers to edit once the
+    /// editor is gone).
+    #[serde(default)]
+    watch: bool,
+    /// A renewal, not a claim: on a case closed to free memory it is
+    /// answered without opening the case again (see [`lease`]).
+    #[serde(default)]
+    heartbeat: bool,
+}
+
+/// One editor per case: a tab asks for the lease when it opens the case and
+/// renews it every few seconds (the same call). It gets it when the case has
+/// no live editor, when it already holds it, or with `take_over`; otherwise
+/// it is told who holds it and stays a viewer. Every answer carries the
+/// mask's summary, so a viewer's heartbeat also says when to reload.
+async fn lease(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let b: LeaseBody =
+        serde_json::from_slice(&body).map_err(|e| ReviewError::BadRequest(format!("lease: {e}")))?;
+    if b.client.is_empty() || b.client.len() > 100 {
+        return Err(ReviewError::BadRequest(
+            "lease: client must be a tab id of 1 to 100 bytes".into(),
+        ));
+    }
+    let now = Instant::now();
+    // A heartbeat must not load a case that was closed to free memory: tabs
+    // left open on several cases would load them in turn, each evicting the
+    // next. A closed case has no lease (it lived in memory with the case),
+    // so the answer is known: the editor keeps editing (its next edit opens
+    // the case, its next heartbeat after that takes the lease again), a
+    // viewer hears that nobody edits. A claim or a take-over opens the case.
+    app.spec(&id)?;
+    if (b.heartbeat || b.watch) && !b.take_over && !lock(&app.open).contains_key(&id) {
+        return Ok(Json(json!({
+            "editor": !b.watch && !b.release,
+            "other_editor": null,
+            "lease_seconds": LEASE_TTL.as_secs(),
+            "open": false,
+        })));
+    }
+    with_case(&app, &id, move |st| {
+        let mine = st.editor.as_ref().is_some_and(|l| l.client == b.client);
+        if b.release {
+            if mine {
+                st.editor = None;
+            }
+        } else if mine || (!b.watch && (st.other_editor(&b.client, now).is_none() || b.take_over)) {
+            let since = if mine { st.editor.as_ref().map_or(now, |l| l.since) } else { now };
+            st.editor = Some(Lease { client: b.client.clone(), since, seen: now });
+        }
+        let other = st.other_editor(&b.client, now).map(|l| {
+            json!({
+                "since_seconds": now.saturating_duration_since(l.since).as_secs_f64().round(),
+                "seen_seconds": now.saturating_duration_since(l.seen).as_secs_f64().round(),
+            })
+        });
+        let editor = !b.release && st.editor.as_ref().is_some_and(|l| l.client == b.client);
+        let mut v = summary(st);
+        v["editor"] = json!(editor);
+        v["other_editor"] = json!(other);
+        v["lease_seconds"] = json!(LEASE_TTL.as_secs());
+        Ok(Json(v))
+    })
+    .await
+}
+
+/// The mask's surface as a triangle mesh in patient LPS mm
+/// ([`liverseg_imgproc::mesh`], cells of about 2 mm, at most 200,000
+/// triangles), binary: `u32` vertex count, `u32` triangle count, `3 f32`
+/// per vertex, `3 u32` per triangle (little endian). Meshed from a copy of
+/// the mask outside the case's lock, so edits go on meanwhile; kept per mask
+/// revision.
+async fn mesh(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Response> {
+    let h = app.handle(&id).await?;
+    blocking(move || {
+        let (rev, mask) = {
+            let st = lock(&h.state);
+            if st.closed {
+                return Err(ReviewError::Conflict(
+                    "the case was closed to free memory; open it again".into(),
+                ));
+            }
+            if let Some((r, bytes, info)) = &st.mesh {
+                if *r == st.edit.revision {
+                    return Ok(mesh_response(*r, bytes.clone(), info));
+                }
+            }
+            (st.edit.revision, st.edit.mask().clone())
+        };
+        let t0 = Instant::now();
+        let m = liverseg_imgproc::mesh::surface_mesh(&mask, &liverseg_imgproc::mesh::MeshOptions::default())
+            .map_err(|e| ReviewError::Internal(format!("surface mesh: {e}")))?;
+        let info = MeshInfo {
+            vertices: m.positions.len(),
+            triangles: m.triangles.len(),
+            factors: m.factors,
+            area_mm2: m.area_mm2(),
+            elapsed_ms: (t0.elapsed().as_secs_f64() * 1e4).round() / 10.0,
+        };
+        let bytes = Bytes::from(m.to_bytes());
+        let mut st = lock(&h.state);
+        if st.edit.revision == rev {
+            st.mesh = Some((rev, bytes.clone(), info));
+        }
+        Ok(mesh_response(rev, bytes, &info))
+    })
+    .await
+}
+
+fn mesh_response(rev: u64, bytes: Bytes, info: &MeshInfo) -> Response {
+    let f = info.factors;
+    let mut h = HeaderMap::new();
+    let pairs = [
+        ("x-mask-revision", rev.to_string()),
+        ("x-mesh-vertices", info.vertices.to_string()),
+        ("x-mesh-triangles", info.triangles.to_string()),
+        ("x-mesh-cell-voxels", format!("{},{},{}", f[0], f[1], f[2])),
+        ("x-mesh-area-mm2", format!("{:.0}", info.area_mm2)),
+        ("x-elapsed-ms", info.elapsed_ms.to_string()),
+    ];
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (k, v) in pairs {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+    (h, bytes).into_response()
+}
+
 async fn save(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiResult<Json<Value>> {
     let h = app.handle(&id).await?;
     let app2 = app.clone();
@@ -884,7 +1087,12 @@ async fn save(State(app): State<Arc<App>>, UrlPath(id): UrlPath<String>) -> ApiR
 }
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
-const STATIC: [(&str, &str, &str); 4] = [
+const STATIC: [(&str, &str, &str); 5] = [
+    (
+        "surface.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/surface.js"),
+    ),
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -1094,6 +1302,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/cases/{id}/slice/{axis}/{index}", get(slice))
         .route("/api/cases/{id}/volume/{which}", get(volume))
         .route("/api/cases/{id}/changed", get(changed))
+        .route("/api/cases/{id}/mesh", get(mesh))
+        .route("/api/cases/{id}/lease", post(lease))
         .route("/api/cases/{id}/edit", post(edit))
         .route("/api/cases/{id}/preview", post(preview))
         .route("/api/cases/{id}/undo", post(undo))

@@ -1167,3 +1167,203 @@ fn starting_mask_slices_and_changed_slices() {
     srv.undo("p1", "undo");
     assert_eq!(srv.json("GET", "/api/cases/p1/changed", "")["z"], json!([]));
 }
+
+/// The mask's surface mesh (issue 21 item 4): binary, closed, in the CT's
+/// patient mm, with about the mask's volume; re-made only when the mask
+/// changes; and under the same rules as every other read (Host, Origin,
+/// Sec-Fetch-Site, access token).
+#[test]
+fn mesh_follows_edits_and_the_security_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "p1", 5);
+    let srv = Server::start(config(vec![spec.clone()], "alice", tmp.path().join("out")));
+    let get = |path: &str, extra: &[(&str, &str)]| request(srv.addr, "GET", path, extra, b"");
+    struct M {
+        pos: Vec<[f64; 3]>,
+        tri: Vec<[usize; 3]>,
+        rev: u64,
+        bytes: Vec<u8>,
+    }
+    let fetch = || {
+        let r = get("/api/cases/p1/mesh", &[]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        let b = &r.body;
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+        let (nv, nt) = (u32_at(0), u32_at(4));
+        assert_eq!(b.len(), 8 + 12 * nv + 12 * nt);
+        assert_eq!(r.header("x-mesh-triangles").unwrap(), nt.to_string());
+        let f = |o: usize| f64::from(f32::from_le_bytes(b[o..o + 4].try_into().unwrap()));
+        let pos = (0..nv).map(|v| [0, 1, 2].map(|a| f(8 + 12 * v + 4 * a))).collect();
+        let tri = (0..nt).map(|t| [0, 1, 2].map(|a| u32_at(8 + 12 * nv + 12 * t + 4 * a))).collect();
+        M { pos, tri, rev: r.header("x-mask-revision").unwrap().parse().unwrap(), bytes: b.clone() }
+    };
+    let volume = |m: &M| -> f64 {
+        m.tri
+            .iter()
+            .map(|t| {
+                let [a, b, c] = t.map(|i| m.pos[i]);
+                (a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0])
+                    + a[2] * (b[0] * c[1] - b[1] * c[0]))
+                    / 6.0
+            })
+            .sum()
+    };
+    let m0 = fetch();
+    assert_eq!(m0.rev, 0);
+    assert!(m0.tri.len() > 100 && m0.tri.iter().flatten().all(|&i| i < m0.pos.len()));
+    // In patient mm: inside the CT's world box (grown by a voxel).
+    let g = start.geometry();
+    let (lo, hi) = g.world_bounds();
+    for p in &m0.pos {
+        assert!((0..3).all(|a| p[a] >= lo[a] - 6.0 && p[a] <= hi[a] + 6.0), "{p:?} outside {lo:?} {hi:?}");
+    }
+    let ml = start.foreground_ml();
+    let v0 = volume(&m0) / 1000.0;
+    assert!((v0 / ml - 1.0).abs() < 0.1, "mesh {v0} ml, mask {ml} ml");
+    // Unchanged mask: the same mesh (kept, not made again).
+    assert_eq!(fetch().bytes, m0.bytes);
+    // An edit: a new revision and a larger surface volume.
+    let r = srv.edit("p1", r#"{"op":"brush","axis":"z","slice":8,"points":[[6,6]],"radius_mm":12,"value":1}"#);
+    assert!(r["changed"].as_u64().unwrap() > 10);
+    let m1 = fetch();
+    assert_eq!(m1.rev, r["mask_revision"].as_u64().unwrap());
+    assert!(volume(&m1) > volume(&m0));
+    // The security rules of every other read.
+    assert_eq!(get("/api/cases/p1/mesh", &[("Origin", "http://127.0.0.1:1")]).status, 403);
+    assert_eq!(get("/api/cases/p1/mesh", &[("Sec-Fetch-Site", "cross-site")]).status, 403);
+    assert_eq!(get("/api/cases/p1/mesh", &[("Sec-Fetch-Site", "same-site")]).status, 403);
+    assert_eq!(get("/api/cases/p1/mesh", &[("Host", "evil.example")]).status, 403);
+    let own = format!("http://127.0.0.1:{}", srv.addr.port());
+    let r = get("/api/cases/p1/mesh", &[("Origin", &own), ("Sec-Fetch-Site", "same-origin")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cross-origin-resource-policy"), Some("same-origin"));
+    assert_eq!(get("/api/cases/..%2fp1/mesh", &[]).status, 400);
+    assert_eq!(get("/api/cases/nope/mesh", &[]).status, 404);
+    srv.stop();
+    // A server bound beyond loopback: the access token, as on every /api path.
+    let mut cfg = config(vec![spec], "alice", tmp.path().join("out2"));
+    cfg.token = Some("m3shT0ken".into());
+    let srv = Server::start(cfg);
+    assert_eq!(srv.get("/api/cases/p1/mesh").status, 401);
+    assert_eq!(srv.get("/api/cases/p1/mesh?token=wrong").status, 401);
+    assert_eq!(srv.get("/api/cases/p1/mesh?token=m3shT0ken").status, 200);
+    let r = request(srv.addr, "GET", "/api/cases/p1/mesh", &[("x-review-token", "m3shT0ken")], b"");
+    assert_eq!(r.status, 200);
+}
+
+/// Issue 21 item 5: one case, one editor. The first tab takes the editor
+/// lease; a second one is a viewer (its edits, undos and record changes are
+/// refused with 423 and change nothing) until it takes over, which makes the
+/// first a viewer. Undo never takes back another tab's edit, even after a
+/// take-over.
+#[test]
+fn one_editor_per_case_lease_take_over_and_release() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, _) = phantom_case(tmp.path(), "p1", 13);
+    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let lease = |body: Value| {
+        let r = srv.post("/api/cases/p1/lease", &body.to_string());
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice::<Value>(&r.body).unwrap()
+    };
+    let paint = |k: usize| {
+        json!({"op":"brush","axis":"z","slice":k,"points":[[5,5]],"radius_mm":6,"value":1}).to_string()
+    };
+    let mask = || srv.get("/api/cases/p1/volume/mask").body;
+    let rev = || srv.mask_revision("p1");
+
+    let a = lease(json!({"client": "tab-a"}));
+    assert_eq!((a["editor"].clone(), a["other_editor"].clone()), (json!(true), Value::Null));
+    assert_eq!(a["lease_seconds"], 90);
+    // The second tab is told someone edits; its heartbeat does not take the lease.
+    let b = lease(json!({"client": "tab-b"}));
+    assert_eq!(b["editor"], false);
+    assert!(b["other_editor"]["seen_seconds"].as_f64().unwrap() < 5.0, "{b}");
+    assert_eq!(lease(json!({"client": "tab-b", "watch": true}))["editor"], false);
+    // Its changes are refused (423) and change nothing; reading is fine.
+    let before = mask();
+    let r = srv.edit_as("p1", &paint(2), "tab-b", rev());
+    assert_eq!(r.status, 423, "{}", r.text());
+    assert!(r.text().contains("being edited in another tab"), "{}", r.text());
+    assert_eq!(srv.undo_as("p1", "undo", "tab-b", rev()).status, 423);
+    assert_eq!(srv.undo_as("p1", "redo", "tab-b", rev()).status, 423);
+    assert_eq!(srv.put("/api/cases/p1/record", r#"{"score":2,"client":"tab-b"}"#).status, 423);
+    assert_eq!(mask(), before);
+    assert_eq!(srv.get("/api/cases/p1/mesh").status, 200);
+    // The editor edits.
+    assert_eq!(srv.edit_as("p1", &paint(3), "tab-a", rev()).status, 200);
+    assert_eq!(srv.put("/api/cases/p1/record", r#"{"score":4,"client":"tab-a"}"#).status, 200);
+    let after_a = mask();
+    // Tab B takes over: tab A's heartbeat says it is a viewer now.
+    let b = lease(json!({"client": "tab-b", "take_over": true}));
+    assert_eq!((b["editor"].clone(), b["other_editor"].clone()), (json!(true), Value::Null));
+    let a = lease(json!({"client": "tab-a"}));
+    assert_eq!(a["editor"], false);
+    assert!(a["other_editor"].is_object(), "{a}");
+    let r = srv.edit_as("p1", &paint(4), "tab-a", rev());
+    assert_eq!(r.status, 423);
+    assert_eq!(srv.undo_as("p1", "undo", "tab-a", rev()).status, 423);
+    assert_eq!(mask(), after_a);
+    // Tab B cannot undo tab A's edit either: the history is per tab.
+    let r = srv.undo_as("p1", "undo", "tab-b", rev());
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("made in another tab"), "{}", r.text());
+    assert_eq!(mask(), after_a);
+    // Its own edit it can undo.
+    assert_eq!(srv.edit_as("p1", &paint(6), "tab-b", rev()).status, 200);
+    let r = srv.undo_as("p1", "undo", "tab-b", rev());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mask(), after_a);
+    // Tab B closes (release): tab A's heartbeat sees no editor, and tab A
+    // may take the lease back without taking over.
+    lease(json!({"client": "tab-b", "release": true}));
+    let a = lease(json!({"client": "tab-a", "watch": true}));
+    assert_eq!((a["editor"].clone(), a["other_editor"].clone()), (json!(false), Value::Null));
+    assert_eq!(lease(json!({"client": "tab-a"}))["editor"], true);
+    // A release by a tab that does not hold the lease changes nothing.
+    lease(json!({"client": "tab-b", "release": true}));
+    assert_eq!(lease(json!({"client": "tab-b", "watch": true}))["editor"], false);
+    // Bad bodies and missing page tokens.
+    assert_eq!(srv.post("/api/cases/p1/lease", r#"{"client":""}"#).status, 400);
+    assert_eq!(srv.post("/api/cases/p1/lease", "{}").status, 400);
+    assert_eq!(
+        request(srv.addr, "POST", "/api/cases/p1/lease", &[], br#"{"client":"x","take_over":true}"#).status,
+        403
+    );
+    assert_eq!(lease(json!({"client": "tab-a"}))["editor"], true);
+}
+
+/// A heartbeat on a case closed to free memory does not open it again (tabs
+/// left on several cases would otherwise load them in turn, each evicting
+/// the next); it answers without the case's state.
+#[test]
+fn lease_heartbeats_do_not_reopen_evicted_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = phantom_case(tmp.path(), "p1", 21);
+    let (b, _) = phantom_case(tmp.path(), "p2", 22);
+    let mut cfg = config(vec![a, b], "alice", tmp.path().join("out"));
+    cfg.max_open = 1;
+    let srv = Server::start(cfg);
+    let lease = |case: &str, body: Value| {
+        let r = srv.post(&format!("/api/cases/{case}/lease"), &body.to_string());
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice::<Value>(&r.body).unwrap()
+    };
+    assert_eq!(lease("p1", json!({"client": "tab-a"}))["editor"], true);
+    // Tab B works on p2, which evicts p1; its undo history lives in memory.
+    srv.edit("p2", r#"{"op":"brush","axis":"z","slice":3,"points":[[5,5]],"radius_mm":6,"value":1}"#);
+    assert_eq!(srv.json("GET", "/api/cases/p2", "")["can_undo"], true);
+    // Tab A's heartbeat on p1 and a viewer's: answered, p1 not loaded.
+    let r = lease("p1", json!({"client": "tab-a", "heartbeat": true}));
+    assert_eq!((r["editor"].clone(), r["open"].clone(), r.get("stats").is_none()), (json!(true), json!(false), true));
+    let r = lease("p1", json!({"client": "tab-c", "watch": true}));
+    assert_eq!((r["editor"].clone(), r["other_editor"].clone()), (json!(false), Value::Null));
+    assert_eq!(srv.json("GET", "/api/cases/p2", "")["can_undo"], true, "p2 was evicted by a heartbeat");
+    // Unknown or bad ids are still refused.
+    assert_eq!(srv.post("/api/cases/nope/lease", r#"{"client":"x"}"#).status, 404);
+    assert_eq!(srv.post("/api/cases/.x/lease", r#"{"client":"x"}"#).status, 400);
+    // Taking over opens the case.
+    let r = lease("p1", json!({"client": "tab-c", "take_over": true}));
+    assert_eq!((r["editor"].clone(), r["mask_revision"].clone()), (json!(true), json!(0)));
+}

@@ -4,7 +4,11 @@
 //! guessed token, a cross-origin read); then the real page opens a phantom
 //! case, paints, erases, undoes, previews fills, scores, saves and reloads.
 //! This side then checks that the saved mask differs from the starting one
-//! exactly where the brush painted (so no forged edit got through).
+//! exactly where the brush painted (so no forged edit got through). Also
+//! tools.test.mjs (grow and probability brush on a flawed phantom) and
+//! editor.test.mjs (the 3-D surface view, old bare tags); the three scripts
+//! share browser-tests/setup.mjs, and this side starts each one through
+//! `run_script`.
 //!
 //! Skips (with a line saying why) when Chromium, node or
 //! browser-tests/node_modules are missing, unless LIVERSEG_REQUIRE_BROWSER=1
@@ -51,6 +55,31 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
         return None;
     }
     Some((dir, chromium))
+}
+
+/// Run `script` (a browser-tests/*.test.mjs) against the server `srv` with
+/// `env` besides the shared REVIEW_URL, SHOTS and CHROMIUM (setup.mjs reads
+/// those); prints its log, fails the test when the script fails. Returns
+/// the screenshots folder.
+fn run_script(dir: &Path, chromium: &Path, srv: &Server, script: &str, env: &[(&str, String)]) -> PathBuf {
+    let shots = dir.join("shots");
+    let output = Command::new("node")
+        .arg(script)
+        .current_dir(dir)
+        .env("REVIEW_URL", format!("http://127.0.0.1:{}/", srv.addr.port()))
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", chromium)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{log}");
+    assert!(output.status.success(), "browser test {script} failed:\n{log}");
+    shots
 }
 
 #[test]
@@ -102,29 +131,12 @@ fn browser_paint_erase_undo_score_save_reload() {
         .expect("a liver spot to erase");
     let out = tmp.path().join("out");
     let srv = Server::start(config(vec![spec], "alice", out.clone()));
-    let shots = dir.join("shots");
     let s = |c: [usize; 3]| format!("{},{},{}", c[0], c[1], c[2]);
-    let output = Command::new("node")
-        .arg("review.test.mjs")
-        .current_dir(&dir)
-        .env(
-            "REVIEW_URL",
-            format!("http://127.0.0.1:{}/", srv.addr.port()),
-        )
-        .env("PAINT", s(paint))
-        .env("ERASE", s(erase))
-        .env("RADIUS", radius.to_string())
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!("{log}");
-    assert!(output.status.success(), "browser test failed:\n{log}");
+    let shots = run_script(&dir, &chromium, &srv, "review.test.mjs", &[
+        ("PAINT", s(paint)),
+        ("ERASE", s(erase)),
+        ("RADIUS", radius.to_string()),
+    ]);
     srv.stop();
 
     let saved = liverseg_io::read_mask(
@@ -160,6 +172,8 @@ fn browser_paint_erase_undo_score_save_reload() {
         "1-opened.png",
         "2-painted-erased.png",
         "2a-fill-preview.png",
+        "2c-take-over-prompt.png",
+        "2d-read-only.png",
         "3-reloaded-zoomed.png",
         "4-contour.png",
     ] {
@@ -200,27 +214,13 @@ fn browser_grow_and_probability_brush_fix_a_flawed_case() {
     std::fs::write(&pmask_file, &pmask).unwrap();
     let out = tmp.path().join("out");
     let srv = Server::start(config(vec![case.spec.clone(), plain], "alice", out.clone()));
-    let shots = dir.join("shots");
-    let output = Command::new("node")
-        .arg("tools.test.mjs")
-        .current_dir(&dir)
-        .env("REVIEW_URL", format!("http://127.0.0.1:{}/", srv.addr.port()))
-        .env("CASE", "flawed01")
-        .env("PLAIN", "plain02")
-        .env("SEEDS", serde_json::Value::Array(seeds).to_string())
-        .env("TRUTH", &truth_file)
-        .env("PMASK", &pmask_file)
-        .env("SHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    eprintln!("{log}");
-    assert!(output.status.success(), "browser test failed:\n{log}");
+    let shots = run_script(&dir, &chromium, &srv, "tools.test.mjs", &[
+        ("CASE", "flawed01".into()),
+        ("PLAIN", "plain02".into()),
+        ("SEEDS", serde_json::Value::Array(seeds).to_string()),
+        ("TRUTH", truth_file.display().to_string()),
+        ("PMASK", pmask_file.display().to_string()),
+    ]);
     srv.stop();
     let saved = liverseg_io::read_mask(
         &out.join("alice/adjusted/flawed01.nii.gz"),
@@ -233,6 +233,69 @@ fn browser_grow_and_probability_brush_fix_a_flawed_case() {
     eprintln!("saved mask: DSC vs truth {d0:.4} at the start, {d1:.4} saved");
     assert!(d1 >= 0.95 && d1 > d0, "{d0} -> {d1}");
     for f in ["5-seeds.png", "6-grow-preview.png", "7-after-grow.png", "8-pbrush.png", "9-key-slices-refused.png"] {
+        assert!(shots.join(f).metadata().unwrap().len() > 10_000, "{f}");
+    }
+}
+
+/// Issue 21 items 4 and 7 in the browser (editor.test.mjs): the 3-D surface
+/// view (V) draws the mask's mesh, rotates, zooms, follows edits and undo
+/// with one fetch per mask revision; and a tag recorded before tags said
+/// missed or leaked (a bare "IVC" in the reviewer's audit) is shown, kept
+/// beside a new tag, and saved. This side checks the saved audit.
+#[test]
+fn browser_surface_view_and_old_bare_tags() {
+    let Some((dir, chromium)) = tools() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, start) = phantom_case(tmp.path(), "phantom03", 9);
+    let out = tmp.path().join("out");
+    // A record from before tags had a kind: the adjusted mask (as the start)
+    // and an audit whose only tag is the bare region.
+    for d in ["adjusted", "audit"] {
+        std::fs::create_dir_all(out.join("alice").join(d)).unwrap();
+    }
+    std::fs::copy(&spec.mask, out.join("alice/adjusted/phantom03.nii.gz")).unwrap();
+    let old = liverseg_review::record::Audit {
+        case: "phantom03".into(),
+        reviewer: "alice".into(),
+        started_at: "2026-11-20T10:00:00Z".into(),
+        saved_at: "2026-11-20T10:05:00Z".into(),
+        score: Some(4.0),
+        tags: vec!["IVC".into()],
+        comment: String::new(),
+        active_seconds: 60.0,
+        edit_count: 0,
+        volume_ml: start.foreground_ml(),
+        start_volume_ml: start.foreground_ml(),
+        dsc_vs_start: 1.0,
+        changed_voxels: 0,
+        outputs: vec![],
+        software: "liverseg-review (older)".into(),
+    };
+    std::fs::write(out.join("alice/audit/phantom03.json"), serde_json::to_string(&old).unwrap()).unwrap();
+    // A spot beside the liver on a middle slice: the paint adds to the surface.
+    let g = start.geometry().clone();
+    let [nx, ny, nz] = g.dims();
+    let k = nz / 2;
+    let paint = (3..ny - 3)
+        .flat_map(|j| (3..nx - 6).map(move |i| [i, j, k]))
+        .find(|&[i, j, k]| *start.get(i, j, k) == 0 && *start.get(i + 3, j, k) == 1)
+        .expect("a spot beside the liver");
+    let srv = Server::start(config(vec![spec], "alice", out.clone()));
+    let shots = run_script(&dir, &chromium, &srv, "editor.test.mjs", &[
+        ("CASE", "phantom03".into()),
+        ("PAINT", format!("{},{},{}", paint[0], paint[1], paint[2])),
+    ]);
+    srv.stop();
+    let audit: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("alice/audit/phantom03.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(audit["tags"], serde_json::json!(["IVC", "kidney: leaked"]), "{audit}");
+    let tags = std::fs::read_to_string(out.join("tags.csv")).unwrap();
+    assert!(tags.contains("phantom03,alice,IVC,\n") && tags.contains("phantom03,alice,kidney,leaked\n"), "{tags}");
+    for f in ["10-surface.png", "11-surface-rotated.png", "12-surface-after-paint.png"] {
         assert!(shots.join(f).metadata().unwrap().len() > 10_000, "{f}");
     }
 }

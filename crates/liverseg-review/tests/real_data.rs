@@ -213,3 +213,48 @@ fn grow_timing_on_a_512_ct() {
     eprintln!("grow apply (reach 40, as previewed): {t_apply:.2?}; undo {:.2?}", t.elapsed());
     assert_eq!(u.status, 200, "{}", u.text());
 }
+
+/// The 3-D view's mesh of a real 512x512 liver mask (printed; run with
+/// --nocapture): within the triangle budget, about the mask's volume, and
+/// kept for the next request while the mask is unchanged.
+#[test]
+fn mesh_of_a_512_ct_liver() {
+    let Some(dir) = require_shared!("data/cases/ircadb01-01") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = liverseg_review::cases::case_from_folder(&dir).unwrap();
+    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let open = srv.json("GET", "/api/cases/ircadb01-01", "");
+    let ml = open["stats"]["volume_ml"].as_f64().unwrap();
+    let t = Instant::now();
+    let r = srv.get("/api/cases/ircadb01-01/mesh");
+    let t_first = t.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b = &r.body;
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    let (nv, nt) = (u32_at(0), u32_at(4));
+    let f = |o: usize| f64::from(f32::from_le_bytes(b[o..o + 4].try_into().unwrap()));
+    let p = |v: usize| [0, 1, 2].map(|a| f(8 + 12 * v + 4 * a));
+    let vol: f64 = (0..nt)
+        .map(|t| {
+            let [a, b_, c] = [0, 1, 2].map(|k| p(u32_at(8 + 12 * nv + 12 * t + 4 * k)));
+            (a[0] * (b_[1] * c[2] - b_[2] * c[1]) - a[1] * (b_[0] * c[2] - b_[2] * c[0])
+                + a[2] * (b_[0] * c[1] - b_[1] * c[0]))
+                / 6.0
+        })
+        .sum();
+    let t = Instant::now();
+    let again = srv.get("/api/cases/ircadb01-01/mesh");
+    let t_again = t.elapsed();
+    eprintln!(
+        "ircadb01-01 mesh: {nt} triangles, {nv} vertices, {:.1} MB, cells {} voxels, server {} ms; request {t_first:.2?}, again (kept) {t_again:.2?}; {:.1} ml enclosed vs mask {ml:.1} ml",
+        b.len() as f64 / 1e6,
+        r.header("x-mesh-cell-voxels").unwrap(),
+        r.header("x-elapsed-ms").unwrap(),
+        vol / 1e3
+    );
+    assert!(nt > 10_000 && nt <= 200_000, "{nt}");
+    assert!((vol / 1e3 / ml - 1.0).abs() < 0.05, "{vol} mm3 vs {ml} ml");
+    assert_eq!(again.body, r.body);
+}

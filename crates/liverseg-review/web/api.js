@@ -51,3 +51,23 @@ export async function getSlice(caseId, axis, index, maskOnly) {
 }
 
 export const caseUrl = (id, rest = '') => `/api/cases/${encodeURIComponent(id)}${rest}`;
+
+/** The mask's surface mesh: {revision, positions: Float32Array (mm LPS), indices: Uint32Array, ...}. */
+export async function getMesh(caseId) {
+  const r = await check(await fetch(`/api/cases/${encodeURIComponent(caseId)}/mesh`, { headers: headers() }));
+  const buf = await r.arrayBuffer();
+  const head = new DataView(buf);
+  const nv = head.getUint32(0, true);
+  const nt = head.getUint32(4, true);
+  if (buf.byteLength !== 8 + 12 * nv + 12 * nt) throw new Error(`mesh: ${buf.byteLength} bytes for ${nv} vertices and ${nt} triangles`);
+  // Little-endian on every platform browsers run on; the typed arrays view the buffer in place.
+  return {
+    revision: +r.headers.get('x-mask-revision'),
+    positions: new Float32Array(buf, 8, 3 * nv),
+    indices: new Uint32Array(buf, 8 + 12 * nv, 3 * nt),
+    triangles: nt,
+    cell: r.headers.get('x-mesh-cell-voxels'),
+    areaMm2: +r.headers.get('x-mesh-area-mm2'),
+    elapsedMs: +r.headers.get('x-elapsed-ms'),
+  };
+}

@@ -1,8 +1,9 @@
 // The review app: worklist, three linked views, editing tools, the clinical
 // record. The server applies every edit; the page only fetches the slices it
 // shows and sends compact operations.
-import { getJSON, send, getSlice, caseUrl } from './api.js';
+import { getJSON, send, getSlice, getMesh, caseUrl } from './api.js';
 import { SliceView, AXIS_INDEX } from './view.js';
+import { SurfaceView } from './surface.js';
 
 const $ = (id) => document.getElementById(id);
 const PRESETS = { abdomen: { width: 400, level: 40 }, liver: { width: 150, level: 80 } };
@@ -35,22 +36,53 @@ const app = {
   seeds: [],
   lastActivity: 0,
   busy: Promise.resolve(),
+  // One editor per case: true while this tab holds the server's editor lease,
+  // false while another tab edits (this one is read-only), null before asking.
+  editor: null,
+  // The 3-D surface view (V): the mesh shown and the mask revision it is of,
+  // so it is fetched again only when the mask changed.
+  surface: { on: false, view: null, caseId: null, revision: -1, loading: false, again: false },
 };
 window.review = app; // inspection hook for the browser tests
 
-// This tab's id: the server lets a tab undo only its own edits. Kept across
-// reloads of the tab (sessionStorage), different in every other tab.
-const CLIENT = (() => {
-  const fresh = () => Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+// This tab's id: the server lets a tab undo only its own edits, and gives
+// the editor lease to one tab. Kept across reloads of the tab
+// (sessionStorage), different in every other tab (see uniqueClient).
+const freshId = () => Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
+let CLIENT = (() => {
   try {
     let id = sessionStorage.getItem('liverseg-client');
-    if (!id) { id = fresh(); sessionStorage.setItem('liverseg-client', id); }
+    if (!id) { id = freshId(); sessionStorage.setItem('liverseg-client', id); }
     return id;
   } catch (_) {
-    return fresh();
+    return freshId();
   }
 })();
 app.client = CLIENT;
+
+// A duplicated tab starts with a copy of its original's sessionStorage, and
+// so with the same id: it would pass for the original (its editor lease, its
+// undo steps). Ask the other tabs of this origin; when one already uses the
+// id, draw a new one. The channel stays open to answer later duplicates.
+async function uniqueClient() {
+  if (typeof BroadcastChannel === 'undefined') return;
+  const ch = new BroadcastChannel('liverseg-review-tabs');
+  const nonce = freshId();
+  let clash = false;
+  ch.onmessage = (e) => {
+    const m = e.data || {};
+    if (m.type === 'hello' && m.id === CLIENT && m.nonce !== nonce) ch.postMessage({ type: 'taken', nonce: m.nonce });
+    if (m.type === 'taken' && m.nonce === nonce) clash = true;
+  };
+  ch.postMessage({ type: 'hello', id: CLIENT, nonce });
+  // Other tabs answer within a few ms; a hidden tab's message handlers are not throttled.
+  await new Promise((r) => setTimeout(r, 150));
+  if (clash) {
+    CLIENT = freshId();
+    app.client = CLIENT;
+    try { sessionStorage.setItem('liverseg-client', CLIENT); } catch (_) { /* storage off: the id lives in this page only */ }
+  }
+}
 
 function setStatus(msg, kind = '') {
   const s = $('status');
@@ -77,6 +109,7 @@ function showSummary(r) {
   $('redo').disabled = !r.can_redo;
   if (r.revision !== undefined) app.revision = r.revision;
   if (r.mask_revision !== undefined) app.maskRevision = r.mask_revision;
+  refreshSurface();
 }
 
 // Serialise server calls that change state, so strokes apply in order.
@@ -127,18 +160,24 @@ function redrawAll(recompose) {
 
 function activity() {
   const now = Date.now();
-  if (app.caseId && now - app.lastActivity > 3000) {
+  if (app.caseId && app.editor && now - app.lastActivity > 3000) {
     app.lastActivity = now;
     send('POST', caseUrl(app.caseId, '/activity')).then((r) => ($('stat-time').textContent = fmtTime(r.active_seconds))).catch(() => {});
   }
 }
 
 async function openCase(id) {
-  if (app.caseId) await save(false);
+  if (app.caseId) {
+    await save(false);
+    if (app.editor) await lease({ release: true }).catch(() => {});
+  }
   setStatus(`opening ${id}…`);
   const meta = await getJSON(caseUrl(id));
   app.caseId = id;
   app.meta = meta;
+  app.editor = null;
+  if (app.surface.view) app.surface.view.reset();
+  app.surface.revision = -1;
   app.cursor = meta.dims.map((n) => Math.floor(n / 2));
   app.editedSlices = { x: [], y: [], z: [] };
   app.keySlices = { x: [], y: [], z: [] };
@@ -161,7 +200,9 @@ async function openCase(id) {
   $('warnings').textContent = (meta.warnings || []).join('\n');
   $('dicom-note').textContent = meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '';
   loadChanged();
-  if (await refresh(false)) setStatus(`${id}: ${meta.dims.join('×')} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(' × ')} mm`);
+  const shown = await refresh(false);
+  await claimCase();
+  if (shown && app.editor) setStatus(`${id}: ${meta.dims.join('×')} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(' × ')} mm`);
   history.replaceState(null, '', `?${new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(location.search)), case: id })}`);
 }
 
@@ -184,12 +225,20 @@ function guarded(fn) {
       return await fn();
     } catch (e) {
       if (e.status === 409 && app.caseId) return reloadAfterConflict(e);
+      if (e.status === 423 && app.caseId) {
+        // Another tab took over between two heartbeats.
+        setEditor(false, 'taken');
+        await followServer(await getJSON(caseUrl(app.caseId)));
+        setStatus(e.message, 'error');
+        return undefined;
+      }
       throw e;
     }
   });
 }
 
 async function edit(op) {
+  if (!mayEdit()) return undefined;
   clearPreview();
   return guarded(async () => {
     // The revision is read when the request is sent, after earlier queued edits.
@@ -206,6 +255,7 @@ async function edit(op) {
 }
 
 async function undoRedo(which) {
+  if (!mayEdit()) return undefined;
   clearPreview();
   return guarded(async () => {
     const r = await send('POST', caseUrl(app.caseId, `/${which}`), { mask_revision: app.maskRevision, client: CLIENT });
@@ -227,6 +277,7 @@ function fillLimits() {
 // The server computes what the fill would change; the page shows it in its
 // own colour and applies it only on Enter / Apply (Esc cancels).
 function previewFill(op) {
+  if (!mayEdit()) return undefined;
   clearPreview();
   return guarded(async () => {
     const p = await send('POST', caseUrl(app.caseId, '/preview'), op);
@@ -256,6 +307,7 @@ function markRuns(add, remove) {
 // Any edit but fill, previewed the same way: what it would add (green) and
 // remove (magenta); Enter / Apply applies it, Esc discards it.
 function previewOp(op, name) {
+  if (!mayEdit()) return undefined;
   clearPreview();
   return guarded(async () => {
     setStatus(`${name}: computing preview…`);
@@ -285,6 +337,8 @@ function clearPreview() {
 
 async function save(explicit = true) {
   if (!app.caseId) return;
+  // A viewer has nothing of its own to save (the editor's tab saves).
+  if (!app.editor) { if (explicit) mayEdit(); return; }
   await app.busy;
   try {
     const r = await send('POST', caseUrl(app.caseId, '/save'));
@@ -320,8 +374,10 @@ function putRecord() {
     score: s ? +s.value : null,
     tags: [...(app.bareTags || []), ...[...document.querySelectorAll('input[name=tag]:checked')].map((c) => c.value)],
     comment: $('comment').value,
+    client: CLIENT,
   };
-  return queue(async () => {
+  if (!mayEdit()) return undefined;
+  return guarded(async () => {
     await send('PUT', caseUrl(app.caseId, '/record'), body);
     setStatus(`record: score ${body.score ?? '–'}, ${body.tags.length} tags`);
   });
@@ -366,6 +422,7 @@ function buildRecordPanel() {
 const STROKE_TOOLS = ['paint', 'erase', 'pbrush', 'seed-add', 'seed-remove'];
 
 function setTool(t) {
+  if (t !== 'navigate' && app.editor === false) { mayEdit(); return; }
   if (t === 'pbrush' && app.meta && !app.meta.probability) {
     setStatus(`probability brush: ${app.meta.probability_note}`, 'error');
     return;
@@ -705,6 +762,7 @@ function keys(e) {
     t: () => { $('limit').checked = !$('limit').checked; app.brush.limit = $('limit').checked; },
     i: interpolate,
     m: () => setHideMask(!app.display.hideMask),
+    v: () => setSurface(!app.surface.on),
     o: () => setShowStart(!app.display.showStart),
     c: () => { app.display.fill = !app.display.fill; $('fill-mode').checked = app.display.fill; redrawAll(true); },
     1: () => setWL(PRESETS.abdomen.width, PRESETS.abdomen.level), 2: () => setWL(PRESETS.liver.width, PRESETS.liver.level),
@@ -717,6 +775,7 @@ function keys(e) {
 }
 
 async function main() {
+  await uniqueClient();
   app.info = await getJSON('/api/info');
   $('reviewer').textContent = app.info.reviewer;
   const sel = $('case-select');
@@ -759,11 +818,19 @@ async function main() {
   $('prev-case').addEventListener('click', () => moveCase(-1));
   $('next-case').addEventListener('click', () => moveCase(1));
   window.addEventListener('keydown', keys);
-  window.addEventListener('resize', () => { for (const v of Object.values(app.views)) { v.resize(); v.draw(); } });
+  window.addEventListener('resize', relayout);
   // Autosave runs on the server; this makes a closed tab flush at once.
   window.addEventListener('pagehide', () => {
-    if (app.caseId) send('POST', caseUrl(app.caseId, '/save'), undefined, { keepalive: true }).catch(() => {});
+    if (!app.caseId || !app.editor) return;
+    send('POST', caseUrl(app.caseId, '/save'), undefined, { keepalive: true }).catch(() => {});
+    // Free the case at once for another tab (else after the lease runs out).
+    send('POST', caseUrl(app.caseId, '/lease'), { client: CLIENT, release: true }, { keepalive: true }).catch(() => {});
   });
+  $('lease-take').addEventListener('click', () => takeOver().catch((e) => setStatus(e.message, 'error')));
+  $('lease-dialog-take').addEventListener('click', () => takeOver().catch((e) => setStatus(e.message, 'error')));
+  $('lease-dialog-view').addEventListener('click', () => $('lease-dialog').close());
+  $('show-3d').addEventListener('click', () => setSurface(!app.surface.on));
+  setInterval(heartbeat, HEARTBEAT_MS);
   setTool('paint');
   setRadius(5);
   setThreshold(0.5);
@@ -772,6 +839,144 @@ async function main() {
   const first = app.info.cases.find((c) => c.id === wanted) || app.info.cases[0];
   if (first) await openCase(first.id);
   document.body.dataset.ready = '1';
+}
+
+// --- one editor per case ------------------------------------------------------
+// The server holds one editor lease per case. This tab asks for it when it
+// opens a case and renews it with a heartbeat; while another tab holds it,
+// this one is a read-only viewer that follows the editor's mask, and can
+// take over (which makes the other tab the viewer).
+
+const HEARTBEAT_MS = 5000;
+
+function lease(body) {
+  return send('POST', caseUrl(app.caseId, '/lease'), { client: CLIENT, ...body });
+}
+
+async function claimCase() {
+  const r = await lease({});
+  if (r.editor) { setEditor(true); return; }
+  setEditor(false, 'held');
+  await followServer(r);
+  const o = r.other_editor;
+  $('lease-dialog-detail').textContent = o ? `It has been edited there for ${fmtTime(o.since_seconds)} (last heard from ${o.seen_seconds} s ago).` : '';
+  setStatus('read-only: this case is being edited in another tab or window', 'error');
+  const d = $('lease-dialog');
+  if (!d.open) d.showModal();
+}
+
+function mayEdit() {
+  if (app.editor !== false) return true;
+  setStatus('read-only: this case is being edited in another tab or window (Take over to edit here)', 'error');
+  return false;
+}
+
+const LEASE_MSG = {
+  held: 'Read-only: this case is being edited in another tab or window.',
+  taken: 'Another tab or window took over editing this case: this tab is read-only now.',
+  free: 'Read-only: the other tab stopped editing this case.',
+};
+
+function setEditor(on, why = 'held') {
+  app.editor = on;
+  app.leaseState = on ? 'editor' : why;
+  document.body.classList.toggle('read-only', !on);
+  $('comment').readOnly = !on;
+  document.querySelectorAll('#record input').forEach((i) => (i.disabled = !on));
+  const banner = $('lease-banner');
+  if (on) { banner.hidden = true; return; }
+  clearPreview();
+  app.seeds = [];
+  showSeeds();
+  if (app.tool !== 'navigate') setTool('navigate');
+  $('lease-msg').textContent = LEASE_MSG[why] || LEASE_MSG.held;
+  $('lease-take').textContent = why === 'free' ? 'Edit here' : 'Take over';
+  banner.hidden = false;
+}
+
+async function takeOver() {
+  const d = $('lease-dialog');
+  if (d.open) d.close();
+  const r = await lease({ take_over: true });
+  if (!r.editor) return;
+  setEditor(true);
+  await followServer(r);
+  setStatus('editing here: any other tab on this case is read-only now', 'ok');
+}
+
+// Show the server's mask when it changed: a viewer follows the editor's work.
+async function followServer(r) {
+  // A case closed on the server to free memory answers without its state;
+  // fetching slices now would open it again.
+  if (!r.stats) return;
+  const changed = r.mask_revision !== app.maskRevision;
+  showSummary(r);
+  if (changed) {
+    await refresh(false);
+    loadChanged();
+  }
+}
+
+async function heartbeat() {
+  if (!app.caseId || app.editor === null) return;
+  const id = app.caseId;
+  let r;
+  try {
+    r = await lease(app.editor ? { heartbeat: true } : { watch: true });
+  } catch (_) {
+    return; // the server is gone or restarting: the next beat tries again
+  }
+  if (id !== app.caseId) return;
+  if (app.editor && !r.editor) setEditor(false, 'taken');
+  else if (!app.editor && !r.other_editor && app.leaseState !== 'free') setEditor(false, 'free');
+  if (!app.editor) await followServer(r);
+}
+
+// --- 3-D surface view ------------------------------------------------------------
+
+function relayout() {
+  for (const v of Object.values(app.views)) { v.resize(); v.draw(); }
+  if (app.surface.on && app.surface.view) { app.surface.view.resize(); app.surface.view.draw(); }
+}
+
+function setSurface(on) {
+  const s = app.surface;
+  s.on = on;
+  $('show-3d').classList.toggle('active', on);
+  $('views').classList.toggle('with-3d', on);
+  $('view-3d-wrap').hidden = !on;
+  if (on && !s.view) {
+    s.view = new SurfaceView($('view-3d'));
+    if (s.view.error) $('surface-info').textContent = s.view.error;
+  }
+  relayout();
+  if (on) refreshSurface();
+}
+
+// Fetch the mesh when the view is on and the mask changed since the last one.
+async function refreshSurface() {
+  const s = app.surface;
+  if (!s.on || !s.view || s.view.error || !app.caseId) return;
+  if (s.caseId === app.caseId && s.revision === app.maskRevision) return;
+  if (s.loading) { s.again = true; return; }
+  s.loading = true;
+  const id = app.caseId;
+  try {
+    $('surface-info').textContent = 'meshing…';
+    const m = await getMesh(id);
+    if (id === app.caseId) {
+      s.view.setMesh(m.positions, m.indices, s.caseId === id);
+      s.caseId = id;
+      s.revision = m.revision;
+      $('surface-info').textContent = `${m.triangles.toLocaleString('en')} triangles · cells of ${m.cell.replaceAll(',', '×')} voxels · ${(m.areaMm2 / 100).toFixed(0)} cm² · revision ${m.revision}`;
+      document.body.dataset.meshRevision = String(m.revision);
+    }
+  } catch (e) {
+    $('surface-info').textContent = `3-D view: ${e.message}`;
+  } finally {
+    s.loading = false;
+    if (s.again) { s.again = false; refreshSurface(); }
+  }
 }
 
 function moveCase(d) {
