@@ -159,7 +159,9 @@ async function openCase(id) {
   showSummary(meta);
   setRecord(meta.score, meta.tags, meta.comment);
   $('warnings').textContent = (meta.warnings || []).join('\n');
-  $('dicom-note').textContent = meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '';
+  // Which series the reader chose and what else the folder held, worded as `segment` prints it.
+  $('dicom-note').textContent = [meta.input_summary, meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '']
+    .filter(Boolean).join('\n');
   loadChanged();
   if (await refresh(false)) setStatus(`${id}: ${meta.dims.join('×')} voxels, ${meta.spacing.map((s) => s.toFixed(2)).join(' × ')} mm`);
   history.replaceState(null, '', `?${new URLSearchParams({ ...Object.fromEntries(new URLSearchParams(location.search)), case: id })}`);
