@@ -709,6 +709,37 @@ fn dicomdir_beside_the_images_is_not_taken_as_an_image() {
     assert!(t.contains("DICOMDIR") && t.contains("give the folder") && !t.contains("panicked"), "{t}");
 }
 
+/// The other folder tests find no liver on this 20-slice series with the
+/// default threshold, so their dciodvfy checks cover the empty-result files
+/// (one empty SEG frame, an RTSTRUCT ROI without contours). `--threshold 0.1`
+/// gives a liver: the SEG with its frames, the RTSTRUCT with its contours and
+/// the overview Secondary Capture that `segment` writes must pass dciodvfy
+/// too, and refer to the CT images only (not the scout beside them).
+#[test]
+fn a_found_liver_gives_dciodvfy_clean_seg_rtstruct_and_overview() {
+    let test = "a_found_liver_gives_dciodvfy_clean_seg_rtstruct_and_overview";
+    let Some(series) = shared_series() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("study");
+    let ct = rewrite_series(&series, |i| folder.join("ct").join(format!("{i}.dcm")), |_, _| {});
+    add_localizer(&series, &folder);
+    let out = dir.path().join("out");
+    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg,rtstruct,overview", "--threshold", "0.1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["liver_volume_ml"].as_f64().unwrap() > 0.0, "the test needs a liver: {report}");
+    for name in ["seg.dcm", "rtstruct.dcm"] {
+        let file = out.join(name);
+        let mut refs = referenced_instances(&file);
+        assert!(!refs.contains(SCOUT_SOP_INSTANCE), "{name} refers to the scout");
+        let study = dicom_object::open_file(&file).unwrap().element(tags::STUDY_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0').to_string();
+        refs.remove(&study);
+        assert!(!refs.is_empty() && refs.is_subset(&ct), "{name}: refers to {refs:?}, not the CT");
+        assert_dciodvfy_clean(test, &file);
+    }
+    assert_dciodvfy_clean(test, &out.join("overview.dcm"));
+}
+
 /// highdicom (the reference Python library for DICOM-SEG) reads the SEG by
 /// source instance, with no overrides (no ignore_spatial_locations, no
 /// assert_missing_frames_are_empty), for every CT instance the SEG holds a

@@ -9,6 +9,7 @@
 pub mod atomic;
 pub mod dicom;
 mod error;
+pub mod input_info;
 pub mod manifest;
 pub mod metaimage;
 mod names;
@@ -16,6 +17,7 @@ pub mod nifti;
 pub mod utc;
 
 pub use error::{error_line, Error, Result};
+pub use input_info::InputInfo;
 pub use names::{strip_extension, VOLUME_FILE_EXTENSIONS};
 
 use liverseg_volume::{DynVolume, Mask};

@@ -9,6 +9,13 @@ use liverseg_io::dicom::seg_write::SourceSeries;
 use liverseg_io::Error;
 use std::path::Path;
 
+/// The series the reader chooses in `folder` (headers only, no pixels
+/// decoded), as the DICOM writers get it from a read.
+fn source_of(folder: &std::path::Path, series: Option<&str>) -> liverseg_io::Result<SourceSeries> {
+    let options = liverseg_io::ReadOptions { series: series.map(str::to_string), ..Default::default() };
+    Ok(liverseg_io::dicom::select_series(folder, &options)?.series)
+}
+
 fn ct(dir: &Path, name: &str, series: &str, sop: &str, z: f64, blank_uids: bool) {
     let mut obj = InMemDicomObject::new_empty();
     let put = |obj: &mut InMemDicomObject, tag, vr, v: &str| obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
@@ -37,7 +44,7 @@ fn slices_sorted_along_the_normal() {
         ct(dir.path(), &format!("f{n}.dcm"), "1.2.3.6", &format!("1.2.3.7.{n}"), z, false);
     }
     std::fs::write(dir.path().join("README"), "not dicom").unwrap();
-    let s = SourceSeries::from_folder(dir.path(), None).unwrap();
+    let s = source_of(dir.path(), None).unwrap();
     // Normal = row x col = x × (-y) = -z: increasing index goes to smaller z.
     let zs: Vec<f64> = s.slices.iter().map(|sl| sl.position[2]).collect();
     assert_eq!(zs, [5.0, 0.0, -5.0]);
@@ -61,19 +68,19 @@ fn series_choice_and_blank_uids() {
     ct(dir.path(), "b1.dcm", "1.2.3.8", "1.2.3.9.1", 0.0, false);
     // No series named: the reader's choice (the largest stack), and a warning
     // that says there were others.
-    let s = SourceSeries::from_folder(dir.path(), None).unwrap();
+    let s = source_of(dir.path(), None).unwrap();
     assert_eq!((s.series_instance_uid.as_str(), s.slices.len()), ("1.2.3.6", 2));
     assert!(s.warnings.iter().any(|w| w.contains("2 candidate series")), "{:?}", s.warnings);
-    assert_eq!(SourceSeries::from_folder(dir.path(), Some("1.2.3.8")).unwrap().slices.len(), 1);
-    let e = SourceSeries::from_folder(dir.path(), Some("9.9")).unwrap_err();
+    assert_eq!(source_of(dir.path(), Some("1.2.3.8")).unwrap().slices.len(), 1);
+    let e = source_of(dir.path(), Some("9.9")).unwrap_err();
     assert!(matches!(e, Error::Ambiguous { .. }) && e.to_string().contains("1.2.3.8"), "{e}");
-    assert_eq!(SourceSeries::from_folder(dir.path(), Some("1.2.3.6")).unwrap().slices.len(), 2);
+    assert_eq!(source_of(dir.path(), Some("1.2.3.6")).unwrap().slices.len(), 2);
 
     // Anonymised: SOP UIDs only in the file meta, study UID blank.
     let dir = tempfile::tempdir().unwrap();
     ct(dir.path(), "x1.dcm", "", "1.2.3.7.1", 0.0, true);
     ct(dir.path(), "x2.dcm", "", "1.2.3.7.2", 2.0, true);
-    let s = SourceSeries::from_folder(dir.path(), None).unwrap();
+    let s = source_of(dir.path(), None).unwrap();
     assert_eq!(s.slices[1].sop_instance_uid, "1.2.3.7.1");
     assert_eq!(s.slices[0].sop_class_uid, "1.2.840.10008.5.1.4.1.1.2");
     assert!(s.study_instance_uid.starts_with("2.25.") && s.series_instance_uid.starts_with("2.25."));
@@ -84,10 +91,10 @@ fn series_choice_and_blank_uids() {
     let dir = tempfile::tempdir().unwrap();
     ct(dir.path(), "d1.dcm", "1.2.3.6", "1.2.3.7.1", 0.0, false);
     ct(dir.path(), "d2.dcm", "1.2.3.6", "1.2.3.7.2", 0.0, false);
-    let s = SourceSeries::from_folder(dir.path(), None).unwrap();
+    let s = source_of(dir.path(), None).unwrap();
     assert_eq!(s.slices.len(), 1);
     assert!(s.warnings.iter().any(|w| w.contains("2 phases of the same size") && w.contains("[0] repeat 1")), "{:?}", s.warnings);
     // No DICOM at all.
     let dir = tempfile::tempdir().unwrap();
-    assert!(SourceSeries::from_folder(dir.path(), None).is_err());
+    assert!(source_of(dir.path(), None).is_err());
 }

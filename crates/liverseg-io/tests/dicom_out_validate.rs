@@ -7,6 +7,13 @@ use liverseg_volume::{Geometry, Mask};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The series the reader chooses in `folder` (headers only, no pixels
+/// decoded), as the DICOM writers get it from a read.
+fn source_of(folder: &std::path::Path, series: Option<&str>) -> liverseg_io::Result<SourceSeries> {
+    let options = liverseg_io::ReadOptions { series: series.map(str::to_string), ..Default::default() };
+    Ok(liverseg_io::dicom::select_series(folder, &options)?.series)
+}
+
 fn mask(g: &Geometry) -> Mask {
     let [nx, ny, _] = g.dims();
     Mask::from_fn(g.clone(), |[i, j, k]| {
@@ -25,7 +32,7 @@ fn written(dir: &Path) -> Vec<(PathBuf, usize)> {
     cases.push((mask(&g), source, "synthetic"));
     let folder = liverseg_testdata::shared_dir().map(|d| d.join("data/dicom/totalseg-example-20slices"));
     if let Some(folder) = folder.filter(|f| f.exists()) {
-        let source = SourceSeries::from_folder(&folder, None).unwrap();
+        let source = source_of(&folder, None).unwrap();
         let g = source.geometry().unwrap();
         cases.push((mask(&g), source, "totalseg"));
     }

@@ -205,6 +205,38 @@ fn localizers_screen_saves_and_junk_are_skipped() {
     assert_eq!(skipped["not_dicom"], 1);
 }
 
+/// Issue 18 item 3: one description of a read for `segment`, `review` and the
+/// node. A scout and a screen save beside the CT: the input block names the
+/// series read, lists the others by kind, and carries the reader's warnings
+/// together with the series' own (the SEG's made-up StudyInstanceUID).
+#[test]
+fn input_info_describes_the_series_read_and_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    // These synthetic files carry no StudyInstanceUID (as after some anonymisers).
+    let specs = write_series(dir.path(), "1.2.3.14", [2, 2, 3], 0.0, 1.0, code);
+    write_all(dir.path(), &specs);
+    let mut scout = SliceSpec::ct("1.2.3.15", 50, 8, 8, [0.0, 0.0, 0.0]);
+    scout.image_type = "ORIGINAL\\PRIMARY\\LOCALIZER";
+    scout.iop = Some([1.0, 0.0, 0.0, 0.0, 0.0, -1.0]);
+    write_slice(&dir.path().join("scout"), &scout);
+    let out = read_series(dir.path(), &ReadOptions::default()).unwrap();
+    let info = liverseg_io::InputInfo::from_read(&out);
+    assert_eq!(info.format, "dicom-series");
+    let series = info.series.as_ref().unwrap();
+    assert_eq!((series.series_instance_uid.as_str(), series.images), ("1.2.3.14", 3));
+    let others = info.other_series.as_ref().unwrap();
+    assert_eq!(others.kinds.get("localizer"), Some(&1), "{others:?}");
+    assert!(info.warnings.iter().any(|w| w.contains("no StudyInstanceUID")), "{:?}", info.warnings);
+    let lines = info.lines();
+    assert!(lines[0].starts_with("read DICOM series 1.2.3.14 ") && lines[0].ends_with("(3 images; also found: 1 localizer)"), "{lines:?}");
+    assert_eq!(lines.len(), 1 + info.warnings.len());
+    // Not DICOM: the format and the reader's warnings only.
+    let nii = dir.path().join("ct.nii");
+    liverseg_io::write_image(&nii, &out.volume).unwrap();
+    let info = liverseg_io::InputInfo::from_read(&liverseg_io::read_image(&nii, &ReadOptions::default()).unwrap());
+    assert_eq!((info.format.as_str(), info.series.is_none(), info.other_series.is_none()), ("nifti1", true, true));
+}
+
 #[test]
 fn phases_in_one_series_split_and_choice() {
     let dir = tempfile::tempdir().unwrap();

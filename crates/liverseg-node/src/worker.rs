@@ -147,6 +147,12 @@ fn run_job(shared: &Shared, job: &mut Job) -> Result<(), String> {
         }
         Some(_) => {}
     }
+    // What the read found (series chosen, others beside it, reader warnings),
+    // as `liverseg segment` prints it: a warning about the CT must not stay
+    // inside the result folder of an unattended node.
+    for line in input_lines(&out_dir) {
+        log(&format!("job {}: {line}", job.id));
+    }
     if outputs.is_empty() {
         return Err(format!(
             "the processor left no .dcm file in {}",
@@ -225,6 +231,31 @@ fn die_with_parent(cmd: &mut Command) {
     let _ = cmd;
 }
 
+/// The `input` block of the `report.json` that `liverseg segment` wrote into
+/// `dir`, as the lines `segment` prints (`liverseg_io::InputInfo::lines`).
+/// Nothing when there is no report or it has no input block (a custom `--run`,
+/// an older liverseg); one line saying so when it cannot be read. The block
+/// holds no patient name or ID by construction, so it may be logged.
+pub(crate) fn input_lines(dir: &Path) -> Vec<String> {
+    let path = dir.join("report.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return vec![],
+        Err(e) => return vec![format!("report.json not read ({e}): reader warnings not shown")],
+    };
+    let input = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(mut v) => match v.get_mut("input").map(serde_json::Value::take) {
+            Some(block) => serde_json::from_value::<liverseg_io::InputInfo>(block),
+            None => return vec![],
+        },
+        Err(e) => return vec![format!("report.json is not JSON ({e}): reader warnings not shown")],
+    };
+    match input {
+        Ok(info) => info.lines(),
+        Err(e) => vec![format!("report.json's input block not read ({e}): reader warnings not shown")],
+    }
+}
+
 /// `*.dcm` files directly in `dir`, sorted by name.
 fn dcm_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -253,5 +284,38 @@ mod tests {
             .collect();
         let got = expand(&t, Path::new("/a b/in"), Path::new("/out"));
         assert_eq!(got, ["seg", "/a b/in", "-o", "/out", "--tag=/a b/in/x"]);
+    }
+
+    #[test]
+    fn the_input_block_of_segments_report_becomes_log_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        // No report (a custom processor): nothing.
+        assert!(input_lines(dir.path()).is_empty());
+        let report = dir.path().join("report.json");
+        std::fs::write(
+            &report,
+            r#"{"liver_volume_ml": 1.0, "input": {"format": "dicom-series",
+                "series": {"series_instance_uid": "1.2.3", "series_description": "Abdomen", "images": 20},
+                "other_series": {"count": 1, "kinds": {"localizer": 1}, "series": []},
+                "warnings": ["gantry tilt of 12.0 degrees kept as a sheared grid"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            input_lines(dir.path()),
+            [
+                "read DICOM series 1.2.3 \"Abdomen\" (20 images; also found: 1 localizer)",
+                "reader warning: gantry tilt of 12.0 degrees kept as a sheared grid"
+            ]
+        );
+        // A report from before the input block: nothing to say.
+        std::fs::write(&report, r#"{"liver_volume_ml": 1.0}"#).unwrap();
+        assert!(input_lines(dir.path()).is_empty());
+        // Broken: said once, never a panic.
+        std::fs::write(&report, "{\"input\": ").unwrap();
+        let w = input_lines(dir.path());
+        assert!(w.len() == 1 && w[0].contains("not JSON"), "{w:?}");
+        std::fs::write(&report, r#"{"input": {"warnings": 3}}"#).unwrap();
+        let w = input_lines(dir.path());
+        assert!(w.len() == 1 && w[0].contains("input block not read"), "{w:?}");
     }
 }

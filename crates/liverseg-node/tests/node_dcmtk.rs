@@ -732,3 +732,69 @@ fn a_study_with_a_scout_is_segmented_once_for_the_ct() {
         "only the CT's SEG and RTSTRUCT came back"
     );
 }
+
+/// Issue 18 item 3: the node logs what the read found, as `segment` prints
+/// it. Two contrast phases pushed in one series (the same positions twice,
+/// AcquisitionNumber 1 and 2): the reader reads the first and warns naming
+/// both; that warning and the series line reach the node's log (without
+/// patient data), and the SEG of the first phase comes back.
+#[test]
+fn the_readers_warnings_reach_the_nodes_log() {
+    require_dcmtk!();
+    liverseg_node::capture_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let scp = StoreScp::start(&tmp.path().join("received"), "RESULTS");
+    let storage = tmp.path().join("storage");
+    let node = start(config(&storage, dest(&scp)));
+    let root = "1.2.826.0.1.3680043.10.1137.907";
+    let ct = write_ct_series(&tmp.path().join("ct"), root, 3);
+    // The second phase: each CT file again, acquisition 2, its own instances.
+    let mut files = Vec::new();
+    for (k, f) in ct.files.iter().enumerate() {
+        for acquisition in [1, 2] {
+            let mut obj = dicom_object::open_file(f).unwrap();
+            obj.put(DataElement::new(
+                tags::ACQUISITION_NUMBER,
+                VR::IS,
+                PrimitiveValue::from(acquisition.to_string()),
+            ));
+            let file = if acquisition == 1 {
+                f.clone()
+            } else {
+                let sop = format!("{root}.20.{}", k + 1);
+                obj.put(DataElement::new(
+                    tags::SOP_INSTANCE_UID,
+                    VR::UI,
+                    PrimitiveValue::from(sop.clone()),
+                ));
+                obj.update_meta(|m| m.media_storage_sop_instance_uid = sop.clone());
+                tmp.path().join("phase2").join(format!("IM{k}"))
+            };
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            obj.write_to_file(&file).unwrap();
+            files.push(file);
+        }
+    }
+    let out = storescu("SENDER", "LIVERSEG", node.local_addr().port(), &files, &[]);
+    assert!(out.status.success(), "storescu failed: {}", text(&out));
+    wait_for("the job to finish", LONG, || {
+        !jobs(&storage, "done").is_empty() || !jobs(&storage, "failed").is_empty()
+    });
+    assert_eq!(jobs(&storage, "failed"), Vec::new(), "no job may fail");
+    let received = scp.wait_files(2, LONG);
+    check_results(&received, &[&ct]);
+    node.shutdown();
+
+    let logs = liverseg_node::captured_logs();
+    let mine: Vec<&String> = logs.iter().filter(|l| l.contains(&ct.series_uid)).collect();
+    let series_line = format!("read DICOM series {} ", ct.series_uid);
+    assert!(
+        mine.iter().any(|l| l.contains(&series_line) && l.contains("also found: 1 ")),
+        "no series line in the log: {mine:#?}"
+    );
+    assert!(
+        mine.iter().any(|l| l.contains("reader warning: series") && l.contains("holds 2 phases")),
+        "no phase warning in the log: {mine:#?}"
+    );
+    no_patient_data_logged();
+}

@@ -54,84 +54,10 @@ pub struct Report {
     pub input: Option<InputInfo>,
 }
 
-/// The input block of `report.json`: the format read, for DICOM the series
-/// chosen and the others found beside it, and every reader warning. Never holds
-/// patient names or IDs (nor the input path, whose folder names may).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InputInfo {
-    /// `nifti1`, `nifti2`, `analyze`, `metaimage` or `dicom-series`.
-    pub format: String,
-    /// DICOM: the series read.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub series: Option<InputSeries>,
-    /// DICOM: what else the folder held (other stacks and phases, localizers,
-    /// secondary captures, reports...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub other_series: Option<OtherSeriesSummary>,
-    /// Every warning of the reader (gantry tilt, qform used, series chosen among
-    /// several, irregular spacing resampled, unreadable files skipped, made-up UIDs...).
-    pub warnings: Vec<String>,
-}
-
-/// The DICOM series a CT was read from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct InputSeries {
-    /// As the files hold it; empty when absent (anonymised), the warnings then
-    /// say the DICOM outputs carry a made-up one.
-    pub series_instance_uid: String,
-    pub series_description: String,
-    /// Images in the series read (slices of the volume).
-    pub images: usize,
-}
-
-/// The series found beside the one read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OtherSeriesSummary {
-    /// Number of entries in `series`.
-    pub count: usize,
-    /// Entries per kind ("localizer", "CT axial", "secondary capture", "structured report", ...).
-    pub kinds: std::collections::BTreeMap<String, usize>,
-    /// One entry per series and kind: `kind`, `series_instance_uid`,
-    /// `series_description`, `count` (images or objects).
-    pub series: Vec<liverseg_io::dicom::OtherSeries>,
-}
-
-impl InputInfo {
-    /// The input block of a read.
-    pub fn from_read(read: &liverseg_io::ReadOutput) -> Self {
-        let mut warnings = read.info.warnings.clone();
-        let (series, other_series) = match &read.dicom {
-            None => (None, None),
-            Some(d) => {
-                // UIDs made up for an anonymised source are warnings too: the
-                // derived objects will not link to the CT in a PACS.
-                warnings.extend(d.series.warnings.iter().cloned());
-                let mut kinds = std::collections::BTreeMap::new();
-                for o in &d.others {
-                    *kinds.entry(o.kind.clone()).or_insert(0) += 1;
-                }
-                (
-                    Some(InputSeries {
-                        series_instance_uid: d.series_uid_in_files.clone(),
-                        series_description: d.series.series_description.clone(),
-                        images: d.series.slices.len(),
-                    }),
-                    Some(OtherSeriesSummary {
-                        count: d.others.len(),
-                        kinds,
-                        series: d.others.clone(),
-                    }),
-                )
-            }
-        };
-        InputInfo {
-            format: read.info.format.name().to_string(),
-            series,
-            other_series,
-            warnings,
-        }
-    }
-}
+/// The input block of `report.json` (format, DICOM series chosen and others
+/// found, reader warnings) is liverseg-io's [`liverseg_io::InputInfo`], so
+/// `segment`, `review` and the DICOM node describe a read the same way.
+pub use liverseg_io::input_info::{InputInfo, InputSeries, OtherSeriesSummary};
 
 /// The grid of the input CT.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -537,6 +537,48 @@ mod tests {
         assert!(e.to_string().contains("DICOM series"), "{e}");
     }
 
+    /// Issue 18 finding 4 without shared data: a raised flag reaches what a
+    /// PACS shows (series descriptions start with "CHECK <flag>") and the
+    /// descriptions inside the SEG and RTSTRUCT (volume and the flag's message).
+    #[test]
+    fn quality_flags_reach_the_dicom_descriptions() {
+        let (ct, mut seg) = case();
+        seg.report.flags = vec![crate::Flag {
+            name: "low_contrast".into(),
+            message: "liver barely brighter than muscle".into(),
+            value: Some(12.0),
+            threshold: 30.0,
+            unit: "HU".into(),
+        }];
+        let series = SourceSeries::synthetic(ct.geometry(), None);
+        let dir = tempfile::tempdir().unwrap();
+        let formats = OutputFormats::default().with_list("dicom-seg,rtstruct").unwrap();
+        let source = OutputSource { ct: &ct, dicom_series: Some(&series) };
+        write_outputs(dir.path(), &seg, &formats, &source).unwrap();
+        use dicom_dictionary_std::tags;
+        let get = |file: &str, path: &[dicom_object::Tag]| -> String {
+            let obj = dicom_object::open_file(dir.path().join(file)).unwrap();
+            let mut cur: &dicom_object::InMemDicomObject = &obj;
+            for t in &path[..path.len() - 1] {
+                cur = &cur.element(*t).unwrap().items().unwrap()[0];
+            }
+            cur.element(path[path.len() - 1]).unwrap().to_str().unwrap().trim_end_matches(['\0', ' ']).to_string()
+        };
+        for file in [SEG_DCM, RTSTRUCT_DCM] {
+            let d = get(file, &[tags::SERIES_DESCRIPTION]);
+            assert!(d.starts_with("CHECK low_contrast: "), "{file}: {d:?}");
+        }
+        let ml = format!("liver {:.0} ml", seg.report.liver_volume_ml);
+        assert_eq!(get(SEG_DCM, &[tags::CONTENT_DESCRIPTION]), format!("{ml}; CHECK low_contrast"));
+        for d in [
+            get(SEG_DCM, &[tags::SEGMENT_SEQUENCE, tags::SEGMENT_DESCRIPTION]),
+            get(RTSTRUCT_DCM, &[tags::STRUCTURE_SET_DESCRIPTION]),
+            get(RTSTRUCT_DCM, &[tags::STRUCTURE_SET_ROI_SEQUENCE, tags::ROI_DESCRIPTION]),
+        ] {
+            assert!(d.contains("low_contrast: liver barely brighter than muscle"), "{d:?}");
+        }
+    }
+
     #[test]
     fn dicom_seg_on_a_synthetic_series() {
         // The SEG writer needs the source headers only; a synthetic series on

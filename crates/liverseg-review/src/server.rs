@@ -64,6 +64,9 @@ struct CaseState {
     /// Record and activity changes (the mask has its own revision).
     record_rev: u64,
     dicom: Option<SourceSeries>,
+    /// What the CT read found (format, DICOM series chosen and others, reader
+    /// warnings), described as `segment` describes it in report.json.
+    input: liverseg_io::InputInfo,
     warnings: Vec<String>,
     /// Evicted from memory: later requests must reopen the case.
     closed: bool,
@@ -322,7 +325,10 @@ impl App {
 fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<CaseState> {
     let input = |e: liverseg_io::Error| ReviewError::Input(e.to_string());
     let ct = liverseg_io::read_image(&spec.ct, &Default::default()).map_err(input)?;
-    let mut warnings = ct.info.warnings.clone();
+    // The reader's warnings (with the DICOM series' own, e.g. made-up UIDs)
+    // from the one place `segment` takes them for report.json.
+    let input_info = liverseg_io::InputInfo::from_read(&ct);
+    let mut warnings = input_info.warnings.clone();
     let ctv = ct.volume.to_i16_exact().unwrap_or_else(|| {
         warnings.push("CT values are not whole HU in the i16 range: rounded and clamped for display and editing".into());
         ct.volume.to_f32().map(|&v| v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16)
@@ -345,17 +351,9 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
         Some((m, a)) => (m, a),
         None => (start.clone(), None),
     };
-    let dicom = if ct.info.format == liverseg_io::Format::DicomSeries {
-        match SourceSeries::from_folder(&spec.ct, None) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                warnings.push(format!("no DICOM-SEG/RTSTRUCT output: {e}"));
-                None
-            }
-        }
-    } else {
-        None
-    };
+    // The series the read chose: the SEG and RTSTRUCT refer to exactly the
+    // images shown, without scanning the folder a second time.
+    let dicom = ct.dicom.map(|d| d.series);
     let a = audit.as_ref();
     let mut edit = EditSession::new(ctv, start, mask)?;
     let probability_note = match load_probability(&spec.mask, edit.geometry(), &mut warnings) {
@@ -380,6 +378,7 @@ fn load_case(spec: &CaseSpec, layout: &Layout, idle: Duration) -> ApiResult<Case
             .unwrap_or_else(record::utc_now),
         record_rev: 0,
         dicom,
+        input: input_info,
         warnings,
         closed: false,
         mask_on_disk,
@@ -605,6 +604,9 @@ async fn open_case(
         o.insert("comment".into(), json!(st.comment));
         o.insert("dicom".into(), json!(st.dicom.is_some()));
         o.insert("warnings".into(), json!(st.warnings));
+        o.insert("input".into(), json!(st.input));
+        // The line `segment` prints for the series read (DICOM), for the page.
+        o.insert("input_summary".into(), json!(st.input.series_line()));
         o.insert("probability".into(), json!(st.edit.has_probability()));
         o.insert("probability_note".into(), json!(st.probability_note));
         Ok(Json(v))

@@ -486,6 +486,37 @@ fn the_flags_segment_wrote_beside_the_mask_are_shown() {
     assert_eq!(srv.json("GET", "/api/cases/p2", "")["warnings"], json!([]));
 }
 
+/// Issue 18 item 3: the reader's warnings reach the review page as they reach
+/// `segment`'s console and report.json (the same `liverseg_io::InputInfo`).
+/// A NIfTI CT whose qform lies 50 mm from its sform (the sform wins, so the
+/// grid and the mask are unchanged) makes the reader warn; the case JSON
+/// carries the input block with that warning, and the page's warning list too.
+#[test]
+fn the_readers_warnings_reach_the_case_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (spec, _) = phantom_case(tmp.path(), "p1", 3);
+    let ct = liverseg_io::read_image(&spec.ct, &Default::default()).unwrap();
+    let nii = spec.ct.with_file_name("ct.nii");
+    liverseg_io::write_image(&nii, &ct.volume).unwrap();
+    // NIfTI-1 header: qoffset_x is the f32 at byte 268 (little endian, as written).
+    let mut bytes = std::fs::read(&nii).unwrap();
+    let q = f32::from_le_bytes(bytes[268..272].try_into().unwrap()) + 50.0;
+    bytes[268..272].copy_from_slice(&q.to_le_bytes());
+    std::fs::write(&nii, bytes).unwrap();
+    let spec = liverseg_review::CaseSpec { ct: nii, ..spec };
+    let srv = Server::start(config(vec![spec], "dana", tmp.path().join("out")));
+    let open = srv.json("GET", "/api/cases/p1", "");
+    assert_eq!(open["input"]["format"], "nifti1", "{open}");
+    let reader: Vec<&str> = open["input"]["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(
+        reader.len() == 1 && reader[0].starts_with("sform and qform disagree"),
+        "{reader:?}"
+    );
+    assert!(open["warnings"].as_array().unwrap().iter().any(|w| w == reader[0]), "{open}");
+    // Not DICOM: no series line for the page.
+    assert_eq!(open["input_summary"], Value::Null);
+}
+
 /// Issue 21: a page from another origin sent `POST .../edit` as `text/plain`
 /// (a "simple" request, no preflight) and changed voxels. Every forged form of
 /// that request must now get a 4xx and leave the mask as it was.

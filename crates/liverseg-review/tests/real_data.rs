@@ -32,6 +32,18 @@ fn dicom_source_gets_seg_and_rtstruct() {
     ));
     let open = srv.json("GET", "/api/cases/ts20", "");
     assert_eq!(open["dicom"], true, "{open}");
+    // Issue 18 item 3: the series read and the reader's warnings, as `segment`
+    // reports them. This anonymised series lacks its Study and Series UIDs, so
+    // the SEG and RTSTRUCT get made-up ones, which the page must say.
+    assert_eq!(open["input"]["format"], "dicom-series", "{open}");
+    assert_eq!(open["input"]["series"]["images"], 20, "{open}");
+    let summary = open["input_summary"].as_str().unwrap_or_default();
+    assert!(summary.starts_with("read DICOM series") && summary.contains("(20 images"), "{summary}");
+    let shown = open["warnings"].as_array().unwrap();
+    assert!(
+        shown.iter().any(|w| w.as_str().unwrap_or_default().contains("no SeriesInstanceUID; a new one was made")),
+        "{open}"
+    );
     let d = open["dims"]
         .as_array()
         .unwrap()

@@ -198,7 +198,9 @@ async function openCase(id) {
   showSummary(meta);
   setRecord(meta.score, meta.tags, meta.comment);
   $('warnings').textContent = (meta.warnings || []).join('\n');
-  $('dicom-note').textContent = meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '';
+  // Which series the reader chose and what else the folder held, worded as `segment` prints it.
+  $('dicom-note').textContent = [meta.input_summary, meta.dicom ? 'DICOM source: DICOM-SEG and RTSTRUCT are saved too.' : '']
+    .filter(Boolean).join('\n');
   loadChanged();
   const shown = await refresh(false);
   await claimCase();

@@ -375,29 +375,9 @@ fn print_case(input: &std::path::Path, out: &std::path::Path, r: &Report, secs: 
             if t.fell_back_to_all { ", probes found too little liver: computed all" } else { "" }
         );
     }
-    if let Some(input) = &r.input {
-        if let Some(series) = &input.series {
-            let others = input.other_series.as_ref().map_or(String::new(), |o| {
-                if o.count == 0 {
-                    String::new()
-                } else {
-                    let kinds: Vec<String> = o.kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-                    format!("; also found: {}", kinds.join(", "))
-                }
-            });
-            let uid = if series.series_instance_uid.is_empty() {
-                "(no SeriesInstanceUID)"
-            } else {
-                series.series_instance_uid.as_str()
-            };
-            println!(
-                "  read DICOM series {uid} \"{}\" ({} images{others})",
-                series.series_description, series.images
-            );
-        }
-        for w in &input.warnings {
-            println!("  reader warning: {w}");
-        }
+    // The same lines the review page and the DICOM node's log show.
+    for line in r.input.iter().flat_map(|i| i.lines()) {
+        println!("  {line}");
     }
     for f in &r.flags {
         println!("  flag {}: {}", f.name, f.message);

@@ -9,8 +9,10 @@
 //! Usage: liverseg-node-test-processor <series_dir> <out_dir> [--threshold HU]
 //!        [--sleep-ms N] [--exit CODE]
 //! `--sleep-ms` and `--exit` let tests simulate a slow or crashing processor.
+//! It also writes `report.json` with `segment`'s `input` block (series chosen,
+//! reader warnings), which the node logs.
 use liverseg_io::dicom::rtstruct::{write_rtstruct, RtStructWriteOptions};
-use liverseg_io::dicom::seg_write::{write_seg, SegWriteOptions, SourceSeries};
+use liverseg_io::dicom::seg_write::{write_seg, SegWriteOptions};
 use liverseg_io::{read_image, ReadOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,12 +47,15 @@ fn main() -> ExitCode {
     let run = || -> Result<usize, liverseg_io::Error> {
         let ct = read_image(input, &ReadOptions::default())?;
         let mask = ct.volume.to_mask(|v| v >= threshold);
-        let source = SourceSeries::from_folder(input, None)?;
+        // The series the read chose, as `segment` writes from it.
+        let Some(source) = ct.dicom.as_ref().map(|d| &d.series) else {
+            return Err(liverseg_io::Error::unsupported(input, "not a DICOM series"));
+        };
         std::fs::create_dir_all(output).map_err(|e| liverseg_io::Error::io(output, e))?;
         write_seg(
             &output.join("seg.dcm"),
             &mask,
-            &source,
+            source,
             &SegWriteOptions {
                 algorithm_name: "threshold test double".into(),
                 ..Default::default()
@@ -60,7 +65,10 @@ fn main() -> ExitCode {
             algorithm_name: "threshold test double".into(),
             ..Default::default()
         };
-        write_rtstruct(&output.join("rtstruct.dcm"), &mask, &source, &rt)?;
+        write_rtstruct(&output.join("rtstruct.dcm"), &mask, source, &rt)?;
+        // report.json's input block, as `segment` writes it (the node logs it).
+        let report = serde_json::json!({ "input": liverseg_io::InputInfo::from_read(&ct) });
+        liverseg_io::atomic::write_atomic(&output.join("report.json"), |w| w.write_all(report.to_string().as_bytes()))?;
         Ok(mask.count_foreground())
     };
     match run() {

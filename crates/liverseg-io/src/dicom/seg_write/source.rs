@@ -6,16 +6,16 @@
 //! ([`crate::dicom::read_series`] returns it in `ReadOutput::dicom`), so the
 //! writers refer to exactly the images and grid the mask was computed on: one
 //! series-selection rule (`dicom::choose`) and one stack-geometry derivation
-//! (`dicom::stack_geometry`) serve both. [`SourceSeries::from_folder`] runs the
-//! same selection without decoding pixels, for callers that hold a mask but
-//! not the read.
-use crate::{ReadOptions, Result};
+//! (`dicom::stack_geometry`) serve both. [`crate::dicom::select_series`] runs
+//! the same selection without decoding pixels, for callers that hold a mask
+//! but not the read.
+use crate::Result;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use liverseg_volume::vec3::cross;
 use liverseg_volume::Geometry;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One image of the source series, in the volume's z order.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,17 +158,6 @@ pub(crate) fn from_stack(slices: &[crate::dicom::header::Slice], grid: Geometry,
 }
 
 impl SourceSeries {
-    /// The series the image reader would read from `folder` (or one DICOM
-    /// file): `series_uid` (a SeriesInstanceUID or an index shown by
-    /// `liverseg info`), else the reader's own choice (largest axial CT; a
-    /// warning in `warnings` says when there were others). Headers only: no
-    /// pixel data is decoded. Prefer `ReadOutput::dicom` when the volume is
-    /// read anyway.
-    pub fn from_folder(folder: &Path, series_uid: Option<&str>) -> Result<SourceSeries> {
-        let options = ReadOptions { series: series_uid.map(|s| s.trim().to_string()), ..Default::default() };
-        Ok(crate::dicom::select_series(folder, &options)?.series)
-    }
-
     /// A source series for a volume that has no DICOM of its own (tests,
     /// NIfTI-derived grids): made-up UIDs under `uid_root` (or 2.25 UUID UIDs), CT
     /// Image Storage, one slice per z index at the geometry's positions.
