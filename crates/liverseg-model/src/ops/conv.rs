@@ -131,16 +131,65 @@ fn col_rows3(s: &ConvShape, r0: usize, r1: usize, mut visit: impl FnMut(usize, u
     let [_, oh, ow] = s.output();
     let n = (r1 - r0) * ow;
     let (plane, cube) = (h * w, s.in_voxels());
+    // Each output row's input offset, once per tile (not a division per row).
+    let rows: Vec<usize> = (r0..r1).map(|r| (r / oh) * plane + (r % oh) * w).collect();
     for ci in 0..s.cin {
         for kz in 0..3 {
             for ky in 0..3 {
-                let row = ((ci * 3 + kz) * 3 + ky) * 3;
-                for (j, r) in (r0..r1).enumerate() {
-                    let (z, y) = (r / oh, r % oh);
-                    visit(row * n + j * ow, ci * cube + (z + kz) * plane + (y + ky) * w);
+                let (row, base) = (((ci * 3 + kz) * 3 + ky) * 3, ci * cube + kz * plane + ky * w);
+                for (j, &o) in rows.iter().enumerate() {
+                    visit(row * n + j * ow, base + o);
                 }
             }
         }
+    }
+}
+
+/// `d_k[t] = src[t + k]` for k = 0, 1, 2: the three col rows of one input
+/// row, in 8-value blocks (fixed-size copies the compiler inlines as vector
+/// moves).
+#[inline]
+fn copy_shifted3(d0: &mut [f32], d1: &mut [f32], d2: &mut [f32], src: &[f32]) {
+    let ow = d0.len();
+    let mut t = 0;
+    while t + 8 <= ow {
+        d0[t..t + 8].copy_from_slice(&src[t..t + 8]);
+        d1[t..t + 8].copy_from_slice(&src[t + 1..t + 9]);
+        d2[t..t + 8].copy_from_slice(&src[t + 2..t + 10]);
+        t += 8;
+    }
+    if t < ow && ow >= 8 {
+        // The last block again, overlapping the one before: the same values
+        // rewritten, instead of up to seven single copies per row.
+        let t = ow - 8;
+        d0[t..t + 8].copy_from_slice(&src[t..t + 8]);
+        d1[t..t + 8].copy_from_slice(&src[t + 1..t + 9]);
+        d2[t..t + 8].copy_from_slice(&src[t + 2..t + 10]);
+        return;
+    }
+    for u in t..ow {
+        d0[u] = src[u];
+        d1[u] = src[u + 1];
+        d2[u] = src[u + 2];
+    }
+}
+
+/// `out[t] += a[t] + b[t] + e[t]` (equal lengths), in 8-value blocks.
+#[inline]
+fn add3(out: &mut [f32], a: &[f32], b: &[f32], e: &[f32]) {
+    let m = out.len();
+    let (a, b, e) = (&a[..m], &b[..m], &e[..m]);
+    let mut t = 0;
+    while t + 8 <= m {
+        let o: &mut [f32; 8] = (&mut out[t..t + 8]).try_into().expect("8 values");
+        let (x, y, z): (&[f32; 8], &[f32; 8], &[f32; 8]) = (a[t..t + 8].try_into().expect("8"), b[t..t + 8].try_into().expect("8"), e[t..t + 8].try_into().expect("8"));
+        for l in 0..8 {
+            o[l] += x[l] + y[l] + z[l];
+        }
+        t += 8;
+    }
+    for u in t..m {
+        out[u] += a[u] + b[u] + e[u];
     }
 }
 
@@ -159,13 +208,7 @@ fn im2col(s: &ConvShape, x_b: &[f32], r0: usize, r1: usize, col: &mut [f32]) {
     col_rows3(s, r0, r1, |c, x| {
         let (d0, rest) = col[c..].split_at_mut(n);
         let (d1, rest) = rest.split_at_mut(n);
-        let (d0, d1, d2) = (&mut d0[..ow], &mut d1[..ow], &mut rest[..ow]);
-        let (s0, s1, s2) = (&x_b[x..x + ow], &x_b[x + 1..x + 1 + ow], &x_b[x + 2..x + 2 + ow]);
-        for t in 0..ow {
-            d0[t] = s0[t];
-            d1[t] = s1[t];
-            d2[t] = s2[t];
-        }
+        copy_shifted3(&mut d0[..ow], &mut d1[..ow], &mut rest[..ow], &x_b[x..x + ow + 2]);
     });
 }
 
@@ -184,10 +227,7 @@ fn col2im_add(s: &ConvShape, dcol: &[f32], r0: usize, r1: usize, dx_b: &mut [f32
         dst[0] += d0[0];
         dst[1] += d0[1] + d1[0];
         let m = ow - 2;
-        let (a, b, e, out) = (&d0[2..], &d1[1..1 + m], &d2[..m], &mut dst[2..2 + m]);
-        for t in 0..m {
-            out[t] += a[t] + b[t] + e[t];
-        }
+        add3(&mut dst[2..2 + m], &d0[2..], &d1[1..1 + m], &d2[..m]);
         dst[ow] += d1[ow - 1] + d2[ow - 2];
         dst[ow + 1] += d2[ow - 1];
     });
@@ -435,7 +475,8 @@ mod tests {
 
     #[test]
     fn forward_matches_the_definition_on_odd_shapes() {
-        for (batch, cin, cout, kernel, input) in [(1, 1, 3, 3, [5, 6, 7]), (2, 7, 5, 3, [4, 3, 9]), (3, 4, 2, 1, [3, 5, 2]), (1, 2, 3, 3, [3, 3, 3])] {
+        // Output rows of 1, 5, 7 (shorter than a block), 8, 13 and 17 values.
+        for (batch, cin, cout, kernel, input) in [(1, 1, 3, 3, [5, 6, 7]), (2, 7, 5, 3, [4, 3, 9]), (3, 4, 2, 1, [3, 5, 2]), (1, 2, 3, 3, [3, 3, 3]), (2, 3, 2, 3, [3, 4, 15]), (1, 2, 2, 3, [4, 3, 10]), (1, 1, 2, 3, [3, 3, 19])] {
             let s = ConvShape::new(batch, cin, cout, kernel, input).unwrap();
             let (x, w, b) = (data(s.x_len(), 1), data(s.w_len(), 2), data(cout, 3));
             let got = forward(&s, &x, &w, Some(&b));
@@ -450,7 +491,7 @@ mod tests {
     /// d/dθ sum(v · conv) computed by `backward` equals central differences.
     #[test]
     fn backward_matches_finite_differences() {
-        for (batch, cin, cout, kernel, input) in [(2, 3, 2, 3, [4, 5, 3]), (1, 2, 3, 1, [2, 3, 4])] {
+        for (batch, cin, cout, kernel, input) in [(2, 3, 2, 3, [4, 5, 3]), (1, 2, 3, 1, [2, 3, 4]), (1, 2, 2, 3, [3, 4, 15]), (2, 1, 2, 3, [3, 3, 21])] {
             let s = ConvShape::new(batch, cin, cout, kernel, input).unwrap();
             let (x, w, b, v) = (data(s.x_len(), 4), data(s.w_len(), 5), data(cout, 6), data(s.y_len(), 7));
             let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
