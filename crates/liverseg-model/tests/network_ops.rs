@@ -265,7 +265,8 @@ fn burn_merge(xs: &[Tensor<5>], factors: &[usize]) -> Tensor<5> {
 fn merge_of_pathways_and_its_gradients_equal_burns() {
     let dev = Device::flex().autodiff();
     // (batch, [(channels, factor)], output d/h/w)
-    let cases: [(usize, &[(usize, usize)], [usize; 3]); 5] = [
+    type Case<'a> = (usize, &'a [(usize, usize)], [usize; 3]);
+    let cases: [Case; 5] = [
         (1, &[(7, 1), (1, 3), (30, 3)], [6, 9, 3]),
         (16, &[(8, 1), (16, 5), (16, 15)], [15, 15, 15]),
         (2, &[(60, 2), (7, 1), (1, 2)], [4, 2, 6]),

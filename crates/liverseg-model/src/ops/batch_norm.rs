@@ -34,7 +34,7 @@ pub fn statistics(s: &BnShape, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     (0..s.channels)
         .into_par_iter()
         .map(|c| {
-            let mean = lane_sum(s.runs(x, c), |v| f64::from(v)) / n;
+            let mean = lane_sum(s.runs(x, c), f64::from) / n;
             let var = lane_sum(s.runs(x, c), |v| (f64::from(v) - mean).powi(2)) / n;
             (mean as f32, var as f32)
         })

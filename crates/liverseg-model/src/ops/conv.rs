@@ -149,6 +149,9 @@ fn col_rows3(s: &ConvShape, r0: usize, r1: usize, mut visit: impl FnMut(usize, u
 /// row, in 8-value blocks (fixed-size copies the compiler inlines as vector
 /// moves).
 #[inline]
+// The tail of rows under 8 values is an element loop on purpose: three
+// `copy_from_slice` calls of a few values are `memcpy` calls.
+#[allow(clippy::manual_memcpy)]
 fn copy_shifted3(d0: &mut [f32], d1: &mut [f32], d2: &mut [f32], src: &[f32]) {
     let ow = d0.len();
     let mut t = 0;

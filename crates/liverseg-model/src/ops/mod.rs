@@ -458,7 +458,12 @@ fn kernels_apply(conv: &Conv3d) -> bool {
 /// Whether `x` goes to the kernels: an f32 tensor on the flex backend, unless
 /// burn's own operations were asked for.
 fn kernels_take<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32 && !burn_ops_forced()
+    kernels_fit(x) && !burn_ops_forced()
+}
+
+/// Whether `x` is an f32 tensor on the flex backend.
+fn kernels_fit<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32
 }
 
 /// `conv.forward(x)`, through the kernels on the flex CPU backend.
@@ -587,16 +592,18 @@ pub fn dropout(dropout: &Dropout, x: Tensor<5>) -> Tensor<5> {
 
 /// Dropout of `x` with probability `prob` and the mask of `seed` (training:
 /// `x` on an autodiff flex device), the kernel under [`dropout`](fn@dropout)
-/// with the seed given, for tests.
+/// with the seed given, for tests: always the kernel, even when burn's
+/// operations are asked for (burn's dropout takes no seed).
 pub fn dropout_seeded(x: Tensor<5>, seed: u64, prob: f64) -> Tensor<5> {
-    assert!(kernels_take(&x), "dropout_seeded takes f32 tensors on the flex backend");
+    assert!(kernels_fit(&x), "dropout_seeded takes f32 tensors on the flex backend");
     Tensor::from_dispatch(Dispatch::liverseg_dropout(x.into_dispatch(), seed, prob))
 }
 
 /// 0: not yet read from the environment, 1: our kernels, 2: burn's own ops.
 static BURN_OPS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Run burn's own conv3d, PReLU and batch norm instead of the kernels (or back): for
+/// Run burn's own conv3d, PReLU, batch norm, merge of the pathways, residual
+/// add and dropout instead of the kernels (or back): for
 /// comparing the two in one process (the network bench, the unchanged-mask
 /// check), not for users. `LIVERSEG_BURN_OPS=1` sets it at start.
 pub fn use_burn_ops(on: bool) {
