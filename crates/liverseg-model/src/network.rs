@@ -43,7 +43,7 @@ impl Block {
             (None, None) => x,
         };
         if let Some(d) = &self.dropout {
-            x = d.forward(x);
+            x = crate::ops::dropout(d, x);
         }
         crate::ops::conv3d(&self.conv, x)
     }
@@ -64,7 +64,7 @@ impl Pathway {
         for (i, layer) in self.layers.iter().enumerate() {
             let mut y = layer.forward(x);
             if self.residual.contains(&i) && i >= 2 {
-                y = add_residual(y, outputs[i - 2].clone());
+                y = crate::ops::residual_add(y, outputs[i - 2].clone());
             }
             outputs.push(y.clone());
             x = y;
@@ -73,9 +73,11 @@ impl Pathway {
     }
 }
 
-/// DeepMedic's residual: the earlier output, centre-cropped to the later
-/// spatial size, is added to its first channels (zero-padded when narrower).
-fn add_residual(y: Tensor<5>, earlier: Tensor<5>) -> Tensor<5> {
+/// DeepMedic's residual with burn's operations (`ops::residual_add` is the
+/// same through the network's kernels): the earlier output, centre-cropped to
+/// the later spatial size, is added to its first channels (zero-padded when
+/// narrower).
+pub(crate) fn add_residual_burn(y: Tensor<5>, earlier: Tensor<5>) -> Tensor<5> {
     let [b, c, d, h, w] = y.dims();
     let [_, ce, de, he, we] = earlier.dims();
     let (oz, oy, ox) = ((de - d) / 2, (he - h) / 2, (we - w) / 2);
@@ -144,17 +146,13 @@ impl DeepMedic {
     /// `inputs[p]`: `[batch, 1, n_p, n_p, n_p]` for pathway p (sizes from
     /// `NetworkConfig::pathway_inputs`). Returns logits `[batch, 1, s, s, s]`.
     pub fn forward(&self, inputs: Vec<Tensor<5>>) -> Tensor<5> {
-        let mut merged = Vec::with_capacity(self.pathways.len());
-        let mut patch = 0;
-        for (pathway, x) in self.pathways.iter().zip(inputs) {
-            let y = upsample_repeat(pathway.forward(x), pathway.factor);
-            if patch == 0 {
-                patch = y.dims()[2];
-            }
-            debug_assert_eq!(y.dims()[2], patch, "pathway outputs must cover the same patch");
-            merged.push(y);
-        }
-        let mut x = Tensor::cat(merged, 1);
+        let outputs: Vec<Tensor<5>> = self.pathways.iter().zip(inputs).map(|(pathway, x)| pathway.forward(x)).collect();
+        let factors: Vec<usize> = self.pathways.iter().map(|p| p.factor).collect();
+        debug_assert!(
+            outputs.iter().zip(&factors).all(|(y, f)| y.dims()[2] * f == outputs[0].dims()[2] * factors[0]),
+            "pathway outputs must cover the same patch"
+        );
+        let mut x = crate::ops::upsample_cat(outputs, &factors);
         for layer in &self.fc {
             x = layer.forward(x);
         }

@@ -34,15 +34,59 @@ pub fn statistics(s: &BnShape, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     (0..s.channels)
         .into_par_iter()
         .map(|c| {
-            let mean = s.runs(x, c).flat_map(|r| r.iter()).map(|&v| f64::from(v)).sum::<f64>() / n;
-            let var = s.runs(x, c).flat_map(|r| r.iter()).map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+            let mean = lane_sum(s.runs(x, c), f64::from) / n;
+            let var = lane_sum(s.runs(x, c), |v| (f64::from(v) - mean).powi(2)) / n;
             (mean as f32, var as f32)
         })
         .unzip()
 }
 
+/// `Σ f(v)` over the values of `runs`, in f64, in eight lanes added in a
+/// fixed order: vectorised, and the same sum on any thread count.
+fn lane_sum<'a>(runs: impl Iterator<Item = &'a [f32]>, f: impl Fn(f32) -> f64) -> f64 {
+    const L: usize = 8;
+    let mut acc = [0.0f64; L];
+    for r in runs {
+        let chunks = r.chunks_exact(L);
+        let rest = chunks.remainder();
+        for ch in chunks {
+            for l in 0..L {
+                acc[l] += f(ch[l]);
+            }
+        }
+        for (l, &v) in rest.iter().enumerate() {
+            acc[l] += f(v);
+        }
+    }
+    acc.iter().sum()
+}
+
+/// PReLU slopes: one per channel, or one for all.
+fn slope(alpha: &[f32], c: usize) -> f32 {
+    if alpha.len() == 1 {
+        alpha[0]
+    } else {
+        alpha[c]
+    }
+}
+
+/// `1 / sqrt(var + eps)` per channel, in f64.
+fn inverse_std(var: &[f32], eps: f64) -> Vec<f64> {
+    var.iter().map(|&v| 1.0 / (f64::from(v) + eps).sqrt()).collect()
+}
+
 /// `(x - mean) / sqrt(var + eps) * gamma + beta`, per channel.
 pub fn normalise(s: &BnShape, x: &[f32], mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f64) -> Vec<f32> {
+    normalise_prelu(s, x, mean, var, gamma, beta, None, eps)
+}
+
+/// [`normalise`], then PReLU with slopes `alpha` (one per channel or one
+/// for all) when given, in the same pass: the block's pre-activation in
+/// training, where batch norm and PReLU were two passes and the normalised
+/// values a tensor kept for PReLU's backward pass.
+#[allow(clippy::too_many_arguments)]
+pub fn normalise_prelu(s: &BnShape, x: &[f32], mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], alpha: Option<&[f32]>, eps: f64) -> Vec<f32> {
+    assert_eq!(x.len(), s.len(), "batch norm input length");
     let mut y = vec![0.0f32; x.len()];
     if s.inner == 0 {
         return y;
@@ -51,7 +95,16 @@ pub fn normalise(s: &BnShape, x: &[f32], mean: &[f32], var: &[f32], gamma: &[f32
         let c = plane % s.channels;
         let inv = (1.0 / (f64::from(var[c]) + eps).sqrt()) as f32;
         let (m, g, b) = (mean[c], gamma[c], beta[c]);
-        y.iter_mut().zip(x).for_each(|(y, &v)| *y = (v - m) * inv * g + b);
+        match alpha {
+            Some(alpha) => {
+                let a = slope(alpha, c);
+                y.iter_mut().zip(x).for_each(|(y, &v)| {
+                    let z = (v - m) * inv * g + b;
+                    *y = if z > 0.0 { z } else { a * z }
+                });
+            }
+            None => y.iter_mut().zip(x).for_each(|(y, &v)| *y = (v - m) * inv * g + b),
+        }
     });
     y
 }
@@ -62,45 +115,115 @@ pub fn normalise(s: &BnShape, x: &[f32], mean: &[f32], var: &[f32], gamma: &[f32
 /// `dx = gamma / std · (dy - dbeta / N - xh dgamma / N)`.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(s: &BnShape, x: &[f32], gamma: &[f32], mean: &[f32], var: &[f32], eps: f64, dy: &[f32], want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    let (dx, dg, db, _) = backward_prelu(s, x, gamma, &[], None, mean, var, eps, dy, want_dx);
+    (dx, dg, db)
+}
+
+/// PReLU's gradient at the normalised value `z` of `v`, and `dy · z` where
+/// `z ≤ 0` (the slope's gradient term), as selects: vectorised. Without
+/// PReLU `b = 0` and `a = 1`, and `dz = dy` either way; the second value is
+/// then unused.
+#[inline(always)]
+fn prelu_grad(v: f32, d: f32, m: f32, i: f32, g: f32, b: f32, a: f32) -> (f32, f32) {
+    let z = (v - m) * i * g + b;
+    let pos = z > 0.0;
+    (if pos { d } else { a * d }, if pos { 0.0 } else { d * z })
+}
+
+/// The gradients of [`normalise_prelu`]: `(dx, dgamma, dbeta, dalpha)`
+/// (`dalpha` empty without PReLU). The normalised values `z` and PReLU's
+/// gradient `dz` are recomputed where they are needed, never stored: one
+/// pass for the per-channel sums, one for `dx`.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+pub fn backward_prelu(
+    s: &BnShape,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    alpha: Option<&[f32]>,
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+    dy: &[f32],
+    want_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>, Vec<f32>) {
     assert_eq!(dy.len(), s.len(), "batch norm output-gradient length");
     let n = (s.batch * s.inner).max(1) as f64;
-    let inv: Vec<f64> = var.iter().map(|&v| 1.0 / (f64::from(v) + eps).sqrt()).collect();
-    let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = (0..s.channels)
+    let inv = inverse_std(var, eps);
+    // Per channel: (mean, 1/std, gamma, beta, slope); beta 0 and slope 1
+    // without PReLU (see `prelu_grad`).
+    let params = |c: usize| (mean[c], inv[c] as f32, gamma[c], alpha.map_or(0.0, |_| beta[c]), alpha.map_or(1.0, |al| slope(al, c)));
+    // Per channel: Σ dz, Σ dz (x - mean), Σ dy z over z ≤ 0. f32 lanes over
+    // blocks of 512 values, each block's lanes then added to f64 totals in a
+    // fixed order: vectorised, precise, the same on any thread count.
+    const L: usize = 8;
+    const BLOCK: usize = 512;
+    let sums: Vec<(f64, f64, f64)> = (0..s.channels)
         .into_par_iter()
         .map(|c| {
-            let (m, i) = (f64::from(mean[c]), inv[c]);
-            let (mut dg, mut db) = (0.0f64, 0.0f64);
+            let (m, i, g, b, a) = params(c);
+            let (mut dg, mut db, mut da) = (0.0f64, 0.0f64, 0.0f64);
             for (xr, gr) in s.runs(x, c).zip(s.runs(dy, c)) {
-                for (&v, &g) in xr.iter().zip(gr) {
-                    db += f64::from(g);
-                    dg += f64::from(g) * (f64::from(v) - m) * i;
+                for (xb, gb) in xr.chunks(BLOCK).zip(gr.chunks(BLOCK)) {
+                    let (mut lg, mut lb, mut la) = ([0.0f32; L], [0.0f32; L], [0.0f32; L]);
+                    let (xc, gc) = (xb.chunks_exact(L), gb.chunks_exact(L));
+                    let (xt, gt) = (xc.remainder(), gc.remainder());
+                    for (xs, gs) in xc.zip(gc) {
+                        for l in 0..L {
+                            let (dz, zn) = prelu_grad(xs[l], gs[l], m, i, g, b, a);
+                            lb[l] += dz;
+                            lg[l] += dz * (xs[l] - m);
+                            la[l] += zn;
+                        }
+                    }
+                    for (l, (&v, &d)) in xt.iter().zip(gt).enumerate() {
+                        let (dz, zn) = prelu_grad(v, d, m, i, g, b, a);
+                        lb[l] += dz;
+                        lg[l] += dz * (v - m);
+                        la[l] += zn;
+                    }
+                    for l in 0..L {
+                        db += f64::from(lb[l]);
+                        dg += f64::from(lg[l]);
+                        da += f64::from(la[l]);
+                    }
                 }
             }
-            (dg as f32, db as f32)
+            (dg * inv[c], db, da)
         })
-        .unzip();
+        .collect();
+    let dgamma: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
+    let dbeta: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+    let dalpha: Vec<f32> = match alpha {
+        Some(al) if al.len() == 1 => vec![sums.iter().map(|s| s.2).sum::<f64>() as f32],
+        Some(_) => sums.iter().map(|s| s.2 as f32).collect(),
+        None => Vec::new(),
+    };
     let dx = want_dx.then(|| {
         let mut dx = vec![0.0f32; x.len()];
         if s.inner > 0 {
-            dx.par_chunks_mut(s.inner).zip(x.par_chunks(s.inner).zip(dy.par_chunks(s.inner))).enumerate().for_each(|(plane, (d, (x, g)))| {
+            dx.par_chunks_mut(s.inner).zip(x.par_chunks(s.inner).zip(dy.par_chunks(s.inner))).enumerate().for_each(|(plane, (d, (x, gr)))| {
                 let c = plane % s.channels;
-                let (m, i) = (mean[c], inv[c] as f32);
-                let scale = gamma[c] * i;
+                let (m, i, g, b, a) = params(c);
+                let scale = g * i;
                 let (db_n, dg_n) = ((f64::from(dbeta[c]) / n) as f32, (f64::from(dgamma[c]) / n) as f32);
-                for ((d, &v), &gv) in d.iter_mut().zip(x).zip(g) {
-                    *d = scale * (gv - db_n - (v - m) * i * dg_n);
+                for ((d, &v), &gv) in d.iter_mut().zip(x).zip(gr) {
+                    let dz = prelu_grad(v, gv, m, i, g, b, a).0;
+                    *d = scale * (dz - db_n - (v - m) * i * dg_n);
                 }
             });
         }
         dx
     });
-    (dx, dgamma, dbeta)
+    (dx, dgamma, dbeta, dalpha)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Gradients of the batch norm, alone and with PReLU (per-channel and
+    /// shared slopes), against central differences of `sum(v · y)`.
     #[test]
     fn backward_matches_finite_differences() {
         let s = BnShape { batch: 3, channels: 2, inner: 5 };
@@ -109,27 +232,39 @@ mod tests {
         let beta = [0.1f32, 0.4];
         let v: Vec<f32> = (0..30).map(|i| ((i * 13 % 7) as f32 - 3.0) * 0.5).collect();
         let eps = 1e-5;
-        let loss = |x: &[f32], gamma: &[f32]| -> f64 {
-            let (m, var) = statistics(&s, x);
-            normalise(&s, x, &m, &var, gamma, &beta, eps).iter().zip(&v).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
-        };
-        let (m, var) = statistics(&s, &x);
-        let (dx, dg, _) = backward(&s, &x, &gamma, &m, &var, eps, &v, true);
-        let dx = dx.unwrap();
-        let h = 1e-2f32;
-        for i in [0usize, 7, 13, 29] {
-            let (mut a, mut b) = (x.clone(), x.clone());
-            a[i] += h;
-            b[i] -= h;
-            let num = (loss(&a, &gamma) - loss(&b, &gamma)) / (2.0 * f64::from(h));
-            assert!((f64::from(dx[i]) - num).abs() < 2e-2 * num.abs().max(1.0), "dx[{i}] {} vs {num}", dx[i]);
-        }
-        for c in 0..2 {
-            let (mut a, mut b) = (gamma, gamma);
-            a[c] += h;
-            b[c] -= h;
-            let num = (loss(&x, &a) - loss(&x, &b)) / (2.0 * f64::from(h));
-            assert!((f64::from(dg[c]) - num).abs() < 1e-2 * num.abs().max(1.0), "dgamma[{c}] {} vs {num}", dg[c]);
+        for alpha in [None, Some(vec![0.3f32, -0.4]), Some(vec![0.2f32])] {
+            let al = alpha.as_deref();
+            let loss = |x: &[f32], gamma: &[f32], alpha: Option<&[f32]>| -> f64 {
+                let (m, var) = statistics(&s, x);
+                normalise_prelu(&s, x, &m, &var, gamma, &beta, alpha, eps).iter().zip(&v).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
+            };
+            let (m, var) = statistics(&s, &x);
+            let (dx, dg, _, da) = backward_prelu(&s, &x, &gamma, &beta, al, &m, &var, eps, &v, true);
+            let dx = dx.unwrap();
+            let h = 1e-2f32;
+            for i in [0usize, 7, 13, 29] {
+                let (mut a, mut b) = (x.clone(), x.clone());
+                a[i] += h;
+                b[i] -= h;
+                let num = (loss(&a, &gamma, al) - loss(&b, &gamma, al)) / (2.0 * f64::from(h));
+                assert!((f64::from(dx[i]) - num).abs() < 2e-2 * num.abs().max(1.0), "{alpha:?} dx[{i}] {} vs {num}", dx[i]);
+            }
+            for c in 0..2 {
+                let (mut a, mut b) = (gamma, gamma);
+                a[c] += h;
+                b[c] -= h;
+                let num = (loss(&x, &a, al) - loss(&x, &b, al)) / (2.0 * f64::from(h));
+                assert!((f64::from(dg[c]) - num).abs() < 1e-2 * num.abs().max(1.0), "{alpha:?} dgamma[{c}] {} vs {num}", dg[c]);
+            }
+            if let Some(alpha) = &alpha {
+                for c in 0..alpha.len() {
+                    let (mut a, mut b) = (alpha.clone(), alpha.clone());
+                    a[c] += h;
+                    b[c] -= h;
+                    let num = (loss(&x, &gamma, Some(&a)) - loss(&x, &gamma, Some(&b))) / (2.0 * f64::from(h));
+                    assert!((f64::from(da[c]) - num).abs() < 1e-2 * num.abs().max(1.0), "{alpha:?} dalpha[{c}] {} vs {num}", da[c]);
+                }
+            }
         }
     }
 }

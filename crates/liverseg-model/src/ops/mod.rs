@@ -1,8 +1,10 @@
 //! The network's costliest operations on the CPU, as a burn backend
-//! extension: the 3-D convolution ([`conv`]), PReLU ([`prelu`]) and batch
-//! norm ([`batch_norm`]).
+//! extension: the 3-D convolution ([`conv`]), PReLU ([`prelu`]), batch
+//! norm ([`batch_norm`]), the merge of the pathways and the residual
+//! connections ([`merge`]) and dropout ([`dropout`](mod@dropout)).
 //!
-//! [`conv3d`], [`prelu`](fn@prelu) and [`bn_prelu`] run these kernels on
+//! [`conv3d`], [`prelu`](fn@prelu), [`bn_prelu`], [`upsample_cat`],
+//! [`residual_add`] and [`dropout`](fn@dropout) run these kernels on
 //! burn's flex CPU backend for f32 tensors, with and without autodiff
 //! (hand-written backward passes registered with burn's autodiff graph, so
 //! the optimizer sees ordinary parameter gradients). Any other device (wgpu),
@@ -13,6 +15,8 @@
 
 pub mod batch_norm;
 pub mod conv;
+pub mod dropout;
+pub mod merge;
 pub mod prelu;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -25,9 +29,9 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, DType, Dispatch, DispatchDevice, Flex, TensorMetadata};
 use burn::nn::conv::Conv3d;
-use burn::nn::{BatchNorm, PRelu, PaddingConfig3d};
+use burn::nn::{BatchNorm, Dropout, PRelu, PaddingConfig3d};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 
 use conv::ConvShape;
 
@@ -40,11 +44,22 @@ pub trait NetworkOps: burn::backend::Backend {
     /// Per-channel batch statistics of `x`, as `[2, channels]` (mean, biased
     /// variance): not differentiated (they feed the running statistics).
     fn liverseg_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// Training batch norm of `x` with its own batch statistics `mean` and
-    /// `var` (from `liverseg_bn_stats`), differentiated through them too.
-    fn liverseg_bn_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self>;
+    /// PReLU (slopes `alpha`) of the training batch norm of `x` with its own
+    /// batch statistics `mean` and `var` (from `liverseg_bn_stats`),
+    /// differentiated through them too.
+    fn liverseg_bn_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, alpha: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self>;
     /// PReLU of `x · scale[c] + shift[c]`: inference only (a folded batch norm).
     fn liverseg_affine_prelu(x: FloatTensor<Self>, scale: FloatTensor<Self>, shift: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `a`, `b` and `c` up-sampled by repetition by `factors`, concatenated
+    /// along the channels: the merge of three pathways. (Three tensors, not a
+    /// `Vec`: burn's extension macro cannot carry an autodiff graph through a
+    /// `Vec` of tensors.)
+    fn liverseg_upsample_cat(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, factors: [usize; 3]) -> FloatTensor<Self>;
+    /// `later` plus the centre crop of `earlier` on their shared channels.
+    fn liverseg_residual(later: FloatTensor<Self>, earlier: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Dropout of `x` with probability `prob` and the mask of `seed`
+    /// ([`dropout::Mask`]).
+    fn liverseg_dropout(x: FloatTensor<Self>, seed: u64, prob: f64) -> FloatTensor<Self>;
 }
 
 fn burn_options() -> ConvOptions<3> {
@@ -75,6 +90,42 @@ fn flex_tensor(values: Vec<f32>, shape: impl Into<burn::tensor::Shape>) -> FlexT
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
+/// `t` as a contiguous f32 tensor that owns its whole buffer alone, for an
+/// in-place pass: `t` itself when it already is one (no copy), else a copy.
+fn into_owned_f32(t: FlexTensor) -> FlexTensor {
+    let n = t.shape().num_elements();
+    let whole = t.is_unique() && t.as_slice::<f32>().is_some_and(|s| s.len() == n) && t.storage::<f32>().len() == n;
+    if whole {
+        t
+    } else {
+        flex_tensor(contiguous_f32(&t).into_owned(), t.shape())
+    }
+}
+
+fn dims5(t: &FlexTensor) -> [usize; 5] {
+    let s = t.shape();
+    [s[0], s[1], s[2], s[3], s[4]]
+}
+
+/// The merge of `xs` by `factors`; the caller ([`upsample_cat`]) checked
+/// that it fits.
+fn merge_shape(xs: &[&FlexTensor], factors: &[usize]) -> merge::MergeShape {
+    let parts = xs
+        .iter()
+        .zip(factors)
+        .map(|(x, &factor)| {
+            let [_, channels, d, h, w] = dims5(x);
+            merge::Part { channels, dims: [d, h, w], factor }
+        })
+        .collect();
+    merge::MergeShape::new(dims5(xs[0])[0], parts).expect("checked by upsample_cat")
+}
+
+fn residual_shape(later: &FlexTensor, earlier: &FlexTensor) -> merge::ResidualShape {
+    let ([b, c, d, h, w], [_, ce, de, he, we]) = (dims5(later), dims5(earlier));
+    merge::ResidualShape::new(b, c, [d, h, w], ce, [de, he, we]).expect("checked by residual_add")
+}
+
 impl NetworkOps for Flex {
     fn liverseg_conv3d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         let Some(s) = shape_of(&x, &weight) else {
@@ -99,10 +150,10 @@ impl NetworkOps for Flex {
         flex_tensor([mean, var].concat(), [2, s.channels])
     }
 
-    fn liverseg_bn_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, mean: FlexTensor, var: FlexTensor, epsilon: f64) -> FlexTensor {
+    fn liverseg_bn_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, alpha: FlexTensor, mean: FlexTensor, var: FlexTensor, epsilon: f64) -> FlexTensor {
         let s = bn_shape(&x).expect("f32 and non-empty: checked by kernels_take and bn_prelu");
         let f = |t: &FlexTensor| contiguous_f32(t).into_owned();
-        let y = batch_norm::normalise(&s, &contiguous_f32(&x), &f(&mean), &f(&var), &f(&gamma), &f(&beta), epsilon);
+        let y = batch_norm::normalise_prelu(&s, &contiguous_f32(&x), &f(&mean), &f(&var), &f(&gamma), &f(&beta), Some(&f(&alpha)), epsilon);
         flex_tensor(y, x.shape())
     }
 
@@ -111,6 +162,26 @@ impl NetworkOps for Flex {
         let (scale, shift) = (contiguous_f32(&scale), contiguous_f32(&shift));
         let y = prelu::forward_affine(&p, &contiguous_f32(&x), Some((&scale, &shift)), &contiguous_f32(&alpha));
         flex_tensor(y, x.shape())
+    }
+
+    fn liverseg_upsample_cat(a: FlexTensor, b: FlexTensor, c: FlexTensor, factors: [usize; 3]) -> FlexTensor {
+        let s = merge_shape(&[&a, &b, &c], &factors);
+        let data = [contiguous_f32(&a), contiguous_f32(&b), contiguous_f32(&c)];
+        let y = merge::upsample_cat(&s, &data.iter().map(|d| &d[..]).collect::<Vec<_>>());
+        flex_tensor(y, [s.batch, s.channels(), s.out[0], s.out[1], s.out[2]])
+    }
+
+    fn liverseg_residual(later: FlexTensor, earlier: FlexTensor) -> FlexTensor {
+        let s = residual_shape(&later, &earlier);
+        let mut y = into_owned_f32(later);
+        merge::residual_add(&s, y.storage_mut::<f32>(), &contiguous_f32(&earlier));
+        y
+    }
+
+    fn liverseg_dropout(x: FlexTensor, seed: u64, prob: f64) -> FlexTensor {
+        let mut y = into_owned_f32(x);
+        dropout::Mask::new(seed, prob).apply(y.storage_mut::<f32>());
+        y
     }
 }
 
@@ -202,18 +273,20 @@ impl Backward<Flex, 2> for PreluBackward {
 #[derive(Debug)]
 struct BatchNormBackward;
 
-impl Backward<Flex, 3> for BatchNormBackward {
-    type State = (NodeId, NodeId, FlexTensor, FlexTensor, f64);
+impl Backward<Flex, 4> for BatchNormBackward {
+    /// x's checkpoint, then gamma, beta, alpha, mean, var (small: kept as
+    /// they are) and epsilon.
+    type State = (NodeId, [FlexTensor; 5], f64);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-        let [node_x, node_g, node_b] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_g, node_b, node_a] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (x_state, g_state, mean, var, eps) = ops.state;
+        let (x_state, small, eps) = ops.state;
         let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
-        let gamma: FlexTensor = checkpointer.retrieve_node_output(g_state);
         let s = bn_shape(&x).expect("the forward pass used the kernels");
-        let f = |t: &FlexTensor| contiguous_f32(t).into_owned();
-        let (dx, dg, db) = batch_norm::backward(&s, &contiguous_f32(&x), &f(&gamma), &f(&mean), &f(&var), eps, &contiguous_f32(&dy), node_x.is_some());
+        let alpha_shape = small[2].shape();
+        let [gamma, beta, alpha, mean, var] = small.map(|t| contiguous_f32(&t).into_owned());
+        let (dx, dg, db, da) = batch_norm::backward_prelu(&s, &contiguous_f32(&x), &gamma, &beta, Some(&alpha), &mean, &var, eps, &contiguous_f32(&dy), node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(node.id, flex_tensor(dx, x.shape()));
         }
@@ -222,6 +295,67 @@ impl Backward<Flex, 3> for BatchNormBackward {
         }
         if let Some(node) = node_b {
             grads.register::<Flex>(node.id, flex_tensor(db, [s.channels]));
+        }
+        if let Some(node) = node_a {
+            grads.register::<Flex>(node.id, flex_tensor(da, alpha_shape));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MergeBackward;
+
+impl Backward<Flex, 3> for MergeBackward {
+    type State = merge::MergeShape;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let dy = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        let parts = merge::upsample_cat_backward(&s, &contiguous_f32(&dy));
+        for ((node, dx), p) in ops.parents.into_iter().zip(parts).zip(&s.parts) {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, flex_tensor(dx, [s.batch, p.channels, p.dims[0], p.dims[1], p.dims[2]]));
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ResidualBackward;
+
+impl Backward<Flex, 2> for ResidualBackward {
+    type State = merge::ResidualShape;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_later, node_earlier] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let s = ops.state;
+        if let Some(node) = node_earlier {
+            let de = merge::residual_backward(&s, &contiguous_f32(&dy));
+            grads.register::<Flex>(node.id, flex_tensor(de, [s.batch, s.earlier_channels, s.earlier_dims[0], s.earlier_dims[1], s.earlier_dims[2]]));
+        }
+        if let Some(node) = node_later {
+            // The later output's gradient is the output's, shared, not copied.
+            grads.register::<Flex>(node.id, dy);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl Backward<Flex, 1> for DropoutBackward {
+    type State = (u64, f64);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node_x {
+            let (seed, prob) = ops.state;
+            // The same mask and scale on the gradient, in place.
+            let mut dx = into_owned_f32(dy);
+            dropout::Mask::new(seed, prob).apply(dx.storage_mut::<f32>());
+            grads.register::<Flex>(node.id, dx);
         }
     }
 }
@@ -233,18 +367,24 @@ impl<C: CheckpointStrategy> NetworkOps for Autodiff<Flex, C> {
         unreachable!("liverseg_bn_stats takes tensors without autodiff")
     }
 
-    fn liverseg_bn_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
+    fn liverseg_bn_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, alpha: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f64) -> FloatTensor<Self> {
         let (mean, var) = (mean.into_primitive(), var.into_primitive());
-        match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+        match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node(), alpha.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
-                let g_state = prep.checkpoint(&gamma);
-                let y = Flex::liverseg_bn_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), mean.clone(), var.clone(), epsilon);
-                prep.finish((x_state, g_state, mean, var, epsilon), y)
+                let (g, b, a) = (gamma.into_primitive(), beta.into_primitive(), alpha.into_primitive());
+                let y = Flex::liverseg_bn_train(x.into_primitive(), g.clone(), b.clone(), a.clone(), mean.clone(), var.clone(), epsilon);
+                prep.finish((x_state, [g, b, a, mean, var], epsilon), y)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(Flex::liverseg_bn_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), mean, var, epsilon))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::liverseg_bn_train(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                alpha.into_primitive(),
+                mean,
+                var,
+                epsilon,
+            )),
         }
     }
 
@@ -253,6 +393,35 @@ impl<C: CheckpointStrategy> NetworkOps for Autodiff<Flex, C> {
         // takes burn's BatchNorm (batch statistics) and `prelu` instead.
         let _ = (x, scale, shift, alpha);
         unreachable!("liverseg_affine_prelu is inference-only")
+    }
+
+    fn liverseg_upsample_cat(a: FloatTensor<Self>, b: FloatTensor<Self>, c: FloatTensor<Self>, factors: [usize; 3]) -> FloatTensor<Self> {
+        let shape = merge_shape(&[a.primitive(), b.primitive(), c.primitive()], &factors);
+        let nodes = [a.node(), b.node(), c.node()];
+        let y = Flex::liverseg_upsample_cat(a.into_primitive(), b.into_primitive(), c.into_primitive(), factors);
+        match MergeBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(shape, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn liverseg_residual(later: FloatTensor<Self>, earlier: FloatTensor<Self>) -> FloatTensor<Self> {
+        let shape = residual_shape(later.primitive(), earlier.primitive());
+        let nodes = [later.node(), earlier.node()];
+        let y = Flex::liverseg_residual(later.into_primitive(), earlier.into_primitive());
+        match ResidualBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(shape, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn liverseg_dropout(x: FloatTensor<Self>, seed: u64, prob: f64) -> FloatTensor<Self> {
+        let nodes = [x.node()];
+        let y = Flex::liverseg_dropout(x.into_primitive(), seed, prob);
+        match DropoutBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((seed, prob), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
     }
 
     fn liverseg_prelu(x: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -289,7 +458,12 @@ fn kernels_apply(conv: &Conv3d) -> bool {
 /// Whether `x` goes to the kernels: an f32 tensor on the flex backend, unless
 /// burn's own operations were asked for.
 fn kernels_take<const D: usize>(x: &Tensor<D>) -> bool {
-    matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32 && !burn_ops_forced()
+    kernels_fit(x) && !burn_ops_forced()
+}
+
+/// Whether `x` is an f32 tensor on the flex backend.
+fn kernels_fit<const D: usize>(x: &Tensor<D>) -> bool {
+    matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_)) && x.dtype() == DType::F32
 }
 
 /// `conv.forward(x)`, through the kernels on the flex CPU backend.
@@ -315,7 +489,8 @@ pub fn prelu(prelu: &PRelu, x: Tensor<5>) -> Tensor<5> {
 /// `act(norm(x))` for a block's pre-activation. Without autodiff (inference,
 /// validation) the batch norm uses its running statistics, an affine map per
 /// channel, which is folded into PReLU's pass; in training it uses the batch
-/// statistics ([`batch_norm_train`]), then [`prelu`](fn@prelu).
+/// statistics, and batch norm and PReLU are one operation
+/// ([`batch_norm_train`]).
 pub fn bn_prelu(norm: &BatchNorm, act: &PRelu, x: Tensor<5>) -> Tensor<5> {
     let channels = x.dims()[1];
     let alpha = act.alpha.val();
@@ -324,8 +499,10 @@ pub fn bn_prelu(norm: &BatchNorm, act: &PRelu, x: Tensor<5>) -> Tensor<5> {
         return prelu(act, norm.forward(x));
     }
     if x.device().is_autodiff() {
-        let y = if norm.training.is_enabled() { batch_norm_train(norm, x) } else { norm.forward(x) };
-        return prelu(act, y);
+        if norm.training.is_enabled() {
+            return batch_norm_train(norm, act, x);
+        }
+        return prelu(act, norm.forward(x));
     }
     let dev = x.device();
     let host = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 statistics");
@@ -338,10 +515,10 @@ pub fn bn_prelu(norm: &BatchNorm, act: &PRelu, x: Tensor<5>) -> Tensor<5> {
     Tensor::from_dispatch(Dispatch::liverseg_affine_prelu(x.into_dispatch(), t(scale), t(shift), alpha.into_dispatch()))
 }
 
-/// burn's `BatchNorm::forward` in training, through the kernels: batch
-/// statistics, the output differentiated through them, and the running
-/// statistics moved by `momentum` exactly as burn does.
-fn batch_norm_train(norm: &BatchNorm, x: Tensor<5>) -> Tensor<5> {
+/// `act(norm(x))` with burn's `BatchNorm::forward` in training, through the
+/// kernels: batch statistics, the output differentiated through them, and
+/// the running statistics moved by `momentum` exactly as burn does.
+fn batch_norm_train(norm: &BatchNorm, act: &PRelu, x: Tensor<5>) -> Tensor<5> {
     let channels = x.dims()[1];
     let device = x.device();
     let stats: Tensor<2> = Tensor::from_dispatch(Dispatch::liverseg_bn_stats(x.clone().inner().into_dispatch())).autodiff();
@@ -351,6 +528,7 @@ fn batch_norm_train(norm: &BatchNorm, x: Tensor<5>) -> Tensor<5> {
         x.into_dispatch(),
         norm.gamma.val().into_dispatch(),
         norm.beta.val().into_dispatch(),
+        act.alpha.val().into_dispatch(),
         mean.clone().into_dispatch(),
         var.clone().into_dispatch(),
         norm.epsilon,
@@ -364,10 +542,68 @@ fn batch_norm_train(norm: &BatchNorm, x: Tensor<5>) -> Tensor<5> {
     y
 }
 
+/// `Tensor::cat` of `upsample_repeat(xs[p], factors[p])`: the merge of the
+/// pathways, through the kernels on the flex CPU backend.
+pub fn upsample_cat(xs: Vec<Tensor<5>>, factors: &[usize]) -> Tensor<5> {
+    assert_eq!(xs.len(), factors.len(), "one factor per pathway");
+    let parts = xs.iter().zip(factors).map(|(x, &factor)| {
+        let [_, channels, d, h, w] = x.dims();
+        merge::Part { channels, dims: [d, h, w], factor }
+    });
+    let same_batch = xs.iter().all(|x| x.dims()[0] == xs[0].dims()[0]);
+    let fits = xs.len() == 3 && same_batch && xs.iter().all(kernels_take) && merge::MergeShape::new(0, parts.collect()).is_some();
+    if !fits {
+        // Other pathway counts too: the kernel takes three (as both presets have).
+        let up = xs.into_iter().zip(factors).map(|(x, &f)| crate::network::upsample_repeat(x, f)).collect();
+        return Tensor::cat(up, 1);
+    }
+    let [a, b, c]: [Tensor<5>; 3] = xs.try_into().unwrap_or_else(|_| unreachable!("three, checked"));
+    let factors = [factors[0], factors[1], factors[2]];
+    Tensor::from_dispatch(Dispatch::liverseg_upsample_cat(a.into_dispatch(), b.into_dispatch(), c.into_dispatch(), factors))
+}
+
+/// DeepMedic's residual connection: `earlier`, centre-cropped to `later`'s
+/// spatial size, added to `later`'s first channels (zero-padded when it has
+/// fewer, cut when it has more); through the kernels on the flex backend,
+/// in place on `later` when nothing else holds it.
+pub fn residual_add(later: Tensor<5>, earlier: Tensor<5>) -> Tensor<5> {
+    let ([b, c, d, h, w], [be, ce, de, he, we]) = (later.dims(), earlier.dims());
+    let fits = b == be && kernels_take(&later) && kernels_take(&earlier) && merge::ResidualShape::new(b, c, [d, h, w], ce, [de, he, we]).is_some();
+    if !fits {
+        return crate::network::add_residual_burn(later, earlier);
+    }
+    Tensor::from_dispatch(Dispatch::liverseg_residual(later.into_dispatch(), earlier.into_dispatch()))
+}
+
+/// `dropout.forward(x)`: the same conditions (training, an autodiff device,
+/// a non-zero probability), on the flex backend with a hashed mask whose
+/// seed is drawn from burn's generator ([`dropout::Mask`]): a seeded run
+/// repeats, with other masks than burn's.
+pub fn dropout(dropout: &Dropout, x: Tensor<5>) -> Tensor<5> {
+    if !dropout.training.is_enabled() || !x.device().is_autodiff() || dropout.prob == 0.0 || !kernels_take(&x) {
+        return dropout.forward(x);
+    }
+    // Two draws of at least 32 random bits each, whatever burn's int type.
+    let draws = Tensor::<1, Int>::random([2], Distribution::Default, &x.device()).into_data().convert::<i64>();
+    let draws = draws.try_to_vec::<i64>().expect("i64 after convert");
+    let seed = (u64::from(draws[0] as u32) << 32) | u64::from(draws[1] as u32);
+    dropout_seeded(x, seed, dropout.prob)
+}
+
+/// Dropout of `x` with probability `prob` and the mask of `seed` (training:
+/// `x` on an autodiff flex device), the kernel under [`dropout`](fn@dropout)
+/// with the seed given, for tests: always the kernel, even when burn's
+/// operations are asked for (burn's dropout takes no seed).
+pub fn dropout_seeded(x: Tensor<5>, seed: u64, prob: f64) -> Tensor<5> {
+    assert!(kernels_fit(&x), "dropout_seeded takes f32 tensors on the flex backend");
+    Tensor::from_dispatch(Dispatch::liverseg_dropout(x.into_dispatch(), seed, prob))
+}
+
 /// 0: not yet read from the environment, 1: our kernels, 2: burn's own ops.
 static BURN_OPS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
-/// Run burn's own conv3d, PReLU and batch norm instead of the kernels (or back): for
+/// Run burn's own conv3d, PReLU, batch norm, merge of the pathways, residual
+/// add and dropout instead of the kernels (or back): for
 /// comparing the two in one process (the network bench, the unchanged-mask
 /// check), not for users. `LIVERSEG_BURN_OPS=1` sets it at start.
 pub fn use_burn_ops(on: bool) {

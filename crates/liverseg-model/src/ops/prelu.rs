@@ -76,29 +76,40 @@ pub fn backward(s: &PreluShape, x: &[f32], alpha: &[f32], dy: &[f32], want_dx: b
             .enumerate()
             .map(|(plane, (dx, (x, dy)))| {
                 let a = s.slope(alpha, plane);
-                let mut acc = 0.0f32;
+                // Branch-free selects, so the loop vectorises (a branch on the
+                // sign of random values mispredicts half the time).
                 for ((d, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                    if v > 0.0 {
-                        *d = g;
-                    } else {
-                        *d = a * g;
-                        acc += g * v;
-                    }
+                    *d = if v > 0.0 { g } else { a * g };
                 }
-                acc
+                negative_sum(x, dy)
             })
             .collect(),
-        None => x
-            .par_chunks(s.inner)
-            .zip(dy.par_chunks(s.inner))
-            .map(|(x, dy)| x.iter().zip(dy).filter(|(&v, _)| v <= 0.0).map(|(&v, &g)| g * v).sum())
-            .collect(),
+        None => x.par_chunks(s.inner).zip(dy.par_chunks(s.inner)).map(|(x, dy)| negative_sum(x, dy)).collect(),
     };
     let mut da = vec![0.0f32; slopes];
     for (plane, v) in plane_sums.iter().enumerate() {
         da[if s.shared { 0 } else { plane % s.channels }] += v;
     }
     (dx, da)
+}
+
+/// `Σ dy · x` over the values with `x ≤ 0` (not `x > 0`), in eight
+/// lanes added in a fixed order: vectorised, and the same sum on any
+/// thread count.
+fn negative_sum(x: &[f32], dy: &[f32]) -> f32 {
+    const L: usize = 8;
+    let mut acc = [0.0f32; L];
+    let (xc, gc) = (x.chunks_exact(L), dy.chunks_exact(L));
+    let (xr, gr) = (xc.remainder(), gc.remainder());
+    for (xs, gs) in xc.zip(gc) {
+        for l in 0..L {
+            acc[l] += if xs[l] > 0.0 { 0.0 } else { gs[l] * xs[l] };
+        }
+    }
+    for (l, (&v, &g)) in xr.iter().zip(gr).enumerate() {
+        acc[l] += if v > 0.0 { 0.0 } else { g * v };
+    }
+    acc.iter().sum()
 }
 
 #[cfg(test)]
