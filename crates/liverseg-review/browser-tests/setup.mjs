@@ -10,8 +10,12 @@ import { join } from 'node:path';
 
 export const url = process.env.REVIEW_URL;
 export const shots = process.env.SHOTS || 'shots';
-mkdirSync(shots, { recursive: true });
-export const shot = (name) => join(shots, name);
+// Made when the first screenshot is named, so importing this module (as
+// screenshot.mjs does, for `launch`) leaves the working folder alone.
+export const shot = (name) => {
+  mkdirSync(shots, { recursive: true });
+  return join(shots, name);
+};
 
 const tally = { passed: 0, failed: 0 };
 export function check(name, ok, detail = '') {
