@@ -101,15 +101,22 @@ fn dicom_source_gets_seg_and_rtstruct() {
     assert_eq!(src.case_ids(), ["ts20"]);
 }
 
+/// A review server on one case folder, reviewer alice, writing into a
+/// temporary folder (kept alive by the returned guard).
+fn serve_case(dir: &std::path::Path) -> (tempfile::TempDir, Server) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = liverseg_review::cases::case_from_folder(dir).unwrap();
+    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    (tmp, srv)
+}
+
 /// Timings on a 512x512 CT (printed; run with --nocapture to see them).
 #[test]
 fn timings_on_a_512_ct() {
     let Some(dir) = require_shared!("data/cases/ircadb01-01") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = liverseg_review::cases::case_from_folder(&dir).unwrap();
-    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let (_tmp, srv) = serve_case(&dir);
     let t = Instant::now();
     let open = srv.json("GET", "/api/cases/ircadb01-01", "");
     let t_open = t.elapsed();
@@ -175,9 +182,7 @@ fn grow_timing_on_a_512_ct() {
     let Some(dir) = require_shared!("data/cases/ircadb01-01") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = liverseg_review::cases::case_from_folder(&dir).unwrap();
-    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let (_tmp, srv) = serve_case(&dir);
     let open = srv.json("GET", "/api/cases/ircadb01-01", "");
     let dims: Vec<usize> = open["dims"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let spacing: Vec<f64> = open["spacing"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
@@ -236,9 +241,7 @@ fn mesh_of_a_512_ct_liver() {
     let Some(dir) = require_shared!("data/cases/ircadb01-01") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = liverseg_review::cases::case_from_folder(&dir).unwrap();
-    let srv = Server::start(config(vec![spec], "alice", tmp.path().join("out")));
+    let (_tmp, srv) = serve_case(&dir);
     let open = srv.json("GET", "/api/cases/ircadb01-01", "");
     let ml = open["stats"]["volume_ml"].as_f64().unwrap();
     let t = Instant::now();
