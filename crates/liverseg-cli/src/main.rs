@@ -51,6 +51,9 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Segment(_) | Command::Demo(_) | Command::Train(_)) {
+        liverseg_model::memory::keep_freed_memory();
+    }
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -7,12 +7,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Lowest DSC against the phantom truth that the built-in model must reach
-/// on the default portal-venous phantom. The built-in model learnt from six
-/// real CTs, never from phantoms; `liverseg-fast-f2b04629` reaches 0.942 on
-/// it (the previous model 0.867). A guard against regressions (a wrong
+/// on the default portal-venous phantom. The built-in model learnt from the
+/// seven shared real CTs, never from phantoms; `liverseg-fast-ce25c739`
+/// reaches 0.962 on it (the models before it 0.942 and 0.867). A guard against regressions (a wrong
 /// orientation, a model that does not load its weights, a broken pipeline or
 /// a worse model committed), not a quality claim: raise it with the model.
-const MIN_PHANTOM_DSC: f64 = 0.90;
+const MIN_PHANTOM_DSC: f64 = 0.94;
 
 fn liverseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_liverseg"))

@@ -85,6 +85,8 @@ fn time_preset(config: &NetworkConfig, device: &Device, batch: usize, steps: usi
 }
 
 fn main() {
+    // As the liverseg binary does (the bench measures what it runs).
+    liverseg_model::memory::keep_freed_memory();
     let presets = arg("--presets", "paper,fast");
     let steps: usize = arg("--steps", "3").parse().unwrap();
     let batch: usize = arg("--batch", "16").parse().unwrap();

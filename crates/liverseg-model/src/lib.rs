@@ -10,6 +10,7 @@ pub mod config;
 pub mod ops;
 mod error;
 pub mod infer;
+pub mod memory;
 pub mod network;
 pub mod segment_model;
 pub mod train;

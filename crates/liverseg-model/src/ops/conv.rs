@@ -17,6 +17,14 @@
 //!   added in batch order, so the result does not depend on the thread count.
 //!
 //! A 1x1x1 kernel needs no col at all: `X_b` itself is the matrix.
+//!
+//! The forward pass of a 3x3x3 kernel with few input channels (1-8, the
+//! `fast` preset's first layers) is a direct convolution instead: register
+//! tiles of 6 output positions x up to 16 output channels, each tap one
+//! weight vector times a broadcast input value, no col (see
+//! [`direct_applies`] for the measurement behind the choice). It is written
+//! as plain array loops that the compiler vectorises, compiled twice: with
+//! AVX2 + FMA, chosen at run time where the CPU has them, and without.
 
 use std::cell::RefCell;
 
@@ -272,11 +280,235 @@ unsafe fn matmul(
     );
 }
 
+/// How [`forward`] computes a 3x3x3 convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algo {
+    /// By shape: [`Algo::Direct`] where it applies (see [`direct_applies`]).
+    Auto,
+    /// `W · col(X)`: im2col tiles and the `gemm` crate.
+    Im2col,
+    /// Register-tiled direct convolution, no col at all; 3x3x3 kernels only
+    /// (others by [`Algo::Im2col`]).
+    Direct,
+}
+
+/// Whether the direct kernel computes `s` under [`Algo::Auto`].
+///
+/// Why by shape (the `conv` bench, forward pass per layer, 2 threads,
+/// 2026-12-03): with 1-8 input channels the inner dimension of `W · col` is
+/// only 27-216 and building col costs a large share of the product; the
+/// direct kernel took 0.65-0.9x the time of im2col + gemm there. From 12
+/// input channels on the gemm runs near the CPU's peak (about 70 GMAC/s on
+/// 2 threads for 16 -> 16 channels) and the direct kernel, at about 50, took
+/// 1.1-1.9x.
+pub fn direct_applies(s: &ConvShape) -> bool {
+    s.kernel == 3 && s.cin <= DIRECT_MAX_CIN
+}
+
+const DIRECT_MAX_CIN: usize = 8;
+
+/// Output channels per register tile, at most: a tile holds `XT` output
+/// positions x up to 16 channels (two 8-lane vectors per position).
+const CB_MAX: usize = 16;
+/// Output positions per register tile: 6 positions x 16 channels are twelve
+/// 8-lane accumulators, leaving registers for the weights and the broadcast
+/// input (AVX2 has 16).
+const XT: usize = 6;
+
+/// The output-channel blocks `(first channel, width)`: 16 wide, the rest
+/// rounded up to a multiple of 4 (the padding has zero weights and is never
+/// stored).
+fn direct_blocks(cout: usize) -> Vec<(usize, usize)> {
+    (0..cout).step_by(CB_MAX).map(|c0| (c0, (cout - c0).min(CB_MAX).next_multiple_of(4))).collect()
+}
+
+/// `W` repacked per block as `[cin·27][width]`: one tap's weights for the
+/// block's channels are adjacent (one vector load each).
+fn pack_direct(s: &ConvShape, w: &[f32]) -> Vec<f32> {
+    let k = s.k();
+    let mut p = Vec::new();
+    for (c0, width) in direct_blocks(s.cout) {
+        let start = p.len();
+        p.resize(start + k * width, 0.0);
+        for c in 0..width.min(s.cout - c0) {
+            for r in 0..k {
+                p[start + r * width + c] = w[(c0 + c) * k + r];
+            }
+        }
+    }
+    p
+}
+
+/// `a·b + c`, fused when the caller was compiled with FMA (the two differ in
+/// rounding only; which one runs depends on the CPU, as gemm's kernels do).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// One register tile: `NT` output positions of one output row, starting at
+/// `t0`, x `CB` output channels. The sums run over the input channels and
+/// taps, vectorised along the channels: each tap is one weight vector
+/// times a broadcast input value, so any row length is covered without
+/// padding. `rows[i]` is the offset in `x_b` of the input row of
+/// (ci, kz, ky) = i; `wp` the block's packed weights.
+#[inline(always)]
+fn direct_tile<const CB: usize, const NT: usize, const FMA: bool>(x_b: &[f32], rows: &[usize], wp: &[f32], t0: usize, init: &[f32; CB]) -> [[f32; CB]; NT] {
+    let mut acc = [*init; NT];
+    for (i, &off) in rows.iter().enumerate() {
+        let src = &x_b[off + t0..off + t0 + NT + 2];
+        let taps = &wp[i * 3 * CB..(i + 1) * 3 * CB];
+        for kx in 0..3 {
+            let wv: &[f32; CB] = taps[kx * CB..(kx + 1) * CB].try_into().expect("CB weights");
+            for t in 0..NT {
+                let xv = src[t + kx];
+                for c in 0..CB {
+                    acc[t][c] = madd::<FMA>(xv, wv[c], acc[t][c]);
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// Tiles of one block along one output row: `XT` positions at a time, then
+/// the remainder, storing the block's real channels.
+#[inline(always)]
+fn direct_row<const CB: usize, const FMA: bool>(x_b: &[f32], rows: &[usize], wp: &[f32], init: &[f32; CB], ow: usize, mut store: impl FnMut(usize, usize, &[f32])) {
+    let mut t0 = 0;
+    while t0 + XT <= ow {
+        let a = direct_tile::<CB, XT, FMA>(x_b, rows, wp, t0, init);
+        a.iter().enumerate().for_each(|(t, v)| store(t0 + t, CB, v));
+        t0 += XT;
+    }
+    macro_rules! tail {
+        ($($n:literal)*) => {
+            match ow - t0 {
+                $($n => {
+                    let a = direct_tile::<CB, $n, FMA>(x_b, rows, wp, t0, init);
+                    a.iter().enumerate().for_each(|(t, v)| store(t0 + t, CB, v));
+                })*
+                _ => {}
+            }
+        };
+    }
+    tail!(1 2 3 4 5);
+}
+
+/// Output plane `z` of batch item `x_b`, all channels, into `y_b` (the
+/// item's `cout` planes; this call writes plane `z` of each only).
+#[inline(always)]
+fn direct_plane<const FMA: bool>(s: &ConvShape, x_b: &[f32], wp: &[f32], bias: &[f32], z: usize, y_b: SharedMut) {
+    let [_, h, w] = s.input;
+    let [_, oh, ow] = s.output();
+    let (plane, cube, pout) = (h * w, s.in_voxels(), s.out_voxels());
+    let k = s.k();
+    let mut rows = vec![0usize; s.cin * 9];
+    for yy in 0..oh {
+        for ci in 0..s.cin {
+            for kz in 0..3 {
+                for ky in 0..3 {
+                    rows[(ci * 3 + kz) * 3 + ky] = ci * cube + (z + kz) * plane + (yy + ky) * w;
+                }
+            }
+        }
+        let row_out = (z * oh + yy) * ow;
+        let mut packed = 0;
+        for (c0, width) in direct_blocks(s.cout) {
+            let wb = &wp[packed..packed + k * width];
+            packed += k * width;
+            let channels = (s.cout - c0).min(width);
+            let store = |t: usize, _: usize, v: &[f32]| {
+                for (c, &val) in v[..channels].iter().enumerate() {
+                    // SAFETY: (channel c0 + c, plane z, row yy, position t)
+                    // lies inside this batch item's output, and plane z is
+                    // written by this task only.
+                    unsafe { *y_b.0.add((c0 + c) * pout + row_out + t) = val };
+                }
+            };
+            macro_rules! block {
+                ($cb:literal) => {{
+                    let init: [f32; $cb] = std::array::from_fn(|c| bias.get(c0 + c).copied().unwrap_or(0.0));
+                    direct_row::<$cb, FMA>(x_b, &rows, wb, &init, ow, store);
+                }};
+            }
+            match width {
+                4 => block!(4),
+                8 => block!(8),
+                12 => block!(12),
+                _ => block!(16),
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn direct_plane_avx2(s: &ConvShape, x_b: &[f32], wp: &[f32], bias: &[f32], z: usize, y_b: SharedMut) {
+    direct_plane::<true>(s, x_b, wp, bias, z, y_b);
+}
+
+/// The direct convolution into `y` (capacity `s.y_len()`, every value
+/// written here).
+fn forward_direct(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: SharedMut) {
+    let wp = pack_direct(s, w);
+    let (xin, yb_len) = (s.cin * s.in_voxels(), s.cout * s.out_voxels());
+    let od = s.output()[0];
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    (0..s.batch * od).into_par_iter().for_each(|task| {
+        // The whole wrapper, not its raw-pointer field (closures capture
+        // fields separately).
+        let y = y;
+        let (b, z) = (task / od, task % od);
+        let x_b = &x[b * xin..(b + 1) * xin];
+        // SAFETY (pointer arithmetic): batch item b's output starts inside y.
+        let y_b = SharedMut(unsafe { y.0.add(b * yb_len) });
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has AVX2 and FMA (checked above), all this
+            // function's target features.
+            unsafe { direct_plane_avx2(s, x_b, &wp, bias, z, y_b) };
+            return;
+        }
+        direct_plane::<false>(s, x_b, &wp, bias, z, y_b);
+    });
+}
+
 /// `y = conv(x, w) + bias`, valid, stride 1. Panics if a slice's length does
 /// not match `s` (callers check shapes first).
 pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    forward_with(s, x, w, bias, Algo::Auto)
+}
+
+/// [`forward`] by the given algorithm (the bench and the tests compare them).
+pub fn forward_with(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, algo: Algo) -> Vec<f32> {
     assert_eq!(x.len(), s.x_len(), "conv input length");
     assert_eq!(w.len(), s.w_len(), "conv weight length");
+    if let Some(bias) = bias {
+        assert_eq!(bias.len(), s.cout, "conv bias length");
+    }
+    let direct = match algo {
+        Algo::Auto => direct_applies(s),
+        Algo::Direct => s.kernel == 3,
+        Algo::Im2col => false,
+    };
+    if direct {
+        let mut y: Vec<f32> = Vec::with_capacity(s.y_len());
+        let zeros;
+        let bias = match bias {
+            Some(b) => b,
+            None => {
+                zeros = vec![0.0f32; s.cout];
+                &zeros
+            }
+        };
+        forward_direct(s, x, w, bias, SharedMut(y.as_mut_ptr()));
+        // SAFETY: every (batch, plane) task wrote all channels, rows and
+        // positions of its plane (the row's tiles cover 0..ow).
+        unsafe { y.set_len(s.y_len()) };
+        return y;
+    }
     let (xin, pout) = (s.cin * s.in_voxels(), s.out_voxels());
     let yb_len = s.cout * pout;
     let k = s.k();
@@ -338,7 +570,6 @@ pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec
     // positions are covered by the tiles, channels by gemm's m rows.
     unsafe { y.set_len(s.y_len()) };
     if let Some(bias) = bias {
-        assert_eq!(bias.len(), s.cout, "conv bias length");
         y.par_chunks_mut(pout).enumerate().for_each(|(i, plane)| {
             let v = bias[i % s.cout];
             plane.iter_mut().for_each(|e| *e += v);
@@ -478,14 +709,18 @@ mod tests {
 
     #[test]
     fn forward_matches_the_definition_on_odd_shapes() {
-        // Output rows of 1, 5, 7 (shorter than a block), 8, 13 and 17 values.
-        for (batch, cin, cout, kernel, input) in [(1, 1, 3, 3, [5, 6, 7]), (2, 7, 5, 3, [4, 3, 9]), (3, 4, 2, 1, [3, 5, 2]), (1, 2, 3, 3, [3, 3, 3]), (2, 3, 2, 3, [3, 4, 15]), (1, 2, 2, 3, [4, 3, 10]), (1, 1, 2, 3, [3, 3, 19])] {
+        // Output rows of 1, 4, 5, 7, 8, 13, 17, 21 and 31 values (every
+        // remainder of the direct kernel's 6-position tiles); 1 to 9 and 19
+        // output channels (not multiples of its 4-channel blocks).
+        for (batch, cin, cout, kernel, input) in [(1, 2, 9, 3, [3, 4, 23]), (2, 3, 19, 3, [4, 3, 8]), (2, 3, 1, 3, [4, 3, 33]), (1, 1, 6, 3, [3, 5, 6]), (1, 1, 3, 3, [5, 6, 7]), (2, 7, 5, 3, [4, 3, 9]), (3, 4, 2, 1, [3, 5, 2]), (1, 2, 3, 3, [3, 3, 3]), (2, 3, 2, 3, [3, 4, 15]), (1, 2, 2, 3, [4, 3, 10]), (1, 1, 2, 3, [3, 3, 19])] {
             let s = ConvShape::new(batch, cin, cout, kernel, input).unwrap();
             let (x, w, b) = (data(s.x_len(), 1), data(s.w_len(), 2), data(cout, 3));
-            let got = forward(&s, &x, &w, Some(&b));
             let want = naive(&s, &x, &w, &b);
-            for (i, (g, e)) in got.iter().zip(&want).enumerate() {
-                assert!((f64::from(*g) - e).abs() <= 1e-5 * e.abs().max(1.0), "{s:?} at {i}: {g} vs {e}");
+            for algo in [Algo::Im2col, Algo::Direct] {
+                let got = forward_with(&s, &x, &w, Some(&b), algo);
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!((f64::from(*g) - e).abs() <= 1e-5 * e.abs().max(1.0), "{algo:?} {s:?} at {i}: {g} vs {e}");
+                }
             }
         }
     }
