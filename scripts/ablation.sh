@@ -13,7 +13,8 @@
 #        PATCHES   patches per sub-epoch (default 500: 12,000 patches a run)
 #        VARIANTS  default: "all spatial intensity thick_slices non_contrast
 #                  elastic border" (each name but "all" is switched off;
-#                  "border" sets border_fraction to 0)
+#                  "border" sets border_fraction to 0); "hard" switches
+#                  hard-example mining on (hard_fraction 0.5)
 #        CONFIG, CASES, LIVERSEG, MINUTES  as scripts/leave-one-out.sh
 #
 # Each variant is a leave-one-out run in OUT/<variant> (resumable: run again to
@@ -47,6 +48,12 @@ c["patches_per_subepoch"] = patches
 c["lr_step_epochs"] = max(1, epochs // 4)
 if variant == "border":
     c["border_fraction"] = 0.0
+elif variant == "hard":
+    # Switched on, not off: hard-example mining from a quarter of the run,
+    # refreshed every sixth (from epoch 3, every 2 epochs in a 12-epoch run).
+    c["hard_fraction"] = 0.5
+    c["hard_from_epoch"] = max(1, epochs // 4)
+    c["hard_every"] = max(1, epochs // 6)
 elif variant != "all":
     if variant not in c.get("augment", {}):
         sys.exit(f"{variant}: not an augmentation family of {base}")

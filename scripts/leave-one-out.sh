@@ -26,7 +26,8 @@
 # points in the repository and bring them back next time:
 #   scripts/leave-one-out.sh --save OUT KEEP      # OUT/<case>/run -> KEEP/<case>/run
 #   scripts/leave-one-out.sh --restore KEEP OUT   # the reverse, before resuming
-# (last.lsm, last.optim.bpk, state.json, best.lsm, and the log without its
+# (last.lsm, last.optim.bpk, state.json, best.lsm, hard.json when hard examples
+# are mined, and the log without its
 # per-step lines as train-summary.jsonl; the full log stays in OUT).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +37,7 @@ if [ "${1:-}" = "--save" ] || [ "${1:-}" = "--restore" ]; then
   for run in "$from"/*/run; do
     [ -f "$run/state.json" ] || continue
     c=$(basename "$(dirname "$run")"); mkdir -p "$to/$c/run"
-    for f in last.lsm last.optim.bpk state.json best.lsm; do
+    for f in last.lsm last.optim.bpk state.json best.lsm hard.json; do
       [ -f "$run/$f" ] && cp "$run/$f" "$to/$c/run/$f.tmp" && mv "$to/$c/run/$f.tmp" "$to/$c/run/$f"
     done
     if [ "$1" = "--save" ] && [ -f "$run/train.jsonl" ]; then

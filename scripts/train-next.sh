@@ -35,7 +35,7 @@ CONFIG=${CONFIG:-$root/models/next/train.json}
 VALIDATION=${VALIDATION:-ircadb01-01}
 save() {
   mkdir -p "$KEEP"
-  for f in last.lsm last.optim.bpk state.json best.lsm; do
+  for f in last.lsm last.optim.bpk state.json best.lsm hard.json; do
     [ -f "$RUN/$f" ] && cp "$RUN/$f" "$KEEP/$f.tmp" && mv "$KEEP/$f.tmp" "$KEEP/$f"
   done
   # Everything but the per-step lines: sub-epoch losses, validations, events.
@@ -54,7 +54,7 @@ if [ -f "$RUN/state.json" ]; then
   resume=(--resume)
 elif [ -f "$KEEP/state.json" ]; then
   cp "$KEEP"/last.lsm "$KEEP"/last.optim.bpk "$KEEP"/state.json "$RUN"/
-  [ -f "$KEEP/best.lsm" ] && cp "$KEEP/best.lsm" "$RUN/"
+  for f in best.lsm hard.json; do [ -f "$KEEP/$f" ] && cp "$KEEP/$f" "$RUN/"; done
   [ -f "$KEEP/train-summary.jsonl" ] && cp "$KEEP/train-summary.jsonl" "$RUN/train.jsonl"
   resume=(--resume)
 fi

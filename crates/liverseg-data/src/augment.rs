@@ -23,7 +23,7 @@ use liverseg_volume::SplitMix64;
 use liverseg_volume::{Mask, Volume};
 use serde::{Deserialize, Serialize};
 
-use crate::elastic::{warp_affine, Affine, DisplacementField, ElasticConfig};
+use crate::elastic::{warp_affine_with, Affine, DisplacementField, ElasticConfig};
 use crate::{Prepared, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,14 +177,30 @@ pub struct Augmented {
     pub hu: Volume<f32>,
     pub label: Mask,
     pub body: Mask,
+    /// The hard-example mask given to [`augment_with`], moved with the label.
+    pub hard: Option<Mask>,
     pub applied: Applied,
 }
 
 /// Augment a prepared training case. The label is required.
 pub fn augment(prepared: &Prepared, config: &AugmentConfig, rng: &mut SplitMix64) -> Result<Augmented> {
+    augment_with(prepared, None, config, rng)
+}
+
+/// [`augment`], moving `hard` (a mask on the prepared grid: where the current
+/// model errs) with the label through the flips and the spatial warp, so the
+/// sampler can centre patches on it in the augmented image. The random draws
+/// are the same with and without it.
+pub fn augment_with(prepared: &Prepared, hard: Option<&Mask>, config: &AugmentConfig, rng: &mut SplitMix64) -> Result<Augmented> {
     let label = prepared.label.as_ref().ok_or_else(|| crate::Error::param("label", "a training case needs a reference mask"))?;
+    if let Some(h) = hard {
+        if !h.geometry().same_grid(prepared.hu.geometry()) {
+            return Err(crate::Error::param("hard examples", "the mask is not on the prepared grid"));
+        }
+    }
     let mut applied = Applied::default();
     let (mut hu, mut label, mut body) = (prepared.hu.clone(), label.clone(), prepared.body.clone());
+    let mut hard = hard.cloned();
     // The new families draw from their own stream, taken only when one is on,
     // so the paper's augmentation repeats its earlier draws exactly.
     let base = config.any_extra().then(|| rng.next_u64());
@@ -210,6 +226,7 @@ pub fn augment(prepared: &Prepared, config: &AugmentConfig, rng: &mut SplitMix64
             hu = flip_data(&hu, axis);
             label = flip_data(&label, axis);
             body = flip_data(&body, axis);
+            hard = hard.map(|h| flip_data(&h, axis));
         }
     }
     applied.flipped_x = fx;
@@ -230,7 +247,7 @@ pub fn augment(prepared: &Prepared, config: &AugmentConfig, rng: &mut SplitMix64
         }
     }
     if field.is_some() || applied.spatial.is_some() {
-        (hu, label, body) = warp_affine(&hu, &label, &body, &affine, field.as_ref());
+        (hu, label, body, hard) = warp_affine_with(&hu, &label, &body, hard.as_ref(), &affine, field.as_ref());
         applied.elastic = field.is_some();
     }
     if let (Some(ts), Some(r)) = (&config.thick_slices, stream(3).as_mut()) {
@@ -276,7 +293,7 @@ pub fn augment(prepared: &Prepared, config: &AugmentConfig, rng: &mut SplitMix64
             add_noise(&mut hu, sd as f32, noise_seed);
         }
     }
-    Ok(Augmented { hu, label, body, applied })
+    Ok(Augmented { hu, label, body, hard, applied })
 }
 
 /// Compress the enhancement above `soft` HU to `keep` of itself, tapering
@@ -348,6 +365,7 @@ mod tests {
     use super::*;
     use crate::{prepare, PreprocessConfig};
     use liverseg_phantom::{generate, PhantomConfig};
+    use liverseg_volume::Geometry;
 
     fn prepared() -> Prepared {
         let p = generate(&PhantomConfig { dims: [64, 48, 24], spacing: [4.0, 4.0, 6.0], ..Default::default() });
@@ -397,6 +415,25 @@ mod tests {
         assert!((70..130).contains(&nx) && (70..130).contains(&ny), "{nx} x flips, {ny} y flips of 200");
         // The phantom is not left-right symmetric, so a flip really changed it.
         assert_ne!(flip_data(&prep.hu, Axis::X).data(), prep.hu.data());
+    }
+
+    #[test]
+    fn the_hard_example_mask_moves_with_the_label_and_changes_no_draw() {
+        let prep = prepared();
+        let label = prep.label.clone().unwrap();
+        let config = AugmentConfig::small_data();
+        for seed in 0..6 {
+            let plain = augment(&prep, &config, &mut SplitMix64(seed)).unwrap();
+            let with = augment_with(&prep, Some(&label), &config, &mut SplitMix64(seed)).unwrap();
+            // A mask equal to the label comes out equal to the augmented label,
+            // through flips, scaling, rotation and elastic deformation alike.
+            assert_eq!(with.hard.as_ref().unwrap().data(), with.label.data(), "seed {seed}: {:?}", with.applied);
+            assert_eq!((with.hu.data(), with.label.data()), (plain.hu.data(), plain.label.data()));
+            assert_eq!(with.applied, plain.applied);
+            assert!(plain.hard.is_none());
+        }
+        let other = Volume::filled(Geometry::identity([3, 3, 3], [1.0; 3]).unwrap(), 1u8);
+        assert!(augment_with(&prep, Some(&other), &config, &mut SplitMix64(0)).is_err());
     }
 
     #[test]

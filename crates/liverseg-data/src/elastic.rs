@@ -274,14 +274,15 @@ pub fn warp(
     field: &DisplacementField,
 ) -> (Volume<f32>, Mask, Mask) {
     let spacing = hu.geometry().spacing().map(|s| s as f32);
-    warp_by(hu, label, body, |i, j, k| {
+    let (h, l, b, _) = warp_by(hu, label, body, None, |i, j, k| {
         let d = field.at(i, j, k);
         [
             i as f32 + d[0] / spacing[0],
             j as f32 + d[1] / spacing[1],
             k as f32 + d[2] / spacing[2],
         ]
-    })
+    });
+    (h, l, b)
 }
 
 /// A scaling and rotation about the centre of the grid, in mm along the
@@ -320,11 +321,25 @@ pub fn warp_affine(
     affine: &Affine,
     field: Option<&DisplacementField>,
 ) -> (Volume<f32>, Mask, Mask) {
+    let (h, l, b, _) = warp_affine_with(hu, label, body, None, affine, field);
+    (h, l, b)
+}
+
+/// [`warp_affine`] carrying one more mask on the same grid (the training
+/// sampler's hard examples) through the same interpolation.
+pub fn warp_affine_with(
+    hu: &Volume<f32>,
+    label: &Mask,
+    body: &Mask,
+    extra: Option<&Mask>,
+    affine: &Affine,
+    field: Option<&DisplacementField>,
+) -> (Volume<f32>, Mask, Mask, Option<Mask>) {
     let dims = hu.geometry().dims();
     let spacing = hu.geometry().spacing();
     let centre: [f64; 3] = std::array::from_fn(|a| (dims[a] as f64 - 1.0) / 2.0 * spacing[a]);
     let m = affine.matrix;
-    warp_by(hu, label, body, |i, j, k| {
+    warp_by(hu, label, body, extra, |i, j, k| {
         let q = [i as f64 * spacing[0] - centre[0], j as f64 * spacing[1] - centre[1], k as f64 * spacing[2] - centre[2]];
         let d = field.map_or([0.0f32; 3], |f| f.at(i, j, k));
         std::array::from_fn(|r| {
@@ -341,33 +356,41 @@ fn warp_by(
     hu: &Volume<f32>,
     label: &Mask,
     body: &Mask,
+    extra: Option<&Mask>,
     source: impl Fn(usize, usize, usize) -> [f32; 3] + Sync,
-) -> (Volume<f32>, Mask, Mask) {
+) -> (Volume<f32>, Mask, Mask, Option<Mask>) {
     let geometry = hu.geometry();
     let dims = geometry.dims();
     let [nx, ny, _] = dims;
     let plane = nx * ny;
     let (src_hu, src_label, src_body) = (hu.data(), label.data(), body.data());
+    let src_extra = extra.map(Mask::data);
     let mut out_hu = vec![0.0f32; hu.len()];
     let mut out_label = vec![0u8; hu.len()];
     let mut out_body = vec![0u8; hu.len()];
+    // Allocated empty when there is no extra mask: its chunks are then empty too.
+    let mut out_extra = vec![0u8; if extra.is_some() { hu.len() } else { 0 }];
+    let extra_chunk = if extra.is_some() { plane } else { 1 };
+    let mut extra_chunks: Vec<&mut [u8]> = out_extra.chunks_mut(extra_chunk).collect();
+    extra_chunks.resize_with(dims[2], || &mut []);
     out_hu
         .par_chunks_mut(plane)
         .zip(out_label.par_chunks_mut(plane))
         .zip(out_body.par_chunks_mut(plane))
+        .zip(extra_chunks.into_par_iter())
         .enumerate()
-        .for_each(|(k, ((h, l), b))| {
+        .for_each(|(k, (((h, l), b), e))| {
+            let binary = |src: &[u8], c: &Corner| u8::from(c.sample_with(|q| f32::from(u8::from(src[q] != 0)), nx, plane) >= 0.5);
             for j in 0..ny {
                 for i in 0..nx {
                     let c = Corner::new(source(i, j, k), dims);
                     let o = i + nx * j;
                     h[o] = c.sample(src_hu, nx, plane);
-                    l[o] = u8::from(
-                        c.sample_with(|q| f32::from(u8::from(src_label[q] != 0)), nx, plane) >= 0.5,
-                    );
-                    b[o] = u8::from(
-                        c.sample_with(|q| f32::from(u8::from(src_body[q] != 0)), nx, plane) >= 0.5,
-                    );
+                    l[o] = binary(src_label, &c);
+                    b[o] = binary(src_body, &c);
+                    if let Some(src) = src_extra {
+                        e[o] = binary(src, &c);
+                    }
                 }
             }
         });
@@ -375,7 +398,8 @@ fn warp_by(
     (
         Volume::new(g.clone(), out_hu).expect("same grid"),
         Volume::new(g.clone(), out_label).expect("same grid"),
-        Volume::new(g, out_body).expect("same grid"),
+        Volume::new(g.clone(), out_body).expect("same grid"),
+        extra.map(|_| Volume::new(g, out_extra).expect("same grid")),
     )
 }
 

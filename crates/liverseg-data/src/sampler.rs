@@ -20,6 +20,12 @@ pub struct SamplingVolume {
     /// and the share of background patches centred on them.
     border: Vec<u32>,
     border_share: f64,
+    /// Liver and background voxels the current model gets wrong (see
+    /// [`SamplingVolume::with_hard`]), and the share of each class's patches
+    /// centred on them.
+    hard_liver: Vec<u32>,
+    hard_background: Vec<u32>,
+    hard_share: f64,
 }
 
 impl SamplingVolume {
@@ -46,7 +52,7 @@ impl SamplingVolume {
             // A body outline can miss on odd data; any non-liver voxel is background then.
             background = (0..label.len() as u32).filter(|&i| label.data()[i as usize] == 0).collect();
         }
-        Ok(Self { source: PatchSource::new(image, pad), label: label.data().to_vec(), liver, background, border: Vec::new(), border_share: 0.0 })
+        Ok(Self { source: PatchSource::new(image, pad), label: label.data().to_vec(), liver, background, border: Vec::new(), border_share: 0.0, hard_liver: Vec::new(), hard_background: Vec::new(), hard_share: 0.0 })
     }
 
     /// Centre `share` of the background patches on body voxels within
@@ -76,6 +82,41 @@ impl SamplingVolume {
         Ok(self)
     }
 
+    /// Centre `share` of the liver patches on the liver voxels in `hard`, and
+    /// `share` of the background patches on its body voxels that are not liver:
+    /// hard-example mining, where `hard` marks the current model's errors
+    /// (missed liver, and tissue taken for liver: heart, spleen, stomach wall).
+    /// Background patches not drawn this way follow the border / body rule.
+    /// `label` and `body` are the ones given to [`SamplingVolume::new`].
+    pub fn with_hard(mut self, hard: &Mask, label: &Mask, body: &Mask, share: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(Error::param("hard-example sampling", format!("share {share} must be in [0, 1]")));
+        }
+        if !hard.geometry().same_grid(label.geometry()) {
+            return Err(Error::param("hard-example sampling", "the mask is not on the image's grid"));
+        }
+        if share == 0.0 {
+            return Ok(self);
+        }
+        for (i, ((&h, &l), &b)) in hard.data().iter().zip(label.data()).zip(body.data()).enumerate() {
+            if h == 0 {
+                continue;
+            }
+            if l != 0 {
+                self.hard_liver.push(i as u32);
+            } else if b != 0 {
+                self.hard_background.push(i as u32);
+            }
+        }
+        self.hard_share = share;
+        Ok(self)
+    }
+
+    /// Liver and background voxels marked hard.
+    pub fn hard_voxels(&self) -> (usize, usize) {
+        (self.hard_liver.len(), self.hard_background.len())
+    }
+
     pub fn border_voxels(&self) -> usize {
         self.border.len()
     }
@@ -91,9 +132,21 @@ pub struct Batch {
     pub size: usize,
     pub inputs: Vec<Vec<f32>>,
     pub labels: Vec<f32>,
-    /// How many patches were centred on liver, and on the zone near it.
+    /// How many patches were centred on liver, on the zone near it, and on
+    /// hard examples (either class).
     pub liver_centred: usize,
     pub border_centred: usize,
+    pub hard_centred: usize,
+}
+
+/// A hard example with probability `share`. Nothing is drawn from `rng` when
+/// there are none, so runs without hard examples keep their earlier random
+/// sequence.
+fn pick_hard(from: &[u32], share: f64, rng: &mut SplitMix64) -> Option<u32> {
+    if from.is_empty() || rng.uniform() >= share {
+        return None;
+    }
+    Some(from[rng.below(from.len())])
 }
 
 /// Draw `batch` patches of `patch^3` voxels. Each picks a volume uniformly,
@@ -112,7 +165,7 @@ pub fn sample_batch(
     }
     // Draw every random choice first, in order, so a seed fixes the batch
     // whatever the thread count.
-    let mut border_centred = 0;
+    let (mut border_centred, mut hard_centred) = (0, 0);
     let picks: Vec<(usize, u32, bool)> = (0..batch)
         .map(|_| {
             let v = rng.below(volumes.len());
@@ -120,7 +173,15 @@ pub fn sample_batch(
             let want_liver = rng.uniform() < liver_fraction;
             // A volume that is all liver (or all background) serves the class it has.
             if (want_liver || vol.background.is_empty()) && !vol.liver.is_empty() {
-                (v, vol.liver[rng.below(vol.liver.len())], true)
+                if let Some(centre) = pick_hard(&vol.hard_liver, vol.hard_share, rng) {
+                    hard_centred += 1;
+                    (v, centre, true)
+                } else {
+                    (v, vol.liver[rng.below(vol.liver.len())], true)
+                }
+            } else if let Some(centre) = pick_hard(&vol.hard_background, vol.hard_share, rng) {
+                hard_centred += 1;
+                (v, centre, false)
             } else if !vol.border.is_empty() && rng.uniform() < vol.border_share {
                 // Drawn only when border sampling is on, so runs without it
                 // keep their earlier random sequence.
@@ -167,7 +228,7 @@ pub fn sample_batch(
         }
         labels.extend_from_slice(&ls);
     }
-    Ok(Batch { size: batch, inputs, labels, liver_centred: picks.iter().filter(|p| p.2).count(), border_centred })
+    Ok(Batch { size: batch, inputs, labels, liver_centred: picks.iter().filter(|p| p.2).count(), border_centred, hard_centred })
 }
 
 #[cfg(test)]
@@ -245,5 +306,36 @@ mod tests {
             assert!((1..=3).contains(&dist) && i < 25, "({i},{j},{k})");
         }
         assert!(SamplingVolume::new(&image, &label, &body, -0.2).unwrap().with_border(&label, &body, 3.0, 1.5).is_err());
+    }
+
+    #[test]
+    fn hard_examples_take_their_share_of_each_class() {
+        let g = Geometry::new([30, 30, 30], [1.0; 3], [0.0; 3], IDENTITY).unwrap();
+        let cube = |[i, j, k]: [usize; 3]| [i, j, k].iter().all(|v| (5..12).contains(v));
+        let label = Volume::from_fn(g.clone(), |p| u8::from(cube(p)));
+        let body = Volume::from_fn(g.clone(), |[i, _, _]| u8::from(i < 25));
+        let image = Volume::from_fn(g.clone(), |p| if cube(p) { 0.1 } else { -0.1 });
+        // The "model" misses the cube's corner slab z = 5 and takes a far
+        // blob (x in 18..22) for liver; a hard voxel outside the body is ignored.
+        let hard = Volume::from_fn(g.clone(), |[i, j, k]| u8::from((cube([i, j, k]) && k == 5) || ((18..22).contains(&i) && (18..22).contains(&j) && (18..22).contains(&k)) || i == 28));
+        let plain = SamplingVolume::new(&image, &label, &body, -0.2).unwrap();
+        let vol = SamplingVolume::new(&image, &label, &body, -0.2).unwrap().with_hard(&hard, &label, &body, 0.5).unwrap();
+        assert_eq!(vol.hard_voxels(), (49, 64));
+        let p = [PathwayInput { factor: 1, input: 1 }];
+        let b = sample_batch(std::slice::from_ref(&vol), 800, 1, &p, 0.5, &mut SplitMix64(3)).unwrap();
+        assert!((340..460).contains(&b.hard_centred), "{} of 800 on hard examples", b.hard_centred);
+        assert!((340..460).contains(&b.liver_centred), "{}", b.liver_centred);
+        // The mask must not change the class a patch is labelled with: centre
+        // labels are 1 exactly for the liver-centred patches.
+        assert_eq!(b.labels.iter().filter(|&&l| l == 1.0).count(), b.liver_centred);
+        // Share 0 (or an empty mask) draws exactly what a volume without hard examples draws.
+        let off = SamplingVolume::new(&image, &label, &body, -0.2).unwrap().with_hard(&hard, &label, &body, 0.0).unwrap();
+        let none = SamplingVolume::new(&image, &label, &body, -0.2).unwrap().with_hard(&Volume::filled(g, 0u8), &label, &body, 0.9).unwrap();
+        let want = sample_batch(std::slice::from_ref(&plain), 64, 1, &p, 0.5, &mut SplitMix64(4)).unwrap();
+        for v in [off, none] {
+            let got = sample_batch(std::slice::from_ref(&v), 64, 1, &p, 0.5, &mut SplitMix64(4)).unwrap();
+            assert_eq!((got.labels, got.inputs, got.hard_centred), (want.labels.clone(), want.inputs.clone(), 0));
+        }
+        assert!(plain.with_hard(&hard, &label, &body, 1.5).is_err());
     }
 }

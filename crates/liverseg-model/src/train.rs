@@ -16,7 +16,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
-use liverseg_data::augment::{augment, AugmentConfig};
+use liverseg_data::augment::{augment_with, AugmentConfig};
 use liverseg_data::sampler::{sample_batch, SamplingVolume};
 use liverseg_preprocess::Prepared;
 use liverseg_volume::SplitMix64;
@@ -50,6 +50,14 @@ pub struct TrainConfig {
     /// liver (the rest anywhere in the body); 0 = the paper's sampling.
     pub border_fraction: f64,
     pub border_mm: f64,
+    /// Hard-example mining: share of the liver patches centred on liver the
+    /// current model misses, and of the background patches on tissue it takes
+    /// for liver (probability >= 0.5 on the un-augmented training image, moved
+    /// with each augmentation); 0 = off. Mined from epoch `hard_from_epoch` on,
+    /// again every `hard_every` epochs.
+    pub hard_fraction: f64,
+    pub hard_from_epoch: usize,
+    pub hard_every: usize,
     /// Full-volume validation every this many epochs (and after the last).
     pub validate_every: usize,
     pub augment: AugmentConfig,
@@ -73,6 +81,9 @@ impl Default for TrainConfig {
             liver_fraction: 0.5,
             border_fraction: 0.0,
             border_mm: 15.0,
+            hard_fraction: 0.0,
+            hard_from_epoch: 4,
+            hard_every: 2,
             validate_every: 8,
             augment: AugmentConfig::default(),
             seed: 1,
@@ -99,7 +110,15 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.border_fraction) || !(self.border_mm > 0.0) {
             return Err(Error::Config(format!("border fraction {} must be in [0, 1] and border_mm {} positive", self.border_fraction, self.border_mm)));
         }
+        if !(0.0..=1.0).contains(&self.hard_fraction) || self.hard_every == 0 {
+            return Err(Error::Config(format!("hard fraction {} must be in [0, 1] and hard_every at least 1", self.hard_fraction)));
+        }
         Ok(())
+    }
+
+    /// Whether hard examples are mined afresh before epoch `epoch` (0-based).
+    fn mines_before(&self, epoch: usize) -> bool {
+        self.hard_fraction > 0.0 && epoch >= self.hard_from_epoch && (epoch - self.hard_from_epoch) % self.hard_every == 0
     }
 }
 
@@ -117,6 +136,9 @@ pub enum Event {
     Subepoch { epoch: usize, subepoch: usize, mean_loss: f32, seconds: f64 },
     Validation { epoch: usize, mean_dsc: f64, per_case: Vec<(String, f64)>, best: bool, seconds: f64 },
     Threshold { threshold: f32, mean_dsc: f64, at_half: f64, on: String },
+    /// Hard examples mined before `epoch`: voxels of missed liver and of
+    /// tissue taken for liver, over all training cases.
+    HardExamples { epoch: usize, missed_liver: usize, false_liver: usize, seconds: f64 },
     Done { epochs: usize, best_dsc: f64, best_epoch: usize, minutes: f64 },
     Message { text: String },
 }
@@ -261,20 +283,46 @@ pub fn train(
     let minutes_before = state.minutes;
     let mut rng = SplitMix64(state.rng);
     let id_prefix = format!("liverseg-{}", network.name);
+    let hard_path = out_dir.join("hard.json");
+    let mut hard: Option<Vec<Mask>> = None;
     let info_for = |threshold: f32, training: serde_json::Value| ModelInfo { id: id_prefix.clone(), network: network.clone(), threshold, training };
 
     while state.epochs_done < config.epochs {
         let epoch = state.epochs_done;
         let lr = config.learning_rate_at(epoch);
+        if config.mines_before(epoch) {
+            let t = Instant::now();
+            let masks = mine_hard(&model.valid(), network, device, train_cases)?;
+            save_hard(&hard_path, epoch, train_cases, &masks)?;
+            let (missed_liver, false_liver) = count_hard(train_cases, &masks);
+            emit(Event::HardExamples { epoch, missed_liver, false_liver, seconds: t.elapsed().as_secs_f64() })?;
+            hard = Some(masks);
+        } else if hard.is_none() && config.hard_fraction > 0.0 && epoch > config.hard_from_epoch {
+            // Resumed between two minings: the last mining's masks, as the
+            // uninterrupted run has them.
+            let mined = config.hard_from_epoch + (epoch - config.hard_from_epoch) / config.hard_every * config.hard_every;
+            hard = Some(match load_hard(&hard_path, mined, train_cases)? {
+                Some(masks) => masks,
+                None => {
+                    emit(Event::Message { text: format!("{} has no hard examples of epoch {mined}: mining them with the model of epoch {epoch}", hard_path.display()) })?;
+                    mine_hard(&model.valid(), network, device, train_cases)?
+                }
+            });
+        }
         for sub in 0..config.subepochs {
             let t0 = Instant::now();
             // Augment every training image once per sub-epoch.
             let volumes: Vec<SamplingVolume> = train_cases
                 .iter()
-                .map(|c| {
-                    let a = augment(&c.prepared, &config.augment, &mut rng)?;
+                .enumerate()
+                .map(|(i, c)| {
+                    let a = augment_with(&c.prepared, hard.as_ref().map(|h| &h[i]), &config.augment, &mut rng)?;
                     let image = a.hu.map(|&v| network.preprocess.normalise(v));
-                    Ok(SamplingVolume::new(&image, &a.label, &a.body, pad)?.with_border(&a.label, &a.body, config.border_mm, config.border_fraction)?)
+                    let mut volume = SamplingVolume::new(&image, &a.label, &a.body, pad)?.with_border(&a.label, &a.body, config.border_mm, config.border_fraction)?;
+                    if let Some(h) = &a.hard {
+                        volume = volume.with_hard(h, &a.label, &a.body, config.hard_fraction)?;
+                    }
+                    Ok(volume)
                 })
                 .collect::<Result<_>>()?;
             let mut loss_sum = 0.0f32;
@@ -370,6 +418,100 @@ pub fn train(
         epochs: state.epochs_done,
         minutes: state.minutes,
     })
+}
+
+/// Where the model errs on each training case (un-augmented, eval mode):
+/// voxels whose probability is on the wrong side of 0.5. One case at a time,
+/// so only one probability map is held.
+fn mine_hard(net: &DeepMedic, network: &NetworkConfig, device: &Device, cases: &[Case]) -> Result<Vec<Mask>> {
+    cases
+        .iter()
+        .map(|c| {
+            let map = validation_maps(net, network, device, &[c])?.remove(0);
+            let label = c.prepared.label.as_ref().expect("training cases have labels");
+            Ok(Volume::new(
+                label.geometry().clone(),
+                map.data().iter().zip(label.data()).map(|(&p, &l)| u8::from((p >= 0.5) != (l != 0))).collect(),
+            )
+            .expect("same grid"))
+        })
+        .collect()
+}
+
+/// Missed-liver and false-liver voxels (in the body) over all cases.
+fn count_hard(cases: &[Case], masks: &[Mask]) -> (usize, usize) {
+    let (mut missed, mut false_liver) = (0, 0);
+    for (c, m) in cases.iter().zip(masks) {
+        let label = c.prepared.label.as_ref().expect("training cases have labels");
+        for ((&h, &l), &b) in m.data().iter().zip(label.data()).zip(c.prepared.body.data()) {
+            match (h != 0, l != 0, b != 0) {
+                (true, true, _) => missed += 1,
+                (true, false, true) => false_liver += 1,
+                _ => {}
+            }
+        }
+    }
+    (missed, false_liver)
+}
+
+/// The hard-example masks of one mining, kept so a resumed run samples as the
+/// uninterrupted one would: per case its id, grid size and marked voxels.
+#[derive(Serialize, Deserialize)]
+struct HardFile {
+    epoch: usize,
+    cases: Vec<HardCase>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HardCase {
+    id: String,
+    dims: [usize; 3],
+    voxels: Vec<u32>,
+}
+
+fn save_hard(path: &Path, epoch: usize, cases: &[Case], masks: &[Mask]) -> Result<()> {
+    let file = HardFile {
+        epoch,
+        cases: cases
+            .iter()
+            .zip(masks)
+            .map(|(c, m)| HardCase {
+                id: c.id.clone(),
+                dims: m.geometry().dims(),
+                voxels: m.data().iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i as u32).collect(),
+            })
+            .collect(),
+    };
+    let text = serde_json::to_string(&file).map_err(|e| Error::Model(e.to_string()))?;
+    liverseg_io::atomic::write_atomic(path, |w| w.write_all(text.as_bytes()))?;
+    Ok(())
+}
+
+/// The masks saved by [`save_hard`] for mining epoch `epoch`, or None when the
+/// file is missing or belongs to another mining or other cases.
+fn load_hard(path: &Path, epoch: usize, cases: &[Case]) -> Result<Option<Vec<Mask>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::file(path, e)),
+    };
+    let file: HardFile = serde_json::from_str(&text).map_err(|e| Error::file(path, e))?;
+    if file.epoch != epoch || file.cases.len() != cases.len() {
+        return Ok(None);
+    }
+    let mut masks = Vec::with_capacity(cases.len());
+    for (c, h) in cases.iter().zip(&file.cases) {
+        let g = c.prepared.hu.geometry();
+        if h.id != c.id || h.dims != g.dims() {
+            return Ok(None);
+        }
+        let mut data = vec![0u8; g.len()];
+        for &v in &h.voxels {
+            *data.get_mut(v as usize).ok_or_else(|| Error::file(path, std::io::Error::other(format!("voxel {v} is outside case {}", c.id))))? = 1;
+        }
+        masks.push(Volume::new(g.clone(), data).expect("same grid"));
+    }
+    Ok(Some(masks))
 }
 
 /// burn draws initial weights from the backend's process-wide RNG, and only

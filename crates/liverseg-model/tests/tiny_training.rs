@@ -138,3 +138,54 @@ fn a_seed_repeats_its_run_and_another_seed_does_not() {
     assert_eq!(first, losses_for(5), "two runs with seed 5");
     assert_ne!(first, losses_for(6), "seeds 5 and 6 gave the same run");
 }
+
+#[test]
+fn hard_examples_are_mined_on_schedule_and_a_resumed_run_samples_them_as_before() {
+    let network = tiny_network();
+    let cases = vec![case(1, &network), case(2, &network)];
+    let config = TrainConfig {
+        epochs: 4,
+        subepochs: 1,
+        patches_per_subepoch: 16,
+        batch: 8,
+        hard_fraction: 0.5,
+        hard_from_epoch: 1,
+        hard_every: 2,
+        augment: AugmentConfig { elastic: None, ..AugmentConfig::small_data() },
+        seed: 4,
+        ..TrainConfig::default()
+    };
+    let run = |config: &TrainConfig, dir: &std::path::Path, resume: bool| {
+        let (mut losses, mut mined) = (Vec::new(), Vec::new());
+        train(&network, config, &cases, &[], dir, resume, &Device::flex(), &mut |e| match e {
+            Event::Step { loss, .. } => losses.push(*loss),
+            Event::HardExamples { epoch, missed_liver, false_liver, .. } => mined.push((*epoch, missed_liver + false_liver)),
+            _ => {}
+        })
+        .unwrap();
+        (losses, mined)
+    };
+    let whole = tempfile::tempdir().unwrap();
+    let (losses, mined) = run(&config, whole.path(), false);
+    assert_eq!(mined.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 3], "mined before epochs {mined:?}");
+    assert!(mined.iter().all(|m| m.1 > 0), "a network trained for one epoch gets no voxel wrong? {mined:?}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(whole.path().join("hard.json")).unwrap()).unwrap();
+    assert_eq!(saved["epoch"], 3);
+    assert_eq!(saved["cases"].as_array().unwrap().len(), 2);
+
+    // Stopped after epoch 2 (between the minings of epochs 1 and 3) and
+    // resumed: the resumed epoch samples from the saved masks of epoch 1, so
+    // every step repeats the uninterrupted run.
+    let split = tempfile::tempdir().unwrap();
+    let (first, _) = run(&TrainConfig { epochs: 2, ..config.clone() }, split.path(), false);
+    let (rest, mined_after) = run(&config, split.path(), true);
+    assert_eq!(mined_after.iter().map(|m| m.0).collect::<Vec<_>>(), [3]);
+    assert_eq!([first, rest].concat(), losses, "resumed run differs from the uninterrupted one");
+
+    // Hard examples change what is sampled: the same run without them differs from epoch 1 on.
+    let off = tempfile::tempdir().unwrap();
+    let (plain, none) = run(&TrainConfig { hard_fraction: 0.0, ..config.clone() }, off.path(), false);
+    assert!(none.is_empty());
+    assert_eq!(plain[..2], losses[..2], "epoch 0 is before any mining");
+    assert_ne!(plain[2..], losses[2..]);
+}

@@ -179,6 +179,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bar.println(&format!("threshold search on {on}: {threshold:.2} gives DSC {mean_dsc:.4} (0.5 gives {at_half:.4})"))
         }
         Event::Message { text } => bar.println(text),
+        Event::HardExamples { epoch, missed_liver, false_liver, seconds } => bar.println(&format!(
+            "epoch {epoch}: hard examples mined in {seconds:.0} s: {missed_liver} voxels of missed liver, {false_liver} of tissue taken for liver"
+        )),
         _ => {}
     };
     let outcome = train(&network, &config, &train_cases, &val_cases, &args.out, args.resume, &device, &mut on_event)?;
