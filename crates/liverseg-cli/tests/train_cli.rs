@@ -94,6 +94,12 @@ fn train_resume_and_segment_with_the_trained_model() {
     let used = report["threshold"].as_f64().unwrap();
     assert!((used - resumed["threshold"].as_f64().unwrap()).abs() < 1e-6, "segment used threshold {used}, training chose {}", resumed["threshold"]);
     assert!(seg.join("liver.nii.gz").is_file());
+
+    // Its best and last checkpoints as an ensemble: both named in the report.
+    let o = liverseg(&["segment", s(&cases.join("p9/ct.nii.gz")), "-o", s(&dir.path().join("ens")), "--model", s(&out.join("best.lsm")), "--model", s(&out.join("last.lsm")), "--json"]);
+    assert!(o.status.success(), "segment with two models: {}", stderr(&o));
+    let id = json(&o)["model_id"].as_str().unwrap_or_default().to_string();
+    assert!(id.starts_with("ensemble(") && id.matches("tiny-cli").count() == 2, "model in report: {id}");
 }
 
 fn assert_refused(o: &Output, names: &[&str], out: &Path) {

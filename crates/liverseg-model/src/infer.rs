@@ -27,9 +27,10 @@ use crate::checkpoint::{self, ModelInfo};
 use crate::network::DeepMedic;
 use crate::{Error, Result};
 
-/// A loaded model ready to segment a CT.
+/// A loaded model ready to segment a CT: one network, or an ensemble of
+/// networks of one config whose probabilities are averaged.
 pub struct Segmenter {
-    net: DeepMedic,
+    nets: Vec<DeepMedic>,
     info: ModelInfo,
     device: Device,
     strategy: Option<TileStrategy>,
@@ -41,12 +42,53 @@ pub static BUILTIN_MODEL: &[u8] = include_bytes!("../../../models/liverseg-defau
 
 impl Segmenter {
     pub fn new(net: DeepMedic, info: ModelInfo, device: Device) -> Self {
-        Self { net: net.valid(), info, device, strategy: None, flips: FlipAverage::Off }
+        Self { nets: vec![net.valid()], info, device, strategy: None, flips: FlipAverage::Off }
     }
 
     pub fn load(path: &std::path::Path, device: Device) -> Result<Self> {
         let (net, info) = checkpoint::load(path, &device)?;
         Ok(Self::new(net, info, device))
+    }
+
+    /// An ensemble of model files (one file: that model alone). The liver
+    /// probability is the mean of the members' (one network pass each), so
+    /// they must share one network config: the same grid, pre-processing and
+    /// patch sizes. The ensemble's default threshold is the mean of the
+    /// members' own; its id names every member, so a report says which
+    /// models made a mask.
+    pub fn load_ensemble(paths: &[std::path::PathBuf], device: Device) -> Result<Self> {
+        let Some(first) = paths.first() else {
+            return Err(Error::Config("an ensemble needs at least one model file".into()));
+        };
+        let mut members: Vec<(DeepMedic, ModelInfo)> = Vec::with_capacity(paths.len());
+        for path in paths {
+            let (net, info) = checkpoint::load(path, &device)?;
+            if let Some((_, first_info)) = members.first() {
+                if info.network != first_info.network {
+                    return Err(Error::Config(format!(
+                        "{}: built with another network config than {} ({} against {}): an ensemble averages models of one network",
+                        path.display(),
+                        first.display(),
+                        info.network.name,
+                        first_info.network.name
+                    )));
+                }
+            }
+            members.push((net, info));
+        }
+        if members.len() == 1 {
+            let (net, info) = members.remove(0);
+            return Ok(Self::new(net, info, device));
+        }
+        let ids: Vec<&str> = members.iter().map(|(_, i)| i.id.as_str()).collect();
+        let info = ModelInfo {
+            id: format!("ensemble({})", ids.join("+")),
+            network: members[0].1.network.clone(),
+            threshold: members.iter().map(|(_, i)| i.threshold).sum::<f32>() / members.len() as f32,
+            training: serde_json::json!({ "ensemble": ids }),
+        };
+        let nets = members.into_iter().map(|(n, _)| n.valid()).collect();
+        Ok(Self { nets, info, device, strategy: None, flips: FlipAverage::Off })
     }
 
     /// The built-in default model.
@@ -59,8 +101,9 @@ impl Segmenter {
         &self.info
     }
 
-    pub fn net(&self) -> &DeepMedic {
-        &self.net
+    /// How many networks are averaged (1 unless an ensemble).
+    pub fn members(&self) -> usize {
+        self.nets.len()
     }
 
     /// Liver probability on the prepared grid. `input` is the normalised image
@@ -73,7 +116,7 @@ impl Segmenter {
 
     /// Liver probability computing the tiles `strategy` picks.
     pub fn probability_with(&self, prepared: &Prepared, input: &Volume<f32>, strategy: TileStrategy, progress: &mut dyn FnMut(usize, usize)) -> Result<(Volume<f32>, TileStats)> {
-        predict(&self.net, &self.info.network, &self.device, prepared, input, self.info.network.infer_patch, strategy, self.flips, progress)
+        predict(&self.nets, &self.info.network, &self.device, prepared, input, self.info.network.infer_patch, strategy, self.flips, progress)
     }
 
     /// Average the probability over mirrored views (test-time augmentation).
@@ -242,11 +285,12 @@ fn hot_faces(probability: &[f32], dims: [usize; 3], origin: [usize; 3], patch: u
     faces
 }
 
-/// Run the network over a whole prepared volume (see
-/// [`Segmenter::probability`]); also says how many tiles it computed.
+/// Run the network, or the mean of several of one config, over a whole
+/// prepared volume (see [`Segmenter::probability`]); also says how many tiles
+/// it computed.
 #[allow(clippy::too_many_arguments)]
 pub fn predict(
-    net: &DeepMedic,
+    nets: &[DeepMedic],
     config: &crate::NetworkConfig,
     device: &Device,
     prepared: &Prepared,
@@ -279,7 +323,19 @@ pub fn predict(
                 }
             })
             .collect();
-        let out = sigmoid(net.forward(tensors));
+        // Averaged before the views are un-mirrored and before any threshold,
+        // so tiling and growth see the ensemble's map. One network: no
+        // division, so its output stays bit for bit what it was.
+        let mut out = None;
+        for net in nets {
+            let p = sigmoid(net.forward(tensors.clone()));
+            out = Some(match out {
+                None => p,
+                Some(sum) => sum + p,
+            });
+        }
+        let out = out.ok_or_else(|| Error::Config("no network to run".into()))?;
+        let out = if nets.len() > 1 { out / nets.len() as f32 } else { out };
         let out = if views.len() == 1 {
             out
         } else {

@@ -10,19 +10,17 @@ use crate::Result;
 use liverseg_preprocess::{Prepared, PreprocessConfig};
 use liverseg_pipeline::{ModelError, Prediction, ProbabilityModel, TileWork};
 use liverseg_volume::Volume;
-use std::path::Path;
+use std::path::PathBuf;
 
-/// The model `segment` runs: the built-in one (`spec` None) or a model file
-/// written by `liverseg train`, on `device` (`cpu`, or `gpu` in builds with
-/// the `wgpu` feature). `full_volume` computes every tile with body in it
-/// instead of growing from probes (coarse-to-fine, see [`crate::infer`]);
-/// `flips` averages the probability over mirrored views.
-pub fn open(spec: Option<&Path>, device: &str, full_volume: bool, flips: FlipAverage) -> Result<Segmenter> {
+/// The model `segment` runs: the built-in one (`models` empty), a model file
+/// written by `liverseg train`, or the mean of several of one network config
+/// (an ensemble, see [`Segmenter::load_ensemble`]), on `device` (`cpu`, or
+/// `gpu` in builds with the `wgpu` feature). `full_volume` computes every
+/// tile with body in it instead of growing from probes (coarse-to-fine, see
+/// [`crate::infer`]); `flips` averages the probability over mirrored views.
+pub fn open(models: &[PathBuf], device: &str, full_volume: bool, flips: FlipAverage) -> Result<Segmenter> {
     let device = crate::device(device)?;
-    let mut segmenter = match spec {
-        None => Segmenter::builtin(device),
-        Some(path) => Segmenter::load(path, device),
-    }?;
+    let mut segmenter = if models.is_empty() { Segmenter::builtin(device) } else { Segmenter::load_ensemble(models, device) }?;
     if full_volume {
         segmenter.set_strategy(TileStrategy::All);
     }

@@ -173,7 +173,7 @@ fn validation_maps(net: &DeepMedic, config: &NetworkConfig, device: &Device, cas
         .iter()
         .map(|c| {
             let input = c.prepared.normalised(&config.preprocess, 0.0);
-            predict(net, config, device, &c.prepared, &input, config.infer_patch, crate::infer::TileStrategy::All, crate::infer::FlipAverage::Off, &mut |_, _| {}).map(|(p, _)| p)
+            predict(std::slice::from_ref(net), config, device, &c.prepared, &input, config.infer_patch, crate::infer::TileStrategy::All, crate::infer::FlipAverage::Off, &mut |_, _| {}).map(|(p, _)| p)
         })
         .collect()
 }

@@ -6,44 +6,17 @@
 
 use burn::tensor::Device;
 use liverseg_imgproc::filters::{flip_data, Axis};
-use liverseg_model::config::PathwayConfig;
 use liverseg_model::infer::{predict, FlipAverage, TileStrategy};
 use liverseg_model::{DeepMedic, NetworkConfig};
-use liverseg_phantom::{generate, PhantomConfig};
-use liverseg_preprocess::{prepare, PreprocessConfig, Prepared};
-use liverseg_volume::{Geometry, Volume};
+use liverseg_preprocess::Prepared;
+use liverseg_volume::Volume;
 
-fn tiny_network() -> NetworkConfig {
-    NetworkConfig {
-        name: "tiny".into(),
-        pathways: vec![PathwayConfig { factor: 1, features: vec![4, 4, 6] }, PathwayConfig { factor: 3, features: vec![4, 4, 6] }],
-        kernel: 3,
-        residual: vec![],
-        fc: vec![8],
-        dropout: 0.0,
-        train_patch: 9,
-        infer_patch: 12,
-        preprocess: PreprocessConfig { spacing_mm: 6.0, ..PreprocessConfig::default() },
-    }
-}
-
-/// A 24x24x12 block of a phantom's prepared CT (two tiles by two by one),
-/// with the whole block counted as body so every tile is computed.
-fn block(network: &NetworkConfig) -> Prepared {
-    let p = generate(&PhantomConfig { seed: 4, ..PhantomConfig::default() });
-    let mut prepared = prepare(&p.ct, None, &network.preprocess).unwrap();
-    let d = prepared.hu.dims();
-    let (dims, start) = ([24, 24, 12], [d[0] / 2 - 12, d[1] / 2 - 12, d[2] / 2 - 6]);
-    let g = Geometry::identity(dims, [6.0; 3]).unwrap();
-    let hu = Volume::from_fn(g.clone(), |[i, j, k]| *prepared.hu.get(start[0] + i, start[1] + j, start[2] + k));
-    prepared.hu = hu;
-    prepared.body = Volume::filled(g, 1u8);
-    prepared
-}
+mod common;
+use common::{block, tiny_network};
 
 fn run(net: &DeepMedic, network: &NetworkConfig, prepared: &Prepared, flips: FlipAverage) -> Vec<f32> {
     let input = prepared.normalised(&network.preprocess, 0.0);
-    let (p, stats) = predict(net, network, &Device::flex(), prepared, &input, network.infer_patch, TileStrategy::All, flips, &mut |_, _| {}).unwrap();
+    let (p, stats) = predict(std::slice::from_ref(net), network, &Device::flex(), prepared, &input, network.infer_patch, TileStrategy::All, flips, &mut |_, _| {}).unwrap();
     assert_eq!(stats.computed_tiles, 4);
     p.data().to_vec()
 }

@@ -51,9 +51,12 @@ pub struct Args {
     /// Output folder (one case), or the folder holding one folder per case.
     #[arg(short, long)]
     pub out: PathBuf,
-    /// Model file (default: the built-in model).
+    /// Model file (default: the built-in model). Given more than once, the
+    /// models (of one network config) are an ensemble: their probabilities
+    /// are averaged, one network pass each, and the default threshold is the
+    /// mean of theirs.
     #[arg(long)]
-    pub model: Option<PathBuf>,
+    pub model: Vec<PathBuf>,
     /// Probability threshold in (0, 1) (default: the model's).
     #[arg(long)]
     pub threshold: Option<f32>,
@@ -220,7 +223,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if inputs.len() == 1 && args.manifest.is_none() && shard.is_none() {
         // One case: outputs straight into -o.
         let input = inputs.remove(0).input;
-        let model = liverseg_model::segment_model::open(args.model.as_deref(), &args.device, args.full_volume, args.flip_average)?;
+        let model = liverseg_model::segment_model::open(&args.model, &args.device, args.full_volume, args.flip_average)?;
         let multi = multi_progress();
         let bar = multi.add(ProgressBar::new(1));
         bar.set_style(style("{prefix} {msg:18} {bar:30} {pos}/{len} {elapsed}"));
@@ -285,7 +288,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("liverseg: this shard has no cases (the list has {}): nothing to do", all.len());
         Vec::new()
     } else {
-        let model = liverseg_model::segment_model::open(args.model.as_deref(), &args.device, args.full_volume, args.flip_average)?;
+        let model = liverseg_model::segment_model::open(&args.model, &args.device, args.full_volume, args.flip_average)?;
         let multi = multi_progress();
         let overall = multi.add(ProgressBar::new(picked.len() as u64));
         overall.set_style(style("cases {bar:30} {pos}/{len} {elapsed}"));

@@ -1,0 +1,71 @@
+//! Ensembles (`segment --model a.lsm --model b.lsm`): the probability is the
+//! mean of the members', the default threshold the mean of theirs, one model
+//! alone is unchanged, and models of another network config are refused
+//! with the file named. Random, untrained networks: only the arithmetic of
+//! the averaging is under test.
+
+use burn::tensor::Device;
+use liverseg_model::checkpoint::{self, ModelInfo};
+use liverseg_model::infer::TileStrategy;
+use liverseg_model::{DeepMedic, NetworkConfig, Segmenter};
+use liverseg_preprocess::Prepared;
+
+mod common;
+use common::{block, tiny_network};
+
+fn save(dir: &std::path::Path, name: &str, network: &NetworkConfig, threshold: f32) -> std::path::PathBuf {
+    let net = DeepMedic::new(network, &Device::flex());
+    let info = ModelInfo { id: format!("tiny-{name}"), network: network.clone(), threshold, training: serde_json::Value::Null };
+    let path = dir.join(format!("{name}.lsm"));
+    checkpoint::save(&path, &net, &info).unwrap();
+    path
+}
+
+fn probability(s: &Segmenter, network: &NetworkConfig, prepared: &Prepared) -> Vec<f32> {
+    let input = prepared.normalised(&network.preprocess, 0.0);
+    let (p, stats) = s.probability_with(prepared, &input, TileStrategy::All, &mut |_, _| {}).unwrap();
+    assert_eq!(stats.computed_tiles, 4);
+    p.data().to_vec()
+}
+
+#[test]
+fn an_ensemble_averages_its_members_probabilities_and_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = tiny_network();
+    let prepared = block(&network);
+    let (a, b) = (save(dir.path(), "a", &network, 0.4), save(dir.path(), "b", &network, 0.7));
+    let pa = probability(&Segmenter::load(&a, Device::flex()).unwrap(), &network, &prepared);
+    let pb = probability(&Segmenter::load(&b, Device::flex()).unwrap(), &network, &prepared);
+    // Two differently initialised networks (else a wrong average could pass).
+    let spread = pa.iter().zip(&pb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(spread > 1e-4, "the two random networks should differ ({spread})");
+
+    let both = Segmenter::load_ensemble(&[a.clone(), b.clone()], Device::flex()).unwrap();
+    assert_eq!(both.members(), 2);
+    assert!((both.info().threshold - 0.55).abs() < 1e-6, "{}", both.info().threshold);
+    assert_eq!(both.info().id, "ensemble(tiny-a+tiny-b)");
+    let mean = probability(&both, &network, &prepared);
+    let worst = mean.iter().zip(pa.iter().zip(&pb)).map(|(m, (x, y))| (m - (x + y) / 2.0).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-6, "largest difference from the mean {worst}");
+
+    // One file is that model alone, bit for bit, with its own id and threshold.
+    let one = Segmenter::load_ensemble(std::slice::from_ref(&a), Device::flex()).unwrap();
+    assert_eq!((one.members(), one.info().id.as_str(), one.info().threshold), (1, "tiny-a", 0.4));
+    assert_eq!(probability(&one, &network, &prepared), pa);
+}
+
+#[test]
+fn models_of_another_network_or_none_at_all_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = tiny_network();
+    let a = save(dir.path(), "a", &network, 0.5);
+    let other = NetworkConfig { fc: vec![6], ..tiny_network() };
+    let c = save(dir.path(), "c", &other, 0.5);
+    let e = Segmenter::load_ensemble(&[a.clone(), c.clone()], Device::flex()).err().expect("refused").to_string();
+    assert!(e.contains(&c.display().to_string()) && e.contains("another network config"), "{e}");
+    let e = Segmenter::load_ensemble(&[], Device::flex()).err().expect("refused").to_string();
+    assert!(e.contains("at least one model"), "{e}");
+    let missing = dir.path().join("missing.lsm");
+    let e = Segmenter::load_ensemble(&[a, missing.clone()], Device::flex()).err().expect("refused").to_string();
+    assert!(e.contains(&missing.display().to_string()), "{e}");
+}
