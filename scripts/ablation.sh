@@ -13,7 +13,8 @@
 #        PATCHES   patches per sub-epoch (default 500: 12,000 patches a run)
 #        VARIANTS  default: "all spatial intensity thick_slices non_contrast
 #                  elastic border" (each name but "all" is switched off;
-#                  "border" sets border_fraction to 0); "hard" switches
+#                  "border" sets border_fraction to 0; "flips" sets flip_x
+#                  and flip_y to 0); "hard" switches
 #                  hard-example mining on (hard_fraction 0.5)
 #        CONFIG, CASES, LIVERSEG, MINUTES  as scripts/leave-one-out.sh
 #
@@ -48,6 +49,11 @@ c["patches_per_subepoch"] = patches
 c["lr_step_epochs"] = max(1, epochs // 4)
 if variant == "border":
     c["border_fraction"] = 0.0
+elif variant == "flips":
+    # Mirroring puts the liver on the left half of the time, where the
+    # spleen is: the folds' leaks go into the spleen.
+    c["augment"]["flip_x"] = 0.0
+    c["augment"]["flip_y"] = 0.0
 elif variant == "hard":
     # Switched on, not off: hard-example mining from a quarter of the run,
     # refreshed every sixth (from epoch 3, every 2 epochs in a 12-epoch run).

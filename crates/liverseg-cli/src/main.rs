@@ -30,6 +30,8 @@ enum Command {
     Dose(commands::dose::Args),
     /// Train the DeepMedic network on CTs with liver masks (LiTS, MSD, SLIVER07, case folders, DICOM).
     Train(commands::train::Args),
+    /// Average the weights of model files of one network (e.g. a run's last epochs) into one model.
+    Average(commands::average::Args),
     /// DICOM node: receive CT series (C-STORE), segment each, send SEG/RTSTRUCT back.
     Node(commands::node::Args),
     /// Segment the liver of CTs: mask, probability, report with quality flags, overview, DICOM-SEG/RTSTRUCT.
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Study(args) => commands::study::run(args),
         Command::Dose(args) => commands::dose::run(args),
         Command::Train(args) => commands::train::run(args),
+        Command::Average(args) => commands::average::run(args),
         Command::Node(args) => commands::node::run(args),
         Command::Segment(args) => commands::segment::run(args),
         Command::Summary(args) => commands::summary::run(args),

@@ -100,6 +100,20 @@ fn train_resume_and_segment_with_the_trained_model() {
     assert!(o.status.success(), "segment with two models: {}", stderr(&o));
     let id = json(&o)["model_id"].as_str().unwrap_or_default().to_string();
     assert!(id.starts_with("ensemble(") && id.matches("tiny-cli").count() == 2, "model in report: {id}");
+
+    // The same two averaged into one model file that segment takes; the output
+    // may not overwrite an input.
+    let avg = dir.path().join("avg.lsm");
+    let o = liverseg(&["average", s(&out.join("best.lsm")), s(&out.join("last.lsm")), "-o", s(&avg), "--json"]);
+    assert!(o.status.success(), "average: {}", stderr(&o));
+    let id = json(&o)["id"].as_str().unwrap_or_default().to_string();
+    assert!(id.starts_with("liverseg-tiny-cli-avg2-"), "{id}");
+    let o = liverseg(&["segment", s(&cases.join("p9/ct.nii.gz")), "-o", s(&dir.path().join("avg")), "--model", s(&avg), "--json"]);
+    assert!(o.status.success(), "segment with the average: {}", stderr(&o));
+    assert_eq!(json(&o)["model_id"].as_str(), Some(id.as_str()));
+    let o = liverseg(&["average", s(&out.join("best.lsm")), s(&avg), "-o", s(&avg)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("one of the models to average"), "{}", stderr(&o));
 }
 
 fn assert_refused(o: &Output, names: &[&str], out: &Path) {

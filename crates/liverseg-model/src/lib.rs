@@ -5,6 +5,7 @@
 //! system libraries); `--features wgpu` adds burn's wgpu GPU backend (Vulkan
 //! or Metal at run time), which CI does not build.
 
+pub mod average;
 pub mod checkpoint;
 pub mod config;
 pub mod ops;

@@ -1,3 +1,4 @@
+pub mod average;
 pub mod convert;
 pub mod demo;
 pub mod dose;
