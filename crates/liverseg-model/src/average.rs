@@ -72,25 +72,8 @@ pub fn average(nets: &[DeepMedic]) -> Result<DeepMedic> {
 /// the count and the weights' hash, and its training summary lists the
 /// members' ids.
 pub fn average_files(paths: &[PathBuf], out: &Path, device: &burn::tensor::Device) -> Result<ModelInfo> {
-    let Some(first) = paths.first() else {
-        return Err(Error::Config("averaging needs at least one model file".into()));
-    };
-    let mut nets = Vec::with_capacity(paths.len());
-    let mut infos: Vec<ModelInfo> = Vec::with_capacity(paths.len());
-    for path in paths {
-        let (net, info) = checkpoint::load(path, device)?;
-        if let Some(f) = infos.first() {
-            if info.network != f.network {
-                return Err(Error::Config(format!(
-                    "{}: built with another network config than {}: only checkpoints of one network can be averaged",
-                    path.display(),
-                    first.display()
-                )));
-            }
-        }
-        nets.push(net);
-        infos.push(info);
-    }
+    let (nets, infos): (Vec<DeepMedic>, Vec<ModelInfo>) =
+        checkpoint::load_same_network(paths, device, "only checkpoints of one network can be averaged")?.into_iter().unzip();
     let net = average(&nets)?;
     let threshold = infos.iter().map(|i| i.threshold).sum::<f32>() / infos.len() as f32;
     let members: Vec<&str> = infos.iter().map(|i| i.id.as_str()).collect();

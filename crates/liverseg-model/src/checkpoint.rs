@@ -79,6 +79,33 @@ pub fn load(path: &Path, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
     from_bytes(&bytes, &path.display().to_string(), device)
 }
 
+/// Several model files that must share one network config (an ensemble, a
+/// weight average): loaded in order; a file of another config is refused with
+/// its name and the first file's. `purpose` ends the refusal ("an ensemble
+/// averages models of one network").
+pub fn load_same_network(paths: &[std::path::PathBuf], device: &Device, purpose: &str) -> Result<Vec<(DeepMedic, ModelInfo)>> {
+    let Some(first) = paths.first() else {
+        return Err(Error::Config(format!("no model file given: {purpose}")));
+    };
+    let mut models: Vec<(DeepMedic, ModelInfo)> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let (net, info) = load(path, device)?;
+        if let Some((_, first_info)) = models.first() {
+            if info.network != first_info.network {
+                return Err(Error::Config(format!(
+                    "{}: built with another network config than {} ({} against {}): {purpose}",
+                    path.display(),
+                    first.display(),
+                    info.network.name,
+                    first_info.network.name
+                )));
+            }
+        }
+        models.push((net, info));
+    }
+    Ok(models)
+}
+
 /// FNV-1a over the weight bytes: a short, stable id suffix.
 pub fn weights_hash(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -57,25 +57,7 @@ impl Segmenter {
     /// members' own; its id names every member, so a report says which
     /// models made a mask.
     pub fn load_ensemble(paths: &[std::path::PathBuf], device: Device) -> Result<Self> {
-        let Some(first) = paths.first() else {
-            return Err(Error::Config("an ensemble needs at least one model file".into()));
-        };
-        let mut members: Vec<(DeepMedic, ModelInfo)> = Vec::with_capacity(paths.len());
-        for path in paths {
-            let (net, info) = checkpoint::load(path, &device)?;
-            if let Some((_, first_info)) = members.first() {
-                if info.network != first_info.network {
-                    return Err(Error::Config(format!(
-                        "{}: built with another network config than {} ({} against {}): an ensemble averages models of one network",
-                        path.display(),
-                        first.display(),
-                        info.network.name,
-                        first_info.network.name
-                    )));
-                }
-            }
-            members.push((net, info));
-        }
+        let mut members = checkpoint::load_same_network(paths, &device, "an ensemble averages models of one network")?;
         if members.len() == 1 {
             let (net, info) = members.remove(0);
             return Ok(Self::new(net, info, device));

@@ -64,7 +64,7 @@ fn models_of_another_network_or_none_at_all_are_refused() {
     let e = Segmenter::load_ensemble(&[a.clone(), c.clone()], Device::flex()).err().expect("refused").to_string();
     assert!(e.contains(&c.display().to_string()) && e.contains("another network config"), "{e}");
     let e = Segmenter::load_ensemble(&[], Device::flex()).err().expect("refused").to_string();
-    assert!(e.contains("at least one model"), "{e}");
+    assert!(e.contains("no model file given"), "{e}");
     let missing = dir.path().join("missing.lsm");
     let e = Segmenter::load_ensemble(&[a, missing.clone()], Device::flex()).err().expect("refused").to_string();
     assert!(e.contains(&missing.display().to_string()), "{e}");
