@@ -3,8 +3,9 @@
 # measure how much a fold's figure (its last checkpoint) varies from epoch to
 # epoch (models/next/README.md, "How stable is the last checkpoint?"). Chooses
 # nothing; costs no compute. train writes last.lsm, then state.json naming the
-# epoch, each atomically, so a copy taken once state.json names epoch N is
-# epoch N's model (its header says so: "training": {"epoch": N}).
+# epoch, each atomically; polled every 15 s while an epoch takes minutes, the
+# copy made once state.json names epoch N is epoch N's model. A late copy would
+# show in its header ("training": {"epoch": N}): check it before using one.
 #
 #   nohup scripts/keep-epoch-checkpoints.sh ../runs/loo-next > /dev/null 2>&1 &
 #   -> OUT/<case>/snaps/epoch-<N>.lsm
