@@ -111,9 +111,19 @@ fn train_resume_and_segment_with_the_trained_model() {
     let o = liverseg(&["segment", s(&cases.join("p9/ct.nii.gz")), "-o", s(&dir.path().join("avg")), "--model", s(&avg), "--json"]);
     assert!(o.status.success(), "segment with the average: {}", stderr(&o));
     assert_eq!(json(&o)["model_id"].as_str(), Some(id.as_str()));
-    let o = liverseg(&["average", s(&out.join("best.lsm")), s(&avg), "-o", s(&avg)]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("one of the models to average"), "{}", stderr(&o));
+    let before = std::fs::read(&avg).unwrap();
+    // Path comparison alone would miss a link to the input.
+    let respelt = dir.path().join("link.lsm");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&avg, &respelt).unwrap();
+    #[cfg(not(unix))]
+    let respelt = avg.clone();
+    for target in [&avg, &respelt] {
+        let o = liverseg(&["average", s(&out.join("best.lsm")), s(&avg), "-o", s(target)]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("one of the models to average"), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&avg).unwrap(), before, "the input was left as it was");
 }
 
 fn assert_refused(o: &Output, names: &[&str], out: &Path) {

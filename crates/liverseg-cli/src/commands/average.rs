@@ -20,7 +20,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.models.iter().any(|m| m == &args.out) {
+    // The same file under another spelling (a link, ../x/a.lsm) would be replaced too.
+    let same = |m: &PathBuf| m == &args.out || matches!((std::fs::canonicalize(m), std::fs::canonicalize(&args.out)), (Ok(a), Ok(b)) if a == b);
+    if args.models.iter().any(same) {
         anyhow::bail!("{}: the output is one of the models to average; write it elsewhere", args.out.display());
     }
     let info = liverseg_model::average::average_files(&args.models, &args.out, &liverseg_model::device("cpu")?)?;
