@@ -2,7 +2,7 @@
 
 use liverseg_imgproc::crop::{abdomen_crop, AbdomenCropOptions};
 use liverseg_imgproc::filters::{median_filter, IntensityWindow};
-use liverseg_imgproc::morphology::erode_keep_largest_dilate;
+use liverseg_imgproc::morphology::erode_keep_largest_regrow;
 use liverseg_imgproc::resample::{isotropic_grid, resample_linear, resample_mask_partial_volume, resample_nearest};
 use liverseg_phantom::{generate, PhantomConfig};
 
@@ -23,7 +23,7 @@ fn preprocessing_chain_and_way_back() {
     // Pretend the network answered with the liver at 1.4 mm: post-process, go back
     // to the crop grid, paste into the original grid.
     let pred = resample_mask_partial_volume(&liver, &iso);
-    let post = erode_keep_largest_dilate(&pred, 3.0).unwrap();
+    let post = erode_keep_largest_regrow(&pred, 3.0).unwrap();
     let on_crop = resample_nearest(&post, liver.geometry(), 0);
     let full = b.paste(&on_crop, &g, 0).unwrap();
     assert_eq!(full.geometry(), &g);

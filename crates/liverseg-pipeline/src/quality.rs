@@ -10,7 +10,7 @@
 //! | `low_dose` | noise in the liver > `max_noise_hu` | 25 HU |
 //! | `volume_implausible` | liver volume outside `volume_ml` | 500–4000 ml |
 //! | `touches_crop_border` | mask area on the faces of the cropped volume > `max_border_contact_mm2` (liver cut by the scan range: volume underestimated) | 100 mm² |
-//! | `multiple_large_components` | the eroded mask had ≥ 2 components of ≥ `large_component_ml` before the largest was kept | 50 ml |
+//! | `multiple_large_components` | post-processing split the thresholded mask into ≥ 2 regions (eroded components regrown over their territories) of ≥ `large_component_ml` before the largest was kept | 50 ml |
 //! | `low_border_confidence` | mean \|2p − 1\| on the mask surface < `min_border_confidence` | 0.15 |
 //! | `mixed_tissue` | liver mode − soft tissue ≥ `min_liver_contrast_hu` **and** more than `max_darker_fraction` of the mask is darker than halfway between them (the mask spilled into muscle, bowel or fat, or holds large hypodense lesions) | 0.3 |
 //! | `short_scan` | the CT covers less than `min_scan_length_mm` head to foot: a whole liver (about 150–200 mm) cannot fit, and the network sees air where it was trained on anatomy | 150 mm |

@@ -90,13 +90,15 @@ pub struct BoundingBox {
 /// What the largest-component step kept and removed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComponentSummary {
-    /// Components of the eroded mask, all sizes.
+    /// Regions the thresholded mask was split into: the eroded mask's
+    /// components, each regrown over its territory (all sizes).
     pub count: usize,
-    /// Components of at least `large_min_ml` (the one kept included).
+    /// Regions of at least `large_min_ml` (the one kept included).
     pub large: usize,
     /// Size rule for `large`, ml.
     pub large_min_ml: f64,
-    /// Sizes of the largest components (at most 5), ml, largest first, measured on the eroded mask.
+    /// Sizes of the largest regions (at most 5), ml, largest first, measured
+    /// after regrowth (before hole filling).
     pub largest_ml: Vec<f64>,
     /// Thresholded volume that post-processing removed, ml.
     pub removed_ml: f64,

@@ -80,8 +80,9 @@ pub struct Args {
     /// Redo cases whose outputs are already complete (several inputs).
     #[arg(long)]
     pub force: bool,
-    /// Ball radius of the erode / largest component / dilate step, mm.
-    #[arg(long, default_value_t = 3.0)]
+    /// Ball radius of the erode / largest component / regrow step, mm: parts
+    /// joined to the liver by a neck narrower than twice it are cut off.
+    #[arg(long, default_value_t = liverseg_pipeline::DEFAULT_POSTPROCESS_RADIUS_MM)]
     pub radius: f64,
     /// cpu (burn's pure-Rust backend), or gpu in builds with the wgpu feature.
     #[arg(long, default_value = "cpu")]
