@@ -18,8 +18,13 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// A small three-pathway network (residuals from narrower, equal and wider
-/// layers) without dropout, whose masks differ by design: the loss and
-/// every convolution's weight gradient agree to 1e-4.
+/// layers) without dropout, whose masks differ by design: the loss agrees to
+/// 1e-4 and every convolution's weight gradient to 5e-3 of its largest value.
+/// The gradients are f32 sums of tens of thousands of terms, after batch
+/// norm's backward has taken means out of them, summed in another order by
+/// each implementation: on unseeded random inputs the first layer's differed
+/// by up to 1.1e-3 (about one run in seven), while a wrong gradient is off by
+/// order 1. Seeded, so a run is repeatable.
 #[test]
 fn training_step_gradients_equal_burns() {
     let mut config = NetworkConfig::fast();
@@ -33,6 +38,7 @@ fn training_step_gradients_equal_burns() {
     config.dropout = 0.0;
     config.train_patch = 15;
     let dev = Device::flex().autodiff();
+    dev.seed(2024);
     let model = DeepMedic::new(&config, &dev);
     let batch = 3;
     let inputs: Vec<Tensor<5>> = config
@@ -56,6 +62,7 @@ fn training_step_gradients_equal_burns() {
     let (ours, burn) = (run(false), run(true));
     for (i, (a, b)) in ours.iter().zip(&burn).enumerate() {
         let e = rel_err(a, b);
-        assert!(e <= 1e-4, "{}: relative error {e:.2e}", if i == 0 { "loss".to_string() } else { format!("conv {}", i - 1) });
+        let tolerance = if i == 0 { 1e-4 } else { 5e-3 };
+        assert!(e <= tolerance, "{}: relative error {e:.2e}", if i == 0 { "loss".to_string() } else { format!("conv {}", i - 1) });
     }
 }
