@@ -5,7 +5,10 @@
 //!
 //! Files in the output folder:
 //! - `last.lsm`, `last.optim.bpk`, `state.json`: resume point (each epoch);
-//! - `best.lsm`: the best model by validation DSC (with the searched threshold);
+//! - `best.lsm`: the final model with the searched threshold: the weight
+//!   average of the last epochs (`average_last_epochs`), else the best by
+//!   validation DSC, else the last checkpoint;
+//! - `epoch-N.lsm`: the checkpoints of the epochs to average (if any);
 //! - `train.jsonl`: one JSON object per step / validation / event.
 
 use std::io::Write;
@@ -64,6 +67,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Stop after the epoch during which this much wall time has passed.
     pub max_minutes: Option<f64>,
+    /// The final model is the weight average (stochastic weight averaging,
+    /// batch-norm statistics averaged too) of the last this many epochs'
+    /// checkpoints, kept as `epoch-N.lsm`, instead of the last checkpoint or
+    /// the best by validation; 0 = off. Single checkpoints of the last
+    /// learning-rate phase swing between states (models/next/README.md).
+    pub average_last_epochs: usize,
 }
 
 impl Default for TrainConfig {
@@ -88,6 +97,7 @@ impl Default for TrainConfig {
             augment: AugmentConfig::default(),
             seed: 1,
             max_minutes: None,
+            average_last_epochs: 0,
         }
     }
 }
@@ -112,6 +122,9 @@ impl TrainConfig {
         }
         if !(0.0..=1.0).contains(&self.hard_fraction) || self.hard_every == 0 {
             return Err(Error::Config(format!("hard fraction {} must be in [0, 1] and hard_every at least 1", self.hard_fraction)));
+        }
+        if self.average_last_epochs > self.epochs {
+            return Err(Error::Config(format!("average_last_epochs {} is more than the {} epochs", self.average_last_epochs, self.epochs)));
         }
         Ok(())
     }
@@ -372,6 +385,11 @@ pub fn train(
             emit(Event::Validation { epoch: state.epochs_done, mean_dsc: mean, per_case, best, seconds: tv.elapsed().as_secs_f64() })?;
         }
         // Resume point: model, optimizer, then the state that names them.
+        // An epoch to be averaged is kept first, so a resume point never
+        // names an epoch whose copy is missing.
+        if averaged_epoch(config, state.epochs_done) {
+            checkpoint::save(&epoch_path(out_dir, state.epochs_done), &model.valid(), &info_for(0.5, serde_json::json!({"epoch": state.epochs_done})))?;
+        }
         checkpoint::save(&last, &model.valid(), &info_for(0.5, serde_json::json!({"epoch": state.epochs_done})))?;
         optim.save(&last_optim).map_err(|e| Error::file(&last_optim, std::io::Error::other(format!("{e:?}"))))?;
         let text = serde_json::to_string_pretty(&state).map_err(|e| Error::Model(e.to_string()))?;
@@ -382,11 +400,23 @@ pub fn train(
         }
     }
 
-    // Threshold search with the best model, on validation (or training) cases.
-    let (net, _) = if validation.is_empty() || !best_path.exists() {
-        checkpoint::load(&last, device)?
+    // Threshold search with the final model (the average of the last
+    // epochs, else the best by validation, else the last), on validation (or
+    // training) cases.
+    let averaged: Vec<usize> = if config.average_last_epochs > 0 && state.epochs_done == config.epochs {
+        (config.epochs + 1 - config.average_last_epochs..=config.epochs).collect()
     } else {
-        checkpoint::load(&best_path, device)?
+        Vec::new()
+    };
+    let net = if !averaged.is_empty() {
+        let paths: Vec<PathBuf> = averaged.iter().map(|&e| epoch_path(out_dir, e)).collect();
+        let nets: Vec<DeepMedic> = checkpoint::load_same_network(&paths, device, "the epochs to average must be of one network")?.into_iter().map(|(n, _)| n).collect();
+        emit(Event::Message { text: format!("final model: the weight average of epochs {}-{}", averaged[0], config.epochs) })?;
+        crate::average::average(&nets)?
+    } else if validation.is_empty() || !best_path.exists() {
+        checkpoint::load(&last, device)?.0
+    } else {
+        checkpoint::load(&best_path, device)?.0
     };
     let (pool, on) = if validation.is_empty() { (train_cases, "training") } else { (validation, "validation") };
     let search_cases = threshold_cases(pool);
@@ -396,7 +426,8 @@ pub fn train(
     emit(Event::Threshold { threshold, mean_dsc: mean, at_half, on: on.into() })?;
     let bytes = checkpoint::to_bytes(&net, &info_for(threshold, serde_json::Value::Null))?;
     let hash = checkpoint::weights_hash(&bytes);
-    let best_dsc = if validation.is_empty() { at_half } else { state.best_dsc };
+    // With averaging, the figure is the average's (on the search cases at 0.5).
+    let best_dsc = if validation.is_empty() || !averaged.is_empty() { at_half } else { state.best_dsc };
     let training = serde_json::json!({
         "train_cases": train_cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         "validation_cases": validation.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
@@ -404,6 +435,7 @@ pub fn train(
         "best_epoch": state.best_epoch,
         "validation_dsc_at_0.5": best_dsc,
         "threshold_search": {"on": on, "threshold": threshold, "mean_dsc": mean},
+        "averaged_epochs": averaged,
         "minutes": state.minutes,
         "train_config": config,
     });
@@ -418,6 +450,16 @@ pub fn train(
         epochs: state.epochs_done,
         minutes: state.minutes,
     })
+}
+
+/// Whether epoch `epoch` (1-based, just finished) is one of those averaged
+/// into the final model.
+fn averaged_epoch(config: &TrainConfig, epoch: usize) -> bool {
+    config.average_last_epochs > 0 && epoch + config.average_last_epochs > config.epochs && epoch <= config.epochs
+}
+
+fn epoch_path(out_dir: &Path, epoch: usize) -> PathBuf {
+    out_dir.join(format!("epoch-{epoch}.lsm"))
 }
 
 /// Where the model errs on each training case (un-augmented, eval mode):

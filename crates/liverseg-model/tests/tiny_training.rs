@@ -189,3 +189,62 @@ fn hard_examples_are_mined_on_schedule_and_a_resumed_run_samples_them_as_before(
     assert_eq!(plain[..2], losses[..2], "epoch 0 is before any mining");
     assert_ne!(plain[2..], losses[2..]);
 }
+
+/// `average_last_epochs`: the last epochs' checkpoints are kept (across a
+/// resume), the final model is exactly their weight average, its header says
+/// which epochs, and asking for more epochs than the run has is refused.
+#[test]
+fn the_final_model_is_the_average_of_the_last_epochs() {
+    use liverseg_model::{average, checkpoint};
+    let network = tiny_network();
+    let cases = vec![case(1, &network)];
+    let config = TrainConfig {
+        epochs: 3,
+        subepochs: 1,
+        patches_per_subepoch: 16,
+        batch: 8,
+        augment: AugmentConfig::none(),
+        average_last_epochs: 2,
+        ..TrainConfig::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let dev = Device::flex();
+    // One epoch per call (a time budget of 0 stops after each), then the
+    // rest: epoch 2's copy must survive the resumes.
+    let capped = TrainConfig { max_minutes: Some(0.0), ..config.clone() };
+    train(&network, &capped, &cases, &[], out.path(), false, &dev, &mut |_| {}).unwrap();
+    train(&network, &capped, &cases, &[], out.path(), true, &dev, &mut |_| {}).unwrap();
+    assert!(!out.path().join("epoch-1.lsm").exists(), "epoch 1 is not averaged");
+    assert!(out.path().join("epoch-2.lsm").exists());
+    train(&network, &config, &cases, &[], out.path(), true, &dev, &mut |_| {}).unwrap();
+    for e in [2, 3] {
+        assert!(out.path().join(format!("epoch-{e}.lsm")).exists(), "epoch {e} kept");
+    }
+    let (best, info) = checkpoint::load(&out.path().join("best.lsm"), &dev).unwrap();
+    assert_eq!(info.training["averaged_epochs"], serde_json::json!([2, 3]));
+    let members: Vec<_> = [2, 3].iter().map(|e| checkpoint::load(&out.path().join(format!("epoch-{e}.lsm")), &dev).unwrap().0).collect();
+    let expected = average::average(&members).unwrap();
+    let (last, _) = checkpoint::load(&out.path().join("last.lsm"), &dev).unwrap();
+    // Every parameter and batch-norm statistic, in visiting order (the files'
+    // bytes also hold per-instance parameter ids, so they are not compared).
+    fn floats(net: &liverseg_model::network::DeepMedic) -> Vec<f32> {
+        use burn::module::{Module, ModuleVisitor, Param};
+        struct Collect(Vec<f32>);
+        impl ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, param: &Param<burn::tensor::Tensor<D>>) {
+                self.0.extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+            }
+        }
+        let mut c = Collect(Vec::new());
+        net.visit(&mut c);
+        c.0
+    }
+    assert!(floats(&best) == floats(&expected), "best.lsm is the mean of epochs 2 and 3");
+    assert!(floats(&best) != floats(&last), "and not the last checkpoint");
+
+    let too_many = TrainConfig { average_last_epochs: 4, ..config };
+    let Err(err) = train(&network, &too_many, &cases, &[], tempfile::tempdir().unwrap().path(), false, &dev, &mut |_| {}) else {
+        panic!("average_last_epochs 4 of 3 epochs was accepted");
+    };
+    assert!(err.to_string().contains("average_last_epochs 4"), "{err}");
+}
