@@ -439,7 +439,9 @@ pub struct LargestKept {
 /// stays (nothing else is near it) and an organ joined by a neck is split at
 /// the neck, each side going to its own core. With a small radius the two
 /// agree but for thin parts of the kept component, which regrowing keeps.
-/// Never adds a voxel the network did not predict.
+/// Never adds a voxel the network did not predict. `connectivity` is that of
+/// the components; regrowth follows 6-connected paths whatever it is (the
+/// pipeline uses 6 for both).
 ///
 /// If the erosion removes everything (a mask thinner than the ball everywhere),
 /// the largest component of the un-eroded mask is returned instead of an empty
