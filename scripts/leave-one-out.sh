@@ -27,7 +27,8 @@
 #   scripts/leave-one-out.sh --save OUT KEEP      # OUT/<case>/run -> KEEP/<case>/run
 #   scripts/leave-one-out.sh --restore KEEP OUT   # the reverse, before resuming
 # (last.lsm, last.optim.bpk, state.json, best.lsm, hard.json when hard examples
-# are mined, and the log without its
+# are mined, epoch-N.lsm kept for an averaging recipe,
+# and the log without its
 # per-step lines as train-summary.jsonl; the full log stays in OUT).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,7 +38,9 @@ if [ "${1:-}" = "--save" ] || [ "${1:-}" = "--restore" ]; then
   for run in "$from"/*/run; do
     [ -f "$run/state.json" ] || continue
     c=$(basename "$(dirname "$run")"); mkdir -p "$to/$c/run"
-    for f in last.lsm last.optim.bpk state.json best.lsm hard.json; do
+    # epoch-N.lsm: the epochs an averaging recipe (average_last_epochs) has
+    # kept so far, part of its resume point.
+    for f in last.lsm last.optim.bpk state.json best.lsm hard.json $(cd "$run" && ls epoch-*.lsm 2>/dev/null); do
       [ -f "$run/$f" ] && cp "$run/$f" "$to/$c/run/$f.tmp" && mv "$to/$c/run/$f.tmp" "$to/$c/run/$f"
     done
     if [ "$1" = "--save" ] && [ -f "$run/train.jsonl" ]; then

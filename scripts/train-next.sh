@@ -38,6 +38,11 @@ save() {
   for f in last.lsm last.optim.bpk state.json best.lsm hard.json; do
     [ -f "$RUN/$f" ] && cp "$RUN/$f" "$KEEP/$f.tmp" && mv "$KEEP/$f.tmp" "$KEEP/$f"
   done
+  # With average_last_epochs the epochs kept so far are part of the resume
+  # point: a run resumed without them fails at the end naming the missing one.
+  for f in "$RUN"/epoch-*.lsm; do
+    [ -f "$f" ] && cp "$f" "$KEEP/$(basename "$f").tmp" && mv "$KEEP/$(basename "$f").tmp" "$KEEP/$(basename "$f")"
+  done
   # Everything but the per-step lines: sub-epoch losses, validations, events.
   grep -v '"event":"step"' "$RUN/train.jsonl" > "$KEEP/train-summary.jsonl.tmp" && mv "$KEEP/train-summary.jsonl.tmp" "$KEEP/train-summary.jsonl"
   echo "saved the resume point and the log summary into $KEEP"
@@ -54,6 +59,7 @@ if [ -f "$RUN/state.json" ]; then
   resume=(--resume)
 elif [ -f "$KEEP/state.json" ]; then
   cp "$KEEP"/last.lsm "$KEEP"/last.optim.bpk "$KEEP"/state.json "$RUN"/
+  for f in "$KEEP"/epoch-*.lsm; do [ -f "$f" ] && cp "$f" "$RUN/"; done
   for f in best.lsm hard.json; do [ -f "$KEEP/$f" ] && cp "$KEEP/$f" "$RUN/"; done
   [ -f "$KEEP/train-summary.jsonl" ] && cp "$KEEP/train-summary.jsonl" "$RUN/train.jsonl"
   resume=(--resume)
