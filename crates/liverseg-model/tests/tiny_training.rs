@@ -205,6 +205,7 @@ fn the_final_model_is_the_average_of_the_last_epochs() {
         batch: 8,
         augment: AugmentConfig::none(),
         average_last_epochs: 2,
+        threshold: Some(0.42),
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
@@ -216,12 +217,22 @@ fn the_final_model_is_the_average_of_the_last_epochs() {
     train(&network, &capped, &cases, &[], out.path(), true, &dev, &mut |_| {}).unwrap();
     assert!(!out.path().join("epoch-1.lsm").exists(), "epoch 1 is not averaged");
     assert!(out.path().join("epoch-2.lsm").exists());
-    train(&network, &config, &cases, &[], out.path(), true, &dev, &mut |_| {}).unwrap();
+    let mut searched = None;
+    train(&network, &config, &cases, &[], out.path(), true, &dev, &mut |e| {
+        if let liverseg_model::train::Event::Threshold { threshold, .. } = e {
+            searched = Some(*threshold);
+        }
+    })
+    .unwrap();
     for e in [2, 3] {
         assert!(out.path().join(format!("epoch-{e}.lsm")).exists(), "epoch {e} kept");
     }
     let (best, info) = checkpoint::load(&out.path().join("best.lsm"), &dev).unwrap();
     assert_eq!(info.training["averaged_epochs"], serde_json::json!([2, 3]));
+    // The recipe's threshold is the model's; the search still runs and is kept.
+    let searched = searched.expect("the threshold search is still logged");
+    assert_eq!(info.threshold, 0.42);
+    assert_eq!(info.training["threshold_search"]["threshold"].as_f64().unwrap() as f32, searched);
     let members: Vec<_> = [2, 3].iter().map(|e| checkpoint::load(&out.path().join(format!("epoch-{e}.lsm")), &dev).unwrap().0).collect();
     let expected = average::average(&members).unwrap();
     let (last, _) = checkpoint::load(&out.path().join("last.lsm"), &dev).unwrap();
@@ -242,6 +253,11 @@ fn the_final_model_is_the_average_of_the_last_epochs() {
     assert!(floats(&best) == floats(&expected), "best.lsm is the mean of epochs 2 and 3");
     assert!(floats(&best) != floats(&last), "and not the last checkpoint");
 
+    let bad = TrainConfig { threshold: Some(1.0), ..config.clone() };
+    let Err(err) = train(&network, &bad, &cases, &[], tempfile::tempdir().unwrap().path(), false, &dev, &mut |_| {}) else {
+        panic!("threshold 1.0 was accepted");
+    };
+    assert!(err.to_string().contains("threshold 1"), "{err}");
     let too_many = TrainConfig { average_last_epochs: 4, ..config };
     let Err(err) = train(&network, &too_many, &cases, &[], tempfile::tempdir().unwrap().path(), false, &dev, &mut |_| {}) else {
         panic!("average_last_epochs 4 of 3 epochs was accepted");

@@ -27,13 +27,15 @@ patches per epoch, half the patches centred on liver, validation DSC every
 lr_step_epochs, lr_divisor, momentum, nesterov, liver_fraction,
 border_fraction, border_mm, validate_every, augment {hu_shift, flip_x,
 flip_y, elastic, spatial, intensity, thick_slices, non_contrast}, seed,
-max_minutes, average_last_epochs). border_fraction: share of background patches centred within
+max_minutes, average_last_epochs, threshold). border_fraction: share of background patches centred within
 border_mm of the liver (default 0, the paper's). The augment families after
 elastic are off by default; models/next/train.json switches
 them on (see crates/liverseg-data/src/augment.rs for each one's settings).
 
 average_last_epochs N: the final model is the weight average of the last N
 epochs' checkpoints (kept as epoch-N.lsm), not the last or the best one.
+threshold T: the final model's threshold is T (e.g. 0.5, the method's)
+instead of the one searched on the validation or training cases (still logged).
 
 Output folder: best.lsm (the model to use with `segment --model`), last.lsm +
 last.optim.bpk + state.json (for --resume), train.jsonl (every step, sub-epoch,
