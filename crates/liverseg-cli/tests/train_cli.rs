@@ -85,6 +85,26 @@ fn train_resume_and_segment_with_the_trained_model() {
     assert!(log.contains("resumed after epoch 1"), "no resume message in train.jsonl");
     assert_eq!(steps(&log), 4);
 
+    // The text summary says what its figure is of: a resume of a finished run
+    // only writes the final model again; without a validation set the figure
+    // is the training cases' (it once read "validation DSC ... (epoch 0)").
+    let text: Vec<&str> = common.iter().copied().filter(|a| *a != "--json").collect();
+    let mut args = vec!["train", s(&cases), "-o", s(&out), "--epochs", "2", "--resume"];
+    args.extend(&text);
+    let o = liverseg(&args);
+    assert!(o.status.success(), "resume a finished run: {}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("validation DSC") && said.contains("(epoch "), "{said}");
+    assert_eq!(steps(&std::fs::read_to_string(out.join("train.jsonl")).unwrap()), 4, "a finished run trains no more");
+    let no_val: Vec<&str> = text.iter().copied().filter(|a| *a != "--validation" && *a != "p9").collect();
+    let out_no_val = dir.path().join("run-no-val");
+    let mut args = vec!["train", s(&cases), "-o", s(&out_no_val), "--epochs", "1"];
+    args.extend(&no_val);
+    let o = liverseg(&args);
+    assert!(o.status.success(), "train without validation: {}", stderr(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("on the training cases") && said.contains("(no validation set)") && !said.contains("validation DSC"), "{said}");
+
     // The model it wrote is one `segment --model` takes, with its own id and threshold.
     let seg = dir.path().join("seg");
     let o = liverseg(&["segment", s(&cases.join("p9/ct.nii.gz")), "-o", s(&seg), "--model", s(&out.join("best.lsm")), "--json"]);

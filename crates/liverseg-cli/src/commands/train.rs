@@ -208,11 +208,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
+        // Say what the figure is of: without a validation set it is the
+        // training cases' DSC, and an averaged model has no epoch of its own.
+        let averaged = config.average_last_epochs > 0 && outcome.epochs == config.epochs;
+        let figure = match (val_cases.is_empty(), averaged) {
+            (true, _) => format!("DSC at 0.5 on the training cases {:.4} (no validation set)", outcome.best_dsc),
+            (false, true) => format!("validation DSC {:.4} (the average of the last {} epochs)", outcome.best_dsc, config.average_last_epochs),
+            (false, false) => format!("validation DSC {:.4} (epoch {})", outcome.best_dsc, outcome.best_epoch),
+        };
         println!(
-            "model: {}\nvalidation DSC {:.4} (epoch {}), threshold {:.2}, {} epochs in {:.1} min",
+            "model: {}\n{figure}, threshold {:.2}, {} epochs in {:.1} min",
             outcome.best_model.display(),
-            outcome.best_dsc,
-            outcome.best_epoch,
             outcome.threshold,
             outcome.epochs,
             outcome.minutes
