@@ -75,11 +75,10 @@ pub struct TrainConfig {
     pub average_last_epochs: usize,
     /// The final model's threshold; `None` = the one searched on the
     /// validation (else training) cases, which is still searched and logged.
-    /// The search scores the network's mask before post-processing, where a
-    /// threshold high enough to trim leaks scores well even though
-    /// `segment`'s post-processing would cut them anyway: on the LiTS 117
-    /// fold the averaged model's searched 0.87 gave DSC 0.745 held out, 0.5
-    /// gave 0.901.
+    /// A threshold searched on the training cases is biased high (the
+    /// network is surer of CTs it was trained on): on the LiTS 117 fold the
+    /// averaged model's searched 0.87 gave DSC 0.745 held out, 0.5 gave
+    /// 0.901 (models/next/README.md).
     pub threshold: Option<f32>,
 }
 
