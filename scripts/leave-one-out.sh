@@ -90,10 +90,11 @@ for c in $folds; do
       echo "fold $c: $done_epochs of $epochs epochs trained; run again to resume"
       pending=$((pending + 1)); continue
     fi
-    # "searched": the threshold train searched on the training cases, read
-    # from the model's header (a recipe with a fixed "threshold" writes that
-    # one as the model's own).
-    searched=$(head -c 65536 "$d/run/best.lsm" | grep -ao '"threshold_search":{[^}]*}' | grep -o '"threshold":[0-9.]*' | grep -o '[0-9.]*$' || true)
+    # "searched": the threshold train searched on the training cases, from
+    # the model's header (a recipe with a fixed "threshold" writes that one as
+    # the model's own); empty, so the model's own, if the header has none.
+    model_info=$("$LIVERSEG" info "$d/run/best.lsm" --json)
+    searched=$(grep -o '"searched_threshold": *[0-9.]*' <<<"$model_info" | grep -o '[0-9.]*$' || true)
     for t in 0.5 searched; do
       th=(--threshold 0.5); [ "$t" = searched ] && th=(${searched:+--threshold "$searched"})
       "$LIVERSEG" segment "$CASES/$c/ct.nii.gz" -o "$d/seg-$t" --model "$d/run/best.lsm" "${th[@]}" --no-overview --force --json > "$d/report-$t.json"

@@ -76,6 +76,32 @@ fn convert_between_formats_is_exact() {
     }
 }
 
+/// `info` on a model file prints its header (what a script needs: the
+/// threshold, the searched one, the averaged epochs) and counts the training
+/// cases instead of naming them; a model cut in its header is one clear error.
+#[test]
+fn info_reads_a_model_file_header() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/liverseg-default.lsm");
+    let o = liverseg(&["info", model.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["format"], "liverseg model");
+    assert!(j["id"].as_str().unwrap().starts_with("liverseg-"), "{j}");
+    let t = j["threshold"].as_f64().unwrap();
+    assert!(t > 0.0 && t < 1.0, "{t}");
+    assert!(j["training"]["train_cases"].as_u64().unwrap() >= 1, "case names must be counted: {j}");
+    let o = liverseg(&["info", model.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && text.contains("threshold") && text.contains(j["id"].as_str().unwrap()), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.lsm");
+    std::fs::write(&cut, &std::fs::read(&model).unwrap()[..64]).unwrap();
+    let o = liverseg(&["info", cut.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("cut.lsm") && err.contains("header"), "{err}");
+}
+
 #[test]
 fn missing_input_is_one_line_error_naming_the_file() {
     let o = liverseg(&["info", "/nonexistent/scan.nii.gz"]);

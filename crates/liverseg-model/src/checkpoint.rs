@@ -57,21 +57,65 @@ pub fn save(path: &Path, net: &DeepMedic, info: &ModelInfo) -> Result<()> {
 /// Parse model-file bytes; `origin` names the file in errors.
 pub fn from_bytes(bytes: &[u8], origin: &str, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
     let bad = |m: &str| Error::Model(format!("{origin}: {m}"));
-    if bytes.len() < 16 || &bytes[..8] != MAGIC {
-        return Err(bad("not a liverseg model file (magic LSMODEL1 missing)"));
-    }
-    let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    if len > MAX_HEADER || 16 + len > bytes.len() as u64 {
-        return Err(bad("header length is larger than the file"));
-    }
-    let header = &bytes[16..16 + len as usize];
-    let info: ModelInfo = serde_json::from_slice(header).map_err(|e| bad(&format!("header is not valid: {e}")))?;
-    info.network.validate().map_err(|e| bad(&e.to_string()))?;
-    let weights = &bytes[16 + len as usize..];
+    let (info, header_end) = parse_header(bytes, bytes.len() as u64, origin)?;
+    let weights = &bytes[header_end..];
     let mut net = DeepMedic::new(&info.network, device);
     let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(weights.to_vec())));
     net.load_from(&mut store).map_err(|e| bad(&format!("weights do not match the network: {e}")))?;
     Ok((net, info))
+}
+
+/// The header of model-file bytes (`prefix` may be only the start of a file
+/// of `file_len` bytes) and where the weights begin.
+fn parse_header(prefix: &[u8], file_len: u64, origin: &str) -> Result<(ModelInfo, usize)> {
+    let bad = |m: &str| Error::Model(format!("{origin}: {m}"));
+    if prefix.len() < 16 || &prefix[..8] != MAGIC {
+        return Err(bad("not a liverseg model file (magic LSMODEL1 missing)"));
+    }
+    let len = u64::from_le_bytes(prefix[8..16].try_into().expect("8 bytes"));
+    if len > MAX_HEADER || 16 + len > file_len || 16 + len > prefix.len() as u64 {
+        return Err(bad("header length is larger than the file"));
+    }
+    let header = &prefix[16..16 + len as usize];
+    let info: ModelInfo = serde_json::from_slice(header).map_err(|e| bad(&format!("header is not valid: {e}")))?;
+    info.network.validate().map_err(|e| bad(&e.to_string()))?;
+    Ok((info, 16 + len as usize))
+}
+
+/// Whether a file starts with the model magic: tells a model file from an
+/// image before deciding how to read it (a corrupt model is still a model).
+pub fn is_model_file(path: &Path) -> bool {
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && &magic == MAGIC
+}
+
+/// A model file's description alone (no weights built): for `info` and
+/// scripts that need the threshold or the training summary.
+pub fn read_info(path: &Path) -> Result<ModelInfo> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
+    let file_len = f.metadata().map_err(|e| Error::file(path, e))?.len();
+    let mut start = [0u8; 16];
+    let got = read_up_to(&mut f, &mut start).map_err(|e| Error::file(path, e))?;
+    let len = if got == 16 { u64::from_le_bytes(start[8..16].try_into().expect("8 bytes")).min(MAX_HEADER + 1) } else { 0 };
+    let mut prefix = start[..got].to_vec();
+    // Read no more than the header claims (bounded), so a huge or foreign
+    // file is not read whole; parse_header then judges the length.
+    let want = len.min(file_len.saturating_sub(16));
+    f.take(want).read_to_end(&mut prefix).map_err(|e| Error::file(path, e))?;
+    Ok(parse_header(&prefix, file_len, &path.display().to_string())?.0)
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 pub fn load(path: &Path, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
@@ -154,5 +198,31 @@ mod tests {
         let bytes = to_bytes(&net, &info).unwrap();
         assert!(from_bytes(&bytes[..bytes.len() / 2], "half.lsm", &dev).is_err());
         assert!(from_bytes(&bytes[..20], "tiny.lsm", &dev).is_err());
+    }
+
+    #[test]
+    fn the_header_reads_without_the_weights() {
+        let dev = Device::flex();
+        let config = NetworkConfig::fast();
+        let net = DeepMedic::new(&config, &dev);
+        let info = ModelInfo { id: "h".into(), network: config, threshold: 0.45, training: serde_json::json!({"averaged_epochs": [3, 4]}) };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.lsm");
+        save(&path, &net, &info).unwrap();
+        assert!(is_model_file(&path));
+        assert_eq!(read_info(&path).unwrap(), info);
+        // A file cut inside its header is refused with its name; one cut in
+        // its weights still has a whole header.
+        let bytes = std::fs::read(&path).unwrap();
+        let cut = dir.path().join("cut.lsm");
+        std::fs::write(&cut, &bytes[..40]).unwrap();
+        assert!(is_model_file(&cut));
+        let e = read_info(&cut).unwrap_err().to_string();
+        assert!(e.contains("cut.lsm") && e.contains("header length"), "{e}");
+        let other = dir.path().join("image.nii");
+        std::fs::write(&other, b"\x5c\x01\x00\x00 not a model").unwrap();
+        assert!(!is_model_file(&other));
+        assert!(read_info(&other).unwrap_err().to_string().contains("magic"));
+        assert!(!is_model_file(&dir.path().join("missing.lsm")));
     }
 }

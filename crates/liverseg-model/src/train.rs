@@ -165,7 +165,7 @@ pub enum Event {
     /// Hard examples mined before `epoch`: voxels of missed liver and of
     /// tissue taken for liver, over all training cases.
     HardExamples { epoch: usize, missed_liver: usize, false_liver: usize, seconds: f64 },
-    Done { epochs: usize, best_dsc: f64, best_epoch: usize, minutes: f64 },
+    Done { epochs: usize, best_dsc: f64, best_epoch: Option<usize>, minutes: f64 },
     Message { text: String },
 }
 
@@ -180,9 +180,18 @@ struct State {
 
 pub struct TrainOutcome {
     pub best_model: PathBuf,
+    /// The final model's DSC at 0.5: on the validation cases, or on the
+    /// training cases when there are none.
     pub best_dsc: f64,
-    pub best_epoch: usize,
+    /// The epoch of the best validation checkpoint when that is the final
+    /// model; `None` for a weight average or a run without validation.
+    pub best_epoch: Option<usize>,
+    /// The epochs weight-averaged into the final model (empty if none).
+    pub averaged_epochs: Vec<usize>,
+    /// The model's threshold: the recipe's fixed one, else the searched one.
     pub threshold: f32,
+    /// The threshold the search found (kept even when the recipe fixes one).
+    pub searched_threshold: f32,
     pub epochs: usize,
     pub minutes: f64,
 }
@@ -421,12 +430,13 @@ pub fn train(
     } else {
         Vec::new()
     };
+    let best_path_was_best = !validation.is_empty() && best_path.exists();
     let net = if !averaged.is_empty() {
         let paths: Vec<PathBuf> = averaged.iter().map(|&e| epoch_path(out_dir, e)).collect();
         let nets: Vec<DeepMedic> = checkpoint::load_same_network(&paths, device, "the epochs to average must be of one network")?.into_iter().map(|(n, _)| n).collect();
         emit(Event::Message { text: format!("final model: the weight average of epochs {}-{}", averaged[0], config.epochs) })?;
         crate::average::average(&nets)?
-    } else if validation.is_empty() || !best_path.exists() {
+    } else if !best_path_was_best {
         checkpoint::load(&last, device)?.0
     } else {
         checkpoint::load(&best_path, device)?.0
@@ -449,11 +459,13 @@ pub fn train(
     let hash = checkpoint::weights_hash(&bytes);
     // With averaging, the figure is the average's (on the search cases at 0.5).
     let best_dsc = if validation.is_empty() || !averaged.is_empty() { at_half } else { state.best_dsc };
+    // Only a best-by-validation checkpoint is one epoch's.
+    let best_epoch = (!validation.is_empty() && averaged.is_empty() && best_path_was_best).then_some(state.best_epoch);
     let training = serde_json::json!({
         "train_cases": train_cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         "validation_cases": validation.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         "epochs": state.epochs_done,
-        "best_epoch": state.best_epoch,
+        "best_epoch": best_epoch,
         "validation_dsc_at_0.5": best_dsc,
         "threshold_search": {"on": on, "threshold": searched, "mean_dsc": mean},
         "averaged_epochs": averaged,
@@ -462,12 +474,14 @@ pub fn train(
     });
     let info = ModelInfo { id: format!("{id_prefix}-{hash}"), network: network.clone(), threshold, training };
     checkpoint::save(&best_path, &net, &info)?;
-    emit(Event::Done { epochs: state.epochs_done, best_dsc, best_epoch: state.best_epoch, minutes: state.minutes })?;
+    emit(Event::Done { epochs: state.epochs_done, best_dsc, best_epoch, minutes: state.minutes })?;
     Ok(TrainOutcome {
         best_model: best_path,
         best_dsc,
-        best_epoch: state.best_epoch,
+        best_epoch,
+        averaged_epochs: averaged,
         threshold,
+        searched_threshold: searched,
         epochs: state.epochs_done,
         minutes: state.minutes,
     })

@@ -73,6 +73,9 @@ fn loss_falls_and_validation_dsc_rises() {
     eprintln!("whole body called liver: DSC {body_is_liver:.3}");
     assert!(final_dsc > 0.7 && final_dsc > body_is_liver + 0.3, "validation DSC {dscs:?} against {body_is_liver:.3} for the whole body");
     assert!(outcome.best_dsc > 0.7, "best validation DSC {}", outcome.best_dsc);
+    // Without averaging, the final model is one epoch's: the best validated.
+    let best_epoch = outcome.best_epoch.expect("a validated run names its best epoch");
+    assert!((1..=config.epochs).contains(&best_epoch) && outcome.averaged_epochs.is_empty());
     for f in ["best.lsm", "last.lsm", "last.optim.bpk", "state.json", "train.jsonl"] {
         assert!(out.path().join(f).exists(), "{f} missing");
     }
@@ -218,17 +221,23 @@ fn the_final_model_is_the_average_of_the_last_epochs() {
     assert!(!out.path().join("epoch-1.lsm").exists(), "epoch 1 is not averaged");
     assert!(out.path().join("epoch-2.lsm").exists());
     let mut searched = None;
-    train(&network, &config, &cases, &[], out.path(), true, &dev, &mut |e| {
+    let outcome = train(&network, &config, &cases, &[], out.path(), true, &dev, &mut |e| {
         if let liverseg_model::train::Event::Threshold { threshold, .. } = e {
             searched = Some(*threshold);
         }
     })
     .unwrap();
+    // The outcome says what the final model is, so callers need not work it
+    // out again from the config.
+    assert_eq!(outcome.averaged_epochs, vec![2, 3]);
+    assert_eq!(outcome.best_epoch, None, "an average is no one epoch's");
+    assert_eq!((outcome.threshold, Some(outcome.searched_threshold)), (0.42, searched));
     for e in [2, 3] {
         assert!(out.path().join(format!("epoch-{e}.lsm")).exists(), "epoch {e} kept");
     }
     let (best, info) = checkpoint::load(&out.path().join("best.lsm"), &dev).unwrap();
     assert_eq!(info.training["averaged_epochs"], serde_json::json!([2, 3]));
+    assert!(info.training["best_epoch"].is_null());
     // The recipe's threshold is the model's; the search still runs and is kept.
     let searched = searched.expect("the threshold search is still logged");
     assert_eq!(info.threshold, 0.42);

@@ -198,7 +198,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "model": outcome.best_model,
         "validation_dsc": outcome.best_dsc,
         "best_epoch": outcome.best_epoch,
+        "averaged_epochs": outcome.averaged_epochs,
         "threshold": outcome.threshold,
+        "searched_threshold": outcome.searched_threshold,
         "epochs": outcome.epochs,
         "minutes": outcome.minutes,
         "train_cases": train_cases.iter().map(|c| &c.id).collect::<Vec<_>>(),
@@ -210,11 +212,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         // Say what the figure is of: without a validation set it is the
         // training cases' DSC, and an averaged model has no epoch of its own.
-        let averaged = config.average_last_epochs > 0 && outcome.epochs == config.epochs;
-        let figure = match (val_cases.is_empty(), averaged) {
-            (true, _) => format!("DSC at 0.5 on the training cases {:.4} (no validation set)", outcome.best_dsc),
-            (false, true) => format!("validation DSC {:.4} (the average of the last {} epochs)", outcome.best_dsc, config.average_last_epochs),
-            (false, false) => format!("validation DSC {:.4} (epoch {})", outcome.best_dsc, outcome.best_epoch),
+        let figure = match (val_cases.is_empty(), outcome.best_epoch, outcome.averaged_epochs.as_slice()) {
+            (true, _, _) => format!("DSC at 0.5 on the training cases {:.4} (no validation set)", outcome.best_dsc),
+            (false, _, [first, .., last]) => format!("validation DSC {:.4} (the average of epochs {first}-{last})", outcome.best_dsc),
+            (false, Some(epoch), _) => format!("validation DSC {:.4} (epoch {epoch})", outcome.best_dsc),
+            (false, None, _) => format!("validation DSC {:.4} (the last checkpoint)", outcome.best_dsc),
         };
         println!(
             "model: {}\n{figure}, threshold {:.2}, {} epochs in {:.1} min",
