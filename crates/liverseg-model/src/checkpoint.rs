@@ -95,27 +95,14 @@ pub fn read_info(path: &Path) -> Result<ModelInfo> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| Error::file(path, e))?;
     let file_len = f.metadata().map_err(|e| Error::file(path, e))?.len();
-    let mut start = [0u8; 16];
-    let got = read_up_to(&mut f, &mut start).map_err(|e| Error::file(path, e))?;
-    let len = if got == 16 { u64::from_le_bytes(start[8..16].try_into().expect("8 bytes")).min(MAX_HEADER + 1) } else { 0 };
-    let mut prefix = start[..got].to_vec();
+    let mut prefix = Vec::new();
+    (&mut f).take(16).read_to_end(&mut prefix).map_err(|e| Error::file(path, e))?;
+    let len = if prefix.len() == 16 { u64::from_le_bytes(prefix[8..16].try_into().expect("8 bytes")).min(MAX_HEADER + 1) } else { 0 };
     // Read no more than the header claims (bounded), so a huge or foreign
     // file is not read whole; parse_header then judges the length.
     let want = len.min(file_len.saturating_sub(16));
     f.take(want).read_to_end(&mut prefix).map_err(|e| Error::file(path, e))?;
     Ok(parse_header(&prefix, file_len, &path.display().to_string())?.0)
-}
-
-fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::io::Read;
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 pub fn load(path: &Path, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
@@ -219,6 +206,8 @@ mod tests {
         assert!(is_model_file(&cut));
         let e = read_info(&cut).unwrap_err().to_string();
         assert!(e.contains("cut.lsm") && e.contains("header length"), "{e}");
+        std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+        assert_eq!(read_info(&cut).unwrap(), info);
         let other = dir.path().join("image.nii");
         std::fs::write(&other, b"\x5c\x01\x00\x00 not a model").unwrap();
         assert!(!is_model_file(&other));
