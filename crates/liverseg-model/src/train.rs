@@ -430,13 +430,14 @@ pub fn train(
     } else {
         Vec::new()
     };
-    let best_path_was_best = !validation.is_empty() && best_path.exists();
+    // best.lsm holds the best validated checkpoint only when there is validation.
+    let validated_best = !validation.is_empty() && best_path.exists();
     let net = if !averaged.is_empty() {
         let paths: Vec<PathBuf> = averaged.iter().map(|&e| epoch_path(out_dir, e)).collect();
         let nets: Vec<DeepMedic> = checkpoint::load_same_network(&paths, device, "the epochs to average must be of one network")?.into_iter().map(|(n, _)| n).collect();
         emit(Event::Message { text: format!("final model: the weight average of epochs {}-{}", averaged[0], config.epochs) })?;
         crate::average::average(&nets)?
-    } else if !best_path_was_best {
+    } else if !validated_best {
         checkpoint::load(&last, device)?.0
     } else {
         checkpoint::load(&best_path, device)?.0
@@ -460,7 +461,7 @@ pub fn train(
     // With averaging, the figure is the average's (on the search cases at 0.5).
     let best_dsc = if validation.is_empty() || !averaged.is_empty() { at_half } else { state.best_dsc };
     // Only a best-by-validation checkpoint is one epoch's.
-    let best_epoch = (!validation.is_empty() && averaged.is_empty() && best_path_was_best).then_some(state.best_epoch);
+    let best_epoch = (averaged.is_empty() && validated_best).then_some(state.best_epoch);
     let training = serde_json::json!({
         "train_cases": train_cases.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
         "validation_cases": validation.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
