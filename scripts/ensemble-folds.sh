@@ -14,8 +14,7 @@
 #                  carry the threshold searched on their training cases there)
 #        LIVERSEG  the binary (default target/release/liverseg)
 #
-# Only cases with a finished model in every FOLDS_* are done (a fold still
-# training has no best.lsm of its final epoch: its state.json is checked).
+# Only cases with a finished model in every FOLDS_* are done (below).
 # Results: OUT/<case>/ (segment's output), OUT/summary/ (evaluate --pairs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,16 +26,17 @@ LIVERSEG=${LIVERSEG:-$root/target/release/liverseg}
 [ -d "$CASES" ] || { echo "$CASES: no such folder of cases" >&2; exit 2; }
 for f in "$@"; do [ -d "$f" ] || { echo "$f: no such folder of folds" >&2; exit 2; }; done
 
-# A fold is finished when its state.json has as many epochs as the run's
-# model header says it trained for: best.lsm is written at the end only for
-# averaging recipes, but a validated run rewrites it on the way.
+# A fold is finished when best.lsm is its run's final model: train writes
+# `"epochs": N` into the header of the final model only (a validated run's
+# best.lsm written on the way has none), and N must be the epochs state.json
+# says are done (a run resumed for more epochs is not finished again yet).
 finished() {
   local run=$1/run
   [ -f "$run/best.lsm" ] && [ -f "$run/state.json" ] || return 1
   local done total
   done=$(grep -o '"epochs_done": *[0-9]*' "$run/state.json" | grep -o '[0-9]*$')
   total=$("$LIVERSEG" info "$run/best.lsm" --json | grep -o '"epochs": *[0-9]*' | head -1 | grep -o '[0-9]*$' || true)
-  [ -n "$total" ] && [ "$done" -ge "$total" ]
+  [ -n "$total" ] && [ "$done" -eq "$total" ]
 }
 
 th=(--threshold "${THRESHOLD:-0.5}")
