@@ -122,11 +122,28 @@ fn shards_cover_the_list_and_two_tasks_on_one_shard_share_it() {
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(csv.starts_with("case,status,liver_volume_ml"), "{csv}");
 
+    // A task killed after writing case2's last output but before removing its
+    // lock (scancel's window; it once failed CI) leaves a complete case with a
+    // lock: the next run skips the case and clears that lock once its holder
+    // is stale, while a live holder's fresh lock on case4 stays.
+    let lock_of = |holder: &str| {
+        format!(r#"{{"host":"another-node","pid":7,"task":"2/2","job":"9","since_unix_s":0.0,"token":"{holder}"}}"#)
+    };
+    let stale = out.join("case2").join(".liverseg-lock");
+    std::fs::write(&stale, lock_of("killed")).unwrap();
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(an_hour_ago).unwrap();
+    let live = out.join("case4").join(".liverseg-lock");
+    std::fs::write(&live, lock_of("working")).unwrap();
+
     // Resubmitted: nothing is recomputed.
-    let o = liverseg(&["segment", "--manifest", m, "-o", s(&out), "--shard", "2/2"]);
+    let o = liverseg(&["segment", "--manifest", m, "-o", s(&out), "--shard", "2/2", "--lock-stale-after", "600"]);
     assert!(o.status.success());
     assert!(text(&o.stdout).contains("0 done, 2 skipped"), "{}", text(&o.stdout));
     assert_eq!(computed(&out), once);
+    assert!(!stale.exists(), "a dead holder's lock left on a finished case");
+    assert!(live.exists(), "a live holder's lock removed");
+    std::fs::remove_file(&live).unwrap();
 
     // The manifest changed between tasks: refused, nothing touched.
     let mut changed = std::fs::read_to_string(&manifest).unwrap();

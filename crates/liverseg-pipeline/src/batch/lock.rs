@@ -13,6 +13,9 @@
 //! machine that no longer runs, or when it has not been refreshed for the
 //! stale time (holders on other machines). Take-over renames the stale file
 //! away first, so of two tasks taking over at once only one gets the lock.
+//! A holder killed after its case's last write leaves a complete case that
+//! later runs skip; they clear its stale lock as they skip it
+//! ([`CaseLock::clear_stale`]).
 //! The case's outputs are written as a group and `report.json` last
 //! ([`write_outputs`](crate::write_outputs)), so even a case computed twice
 //! (a holder that stalled longer than the stale time) stays a complete set.
@@ -129,6 +132,25 @@ impl CaseLock {
         Ok(Acquire::Busy("another task taking over a stale lock".into()))
     }
 
+    /// Remove the lock of a finished case folder `dir` if its holder is
+    /// gone (dead here, or not refreshed for `stale_after`). A task killed
+    /// between writing the case's last output and removing its lock leaves a
+    /// complete case with a lock that later runs skip without taking, so
+    /// without this it would stay for ever and `summary` would keep seeing a
+    /// lock. A live holder's lock is left alone. Returns whether one was removed.
+    pub fn clear_stale(dir: &Path, me: &Holder, stale_after: Duration) -> std::io::Result<bool> {
+        if !dir.join(LOCK_FILE).exists() {
+            return Ok(false);
+        }
+        match Self::acquire(dir, me, stale_after)? {
+            Acquire::Acquired(lock) => {
+                drop(lock);
+                Ok(true)
+            }
+            Acquire::Busy(_) => Ok(false),
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -232,6 +254,22 @@ mod tests {
         let now: Holder = serde_json::from_slice(&std::fs::read(lock.path()).unwrap()).unwrap();
         assert_eq!(now.token, me.token);
         assert!(std::fs::read_dir(dir.path().join("b")).unwrap().count() == 1, "no stale file left");
+    }
+
+    #[test]
+    fn clearing_a_finished_case_removes_only_a_stale_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Holder::me(None, None);
+        let case = dir.path().join("c");
+        std::fs::create_dir_all(&case).unwrap();
+        assert!(!CaseLock::clear_stale(&case, &me, Duration::from_secs(600)).unwrap(), "no lock: nothing to clear");
+        assert!(!case.join(LOCK_FILE).exists(), "clearing must not leave a lock of its own");
+        std::fs::write(case.join(LOCK_FILE), serde_json::to_vec(&holder(1, "elsewhere")).unwrap()).unwrap();
+        assert!(!CaseLock::clear_stale(&case, &me, Duration::from_secs(600)).unwrap());
+        assert!(case.join(LOCK_FILE).exists(), "a fresh lock of another machine is kept");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(CaseLock::clear_stale(&case, &me, Duration::from_millis(10)).unwrap());
+        assert_eq!(std::fs::read_dir(&case).unwrap().count(), 0, "lock and its stale copy gone");
     }
 
     #[test]

@@ -136,6 +136,8 @@ pub fn run_batch(
     let run_one = |i: usize, case: &CaseEntry| -> CaseOutcome {
         let dir = options.out.join(&case.name);
         if !options.force && outputs_complete(&dir, options.formats) {
+            // Best effort: a lock left by a holder killed after its last write.
+            let _ = CaseLock::clear_stale(&dir, &me, options.stale_after);
             return CaseOutcome::Skipped {
                 report: read_report(&dir),
             };
