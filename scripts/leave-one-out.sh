@@ -11,6 +11,8 @@
 #                 built-in model's recipe, 40 epochs of 2,000 patches)
 #        FOLDS    held-out case names (default: every case with a liver)
 #        MINUTES  optional time cap per fold, counted over resumes
+#        NETWORK  optional network config JSON instead of the fast preset
+#                 (passed again on every resume: train refuses another one)
 #        LIVERSEG the binary (default target/release/liverseg)
 #
 # On 2 CPU cores a fold of the built-in recipe takes 2.5-3.5 hours (the
@@ -83,6 +85,7 @@ for c in $folds; do
     for o in "$CASES"/*/; do o=$(basename "$o"); [ "$o" != "$c" ] && ln -sfn "$CASES/$o" "$d/data/$o"; done
     resume=(); [ -f "$d/run/state.json" ] && resume=(--resume)
     cap=(); [ -n "${MINUTES:-}" ] && cap=(--max-minutes "$MINUTES")
+    [ -n "${NETWORK:-}" ] && cap+=(--network "$NETWORK")
     echo "fold $c: training ${resume[*]} ($(date +%T))"
     "$LIVERSEG" train "$d/data" -o "$d/run" --cache "$OUT/cache" --config "$CONFIG" "${cap[@]}" "${resume[@]}" --json > "$d/train.json"
     done_epochs=$(grep -o '"epochs_done": *[0-9]*' "$d/run/state.json" | grep -o '[0-9]*$')
