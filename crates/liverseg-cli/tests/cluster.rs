@@ -463,9 +463,16 @@ fn slurm_job_array_segments_a_manifest_and_resumes_after_scancel() {
         assert!(complete(&out2, &c), "{c}");
         assert!(!out2.join(&c).join(".liverseg-lock").exists(), "lock left in {c}");
     }
-    // Each case written exactly once over both submissions: those finished
-    // before the cancel were skipped, the others computed after it.
-    assert_eq!(computed(&out2), once);
+    // No case computed twice: those finished before the cancel were skipped,
+    // the others computed once after it. A case finished before the cancel may
+    // lack its "ok" line: the kill can fall between its last output and the
+    // log line (as between the output and the unlock, above).
+    let counts = computed(&out2);
+    for c in names(4) {
+        let n = counts.get(&c).copied().unwrap_or(0);
+        let expected = if before.contains(&c) { 0..=1 } else { 1..=1 };
+        assert!(expected.contains(&n), "{c} computed {n} times: {counts:?} (finished before scancel: {before:?})");
+    }
     let skipped: Vec<String> = events(&out2)
         .iter()
         .filter(|e| e["event"] == "case" && e["status"] == "skipped")
