@@ -85,9 +85,9 @@ for c in $folds; do
     for o in "$CASES"/*/; do o=$(basename "$o"); [ "$o" != "$c" ] && ln -sfn "$CASES/$o" "$d/data/$o"; done
     resume=(); [ -f "$d/run/state.json" ] && resume=(--resume)
     cap=(); [ -n "${MINUTES:-}" ] && cap=(--max-minutes "$MINUTES")
-    [ -n "${NETWORK:-}" ] && cap+=(--network "$NETWORK")
+    net=(); [ -n "${NETWORK:-}" ] && net=(--network "$NETWORK")
     echo "fold $c: training ${resume[*]} ($(date +%T))"
-    "$LIVERSEG" train "$d/data" -o "$d/run" --cache "$OUT/cache" --config "$CONFIG" "${cap[@]}" "${resume[@]}" --json > "$d/train.json"
+    "$LIVERSEG" train "$d/data" -o "$d/run" --cache "$OUT/cache" --config "$CONFIG" "${cap[@]}" "${net[@]}" "${resume[@]}" --json > "$d/train.json"
     done_epochs=$(grep -o '"epochs_done": *[0-9]*' "$d/run/state.json" | grep -o '[0-9]*$')
     if [ "$done_epochs" -lt "$epochs" ]; then
       echo "fold $c: $done_epochs of $epochs epochs trained; run again to resume"
