@@ -115,6 +115,22 @@ pub fn load(path: &Path, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
 /// its name and the first file's. `purpose` ends the refusal ("an ensemble
 /// averages models of one network").
 pub fn load_same_network(paths: &[std::path::PathBuf], device: &Device, purpose: &str) -> Result<Vec<(DeepMedic, ModelInfo)>> {
+    load_matching(paths, device, purpose, |a, b| a == b, "another network config")
+}
+
+/// Model files whose networks read a CT alike ([`NetworkConfig::reads_like`]):
+/// an ensemble may mix widths, not grids, pre-processing or receptive fields.
+pub fn load_same_inputs(paths: &[std::path::PathBuf], device: &Device, purpose: &str) -> Result<Vec<(DeepMedic, ModelInfo)>> {
+    load_matching(paths, device, purpose, NetworkConfig::reads_like, "a network that reads the CT differently (grid, pre-processing, tile or receptive field)")
+}
+
+fn load_matching(
+    paths: &[std::path::PathBuf],
+    device: &Device,
+    purpose: &str,
+    matches: impl Fn(&NetworkConfig, &NetworkConfig) -> bool,
+    mismatch: &str,
+) -> Result<Vec<(DeepMedic, ModelInfo)>> {
     let Some(first) = paths.first() else {
         return Err(Error::Config(format!("no model file given: {purpose}")));
     };
@@ -122,9 +138,9 @@ pub fn load_same_network(paths: &[std::path::PathBuf], device: &Device, purpose:
     for path in paths {
         let (net, info) = load(path, device)?;
         if let Some((_, first_info)) = models.first() {
-            if info.network != first_info.network {
+            if !matches(&info.network, &first_info.network) {
                 return Err(Error::Config(format!(
-                    "{}: built with another network config than {} ({} against {}): {purpose}",
+                    "{}: built with {mismatch} than {} ({} against {}): {purpose}",
                     path.display(),
                     first.display(),
                     info.network.name,

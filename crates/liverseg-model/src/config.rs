@@ -130,6 +130,18 @@ impl NetworkConfig {
             .collect())
     }
 
+    /// Whether `other` reads a CT exactly as this network does: the same
+    /// grid and pre-processing, inference tile, and per pathway the same
+    /// factor and receptive field (kernel x depth). Feature widths, FC layers,
+    /// residuals and dropout are inside each network and may differ, so
+    /// models of such networks can be run on the same tiles and their
+    /// probabilities averaged (an ensemble); weight averaging still needs
+    /// identical networks.
+    pub fn reads_like(&self, other: &NetworkConfig) -> bool {
+        let geometry = |c: &NetworkConfig| -> Vec<(usize, usize)> { (0..c.pathways.len()).map(|p| (c.pathways[p].factor, c.receptive_field(p))).collect() };
+        self.preprocess == other.preprocess && self.infer_patch == other.infer_patch && geometry(self) == geometry(other)
+    }
+
     /// Features entering the FC layers: the last layer of every pathway.
     pub fn merged_features(&self) -> usize {
         self.pathways.iter().map(|p| *p.features.last().unwrap_or(&0)).sum()

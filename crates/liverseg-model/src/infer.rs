@@ -52,20 +52,30 @@ impl Segmenter {
 
     /// An ensemble of model files (one file: that model alone). The liver
     /// probability is the mean of the members' (one network pass each), so
-    /// they must share one network config: the same grid, pre-processing and
-    /// patch sizes. The ensemble's default threshold is the mean of the
+    /// they must read the CT alike: the same grid, pre-processing, tile and
+    /// receptive fields; their widths may differ. The ensemble's default threshold is the mean of the
     /// members' own; its id names every member, so a report says which
     /// models made a mask.
     pub fn load_ensemble(paths: &[std::path::PathBuf], device: Device) -> Result<Self> {
-        let mut members = checkpoint::load_same_network(paths, &device, "an ensemble averages models of one network")?;
+        let mut members = checkpoint::load_same_inputs(paths, &device, "an ensemble averages models that read the CT alike")?;
         if members.len() == 1 {
             let (net, info) = members.remove(0);
             return Ok(Self::new(net, info, device));
         }
         let ids: Vec<&str> = members.iter().map(|(_, i)| i.id.as_str()).collect();
+        // The tiles are cut for the first member's config; every member reads
+        // them alike (checked above). The name says which networks took part.
+        let mut network = members[0].1.network.clone();
+        let mut names: Vec<&str> = Vec::new();
+        for (_, i) in &members {
+            if !names.contains(&i.network.name.as_str()) {
+                names.push(&i.network.name);
+            }
+        }
+        network.name = names.join("+");
         let info = ModelInfo {
             id: format!("ensemble({})", ids.join("+")),
-            network: members[0].1.network.clone(),
+            network,
             threshold: members.iter().map(|(_, i)| i.threshold).sum::<f32>() / members.len() as f32,
             training: serde_json::json!({ "ensemble": ids }),
         };

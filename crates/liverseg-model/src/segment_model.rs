@@ -13,7 +13,7 @@ use liverseg_volume::Volume;
 use std::path::PathBuf;
 
 /// The model `segment` runs: the built-in one (`models` empty), a model file
-/// written by `liverseg train`, or the mean of several of one network config
+/// written by `liverseg train`, or the mean of several that read the CT alike
 /// (an ensemble, see [`Segmenter::load_ensemble`]), on `device` (`cpu`, or
 /// `gpu` in builds with the `wgpu` feature). `full_volume` computes every
 /// tile with body in it instead of growing from probes (coarse-to-fine, see

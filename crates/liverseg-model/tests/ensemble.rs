@@ -1,7 +1,8 @@
 //! Ensembles (`segment --model a.lsm --model b.lsm`): the probability is the
 //! mean of the members', the default threshold the mean of theirs, one model
-//! alone is unchanged, and models of another network config are refused
-//! with the file named. Random, untrained networks: only the arithmetic of
+//! alone is unchanged, members may differ in width but not in how they read
+//! the CT (grid, pre-processing, tile, receptive fields: refused with the file
+//! named). Random, untrained networks: only the arithmetic of
 //! the averaging is under test.
 
 use burn::tensor::Device;
@@ -48,6 +49,22 @@ fn an_ensemble_averages_its_members_probabilities_and_thresholds() {
     let worst = mean.iter().zip(pa.iter().zip(&pb)).map(|(m, (x, y))| (m - (x + y) / 2.0).abs()).fold(0.0f32, f32::max);
     assert!(worst < 1e-6, "largest difference from the mean {worst}");
 
+    // A wider network that reads the CT alike joins the mean too.
+    let wide = NetworkConfig {
+        name: "tiny-wide".into(),
+        pathways: network.pathways.iter().map(|p| liverseg_model::PathwayConfig { factor: p.factor, features: p.features.iter().map(|f| f + 2).collect() }).collect(),
+        fc: vec![12, 6],
+        residual: vec![3],
+        ..network.clone()
+    };
+    let w = save(dir.path(), "w", &wide, 0.5);
+    let pw = probability(&Segmenter::load(&w, Device::flex()).unwrap(), &wide, &prepared);
+    let mixed = Segmenter::load_ensemble(&[a.clone(), w], Device::flex()).unwrap();
+    assert_eq!((mixed.members(), mixed.info().network.name.as_str()), (2, "tiny+tiny-wide"));
+    let mean = probability(&mixed, &network, &prepared);
+    let worst = mean.iter().zip(pa.iter().zip(&pw)).map(|(m, (x, y))| (m - (x + y) / 2.0).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-6, "mixed widths: largest difference from the mean {worst}");
+
     // One file is that model alone, bit for bit, with its own id and threshold.
     let one = Segmenter::load_ensemble(std::slice::from_ref(&a), Device::flex()).unwrap();
     assert_eq!((one.members(), one.info().id.as_str(), one.info().threshold), (1, "tiny-a", 0.4));
@@ -55,14 +72,22 @@ fn an_ensemble_averages_its_members_probabilities_and_thresholds() {
 }
 
 #[test]
-fn models_of_another_network_or_none_at_all_are_refused() {
+fn models_that_read_the_ct_differently_or_none_at_all_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let network = tiny_network();
     let a = save(dir.path(), "a", &network, 0.5);
-    let other = NetworkConfig { fc: vec![6], ..tiny_network() };
-    let c = save(dir.path(), "c", &other, 0.5);
-    let e = Segmenter::load_ensemble(&[a.clone(), c.clone()], Device::flex()).err().expect("refused").to_string();
-    assert!(e.contains(&c.display().to_string()) && e.contains("another network config"), "{e}");
+    let deeper = {
+        let mut n = tiny_network();
+        n.pathways[1].features.push(6);
+        n
+    };
+    let finer = NetworkConfig { preprocess: liverseg_preprocess::PreprocessConfig { spacing_mm: 4.0, ..network.preprocess.clone() }, ..tiny_network() };
+    let other_tile = NetworkConfig { infer_patch: 6, ..tiny_network() };
+    for (name, other) in [("deeper", deeper), ("finer", finer), ("tile", other_tile)] {
+        let c = save(dir.path(), name, &other, 0.5);
+        let e = Segmenter::load_ensemble(&[a.clone(), c.clone()], Device::flex()).err().expect("refused").to_string();
+        assert!(e.contains(&c.display().to_string()) && e.contains("reads the CT differently"), "{name}: {e}");
+    }
     let e = Segmenter::load_ensemble(&[], Device::flex()).err().expect("refused").to_string();
     assert!(e.contains("no model file given"), "{e}");
     let missing = dir.path().join("missing.lsm");
