@@ -32,6 +32,8 @@ enum Command {
     Train(commands::train::Args),
     /// Average the weights of model files of one network (e.g. a run's last epochs) into one model.
     Average(commands::average::Args),
+    /// Re-estimate a model's batch-norm statistics on training patches (precise BN) into a new model file.
+    Recalibrate(commands::recalibrate::Args),
     /// DICOM node: receive CT series (C-STORE), segment each, send SEG/RTSTRUCT back.
     Node(commands::node::Args),
     /// Segment the liver of CTs: mask, probability, report with quality flags, overview, DICOM-SEG/RTSTRUCT.
@@ -53,7 +55,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Segment(_) | Command::Demo(_) | Command::Train(_)) {
+    if matches!(cli.command, Command::Segment(_) | Command::Demo(_) | Command::Train(_) | Command::Recalibrate(_)) {
         liverseg_model::memory::keep_freed_memory();
     }
     let result = match cli.command {
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Dose(args) => commands::dose::run(args),
         Command::Train(args) => commands::train::run(args),
         Command::Average(args) => commands::average::run(args),
+        Command::Recalibrate(args) => commands::recalibrate::run(args),
         Command::Node(args) => commands::node::run(args),
         Command::Segment(args) => commands::segment::run(args),
         Command::Summary(args) => commands::summary::run(args),

@@ -144,6 +144,35 @@ fn train_resume_and_segment_with_the_trained_model() {
         assert!(stderr(&o).contains("one of the models to average"), "{}", stderr(&o));
     }
     assert_eq!(std::fs::read(&avg).unwrap(), before, "the input was left as it was");
+
+    // Its batch-norm statistics re-estimated on the training cases: a new
+    // model file segment takes, the input untouched, the output never the input.
+    let bn = dir.path().join("bn.lsm");
+    let o = liverseg(&["recalibrate", s(&avg), s(&cases), "-o", s(&bn), "--batches", "3", "--json"]);
+    assert!(o.status.success(), "recalibrate: {}", stderr(&o));
+    let said = json(&o);
+    let id = said["id"].as_str().unwrap_or_default().to_string();
+    assert!(id.starts_with("liverseg-tiny-cli-bn-"), "{id}");
+    assert_eq!((said["cases"].as_u64(), said["threshold"].as_f64()), (Some(3), json_threshold(&avg)));
+    assert_eq!(std::fs::read(&avg).unwrap(), before, "recalibration left its input as it was");
+    let o = liverseg(&["segment", s(&cases.join("p9/ct.nii.gz")), "-o", s(&dir.path().join("bn")), "--model", s(&bn), "--json"]);
+    assert!(o.status.success(), "segment with the recalibrated model: {}", stderr(&o));
+    assert_eq!(json(&o)["model_id"].as_str(), Some(id.as_str()));
+    let o = liverseg(&["recalibrate", s(&avg), s(&cases), "-o", s(&respelt), "--batches", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the output is the model itself"), "{}", stderr(&o));
+    let missing = dir.path().join("no-such-model.lsm");
+    let o = liverseg(&["recalibrate", s(&missing), s(&cases), "-o", s(&dir.path().join("x.lsm"))]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no-such-model.lsm") && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(!dir.path().join("x.lsm").exists());
+}
+
+/// The threshold in a model file's header, read with `info --json`.
+fn json_threshold(model: &Path) -> Option<f64> {
+    let o = liverseg(&["info", s(model), "--json"]);
+    assert!(o.status.success(), "info: {}", stderr(&o));
+    json(&o)["threshold"].as_f64()
 }
 
 fn assert_refused(o: &Output, names: &[&str], out: &Path) {

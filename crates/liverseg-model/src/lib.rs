@@ -6,6 +6,7 @@
 //! or Metal at run time), which CI does not build.
 
 pub mod average;
+pub mod bn_stats;
 pub mod checkpoint;
 pub mod config;
 pub mod ops;

@@ -312,7 +312,6 @@ pub fn train(
     }
     let pathways = network.pathway_inputs(network.train_patch)?;
     let patch = network.train_patch;
-    let pad = network.preprocess.normalise(-1024.0);
     let steps = config.patches_per_subepoch / config.batch;
     let started = Instant::now();
     let minutes_before = state.minutes;
@@ -346,20 +345,7 @@ pub fn train(
         }
         for sub in 0..config.subepochs {
             let t0 = Instant::now();
-            // Augment every training image once per sub-epoch.
-            let volumes: Vec<SamplingVolume> = train_cases
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let a = augment_with(&c.prepared, hard.as_ref().map(|h| &h[i]), &config.augment, &mut rng)?;
-                    let image = a.hu.map(|&v| network.preprocess.normalise(v));
-                    let mut volume = SamplingVolume::new(&image, &a.label, &a.body, pad)?.with_border(&a.label, &a.body, config.border_mm, config.border_fraction)?;
-                    if let Some(h) = &a.hard {
-                        volume = volume.with_hard(h, &a.label, &a.body, config.hard_fraction)?;
-                    }
-                    Ok(volume)
-                })
-                .collect::<Result<_>>()?;
+            let volumes = sampling_volumes(network, config, train_cases, hard.as_deref(), &mut rng)?;
             let mut loss_sum = 0.0f32;
             for step in 0..steps {
                 let ts = Instant::now();
@@ -486,6 +472,31 @@ pub fn train(
         epochs: state.epochs_done,
         minutes: state.minutes,
     })
+}
+
+/// Every training image augmented once (as each sub-epoch does) and ready to
+/// sample patches from, with the recipe's border and hard-example shares.
+pub(crate) fn sampling_volumes(
+    network: &NetworkConfig,
+    config: &TrainConfig,
+    cases: &[Case],
+    hard: Option<&[Mask]>,
+    rng: &mut SplitMix64,
+) -> Result<Vec<SamplingVolume>> {
+    let pad = network.preprocess.normalise(-1024.0);
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let a = augment_with(&c.prepared, hard.map(|h| &h[i]), &config.augment, rng)?;
+            let image = a.hu.map(|&v| network.preprocess.normalise(v));
+            let mut volume = SamplingVolume::new(&image, &a.label, &a.body, pad)?.with_border(&a.label, &a.body, config.border_mm, config.border_fraction)?;
+            if let Some(h) = &a.hard {
+                volume = volume.with_hard(h, &a.label, &a.body, config.hard_fraction)?;
+            }
+            Ok(volume)
+        })
+        .collect()
 }
 
 /// Whether epoch `epoch` (1-based, just finished) is one of those averaged

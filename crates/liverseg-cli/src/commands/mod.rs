@@ -9,5 +9,6 @@ pub mod train;
 pub mod node;
 pub mod segment;
 pub mod phantom;
+pub mod recalibrate;
 pub mod review;
 pub mod summary;

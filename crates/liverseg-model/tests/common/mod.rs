@@ -1,6 +1,9 @@
 //! Set-up shared by the inference tests: a tiny random network and a block
 //! of a phantom's prepared CT that is whole tiles of it.
 
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
 use liverseg_model::config::PathwayConfig;
 use liverseg_model::NetworkConfig;
 use liverseg_phantom::{generate, PhantomConfig};
