@@ -211,16 +211,20 @@ mod tests {
         let norm = out.pathways[0].layers[1].norm.as_ref().unwrap();
         let got_mean = norm.running_mean.value().into_data().try_to_vec::<f32>().unwrap();
         let got_var = norm.running_var.value().into_data().try_to_vec::<f32>().unwrap();
+        let mut told_apart = false;
         for ch in 0..got_mean.len() {
             let mean = each.iter().map(|(m, _)| m[ch]).sum::<f64>() / batches as f64;
             let var = each.iter().map(|(_, v)| v[ch]).sum::<f64>() / batches as f64;
-            // burn's exponential average from 0 and 1, for contrast: the test
-            // must be able to tell the two apart.
+            // burn's exponential average from 0, for contrast: the test must
+            // be able to tell the two apart.
             let ema = each.iter().fold(0.0, |r, (m, _)| 0.9 * r + 0.1 * m[ch]);
             let tol = 1e-4 * (1.0 + mean.abs());
             assert!((f64::from(got_mean[ch]) - mean).abs() < tol, "channel {ch}: mean {} against {mean}", got_mean[ch]);
             assert!((f64::from(got_var[ch]) - var).abs() < 1e-4 * (1.0 + var), "channel {ch}: variance {} against {var}", got_var[ch]);
-            assert!((ema - mean).abs() > 10.0 * tol, "channel {ch}: an exponential average ({ema}) would pass too");
+            told_apart |= (ema - mean).abs() > 10.0 * tol;
         }
+        // The weights are random (unseeded): a channel whose mean is near 0
+        // cannot tell the two apart, but not every channel can be.
+        assert!(told_apart, "an exponential average would pass this test too");
     }
 }
