@@ -80,11 +80,7 @@ pub fn average_files(paths: &[PathBuf], out: &Path, device: &burn::tensor::Devic
     let threshold = infos.iter().map(|i| i.threshold).sum::<f32>() / infos.len() as f32;
     let members: Vec<&str> = infos.iter().map(|i| i.id.as_str()).collect();
     let training = serde_json::json!({ "weight_average_of": members });
-    let provisional = ModelInfo { id: String::new(), network: infos[0].network.clone(), threshold, training };
-    let hash = checkpoint::weights_hash(&checkpoint::to_bytes(&net, &provisional)?);
-    let info = ModelInfo { id: format!("liverseg-{}-avg{}-{hash}", provisional.network.name, paths.len()), ..provisional };
-    checkpoint::save(out, &net, &info)?;
-    Ok(info)
+    checkpoint::save_derived(out, &net, infos[0].network.clone(), threshold, training, &format!("avg{}", paths.len()))
 }
 
 #[cfg(test)]

@@ -13,19 +13,23 @@
 //! augmented as in training (momentum 1/k for the k-th batch), from the
 //! training cases only, so a leave-one-out fold chooses nothing on its
 //! held-out case.
+//!
+//! Measured (`models/wide/README.md`): it lifts the worst single checkpoints
+//! by up to 0.13 DSC but lowered the five `fast` folds' final models (median
+//! 0.901 -> 0.879, one fold 0.847 -> 0.720), so it is a tool, in no recipe.
 
 use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::BatchNorm;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use liverseg_data::sampler::sample_batch;
 use liverseg_volume::SplitMix64;
 
 use crate::checkpoint::{self, ModelInfo};
 use crate::config::NetworkConfig;
 use crate::network::DeepMedic;
-use crate::train::{sampling_volumes, Case, TrainConfig};
+use crate::train::{batch_inputs, sampling_volumes, Case, TrainConfig};
 use crate::{Error, Result};
 
 /// Every batch norm of the network, in a fixed order.
@@ -91,13 +95,7 @@ pub fn recalibrate(
         let m = 1.0 / (k + 1) as f64;
         norms_mut(&mut model).into_iter().for_each(|n| n.momentum = m);
         let batch = sample_batch(&volumes, config.batch, patch, &pathways, config.liver_fraction, &mut rng)?;
-        let inputs: Vec<Tensor<5>> = batch
-            .inputs
-            .into_iter()
-            .zip(&pathways)
-            .map(|(buf, p)| Tensor::from_data(TensorData::new(buf, [config.batch, 1, p.input, p.input, p.input]), &device))
-            .collect();
-        let _ = model.forward(inputs);
+        let _ = model.forward(batch_inputs(batch.inputs, &pathways, config.batch, &device));
         progress(k + 1, batches);
     }
     norms_mut(&mut model).into_iter().zip(momenta).for_each(|(n, m)| n.momentum = m);
@@ -133,98 +131,6 @@ pub fn recalibrate_file(
         }
         None => training = serde_json::json!({ "batch_norm_recalibrated": record }),
     }
-    let provisional = ModelInfo { id: String::new(), network: info.network.clone(), threshold: info.threshold, training };
-    let hash = checkpoint::weights_hash(&checkpoint::to_bytes(&net, &provisional)?);
-    let info = ModelInfo { id: format!("liverseg-{}-bn-{hash}", provisional.network.name), ..provisional };
-    checkpoint::save(out, &net, &info)?;
-    Ok(info)
+    checkpoint::save_derived(out, &net, info.network, info.threshold, training, "bn")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::PathwayConfig;
-    use liverseg_data::augment::AugmentConfig;
-    use liverseg_preprocess::{prepare, PreprocessConfig};
-
-    fn network() -> NetworkConfig {
-        NetworkConfig {
-            name: "tiny".into(),
-            pathways: vec![PathwayConfig { factor: 1, features: vec![4, 4, 6] }, PathwayConfig { factor: 3, features: vec![4, 4, 6] }],
-            kernel: 3,
-            residual: vec![],
-            fc: vec![8],
-            dropout: 0.0,
-            train_patch: 9,
-            infer_patch: 12,
-            preprocess: PreprocessConfig { spacing_mm: 6.0, ..PreprocessConfig::default() },
-        }
-    }
-
-    /// Per-channel mean and biased variance of `[b, c, d, h, w]` data.
-    fn channel_statistics(t: Tensor<5>) -> (Vec<f64>, Vec<f64>) {
-        let [b, c, d, h, w] = t.dims();
-        let v = t.into_data().try_to_vec::<f32>().unwrap();
-        let inner = d * h * w;
-        let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
-        for ch in 0..c {
-            let xs = (0..b).flat_map(|n| v[(n * c + ch) * inner..(n * c + ch + 1) * inner].iter().map(|&x| f64::from(x)));
-            let n = (b * inner) as f64;
-            mean[ch] = xs.clone().sum::<f64>() / n;
-            var[ch] = xs.map(|x| (x - mean[ch]).powi(2)).sum::<f64>() / n;
-        }
-        (mean, var)
-    }
-
-    #[test]
-    fn statistics_are_the_plain_mean_over_the_batches() {
-        let network = network();
-        let config = TrainConfig { batch: 4, patches_per_subepoch: 8, augment: AugmentConfig { elastic: None, ..AugmentConfig::default() }, ..TrainConfig::default() };
-        let cases: Vec<Case> = [1, 2]
-            .into_iter()
-            .map(|seed| {
-                let p = liverseg_phantom::generate(&liverseg_phantom::PhantomConfig { seed, ..Default::default() });
-                Case { id: format!("phantom-{seed}"), prepared: prepare(&p.ct, Some(&p.liver), &network.preprocess).unwrap() }
-            })
-            .collect();
-        let net = DeepMedic::new(&network, &Device::flex().autodiff());
-        let (batches, seed) = (5, 3);
-        let out = recalibrate(net.clone(), &network, &config, &cases, batches, seed, &mut |_, _| {}).unwrap();
-
-        // Replay the same batches (same seed, same draws, the cases augmented
-        // anew every two batches) and take the statistics of the first
-        // normalised layer's input: the first convolution's output.
-        let plain = net.valid();
-        let pathways = network.pathway_inputs(network.train_patch).unwrap();
-        let mut rng = SplitMix64(seed);
-        let mut volumes = Vec::new();
-        let mut each = Vec::new();
-        for k in 0..batches {
-            if k % 2 == 0 {
-                volumes = sampling_volumes(&network, &config, &cases, None, &mut rng).unwrap();
-            }
-            let batch = sample_batch(&volumes, config.batch, network.train_patch, &pathways, config.liver_fraction, &mut rng).unwrap();
-            let n = pathways[0].input;
-            let x = Tensor::<5>::from_data(TensorData::new(batch.inputs[0].clone(), [config.batch, 1, n, n, n]), &Device::flex());
-            each.push(channel_statistics(crate::ops::conv3d(&plain.pathways[0].layers[0].conv, x)));
-        }
-        let norm = out.pathways[0].layers[1].norm.as_ref().unwrap();
-        let got_mean = norm.running_mean.value().into_data().try_to_vec::<f32>().unwrap();
-        let got_var = norm.running_var.value().into_data().try_to_vec::<f32>().unwrap();
-        let mut told_apart = false;
-        for ch in 0..got_mean.len() {
-            let mean = each.iter().map(|(m, _)| m[ch]).sum::<f64>() / batches as f64;
-            let var = each.iter().map(|(_, v)| v[ch]).sum::<f64>() / batches as f64;
-            // burn's exponential average from 0, for contrast: the test must
-            // be able to tell the two apart.
-            let ema = each.iter().fold(0.0, |r, (m, _)| 0.9 * r + 0.1 * m[ch]);
-            let tol = 1e-4 * (1.0 + mean.abs());
-            assert!((f64::from(got_mean[ch]) - mean).abs() < tol, "channel {ch}: mean {} against {mean}", got_mean[ch]);
-            assert!((f64::from(got_var[ch]) - var).abs() < 1e-4 * (1.0 + var), "channel {ch}: variance {} against {var}", got_var[ch]);
-            told_apart |= (ema - mean).abs() > 10.0 * tol;
-        }
-        // The weights are random (unseeded): a channel whose mean is near 0
-        // cannot tell the two apart, but not every channel can be.
-        assert!(told_apart, "an exponential average would pass this test too");
-    }
-}

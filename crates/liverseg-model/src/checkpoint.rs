@@ -54,6 +54,17 @@ pub fn save(path: &Path, net: &DeepMedic, info: &ModelInfo) -> Result<()> {
     Ok(())
 }
 
+/// Write a model made from other model files (an average, a recalibration)
+/// atomically, with the id `liverseg-<network>-<kind>-<hash of the file>`;
+/// returns its description.
+pub fn save_derived(path: &Path, net: &DeepMedic, network: NetworkConfig, threshold: f32, training: serde_json::Value, kind: &str) -> Result<ModelInfo> {
+    let provisional = ModelInfo { id: String::new(), network, threshold, training };
+    let hash = weights_hash(&to_bytes(net, &provisional)?);
+    let info = ModelInfo { id: format!("liverseg-{}-{kind}-{hash}", provisional.network.name), ..provisional };
+    save(path, net, &info)?;
+    Ok(info)
+}
+
 /// Parse model-file bytes; `origin` names the file in errors.
 pub fn from_bytes(bytes: &[u8], origin: &str, device: &Device) -> Result<(DeepMedic, ModelInfo)> {
     let bad = |m: &str| Error::Model(format!("{origin}: {m}"));

@@ -21,6 +21,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use liverseg_data::augment::{augment_with, AugmentConfig};
 use liverseg_data::sampler::{sample_batch, SamplingVolume};
+use liverseg_preprocess::patches::PathwayInput;
 use liverseg_preprocess::Prepared;
 use liverseg_volume::SplitMix64;
 use liverseg_volume::{Mask, Volume};
@@ -350,12 +351,7 @@ pub fn train(
             for step in 0..steps {
                 let ts = Instant::now();
                 let batch = sample_batch(&volumes, config.batch, patch, &pathways, config.liver_fraction, &mut rng)?;
-                let inputs: Vec<Tensor<5>> = batch
-                    .inputs
-                    .into_iter()
-                    .zip(&pathways)
-                    .map(|(buf, p)| Tensor::from_data(TensorData::new(buf, [config.batch, 1, p.input, p.input, p.input]), &train_device))
-                    .collect();
+                let inputs = batch_inputs(batch.inputs, &pathways, config.batch, &train_device);
                 let target = Tensor::from_data(TensorData::new(batch.labels, [config.batch, 1, patch, patch, patch]), &train_device);
                 let loss = bce_with_logits(model.forward(inputs), target);
                 let loss_value = loss.clone().into_scalar::<f32>();
@@ -474,9 +470,15 @@ pub fn train(
     })
 }
 
+/// A sampled batch's per-pathway input buffers as `[batch, 1, n, n, n]` tensors.
+pub(crate) fn batch_inputs(buffers: Vec<Vec<f32>>, pathways: &[PathwayInput], batch: usize, device: &Device) -> Vec<Tensor<5>> {
+    buffers.into_iter().zip(pathways).map(|(buf, p)| Tensor::from_data(TensorData::new(buf, [batch, 1, p.input, p.input, p.input]), device)).collect()
+}
+
 /// Every training image augmented once (as each sub-epoch does) and ready to
 /// sample patches from, with the recipe's border and hard-example shares.
-pub(crate) fn sampling_volumes(
+/// `hard`: one mask per case when hard examples are mined.
+pub fn sampling_volumes(
     network: &NetworkConfig,
     config: &TrainConfig,
     cases: &[Case],

@@ -1,20 +1,21 @@
-//! Batch-norm recalibration (`liverseg_model::bn_stats`): only the running
-//! statistics change, the first batch replaces whatever they were, a seed
+//! Batch-norm recalibration (`liverseg_model::bn_stats`): the statistics are
+//! the plain mean over the batches (replayed with the training sampling),
+//! only they change, the first batch replaces whatever they were, a seed
 //! repeats, bad input is refused with the case named, and a model file is
-//! rewritten with a record of what was done. That the statistics are the
-//! plain mean over the batches is checked next to the code (it replays the
-//! batches with the crate's own sampling).
+//! rewritten with a record of what was done.
 
 mod common;
 
 use burn::module::{Module, RunningState};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use liverseg_data::augment::AugmentConfig;
 use liverseg_model::bn_stats::{recalibrate, recalibrate_file};
-use liverseg_model::train::{Case, TrainConfig};
+use liverseg_model::train::{sampling_volumes, Case, TrainConfig};
 use liverseg_model::{checkpoint, DeepMedic, ModelInfo, NetworkConfig};
 use liverseg_phantom::{generate, PhantomConfig};
+use liverseg_data::sampler::sample_batch;
 use liverseg_preprocess::prepare;
+use liverseg_volume::SplitMix64;
 
 fn case(seed: u64, network: &NetworkConfig) -> Case {
     let p = generate(&PhantomConfig { seed, ..PhantomConfig::default() });
@@ -134,4 +135,66 @@ fn a_model_file_is_rewritten_with_what_was_done() {
     let (orig, _) = checkpoint::load(&from, &Device::flex()).unwrap();
     assert_ne!(statistics(&net), statistics(&orig));
     assert_eq!(learnt(&net), learnt(&orig));
+}
+
+/// Per-channel mean and biased variance of `[b, c, d, h, w]` data.
+fn channel_statistics(t: Tensor<5>) -> (Vec<f64>, Vec<f64>) {
+    let [b, c, d, h, w] = t.dims();
+    let v = t.into_data().try_to_vec::<f32>().unwrap();
+    let inner = d * h * w;
+    let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+    for ch in 0..c {
+        let xs = (0..b).flat_map(|n| v[(n * c + ch) * inner..(n * c + ch + 1) * inner].iter().map(|&x| f64::from(x)));
+        let n = (b * inner) as f64;
+        mean[ch] = xs.clone().sum::<f64>() / n;
+        var[ch] = xs.map(|x| (x - mean[ch]).powi(2)).sum::<f64>() / n;
+    }
+    (mean, var)
+}
+
+#[test]
+fn statistics_are_the_plain_mean_over_the_batches() {
+    let network = common::tiny_network();
+    let config = config();
+    let cases = vec![case(1, &network), case(2, &network)];
+    let net = DeepMedic::new(&network, &autodiff());
+    let (batches, seed) = (5, 3);
+    let out = recalibrate(net.clone(), &network, &config, &cases, batches, seed, &mut |_, _| {}).unwrap();
+
+    // Replay the same batches (same seed, same draws, the cases augmented
+    // anew every two batches: 8 patches per sub-epoch in batches of 4) and
+    // take the statistics of the first normalised layer's input: the first
+    // convolution's output.
+    let plain = net.valid();
+    let pathways = network.pathway_inputs(network.train_patch).unwrap();
+    let mut rng = SplitMix64(seed);
+    let mut volumes = Vec::new();
+    let mut each = Vec::new();
+    for k in 0..batches {
+        if k % 2 == 0 {
+            volumes = sampling_volumes(&network, &config, &cases, None, &mut rng).unwrap();
+        }
+        let batch = sample_batch(&volumes, config.batch, network.train_patch, &pathways, config.liver_fraction, &mut rng).unwrap();
+        let n = pathways[0].input;
+        let x = Tensor::<5>::from_data(TensorData::new(batch.inputs[0].clone(), [config.batch, 1, n, n, n]), &Device::flex());
+        each.push(channel_statistics(liverseg_model::ops::conv3d(&plain.pathways[0].layers[0].conv, x)));
+    }
+    let norm = out.pathways[0].layers[1].norm.as_ref().unwrap();
+    let got_mean = norm.running_mean.value().into_data().try_to_vec::<f32>().unwrap();
+    let got_var = norm.running_var.value().into_data().try_to_vec::<f32>().unwrap();
+    let mut told_apart = false;
+    for ch in 0..got_mean.len() {
+        let mean = each.iter().map(|(m, _)| m[ch]).sum::<f64>() / batches as f64;
+        let var = each.iter().map(|(_, v)| v[ch]).sum::<f64>() / batches as f64;
+        // burn's exponential average from 0, for contrast: the test must
+        // be able to tell the two apart.
+        let ema = each.iter().fold(0.0, |r, (m, _)| 0.9 * r + 0.1 * m[ch]);
+        let tol = 1e-4 * (1.0 + mean.abs());
+        assert!((f64::from(got_mean[ch]) - mean).abs() < tol, "channel {ch}: mean {} against {mean}", got_mean[ch]);
+        assert!((f64::from(got_var[ch]) - var).abs() < 1e-4 * (1.0 + var), "channel {ch}: variance {} against {var}", got_var[ch]);
+        told_apart |= (ema - mean).abs() > 10.0 * tol;
+    }
+    // The weights are random (unseeded): a channel whose mean is near 0
+    // cannot tell the two apart, but not every channel can be.
+    assert!(told_apart, "an exponential average would pass this test too");
 }
