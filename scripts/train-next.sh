@@ -10,6 +10,8 @@
 #        KEEP      where the resume point is kept in the repository
 #                  (default models/next/run)
 #        CONFIG    the recipe (default models/next/train.json)
+#        NETWORK   network config JSON (default: the fast preset), e.g.
+#                  models/wide/network.json
 #        VALIDATION  held-out case validated during training (default
 #                  ircadb01-01; "none": train on every case, as the final
 #                  built-in model is, choosing its last checkpoint)
@@ -64,6 +66,8 @@ elif [ -f "$KEEP/state.json" ]; then
   [ -f "$KEEP/train-summary.jsonl" ] && cp "$KEEP/train-summary.jsonl" "$RUN/train.jsonl"
   resume=(--resume)
 fi
+net=(--preset fast)
+[ -n "${NETWORK:-}" ] && net=(--network "$NETWORK")
 validation=(--validation "$VALIDATION")
 [ "$VALIDATION" = none ] && validation=()
 minutes=()
@@ -72,6 +76,6 @@ if [ -n "${1:-}" ]; then
   done_min=$(grep -o '"minutes": *[0-9.]*' "$RUN/state.json" 2>/dev/null | grep -o '[0-9.]*$' || echo 0)
   minutes=(--max-minutes "$(echo "${done_min:-0} + $1" | bc)")
 fi
-"$bin" train "$CASES" -o "$RUN" --config "$CONFIG" --preset fast \
+"$bin" train "$CASES" -o "$RUN" --config "$CONFIG" "${net[@]}" \
   "${validation[@]}" --cache "$CACHE" "${resume[@]}" "${minutes[@]}"
 save
