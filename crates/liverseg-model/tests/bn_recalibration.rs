@@ -9,11 +9,11 @@ mod common;
 use burn::module::{Module, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
 use liverseg_data::augment::AugmentConfig;
+use liverseg_data::sampler::sample_batch;
 use liverseg_model::bn_stats::{recalibrate, recalibrate_file};
 use liverseg_model::train::{sampling_volumes, Case, TrainConfig};
 use liverseg_model::{checkpoint, DeepMedic, ModelInfo, NetworkConfig};
 use liverseg_phantom::{generate, PhantomConfig};
-use liverseg_data::sampler::sample_batch;
 use liverseg_preprocess::prepare;
 use liverseg_volume::SplitMix64;
 
