@@ -431,6 +431,13 @@ fn demo_segments_evaluates_and_says_where() {
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let dsc = summary["dice"].as_f64().unwrap();
     assert!((MIN_PHANTOM_DSC..=1.0).contains(&dsc), "demo DSC {dsc} < {MIN_PHANTOM_DSC}");
+    // The truth is the reference (a), as `evaluate` defines it, so the
+    // volume ratio is result / truth.
+    let e = &summary["evaluation"];
+    let truth_ml = summary["truth_volume_ml"].as_f64().unwrap();
+    assert!((e["volume_a_ml"].as_f64().unwrap() - truth_ml).abs() < 1e-6, "reference must be the truth: {e}");
+    let ratio = e["volume_b_ml"].as_f64().unwrap() / truth_ml;
+    assert!((e["volume_ratio"].as_f64().unwrap() - ratio).abs() < 1e-9, "{e}");
     // The model never saw a phantom and may flag it, but must find a liver
     // of plausible size.
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();

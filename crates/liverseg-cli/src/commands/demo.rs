@@ -61,7 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_image(&path, &volume)?;
         files.push(path);
     }
-    let eval = evaluate(&seg.liver, &phantom.liver, &EvalOptions::default())?;
+    // a = reference, b = result: the convention of `evaluate`, so the volume
+    // ratio is result / truth and asd_ab runs from the truth.
+    let eval = evaluate(&phantom.liver, &seg.liver, &EvalOptions::default())?;
     let eval_path = args.out.join("evaluation.json");
     let eval_json = eval.to_json();
     liverseg_io::atomic::write_atomic(&eval_path, |w| {
