@@ -724,9 +724,10 @@ fn dicomdir_beside_the_images_is_not_taken_as_an_image() {
 /// The other folder tests find no liver on this 20-slice series with the
 /// built-in model, so their dciodvfy checks cover the empty-result files
 /// (one empty SEG frame, an RTSTRUCT ROI without contours). The pinned model
-/// at `--threshold 0.1` gives a liver (see `slab_model`): the SEG with its frames, the RTSTRUCT with its contours and
-/// the overview Secondary Capture that `segment` writes must pass dciodvfy
-/// too, and refer to the CT images only (not the scout beside them).
+/// at `--threshold 0.1` gives a liver (see `slab_model`): the SEG with its
+/// frames, the RTSTRUCT with its contours and the overview Secondary Capture
+/// that `segment` writes must pass dciodvfy too, and refer to the CT images
+/// only (not the scout beside them).
 #[test]
 fn a_found_liver_gives_dciodvfy_clean_seg_rtstruct_and_overview() {
     let test = "a_found_liver_gives_dciodvfy_clean_seg_rtstruct_and_overview";

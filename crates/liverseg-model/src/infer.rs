@@ -311,35 +311,27 @@ pub fn predict(
             })
             .collect();
         // One view at a time, not the views in one batch: a batch of four
-        // bought no speed (4.0x one view's time either way) and held four
+        // bought no speed (about 4x one view's time either way) and held four
         // times the activations (`xy` peaked at 1.29 GB on a 512x512x129 CT;
         // one view at a time, 471 MB).
         let mut sum: Option<Tensor<5>> = None;
         for &view in views {
             let seen: Vec<Tensor<5>> = tensors.iter().map(|t| mirrored(t.clone(), view)).collect();
-            // Averaged before the view is un-mirrored and before any
-            // threshold, so tiling and growth see the ensemble's map. One
-            // network, one view: no division, so its output stays bit for bit
-            // what it was.
-            let mut out = None;
             for net in nets {
-                let p = sigmoid(net.forward(seen.clone()));
-                out = Some(match out {
+                // Un-mirrored (a mirror is its own inverse) and averaged
+                // before any threshold, so tiling and growth see the mean map
+                // of every view and network.
+                let p = mirrored(sigmoid(net.forward(seen.clone())), view);
+                sum = Some(match sum {
                     None => p,
                     Some(acc) => acc + p,
                 });
             }
-            let out = out.ok_or_else(|| Error::Config("no network to run".into()))?;
-            let out = if nets.len() > 1 { out / nets.len() as f32 } else { out };
-            // A mirror is its own inverse.
-            let back = mirrored(out, view);
-            sum = Some(match sum {
-                None => back,
-                Some(acc) => acc + back,
-            });
         }
-        let out = sum.ok_or_else(|| Error::Config("no view to run".into()))?;
-        let out = if views.len() > 1 { out / views.len() as f32 } else { out };
+        let out = sum.ok_or_else(|| Error::Config("no network to run".into()))?;
+        // One network, one view: no division, so its output stays bit for bit what it was.
+        let passes = views.len() * nets.len();
+        let out = if passes > 1 { out / passes as f32 } else { out };
         out.into_data().try_to_vec::<f32>().map_err(|e| Error::Model(format!("{e:?}")))
     };
     let voxel_ml = prepared.hu.geometry().voxel_volume_mm3() / 1000.0;
