@@ -130,7 +130,8 @@ fn train_resume_and_segment_with_the_trained_model() {
     assert!(id.starts_with("liverseg-tiny-cli-avg2-"), "{id}");
     let o = liverseg(&["segment", s(&cases.join("p9/ct.nii.gz")), "-o", s(&dir.path().join("avg")), "--model", s(&avg), "--json"]);
     assert!(o.status.success(), "segment with the average: {}", stderr(&o));
-    assert_eq!(json(&o)["model_id"].as_str(), Some(id.as_str()));
+    // `+flip-xy`: segment's default flip averaging.
+    assert_eq!(json(&o)["model_id"].as_str(), Some(format!("{id}+flip-xy").as_str()));
     let before = std::fs::read(&avg).unwrap();
     // Path comparison alone would miss a link to the input.
     let respelt = dir.path().join("link.lsm");
@@ -157,7 +158,8 @@ fn train_resume_and_segment_with_the_trained_model() {
     assert_eq!(std::fs::read(&avg).unwrap(), before, "recalibration left its input as it was");
     let o = liverseg(&["segment", s(&cases.join("p9/ct.nii.gz")), "-o", s(&dir.path().join("bn")), "--model", s(&bn), "--json"]);
     assert!(o.status.success(), "segment with the recalibrated model: {}", stderr(&o));
-    assert_eq!(json(&o)["model_id"].as_str(), Some(id.as_str()));
+    // `+flip-xy`: segment's default flip averaging.
+    assert_eq!(json(&o)["model_id"].as_str(), Some(format!("{id}+flip-xy").as_str()));
     let o = liverseg(&["recalibrate", s(&avg), s(&cases), "-o", s(&respelt), "--batches", "1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("the output is the model itself"), "{}", stderr(&o));

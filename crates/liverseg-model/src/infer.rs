@@ -158,16 +158,23 @@ pub enum TileStrategy {
 /// mirroring the whole volume: every pathway's input is centred on the output
 /// patch (its margin `(input * factor - patch) / 2` is whole, since the
 /// receptive fields are odd), and the pooled cells of the coarse pathways
-/// tile that span symmetrically. So tiling, probes and growth are unchanged:
-/// they see the averaged map.
+/// tile that span symmetrically. So tiling and growth are unchanged: they
+/// see the averaged map (the probes, which only pick the tiles to start
+/// from, run unmirrored).
+///
+/// The default is [`FlipAverage::XY`], what `segment` runs unless told
+/// otherwise: on the five leave-one-out folds of the wide network it raised
+/// the median DSC from 0.911 to 0.926 and lowered none, by a rule written
+/// before the result (README, *Flip averaging*). [`Segmenter::new`] and
+/// training's validation run one pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum FlipAverage {
     /// One pass, no mirroring.
-    #[default]
     Off,
     /// Two views: as is, and mirrored left-right.
     X,
     /// Four views: as is, mirrored along x, along y, along both.
+    #[default]
     XY,
 }
 
@@ -299,9 +306,14 @@ pub fn predict(
     let probe = config.patch_multiple();
     let probe_pathways = config.pathway_inputs(probe)?;
     let source = PatchSource::new(input, config.preprocess.normalise(-1024.0));
-    let views = flips.views();
     let mut run = |origin: [i64; 3], size: usize| -> Result<Vec<f32>> {
         let inputs = if size == patch { &pathways } else { &probe_pathways };
+        // Probes only choose where to start computing; the mean map of every
+        // view decides what is grown and kept. So they run unmirrored: with
+        // `xy`, the mirrored probes were 7 % of the predict stage (28.0 s to
+        // 26.1 s on a 512x512x129 CT) and changed no mask (the five wide
+        // folds' held-out CTs, 2026-12-05).
+        let views = if size == patch { flips.views() } else { FlipAverage::Off.views() };
         let tensors: Vec<Tensor<5>> = inputs
             .iter()
             .map(|&p| {

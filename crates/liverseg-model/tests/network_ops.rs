@@ -54,6 +54,7 @@ fn forward_and_gradients_equal_burns_conv3d() {
         (1, 1, 7, 3, [9, 10, 11]),
         (16, 1, 30, 3, [5, 6, 7]),
         (2, 7, 30, 3, [7, 5, 9]),
+        (2, 12, 18, 3, [6, 9, 23]),
         (1, 30, 60, 3, [5, 7, 6]),
         (16, 60, 7, 3, [3, 4, 5]),
         (16, 30, 60, 1, [3, 5, 7]),
@@ -107,16 +108,20 @@ fn weight_gradient_matches_finite_differences() {
 #[test]
 fn gradients_do_not_depend_on_the_thread_count() {
     let dev = Device::flex().autodiff();
-    let conv = Conv3dConfig::new([5, 6], [3, 3, 3]).init(&dev);
-    let x = Tensor::<5>::random([7, 5, 9, 8, 7], Distribution::Normal(0.0, 1.0), &dev);
-    let v = Tensor::<5>::random([7, 6, 7, 6, 5], Distribution::Normal(0.0, 1.0), &dev);
     let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
-    let one = pool(1).install(|| run(&conv, &x, &v, true));
-    let three = pool(3).install(|| run(&conv, &x, &v, true));
-    assert_eq!(one.y, three.y);
-    assert_eq!(one.dx, three.dx);
-    assert_eq!(one.dw, three.dw);
-    assert_eq!(one.db, three.db);
+    // 5 -> 6 channels take the direct forward kernel, 12 -> 14 on rows of 8
+    // the shifted products (`ops::conv::auto_algo`).
+    for (cin, cout, x_dims, y_dims) in [(5, 6, [7, 5, 9, 8, 7], [7, 6, 7, 6, 5]), (12, 14, [3, 12, 9, 6, 10], [3, 14, 7, 4, 8])] {
+        let conv = Conv3dConfig::new([cin, cout], [3, 3, 3]).init(&dev);
+        let x = Tensor::<5>::random(x_dims, Distribution::Normal(0.0, 1.0), &dev);
+        let v = Tensor::<5>::random(y_dims, Distribution::Normal(0.0, 1.0), &dev);
+        let one = pool(1).install(|| run(&conv, &x, &v, true));
+        let three = pool(3).install(|| run(&conv, &x, &v, true));
+        assert_eq!(one.y, three.y);
+        assert_eq!(one.dx, three.dx);
+        assert_eq!(one.dw, three.dw);
+        assert_eq!(one.db, three.db);
+    }
 }
 
 /// Inference (no autodiff) goes through the same kernels and agrees with burn.

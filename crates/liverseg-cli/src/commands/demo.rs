@@ -30,7 +30,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let model = liverseg_model::segment_model::open(&[], "cpu", false, liverseg_model::FlipAverage::Off)?;
+    let model = liverseg_model::segment_model::open(&[], "cpu", false, liverseg_model::FlipAverage::default())?;
     let phantom = generate(&PhantomConfig {
         seed: args.seed,
         ..Default::default()

@@ -18,13 +18,24 @@
 //!
 //! A 1x1x1 kernel needs no col at all: `X_b` itself is the matrix.
 //!
-//! The forward pass of a 3x3x3 kernel with few input channels (1-8, the
-//! `fast` preset's first layers) is a direct convolution instead: register
-//! tiles of 6 output positions x up to 16 output channels, each tap one
-//! weight vector times a broadcast input value, no col (see
-//! [`direct_applies`] for the measurement behind the choice). It is written
-//! as plain array loops that the compiler vectorises, compiled twice: with
-//! AVX2 + FMA, chosen at run time where the CPU has them, and without.
+//! The forward pass of a 3x3x3 kernel takes one of two other routes by
+//! shape ([`auto_algo`] has the measurement behind the choice):
+//!
+//! - at most 8 input and 8 output channels (the `fast` preset's first
+//!   layers): a direct convolution, register tiles of 6 output positions x up to 16 output
+//!   channels, each tap one weight vector times a broadcast input value, no
+//!   col. It is written as plain array loops that the compiler vectorises,
+//!   compiled twice: with AVX2 + FMA, chosen at run time where the CPU has
+//!   them, and without.
+//! - otherwise, unless output rows are very short: three shifted products
+//!   over a col of 9 rows per input channel, each one contiguous copy
+//!   ([`forward_shifted`]).
+//!
+//! The `gemm` crate is built with its `x86-v4` feature: AVX-512 kernels,
+//! chosen at run time where the CPU has them (AVX2 + FMA otherwise).
+//! With the wide network they cut `segment --flip-average xy` from 34.0 s
+//! to 30.1 s on patient 1 (2 cores, training paused, two runs each,
+//! 2026-12-05; masks identical).
 
 use std::cell::RefCell;
 
@@ -72,6 +83,12 @@ impl ConvShape {
     }
     /// Output rows (z, y) per col tile: the tile (k rows of `rows * ow`
     /// values) is kept near 512 KiB so it stays in L2 while gemm streams it.
+    /// Output rows per shifted-products tile (one plane at most): the col
+    /// (9·cin rows of `rows * w + 2` values) kept near 512 KiB.
+    fn shifted_rows_per_tile(&self) -> usize {
+        const TILE_FLOATS: usize = 128 * 1024;
+        (TILE_FLOATS / (self.cin * 9 * self.input[2]).max(1)).clamp(1, self.output()[1])
+    }
     fn rows_per_tile(&self) -> usize {
         const TILE_FLOATS: usize = 128 * 1024;
         let ow = self.output()[2];
@@ -92,6 +109,19 @@ thread_local! {
     /// Reused col / dcol buffers: allocating and zeroing them per call was a
     /// tenth of flex's training step.
     static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `f` with this thread's scratch buffers, or fresh ones when they are in
+/// use: a thread waiting inside a parallel gemm may be handed another task
+/// of the same loop by rayon, which must not find the buffers borrowed.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>) -> R) -> R {
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut pair) => {
+            let (a, b) = &mut *pair;
+            f(a, b)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    })
 }
 
 /// Threads gemm may use inside one task: when there are fewer tasks than
@@ -283,29 +313,54 @@ unsafe fn matmul(
 /// How [`forward`] computes a 3x3x3 convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algo {
-    /// By shape: [`Algo::Direct`] where it applies (see [`direct_applies`]).
+    /// By shape (see [`auto_algo`]).
     Auto,
     /// `W · col(X)`: im2col tiles and the `gemm` crate.
     Im2col,
     /// Register-tiled direct convolution, no col at all; 3x3x3 kernels only
     /// (others by [`Algo::Im2col`]).
     Direct,
+    /// Three shifted products over a col of nine rows per input channel
+    /// (see [`forward_shifted`]); 3x3x3 kernels only (others by
+    /// [`Algo::Im2col`]).
+    Shifted,
 }
 
-/// Whether the direct kernel computes `s` under [`Algo::Auto`].
+/// What [`Algo::Auto`] runs for `s`.
 ///
-/// Why by shape (the `conv` bench, forward pass per layer, 2 threads,
-/// 2026-12-03): with 1-8 input channels the inner dimension of `W · col` is
-/// only 27-216 and building col costs a large share of the product; the
-/// direct kernel took 0.65-0.9x the time of im2col + gemm there. From 12
-/// input channels on the gemm runs near the CPU's peak (about 70 GMAC/s on
-/// 2 threads for 16 -> 16 channels) and the direct kernel, at about 50, took
-/// 1.1-1.9x.
-pub fn direct_applies(s: &ConvShape) -> bool {
-    s.kernel == 3 && s.cin <= DIRECT_MAX_CIN
+/// Why by shape (the `conv` bench, `--presets models/wide/network.json,fast`,
+/// forward pass per layer, 2 threads, the `gemm` crate's AVX-512 kernels,
+/// training paused, two runs, 2026-12-05). Against im2col + gemm:
+/// - the shifted products: median 0.84-0.86x on the 84 layers with 12-24
+///   input channels and output rows of 6 or more (0.38-1.36x layer by
+///   layer, single layers being noisy); all 3x3x3 layers together 0.81x
+///   on a wide inference tile, 0.88-0.89x on a wide training batch, 0.73x
+///   and 0.86-0.89x for `fast`; on rows of 1-5 values mostly 1.1-3.0x (most
+///   of each computed row is then the two dropped positions);
+/// - the direct kernel: 0.60-0.74x on `fast`'s 8 -> 8 layers (shifted
+///   0.62-0.86x), but 1.17-1.61x on its 8 -> 12 layers (shifted
+///   0.79-0.98x) and 1.0-1.45x on the wide network's 1 -> 12 (shifted
+///   0.75-1.30x); on `fast`'s 1 -> 8 0.66-1.23x (shifted 0.70-2.2x).
+/// With the AVX2 gemm (2026-12-03) the direct kernel had won on every
+/// layer with 1-8 input channels; the AVX-512 gemm moved the balance.
+pub fn auto_algo(s: &ConvShape) -> Algo {
+    if s.kernel != 3 {
+        Algo::Im2col
+    } else if s.cin <= DIRECT_MAX_CHANNELS && s.cout <= DIRECT_MAX_CHANNELS {
+        Algo::Direct
+    } else if s.output()[2] >= SHIFTED_MIN_ROW {
+        Algo::Shifted
+    } else {
+        Algo::Im2col
+    }
 }
 
-const DIRECT_MAX_CIN: usize = 8;
+/// Shortest output row the shifted products take (the two dropped
+/// positions per row are a quarter of the work at 6).
+const SHIFTED_MIN_ROW: usize = 6;
+
+/// Input and output channels the direct kernel takes, at most.
+const DIRECT_MAX_CHANNELS: usize = 8;
 
 /// Output channels per register tile, at most: a tile holds `XT` output
 /// positions x up to 16 channels (two 8-lane vectors per position).
@@ -475,6 +530,83 @@ fn forward_direct(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: SharedMu
     });
 }
 
+/// The col rows of a shifted-products tile (plane `z`, output rows from
+/// `y0`, rows of `ld` values): `visit(row, input_offset, count)` per
+/// (ci, kz, ky), `count` = `ld` except where the last input row's two extra
+/// values would run past the end of the input (they only meet dropped
+/// positions, so the rest of that row is zero).
+fn col9_rows(s: &ConvShape, z: usize, y0: usize, ld: usize, mut visit: impl FnMut(usize, usize, usize)) {
+    let [_, h, wd] = s.input;
+    let (plane, cube) = (h * wd, s.in_voxels());
+    for ci in 0..s.cin {
+        for kz in 0..3 {
+            for ky in 0..3 {
+                let from = ci * cube + (z + kz) * plane + (y0 + ky) * wd;
+                visit((ci * 3 + kz) * 3 + ky, from, ld.min(s.cin * cube - from));
+            }
+        }
+    }
+}
+
+/// A 3x3x3 convolution as three products over a col of nine rows per input
+/// channel instead of 27.
+///
+/// Why: in im2col the rows of kx = 0, 1, 2 are the same input row shifted
+/// by one value, and building that col (27 short copies per input row) was
+/// a sixth of `segment --flip-average xy` (perf, 2026-12-05). Here a tile is
+/// a run of output rows of one plane; for each (ci, kz, ky) the input rows
+/// it reads are contiguous in the input, so that col row is one copy of
+/// `rows * w + 2` values, and output position `j` of the tile, counted on
+/// the input's row width `w`, is `Σ_kx W_kx · col[:, j + kx]`: three gemm
+/// calls on column offsets 0, 1, 2 of one col. Positions `x >= ow` of each
+/// row are computed and dropped when the tile is copied into `y`.
+fn forward_shifted(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: SharedMut) {
+    let wd = s.input[2];
+    let [od, oh, ow] = s.output();
+    let (xin, pout) = (s.cin * s.in_voxels(), s.out_voxels());
+    let k9 = s.cin * 9;
+    let per = s.shifted_rows_per_tile();
+    let tiles = oh.div_ceil(per);
+    let tasks = s.batch * od * tiles;
+    let par = gemm_parallelism(tasks);
+    (0..tasks).into_par_iter().for_each(|t| {
+        let y = y;
+        let (b, z, y0) = (t / (od * tiles), (t / tiles) % od, (t % tiles) * per);
+        let y1 = (y0 + per).min(oh);
+        let n = (y1 - y0) * wd;
+        let ld = n + 2;
+        let x_b = &x[b * xin..(b + 1) * xin];
+        with_scratch(|col, out| {
+            col.resize(k9 * ld, 0.0);
+            out.resize(s.cout * n, 0.0);
+            col9_rows(s, z, y0, ld, |row, from, have| {
+                let dst = &mut col[row * ld..][..ld];
+                dst[..have].copy_from_slice(&x_b[from..from + have]);
+                dst[have..].fill(0.0);
+            });
+            for kx in 0..3 {
+                // SAFETY: W_kx (cout x 9·cin) is w from offset kx at row
+                // stride 27·cin and column stride 3, inside w; the col view
+                // (9·cin x n from column kx, row stride ld) lies inside col;
+                // `out` is this thread's scratch.
+                unsafe {
+                    matmul((s.cout, n, k9), out.as_mut_ptr(), n, kx > 0, (w.as_ptr().add(kx), s.k(), 3), (col.as_ptr().add(kx), ld, 1), par);
+                }
+            }
+            for co in 0..s.cout {
+                let add = bias.map_or(0.0, |b| b[co]);
+                for (i, yy) in (y0..y1).enumerate() {
+                    let src = &out[co * n + i * wd..][..ow];
+                    // SAFETY: (b, co, z, yy, 0..ow) lies inside y, and rows
+                    // y0..y1 of plane z are this task's alone.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(y.0.add(b * s.cout * pout + co * pout + (z * oh + yy) * ow), ow) };
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + add);
+                }
+            }
+        });
+    });
+}
+
 /// `y = conv(x, w) + bias`, valid, stride 1. Panics if a slice's length does
 /// not match `s` (callers check shapes first).
 pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
@@ -488,12 +620,20 @@ pub fn forward_with(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, a
     if let Some(bias) = bias {
         assert_eq!(bias.len(), s.cout, "conv bias length");
     }
-    let direct = match algo {
-        Algo::Auto => direct_applies(s),
-        Algo::Direct => s.kernel == 3,
-        Algo::Im2col => false,
+    let algo = match algo {
+        Algo::Auto => auto_algo(s),
+        Algo::Direct | Algo::Shifted if s.kernel != 3 => Algo::Im2col,
+        a => a,
     };
-    if direct {
+    if algo == Algo::Shifted {
+        let mut y: Vec<f32> = Vec::with_capacity(s.y_len());
+        forward_shifted(s, x, w, bias, SharedMut(y.as_mut_ptr()));
+        // SAFETY: every (batch, plane, row tile) task wrote all channels and
+        // positions of its rows; the tiles cover every row of every plane.
+        unsafe { y.set_len(s.y_len()) };
+        return y;
+    }
+    if algo == Algo::Direct {
         let mut y: Vec<f32> = Vec::with_capacity(s.y_len());
         let zeros;
         let bias = match bias {
@@ -554,8 +694,7 @@ pub fn forward_with(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, a
             let r1 = (r0 + per).min(rows);
             let n = (r1 - r0) * ow;
             let yp = yp;
-            SCRATCH.with(|scratch| {
-                let col = &mut scratch.borrow_mut().0;
+            with_scratch(|col, _| {
                 col.resize(k * n, 0.0);
                 im2col(s, &x[b * xin..(b + 1) * xin], r0, r1, col);
                 // SAFETY: col holds k x n values; the destination (rows of
@@ -612,8 +751,7 @@ pub fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) 
         }
         let rows = od * oh;
         let per = s.rows_per_tile();
-        SCRATCH.with(|scratch| {
-            let (col, dcol) = &mut *scratch.borrow_mut();
+        with_scratch(|col, dcol| {
             let mut dx_b = dx_b;
             for (i, r0) in (0..rows).step_by(per).enumerate() {
                 let r1 = (r0 + per).min(rows);
@@ -716,7 +854,7 @@ mod tests {
             let s = ConvShape::new(batch, cin, cout, kernel, input).unwrap();
             let (x, w, b) = (data(s.x_len(), 1), data(s.w_len(), 2), data(cout, 3));
             let want = naive(&s, &x, &w, &b);
-            for algo in [Algo::Im2col, Algo::Direct] {
+            for algo in [Algo::Im2col, Algo::Direct, Algo::Shifted] {
                 let got = forward_with(&s, &x, &w, Some(&b), algo);
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                     assert!((f64::from(*g) - e).abs() <= 1e-5 * e.abs().max(1.0), "{algo:?} {s:?} at {i}: {g} vs {e}");
