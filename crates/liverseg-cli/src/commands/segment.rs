@@ -94,7 +94,7 @@ pub struct Args {
     /// Test-time flip averaging: xy (4 network passes: as is and mirrored
     /// left-right, front-back and both; the best held-out contours measured),
     /// x (2 passes) or off (1 pass, about 3x faster). See the README.
-    #[arg(long, default_value = "xy", value_parser = parse_flips)]
+    #[arg(long, default_value = liverseg_model::FlipAverage::default().name(), value_parser = parse_flips)]
     pub flip_average: liverseg_model::FlipAverage,
 }
 

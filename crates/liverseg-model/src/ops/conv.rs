@@ -597,10 +597,14 @@ fn forward_shifted(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, y:
                 let add = bias.map_or(0.0, |b| b[co]);
                 for (i, yy) in (y0..y1).enumerate() {
                     let src = &out[co * n + i * wd..][..ow];
-                    // SAFETY: (b, co, z, yy, 0..ow) lies inside y, and rows
-                    // y0..y1 of plane z are this task's alone.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(y.0.add(b * s.cout * pout + co * pout + (z * oh + yy) * ow), ow) };
-                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + add);
+                    let row = b * s.cout * pout + co * pout + (z * oh + yy) * ow;
+                    for (t, &v) in src.iter().enumerate() {
+                        // SAFETY: (b, co, z, yy, t < ow) lies inside y's
+                        // capacity, and rows y0..y1 of plane z are this
+                        // task's alone. Written through the pointer: y is
+                        // not initialised yet, so no slice of it is made.
+                        unsafe { *y.0.add(row + t) = v + add };
+                    }
                 }
             }
         });
