@@ -16,7 +16,11 @@
 //!   as a 5 or 10 mm clinical CT looks once resampled to the network grid;
 //! - `non_contrast`: the enhancement above soft tissue compressed towards it
 //!   (liver ~110 -> ~60 HU, vessels, spleen and kidneys alike), so the model
-//!   must find the liver by shape and context, not by brightness alone.
+//!   must find the liver by shape and context, not by brightness alone;
+//! - `scan_range`: a scan that covers only part of the liver, as a
+//!   z-range cut through it with air beyond (what the network's inputs hold
+//!   past the end of a real scan), since the wide model found no liver in a
+//!   60 mm slab (README's model card).
 
 use liverseg_imgproc::filters::{flip_data, Axis};
 use liverseg_volume::SplitMix64;
@@ -45,6 +49,8 @@ pub struct AugmentConfig {
     pub thick_slices: Option<ThickSliceConfig>,
     /// Simulated non-contrast phase; `None` = off.
     pub non_contrast: Option<NonContrastConfig>,
+    /// Simulated short scan range; `None` = off.
+    pub scan_range: Option<ScanRangeConfig>,
 }
 
 impl Default for AugmentConfig {
@@ -59,6 +65,7 @@ impl Default for AugmentConfig {
             intensity: None,
             thick_slices: None,
             non_contrast: None,
+            scan_range: None,
         }
     }
 }
@@ -66,7 +73,7 @@ impl Default for AugmentConfig {
 impl AugmentConfig {
     /// No augmentation at all (validation, tests).
     pub fn none() -> Self {
-        Self { hu_shift: None, flip_x: 0.0, flip_y: 0.0, elastic: None, spatial: None, intensity: None, thick_slices: None, non_contrast: None }
+        Self { hu_shift: None, flip_x: 0.0, flip_y: 0.0, elastic: None, spatial: None, intensity: None, thick_slices: None, non_contrast: None, scan_range: None }
     }
 
     /// The paper's augmentation and every family for small data sets, at
@@ -82,7 +89,7 @@ impl AugmentConfig {
     }
 
     fn any_extra(&self) -> bool {
-        self.spatial.is_some() || self.intensity.is_some() || self.thick_slices.is_some() || self.non_contrast.is_some()
+        self.spatial.is_some() || self.intensity.is_some() || self.thick_slices.is_some() || self.non_contrast.is_some() || self.scan_range.is_some()
     }
 }
 
@@ -155,6 +162,26 @@ impl Default for NonContrastConfig {
     }
 }
 
+/// With `probability`, only a z-range of the image is kept: its length
+/// uniform between `min_length_mm` and the whole image, its position
+/// uniform among those that keep at least one slice of the liver. Outside
+/// it the image becomes air (-1024 HU) and neither liver nor body, so no
+/// patch is centred there, and patches near the cut see what the network
+/// sees past the end of a real scan. Not in [`AugmentConfig::small_data`]:
+/// no recipe has measured it yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanRangeConfig {
+    pub probability: f64,
+    pub min_length_mm: f64,
+}
+
+impl Default for ScanRangeConfig {
+    fn default() -> Self {
+        Self { probability: 0.2, min_length_mm: 60.0 }
+    }
+}
+
 /// What was applied to one image (logged, and checked by tests).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Applied {
@@ -169,6 +196,9 @@ pub struct Applied {
     /// Share of the enhancement kept when a non-contrast phase was simulated.
     pub non_contrast_keep: Option<f32>,
     pub intensity: bool,
+    /// The slices kept (first, one past the last) when a short scan was
+    /// simulated.
+    pub scan_range: Option<[usize; 2]>,
 }
 
 /// One augmented training image: HU (shifted), reference and body on the
@@ -293,7 +323,49 @@ pub fn augment_with(prepared: &Prepared, hard: Option<&Mask>, config: &AugmentCo
             add_noise(&mut hu, sd as f32, noise_seed);
         }
     }
+    if let (Some(sr), Some(r)) = (&config.scan_range, stream(5).as_mut()) {
+        let (go, u_len, u_pos) = (r.uniform() < sr.probability, r.uniform(), r.uniform());
+        if let (true, Some(range)) = (go, scan_range(&label, sr.min_length_mm, u_len, u_pos)) {
+            keep_slices(&mut hu, &mut label, &mut body, hard.as_mut(), range);
+            applied.scan_range = Some(range);
+        }
+    }
     Ok(Augmented { hu, label, body, hard, applied })
+}
+
+/// The slices `[first, end)` a simulated short scan keeps: length
+/// `min_length_mm` (at least one slice) plus `u_len` of the rest of the
+/// image, placed at `u_pos` of the positions that keep a liver slice.
+/// `None` when the label has no liver.
+fn scan_range(label: &Mask, min_length_mm: f64, u_len: f64, u_pos: f64) -> Option<[usize; 2]> {
+    let [nx, ny, nz] = label.geometry().dims();
+    let plane = nx * ny;
+    let has_liver = |z: usize| label.data()[z * plane..(z + 1) * plane].iter().any(|&v| v != 0);
+    let (lo, hi) = ((0..nz).find(|&z| has_liver(z))?, (0..nz).rev().find(|&z| has_liver(z))?);
+    let min_len = ((min_length_mm / label.geometry().spacing()[2]).round() as usize).clamp(1, nz);
+    let len = (min_len + (u_len * (nz - min_len) as f64).floor() as usize).min(nz);
+    // Starts that keep slice lo..=hi partly: first <= hi and first + len > lo.
+    let (a, b) = ((lo + 1).saturating_sub(len), hi.min(nz - len));
+    let first = a + ((u_pos * (b - a + 1) as f64).floor() as usize).min(b - a);
+    Some([first, first + len])
+}
+
+/// Air, no liver and no body outside slices `[first, end)`.
+fn keep_slices(hu: &mut Volume<f32>, label: &mut Mask, body: &mut Mask, hard: Option<&mut Mask>, [first, end]: [usize; 2]) {
+    let [nx, ny, _] = hu.geometry().dims();
+    let plane = nx * ny;
+    let outside = |data: &mut [u8]| {
+        data[..first * plane].fill(0);
+        data[end * plane..].fill(0);
+    };
+    outside(label.data_mut());
+    outside(body.data_mut());
+    if let Some(h) = hard {
+        outside(h.data_mut());
+    }
+    let data = hu.data_mut();
+    data[..first * plane].fill(-1024.0);
+    data[end * plane..].fill(-1024.0);
 }
 
 /// Compress the enhancement above `soft` HU to `keep` of itself, tapering
@@ -530,6 +602,32 @@ mod tests {
 
     /// Turning one new family on or off leaves the paper's draws (HU shift,
     /// flips) and the other families' draws as they were.
+    #[test]
+    fn a_short_scan_keeps_a_range_through_the_liver_and_air_beyond() {
+        let prep = prepared();
+        let nz = prep.hu.geometry().dims()[2];
+        let plane = prep.hu.data().len() / nz;
+        let config = AugmentConfig { scan_range: Some(ScanRangeConfig { probability: 1.0, min_length_mm: 24.0 }), ..AugmentConfig::none() };
+        let mut lengths = Vec::new();
+        for seed in 0..20 {
+            let a = augment(&prep, &config, &mut SplitMix64(seed)).unwrap();
+            let [first, end] = a.applied.scan_range.expect("applied with probability 1");
+            assert!(end - first >= 6 && end <= nz, "{first}..{end} of {nz}");
+            lengths.push(end - first);
+            let slice = |v: &[u8], z: usize| v[z * plane..(z + 1) * plane].iter().any(|&x| x != 0);
+            assert!((first..end).any(|z| slice(a.label.data(), z)), "no liver kept in {first}..{end}");
+            for z in (0..first).chain(end..nz) {
+                assert!(!slice(a.label.data(), z) && !slice(a.body.data(), z), "slice {z} outside {first}..{end} still labelled");
+                assert!(a.hu.data()[z * plane..(z + 1) * plane].iter().all(|&v| v == -1024.0));
+            }
+            // Inside the range the image is the prepared one (nothing else is on).
+            assert_eq!(&a.hu.data()[first * plane..end * plane], &prep.hu.data()[first * plane..end * plane]);
+        }
+        assert!(lengths.iter().any(|&l| l < nz) && lengths.iter().min() != lengths.iter().max(), "{lengths:?}");
+        let off = AugmentConfig { scan_range: Some(ScanRangeConfig { probability: 0.0, ..Default::default() }), ..AugmentConfig::none() };
+        assert_eq!(augment(&prep, &off, &mut SplitMix64(1)).unwrap().applied.scan_range, None);
+    }
+
     #[test]
     fn families_draw_from_their_own_streams() {
         let prep = prepared();

@@ -26,7 +26,7 @@ patches per epoch, half the patches centred on liver, validation DSC every
 (keys: epochs, subepochs, patches_per_subepoch, batch, learning_rate,
 lr_step_epochs, lr_divisor, momentum, nesterov, liver_fraction,
 border_fraction, border_mm, validate_every, augment {hu_shift, flip_x,
-flip_y, elastic, spatial, intensity, thick_slices, non_contrast}, seed,
+flip_y, elastic, spatial, intensity, thick_slices, non_contrast, scan_range}, seed,
 max_minutes, average_last_epochs, threshold). border_fraction: share of background patches centred within
 border_mm of the liver (default 0, the paper's). The augment families after
 elastic are off by default; models/next/train.json switches
