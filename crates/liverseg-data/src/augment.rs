@@ -600,8 +600,8 @@ mod tests {
         assert!(mean.abs() < 0.5 && sd > 0.0 && sd <= 20.0, "noise mean {mean} sd {sd}");
     }
 
-    /// Turning one new family on or off leaves the paper's draws (HU shift,
-    /// flips) and the other families' draws as they were.
+    /// A simulated short scan keeps a z-range with liver in it, of varying
+    /// length, and leaves air and no label or body outside it.
     #[test]
     fn a_short_scan_keeps_a_range_through_the_liver_and_air_beyond() {
         let prep = prepared();
@@ -628,6 +628,8 @@ mod tests {
         assert_eq!(augment(&prep, &off, &mut SplitMix64(1)).unwrap().applied.scan_range, None);
     }
 
+    /// Turning one new family on or off leaves the paper's draws (HU shift,
+    /// flips) and the other families' draws as they were.
     #[test]
     fn families_draw_from_their_own_streams() {
         let prep = prepared();

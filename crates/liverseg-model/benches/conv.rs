@@ -53,6 +53,7 @@ fn main() {
         } else {
             NetworkConfig::preset(name).expect("a known preset")
         };
+        config.validate().expect("a valid network config");
         let name = config.name.clone();
         for (use_, batch, patch) in [("train", 16, config.train_patch), ("infer", 1, config.infer_patch)] {
             let (mut sum_i, mut sum_d, mut sum_s) = (0.0, 0.0, 0.0);
