@@ -76,6 +76,39 @@ fn convert_between_formats_is_exact() {
     }
 }
 
+/// `convert --slices` keeps a slab of the scan where it was: the voxels are
+/// the original's slices, the origin is the first kept slice's world
+/// position; a range past the last slice is one error naming the file, with
+/// nothing written.
+#[test]
+fn convert_slices_keeps_a_slab_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    demo(dir.path());
+    let src = dir.path().join("ct.nii.gz");
+    let cut = dir.path().join("slab.nii.gz");
+    let o = liverseg(&["convert", src.to_str().unwrap(), cut.to_str().unwrap(), "--slices", "20:50"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |p: &Path| liverseg_io::read_image(p, &liverseg_io::ReadOptions::default()).unwrap().volume.to_f32();
+    let (whole, slab) = (read(&src), read(&cut));
+    assert_eq!(slab.dims(), [192, 160, 30]);
+    for (k, z) in [(0usize, 20usize), (17, 37), (29, 49)] {
+        for (i, j) in [(0usize, 0usize), (96, 80), (191, 159), (40, 120)] {
+            assert_eq!(slab.get(i, j, k), whole.get(i, j, z), "voxel {i},{j},{k}");
+        }
+    }
+    let first = whole.geometry().index_to_world([0.0, 0.0, 20.0]);
+    for a in 0..3 {
+        assert!((slab.geometry().origin()[a] - first[a]).abs() < 1e-4, "origin {:?} vs {first:?}", slab.geometry().origin());
+    }
+    assert_eq!(slab.geometry().spacing(), whole.geometry().spacing());
+    let past = dir.path().join("past.nii.gz");
+    let o = liverseg(&["convert", src.to_str().unwrap(), past.to_str().unwrap(), "--slices", "60:80"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("ct.nii.gz") && err.contains("72 slices"), "{err}");
+    assert!(!past.exists());
+}
+
 /// `info` on a model file prints its header (what a script needs: the
 /// threshold, the searched one, the averaged epochs) and counts the training
 /// cases instead of naming them; a model cut in its header is one clear error.
