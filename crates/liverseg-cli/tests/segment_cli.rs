@@ -8,11 +8,12 @@ use std::process::{Command, Output};
 
 /// Lowest DSC against the phantom truth that the built-in model must reach
 /// on the default portal-venous phantom. The built-in model learnt from the
-/// seven shared real CTs, never from phantoms; `liverseg-wide-35ca960b`
-/// reaches 0.965 on it with `segment`'s default `xy` (0.964 in one pass; the models before it 0.947, 0.962, 0.942 and 0.867). A guard against regressions (a wrong
+/// seven shared real CTs, never from phantoms; `liverseg-wide-ff4aa981`
+/// reaches 0.968 on it with `segment`'s default `xy` (0.964 in one pass; the
+/// models before it 0.965, 0.947, 0.962, 0.942 and 0.867). A guard against regressions (a wrong
 /// orientation, a model that does not load its weights, a broken pipeline or
 /// a worse model committed), not a quality claim: raise it with the model.
-const MIN_PHANTOM_DSC: f64 = 0.95;
+const MIN_PHANTOM_DSC: f64 = 0.955;
 
 fn liverseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_liverseg"))
