@@ -28,6 +28,7 @@
 # points in the repository and bring them back next time:
 #   scripts/leave-one-out.sh --save OUT KEEP      # OUT/<case>/run -> KEEP/<case>/run
 #   scripts/leave-one-out.sh --restore KEEP OUT   # the reverse, before resuming
+# (either way a fold whose copy has more epochs done than its source is skipped)
 # (last.lsm, last.optim.bpk, state.json, best.lsm, hard.json when hard examples
 # are mined, epoch-N.lsm kept for an averaging recipe,
 # and the log without its
@@ -39,7 +40,15 @@ if [ "${1:-}" = "--save" ] || [ "${1:-}" = "--restore" ]; then
   from=$2; to=$3
   for run in "$from"/*/run; do
     [ -f "$run/state.json" ] || continue
-    c=$(basename "$(dirname "$run")"); mkdir -p "$to/$c/run"
+    c=$(basename "$(dirname "$run")")
+    # Never go backwards: a copy further than the source
+    # (a run that went on after its last save) is kept as it is.
+    epochs() { grep -o '"epochs_done": *[0-9]*' "$1" | grep -o '[0-9]*$'; }
+    if [ -f "$to/$c/run/state.json" ] && [ "$(epochs "$to/$c/run/state.json")" -gt "$(epochs "$run/state.json")" ]; then
+      echo "$1: $c skipped: $to/$c/run is further ($(epochs "$to/$c/run/state.json") epochs) than $run ($(epochs "$run/state.json"))"
+      continue
+    fi
+    mkdir -p "$to/$c/run"
     # epoch-N.lsm: the epochs an averaging recipe (average_last_epochs) has
     # kept so far, part of its resume point.
     for f in last.lsm last.optim.bpk state.json best.lsm hard.json $(cd "$run" && ls epoch-*.lsm 2>/dev/null); do
