@@ -38,23 +38,31 @@ pub fn forward(s: &PreluShape, x: &[f32], alpha: &[f32]) -> Vec<f32> {
 /// burn makes four passes (subtract, divide, multiply, add) before PReLU's.
 pub fn forward_affine(s: &PreluShape, x: &[f32], affine: Option<(&[f32], &[f32])>, alpha: &[f32]) -> Vec<f32> {
     assert_eq!(x.len(), s.len(), "prelu input length");
-    let mut y = vec![0.0f32; x.len()];
-    if s.inner == 0 {
-        return y;
-    }
-    y.par_chunks_mut(s.inner).zip(x.par_chunks(s.inner)).enumerate().for_each(|(plane, (y, x))| {
-        let a = s.slope(alpha, plane);
-        match affine {
-            Some((scale, shift)) => {
-                let (m, b) = (scale[plane % s.channels], shift[plane % s.channels]);
-                y.iter_mut().zip(x).for_each(|(y, &v)| {
-                    let v = v * m + b;
-                    *y = if v > 0.0 { v } else { a * v }
-                });
+    // Written in place of uninitialised capacity: zero-filling `y` first
+    // was 3.7 % of a one-pass `segment` (perf, 2026-12-06), since the
+    // allocator hands back reused, not fresh zeroed, pages.
+    let mut y: Vec<f32> = Vec::with_capacity(x.len());
+    if s.inner > 0 {
+        let out = &mut y.spare_capacity_mut()[..x.len()];
+        out.par_chunks_mut(s.inner).zip(x.par_chunks(s.inner)).enumerate().for_each(|(plane, (y, x))| {
+            let a = s.slope(alpha, plane);
+            match affine {
+                Some((scale, shift)) => {
+                    let (m, b) = (scale[plane % s.channels], shift[plane % s.channels]);
+                    y.iter_mut().zip(x).for_each(|(y, &v)| {
+                        let v = v * m + b;
+                        y.write(if v > 0.0 { v } else { a * v });
+                    });
+                }
+                None => y.iter_mut().zip(x).for_each(|(y, &v)| {
+                    y.write(if v > 0.0 { v } else { a * v });
+                }),
             }
-            None => y.iter_mut().zip(x).for_each(|(y, &v)| *y = if v > 0.0 { v } else { a * v }),
-        }
-    });
+        });
+    }
+    // SAFETY: with `inner > 0` the chunks cover all `x.len()` values and
+    // each was written above; with `inner == 0`, `x.len()` is 0.
+    unsafe { y.set_len(x.len()) };
     y
 }
 
@@ -144,6 +152,23 @@ mod tests {
         let (none, da2) = backward(&s, &x, &alpha, &dy, false);
         assert!(none.is_none());
         assert_eq!(da, da2);
+    }
+
+    #[test]
+    fn affine_forward_follows_the_definition_and_fills_every_value() {
+        let s = PreluShape { outer: 3, channels: 2, inner: 5, shared: false };
+        let x: Vec<f32> = (0..30).map(|i| (i as f32 - 14.0) * 0.25).collect();
+        let (scale, shift, alpha) = ([2.0f32, -0.5], [0.5f32, 1.0], [0.1f32, 0.3]);
+        let y = forward_affine(&s, &x, Some((&scale, &shift)), &alpha);
+        assert_eq!(y.len(), x.len());
+        for (i, (&v, &got)) in x.iter().zip(&y).enumerate() {
+            let c = (i / s.inner) % s.channels;
+            let u = v * scale[c] + shift[c];
+            let want = if u > 0.0 { u } else { alpha[c] * u };
+            assert_eq!(got, want, "value {i}");
+        }
+        let empty = PreluShape { outer: 2, channels: 3, inner: 0, shared: false };
+        assert!(forward_affine(&empty, &[], Some((&[1.0; 3], &[0.0; 3])), &[0.2; 3]).is_empty());
     }
 
     #[test]
