@@ -573,7 +573,11 @@ fn forward_shifted(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, y:
         let y = y;
         let (b, z, y0) = (t / (od * tiles), (t / tiles) % od, (t % tiles) * per);
         let y1 = (y0 + per).min(oh);
-        let n = (y1 - y0) * wd;
+        // gemm reads the col in place when its width is a multiple of the
+        // SIMD width and packs it (again for each kx) otherwise: the packing
+        // was 12 % of a `segment` (perf, 2026-12-06). The padding columns
+        // compute positions that are dropped like those with `x >= ow`.
+        let n = ((y1 - y0) * wd).next_multiple_of(16);
         let ld = n + 2;
         let x_b = &x[b * xin..(b + 1) * xin];
         with_scratch(|col, out| {
