@@ -759,6 +759,11 @@ pub fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) 
         }
         let rows = od * oh;
         let per = s.rows_per_tile();
+        // dW is accumulated transposed (k x cout): posed as dY · colᵀ, gemm
+        // packed the whole col (k x n) on every tile, 12 % of a training
+        // step; as col · dYᵀ it packs only dY (cout x n) and reads the col
+        // in place (fast preset's step 0.98 -> 0.93 s, 2026-12-06).
+        let mut dwt = vec![0.0f32; s.w_len()];
         with_scratch(|col, dcol| {
             let mut dx_b = dx_b;
             for (i, r0) in (0..rows).step_by(per).enumerate() {
@@ -771,8 +776,8 @@ pub fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) 
                 // rows of n values at stride pout inside dy_b, dw_b is this
                 // task's own.
                 unsafe {
-                    // dW_b += dY_tile (cout x n) · colᵀ (n x k)
-                    matmul((s.cout, k, n), dw_b.as_mut_ptr(), k, i > 0, (dy_tile, pout, 1), (col.as_ptr(), 1, n), par);
+                    // dW_bᵀ += col (k x n) · dY_tileᵀ (n x cout)
+                    matmul((k, s.cout, n), dwt.as_mut_ptr(), s.cout, i > 0, (col.as_ptr(), n, 1), (dy_tile, 1, pout), par);
                 }
                 if let Some(dx_b) = dx_b.as_deref_mut() {
                     dcol.resize(k * n, 0.0);
@@ -785,6 +790,9 @@ pub fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) 
                 }
             }
         });
+        for (c, row) in dw_b.chunks_exact_mut(k).enumerate() {
+            row.iter_mut().zip(dwt[c..].iter().step_by(s.cout)).for_each(|(d, &t)| *d = t);
+        }
         dw_b
     };
 
