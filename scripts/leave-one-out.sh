@@ -38,15 +38,18 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${1:-}" = "--save" ] || [ "${1:-}" = "--restore" ]; then
   [ $# -eq 3 ] || { echo "usage: $0 --save OUT KEEP | --restore KEEP OUT" >&2; exit 2; }
   from=$2; to=$3
+  epochs() { grep -o '"epochs_done": *[0-9]*' "$1" | grep -o '[0-9]*$'; }
   for run in "$from"/*/run; do
     [ -f "$run/state.json" ] || continue
     c=$(basename "$(dirname "$run")")
     # Never go backwards: a copy further than the source
     # (a run that went on after its last save) is kept as it is.
-    epochs() { grep -o '"epochs_done": *[0-9]*' "$1" | grep -o '[0-9]*$'; }
-    if [ -f "$to/$c/run/state.json" ] && [ "$(epochs "$to/$c/run/state.json")" -gt "$(epochs "$run/state.json")" ]; then
-      echo "$1: $c skipped: $to/$c/run is further ($(epochs "$to/$c/run/state.json") epochs) than $run ($(epochs "$run/state.json"))"
-      continue
+    if [ -f "$to/$c/run/state.json" ]; then
+      have=$(epochs "$to/$c/run/state.json"); src=$(epochs "$run/state.json")
+      if [ "$have" -gt "$src" ]; then
+        echo "$1: $c skipped: $to/$c/run is further ($have epochs) than $run ($src)"
+        continue
+      fi
     fi
     mkdir -p "$to/$c/run"
     # epoch-N.lsm: the epochs an averaging recipe (average_last_epochs) has

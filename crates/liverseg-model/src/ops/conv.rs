@@ -760,9 +760,10 @@ pub fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) 
         let rows = od * oh;
         let per = s.rows_per_tile();
         // dW is accumulated transposed (k x cout): posed as dY · colᵀ, gemm
-        // packed the whole col (k x n) on every tile, 12 % of a training
-        // step; as col · dYᵀ it packs only dY (cout x n) and reads the col
-        // in place (fast preset's step 0.98 -> 0.93 s, 2026-12-06).
+        // packed the whole col (k x n) on every tile, 12 % of the network
+        // bench's profile (training steps and an inference tile); as
+        // col · dYᵀ it packs only dY (cout x n) and reads the col in place
+        // (fast preset's step 0.98 -> 0.93 s, 2026-12-06).
         let mut dwt = vec![0.0f32; s.w_len()];
         with_scratch(|col, dcol| {
             let mut dx_b = dx_b;
