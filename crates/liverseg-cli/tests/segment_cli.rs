@@ -296,6 +296,31 @@ fn flip_averaging_gives_nearly_the_same_mask_and_says_so() {
     }
 }
 
+/// `--boundary probability` moves the surface within a network voxel, so the
+/// mask stays nearly the same, and the report says which boundary was used.
+#[test]
+fn probability_boundary_nearly_the_same_mask_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let ph = dir.path().join("phantom");
+    small_phantom(&ph, "9");
+    let ct = ph.join("ct.nii.gz");
+    let mut masks = Vec::new();
+    for boundary in [None, Some("probability")] {
+        let out = dir.path().join(boundary.unwrap_or("default"));
+        let mut args = vec!["segment", s(&ct), "-o", s(&out), "--no-overview", "--json", "--flip-average", "off"];
+        args.extend(boundary.map(|b| ["--boundary", b]).iter().flatten());
+        let o = liverseg(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["boundary"], boundary.unwrap_or("mask"), "{boundary:?}");
+        masks.push(read_mask(&out.join("liver.nii.gz"), None, &ReadOptions::default()).unwrap().0);
+    }
+    assert!(masks[0].foreground_ml() > 100.0, "{} ml", masks[0].foreground_ml());
+    assert_ne!(masks[0].data(), masks[1].data(), "the probability boundary changed nothing");
+    let dsc = evaluate(&masks[0], &masks[1], &EvalOptions::default()).unwrap().dice.unwrap();
+    assert!(dsc > 0.97, "mask vs probability boundary DSC {dsc}");
+}
+
 #[test]
 fn usage_errors_exit_2() {
     for args in [
@@ -304,6 +329,7 @@ fn usage_errors_exit_2() {
         &["segment", "a.nii.gz", "-o", "x", "--format", "png"],
         &["segment", "a.nii.gz", "-o", "x", "--jobs", "0"],
         &["segment", "a.nii.gz", "-o", "x", "--flip-average", "z"],
+        &["segment", "a.nii.gz", "-o", "x", "--boundary", "soft"],
         &["phantom", "-o", "x", "--contrast", "2"],
     ] {
         let o = liverseg(args);

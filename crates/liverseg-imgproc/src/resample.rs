@@ -116,6 +116,17 @@ pub fn resample_mask_partial_volume(mask: &Mask, target: &Geometry) -> Mask {
     Volume::new(target.clone(), data).expect("data built for the target grid")
 }
 
+/// The level set `>= threshold` of a float image interpolated trilinearly onto
+/// `target`, as a mask; outside the source field of view is background. Where
+/// the target is finer than the source this places the boundary between two
+/// source voxels where the interpolated value crosses the threshold, not
+/// half-way as [`resample_mask_partial_volume`] of the thresholded image does;
+/// no float volume is built on the (often much larger) target grid.
+pub fn resample_level_set(src: &Volume<f32>, target: &Geometry, threshold: f32) -> Mask {
+    let data = interpolate(src, target, Interpolation::Linear, |v: f32| v, 0u8, |p| u8::from(p >= threshold));
+    Volume::new(target.clone(), data).expect("data built for the target grid")
+}
+
 /// Affine map from target voxel index to source continuous index.
 #[derive(Debug, Clone, Copy)]
 struct IndexMap {
@@ -489,5 +500,30 @@ mod tests {
         assert_eq!(resample_mask_partial_volume(&m, &isotropic_grid(&single, 0.25).unwrap()).count_foreground(), 64);
         let empty = Volume::filled(g.clone(), 0u8);
         assert_eq!(resample_mask_partial_volume(&empty, &iso).count_foreground(), 0);
+    }
+
+    #[test]
+    fn level_set_sits_where_the_interpolated_value_crosses() {
+        // A ramp along x on 2 mm voxels, read on 0.5 mm: the level set of
+        // 0.37 starts at world x = 3.7 mm, not on a source voxel boundary.
+        let src = Geometry::identity([12, 3, 3], [2.0; 3]).unwrap();
+        let v = Volume::from_fn(src.clone(), |[i, _, _]| 0.1 * (i as f64 * 2.0) as f32);
+        let fine = grid_with_spacing(&src, [0.5, 2.0, 2.0]).unwrap();
+        let m = resample_level_set(&v, &fine, 0.37);
+        for o in 0..m.len() {
+            let x = fine.index_to_world(fine.index_of(o).map(|t| t as f64))[0];
+            if (0.0..=22.0).contains(&x) && (x - 3.7).abs() > 1e-3 {
+                assert_eq!(m.data()[o] != 0, x > 3.7, "at x = {x} mm");
+            }
+        }
+    }
+
+    #[test]
+    fn level_set_of_a_0_1_image_is_the_partial_volume_mask() {
+        let g = Geometry::new([40, 36, 14], [1.6, 1.6, 3.0], [5.0, -20.0, 40.0], rot_z(30.0)).unwrap();
+        let mask = ball(&g, g.index_to_world([20.0, 17.0, 7.0]), 14.0);
+        let fine = grid_with_spacing(&g, [0.7, 0.7, 1.0]).unwrap();
+        let image = mask.map(|&v| f32::from(v));
+        assert_eq!(resample_level_set(&image, &fine, 0.5).data(), resample_mask_partial_volume(&mask, &fine).data());
     }
 }

@@ -29,6 +29,7 @@ use liverseg_imgproc::Scalar;
 use liverseg_volume::{dyn_dispatch, DynVolume, Mask, Volume};
 use report::{BoundingBox, ComponentSummary, GridInfo, Measurements, StageTime};
 use std::time::Instant;
+use serde::{Deserialize, Serialize};
 
 /// A model that gives a liver probability per voxel of the pre-processed grid.
 pub trait ProbabilityModel: Send + Sync {
@@ -91,7 +92,44 @@ pub struct SegmentOptions {
     pub postprocess_radius_mm: f64,
     /// Also bring the probability map back onto the CT grid.
     pub probability: bool,
+    /// How the liver's surface is placed on the CT grid.
+    pub boundary: Boundary,
     pub rules: QualityRules,
+}
+
+/// How the post-processed mask on the network's grid becomes the mask on the
+/// CT grid (finer in plane, usually): the same voxels can be liver either
+/// way, only where the surface runs between two network-grid voxels differs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Boundary {
+    /// The mask as a 0/1 image, interpolated and cut at 0.5: the surface runs
+    /// half-way between a liver and a background voxel centre.
+    #[default]
+    Mask,
+    /// The probability interpolated and cut at the threshold, within what the
+    /// post-processing kept (`models/soft-boundary/README.md`).
+    Probability,
+}
+
+impl Boundary {
+    pub fn name(self) -> &'static str {
+        match self {
+            Boundary::Mask => "mask",
+            Boundary::Probability => "probability",
+        }
+    }
+}
+
+impl std::str::FromStr for Boundary {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "mask" => Ok(Boundary::Mask),
+            "probability" => Ok(Boundary::Probability),
+            other => Err(format!("boundary {other:?}: expected mask or probability")),
+        }
+    }
 }
 
 impl Default for SegmentOptions {
@@ -100,6 +138,7 @@ impl Default for SegmentOptions {
             threshold: None,
             postprocess_radius_mm: DEFAULT_POSTPROCESS_RADIUS_MM,
             probability: false,
+            boundary: Boundary::default(),
             rules: QualityRules::default(),
         }
     }
@@ -331,7 +370,10 @@ pub fn segment<T: Scalar>(
 
     progress(Stage::ToOriginalGrid, 0, 1);
     let t0 = Instant::now();
-    let liver = prepared.to_original_grid(&post.mask)?;
+    let liver = match options.boundary {
+        Boundary::Mask => prepared.to_original_grid(&post.mask)?,
+        Boundary::Probability => prepared.to_original_grid_following(&post.mask, &probability, threshold)?,
+    };
     let probability_out = if options.probability {
         Some(prepared.probability_to_original_grid(&probability)?)
     } else {
@@ -387,6 +429,7 @@ pub fn segment<T: Scalar>(
         model_id: model.id(),
         threshold,
         postprocess_radius_mm: r,
+        boundary: options.boundary,
         grid: grid_info(ct.geometry()),
         liver_volume_ml: liver_ml,
         liver_mass_g: liver_ml * LIVER_DENSITY_G_PER_ML,

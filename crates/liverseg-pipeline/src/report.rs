@@ -19,6 +19,10 @@ pub struct Report {
     pub threshold: f32,
     /// Radius (mm) of the ball of the erosion / largest component / dilation step.
     pub postprocess_radius_mm: f64,
+    /// How the surface was placed on the CT grid: `mask` or `probability`
+    /// (reports written before this field existed: `mask`).
+    #[serde(default)]
+    pub boundary: crate::Boundary,
     /// The input CT's grid (the masks are written on exactly this grid).
     pub grid: GridInfo,
     /// Liver volume: voxel count times voxel volume on the CT grid, ml.

@@ -9,7 +9,7 @@
 
 use liverseg_imgproc::crop::{abdomen_crop, body_mask, slices_around, AbdomenCropOptions, CropBox, SliceRange};
 use liverseg_imgproc::filters::{median_filter, IntensityWindow};
-use liverseg_imgproc::resample::{isotropic_grid, resample, resample_mask_partial_volume, resample_nearest, Interpolation};
+use liverseg_imgproc::resample::{isotropic_grid, resample, resample_level_set, resample_mask_partial_volume, resample_nearest, Interpolation};
 use liverseg_imgproc::Scalar;
 use liverseg_volume::{Geometry, Mask, Volume};
 use serde::{Deserialize, Serialize};
@@ -118,6 +118,42 @@ impl Prepared {
         Ok(self.crop.paste(&cropped, &self.original, 0u8)?)
     }
 
+    /// Like [`Prepared::to_original_grid`], but the boundary on the original
+    /// grid follows the probability: a map Q is built on the isotropic grid
+    /// (inside `mask`, Q = P where P >= `threshold` and 1 in the holes the
+    /// mask filled; outside it, Q = P where P < `threshold` and 0 where the
+    /// post-processing removed P >= `threshold`), interpolated trilinearly
+    /// and thresholded. So `mask` still decides which voxels can be liver,
+    /// and the probability only where between two isotropic voxel centres
+    /// the surface lies; with P all 0 or 1 this is
+    /// [`Prepared::to_original_grid`] exactly.
+    pub fn to_original_grid_following(&self, mask: &Mask, probability: &Volume<f32>, threshold: f32) -> Result<Mask> {
+        if !mask.geometry().same_grid(self.hu.geometry()) {
+            return Err(Error::param("mask", "is not on the prepared grid"));
+        }
+        if !probability.geometry().same_grid(self.hu.geometry()) {
+            return Err(Error::param("probability", "is not on the prepared grid"));
+        }
+        if !(threshold > 0.0 && threshold < 1.0) {
+            return Err(Error::param("threshold", format!("{threshold} is not strictly between 0 and 1")));
+        }
+        let q: Vec<f32> = mask
+            .data()
+            .iter()
+            .zip(probability.data())
+            .map(|(&m, &p)| match (m != 0, p >= threshold) {
+                (true, true) => p,
+                (true, false) => 1.0,
+                (false, false) => p,
+                (false, true) => 0.0,
+            })
+            .collect();
+        let q = Volume::new(self.hu.geometry().clone(), q).expect("same grid as the probability");
+        let crop_grid = self.crop.geometry(&self.original)?;
+        let cropped = resample_level_set(&q, &crop_grid, threshold);
+        Ok(self.crop.paste(&cropped, &self.original, 0u8)?)
+    }
+
     /// A probability map on the isotropic grid brought back onto the original
     /// grid (trilinear; 0 outside the crop).
     pub fn probability_to_original_grid(&self, probability: &Volume<f32>) -> Result<Volume<f32>> {
@@ -185,6 +221,53 @@ mod tests {
         // The liver lies inside the body outline.
         let outside = label.data().iter().zip(prepared.body.data()).filter(|(l, b)| **l != 0 && **b == 0).count();
         assert!(outside * 100 < label.count_foreground(), "{outside} liver voxels outside the body");
+    }
+
+    /// Prepared phantom and its liver on the isotropic grid.
+    fn prepared_phantom() -> (Prepared, Mask) {
+        let p = generate(&PhantomConfig { dims: [96, 80, 40], spacing: [1.5, 1.5, 2.5], ..Default::default() });
+        let config = PreprocessConfig { spacing_mm: 3.0, ..Default::default() };
+        let prepared = prepare(&p.ct, Some(&p.liver), &config).unwrap();
+        let label = prepared.label.clone().unwrap();
+        (prepared, label)
+    }
+
+    #[test]
+    fn following_a_sharp_probability_is_the_mask_boundary() {
+        let (prepared, label) = prepared_phantom();
+        let by_mask = prepared.to_original_grid(&label).unwrap();
+        let sharp = label.map(|&v| f32::from(v));
+        assert_eq!(prepared.to_original_grid_following(&label, &sharp, 0.5).unwrap().data(), by_mask.data());
+        // Holes the mask filled stay filled; what it removed stays out.
+        let mut p = sharp.clone();
+        let inside = label.data().iter().position(|&v| v != 0).unwrap();
+        let mut removed = None;
+        for (o, v) in p.data_mut().iter_mut().enumerate() {
+            if o == inside {
+                *v = 0.1;
+            } else if removed.is_none() && *v == 0.0 && prepared.body.data()[o] != 0 && o % 7 == 3 {
+                *v = 0.95;
+                removed = Some(o);
+            }
+        }
+        assert!(removed.is_some());
+        assert_eq!(prepared.to_original_grid_following(&label, &p, 0.5).unwrap().data(), by_mask.data());
+    }
+
+    #[test]
+    fn following_the_probability_moves_the_surface_between_voxel_centres() {
+        let (prepared, label) = prepared_phantom();
+        let ml = |m: Mask| m.foreground_ml();
+        let by_mask = ml(prepared.to_original_grid(&label).unwrap());
+        // 0.6 inside, 0 outside: 0.5 is crossed a sixth of the way out.
+        let shrunk = ml(prepared.to_original_grid_following(&label, &label.map(|&v| if v != 0 { 0.6 } else { 0.0 }), 0.5).unwrap());
+        // 1 inside, 0.4 outside: five sixths of the way out.
+        let grown = ml(prepared.to_original_grid_following(&label, &label.map(|&v| if v != 0 { 1.0 } else { 0.4 }), 0.5).unwrap());
+        assert!(shrunk < 0.95 * by_mask && grown > 1.05 * by_mask, "{shrunk} < {by_mask} < {grown} ml");
+        // Not on the prepared grid, or a threshold out of range: an error.
+        let other = Volume::filled(prepared.original.clone(), 0.0f32);
+        assert!(prepared.to_original_grid_following(&label, &other, 0.5).is_err());
+        assert!(prepared.to_original_grid_following(&label, &label.map(|_| 0.0f32), 1.0).is_err());
     }
 
     #[test]

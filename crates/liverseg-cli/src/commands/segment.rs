@@ -96,6 +96,16 @@ pub struct Args {
     /// x (2 passes) or off (1 pass, about 3x faster). See the README.
     #[arg(long, default_value = liverseg_model::FlipAverage::default().name(), value_parser = parse_flips)]
     pub flip_average: liverseg_model::FlipAverage,
+    /// Where the liver's surface runs on the CT grid: mask (half-way between
+    /// the network grid's liver and background voxels) or probability (where
+    /// the interpolated probability crosses the threshold, within the same
+    /// post-processed mask). See the README.
+    #[arg(long, default_value = liverseg_pipeline::Boundary::default().name(), value_parser = parse_boundary)]
+    pub boundary: liverseg_pipeline::Boundary,
+}
+
+fn parse_boundary(s: &str) -> Result<liverseg_pipeline::Boundary, String> {
+    s.parse()
 }
 
 fn parse_flips(s: &str) -> Result<liverseg_model::FlipAverage, String> {
@@ -219,6 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         threshold: args.threshold,
         postprocess_radius_mm: args.radius,
         probability: args.probability,
+        boundary: args.boundary,
         ..Default::default()
     };
 
