@@ -20,7 +20,11 @@
 //! - `scan_range`: a scan that covers only part of the liver, as a
 //!   z-range cut through it with air beyond (what the network's inputs hold
 //!   past the end of a real scan), since the wide model found no liver in a
-//!   60 mm slab (README's model card).
+//!   60 mm slab (README's model card);
+//! - `lesions`: darker or brighter ellipsoids (simulated tumours) painted
+//!   into the liver, the label unchanged, so a tumour, at the liver's edge
+//!   too, is learnt as liver: the reference masks (and SIRT's whole liver)
+//!   include tumours, and the folds miss those at the edge (LiTS 117).
 
 use liverseg_imgproc::filters::{flip_data, Axis};
 use liverseg_volume::SplitMix64;
@@ -51,6 +55,8 @@ pub struct AugmentConfig {
     pub non_contrast: Option<NonContrastConfig>,
     /// Simulated short scan range; `None` = off.
     pub scan_range: Option<ScanRangeConfig>,
+    /// Simulated tumours inside the liver; `None` = off.
+    pub lesions: Option<LesionConfig>,
 }
 
 impl Default for AugmentConfig {
@@ -66,6 +72,7 @@ impl Default for AugmentConfig {
             thick_slices: None,
             non_contrast: None,
             scan_range: None,
+            lesions: None,
         }
     }
 }
@@ -73,7 +80,7 @@ impl Default for AugmentConfig {
 impl AugmentConfig {
     /// No augmentation at all (validation, tests).
     pub fn none() -> Self {
-        Self { hu_shift: None, flip_x: 0.0, flip_y: 0.0, elastic: None, spatial: None, intensity: None, thick_slices: None, non_contrast: None, scan_range: None }
+        Self { hu_shift: None, flip_x: 0.0, flip_y: 0.0, elastic: None, spatial: None, intensity: None, thick_slices: None, non_contrast: None, scan_range: None, lesions: None }
     }
 
     /// The paper's augmentation and every family for small data sets, at
@@ -89,7 +96,7 @@ impl AugmentConfig {
     }
 
     fn any_extra(&self) -> bool {
-        self.spatial.is_some() || self.intensity.is_some() || self.thick_slices.is_some() || self.non_contrast.is_some() || self.scan_range.is_some()
+        self.spatial.is_some() || self.intensity.is_some() || self.thick_slices.is_some() || self.non_contrast.is_some() || self.scan_range.is_some() || self.lesions.is_some()
     }
 }
 
@@ -182,6 +189,34 @@ impl Default for ScanRangeConfig {
     }
 }
 
+/// With `probability`, 1 to `max_count` ellipsoids are painted into the
+/// liver: each centred on a liver voxel drawn uniformly (so many reach the
+/// liver's edge), semi-axes `U(radius_mm)` times `U(0.7, 1.3)` per axis,
+/// clipped to the liver (the label does not change). Inside, the HU become
+/// the liver's median plus `U(darker_hu)` (hypodense, the common case; with
+/// probability `brighter_share` plus `U(brighter_hu)` instead), keeping
+/// `texture` of the voxel's own deviation from the median, blended over the
+/// outer 2 mm. Applied after the spatial warp, before thick slices and the
+/// intensity family, which then act on the lesions too. Not in
+/// [`AugmentConfig::small_data`]: no recipe has measured it yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LesionConfig {
+    pub probability: f64,
+    pub max_count: usize,
+    pub radius_mm: [f64; 2],
+    pub darker_hu: [f64; 2],
+    pub brighter_share: f64,
+    pub brighter_hu: [f64; 2],
+    pub texture: f64,
+}
+
+impl Default for LesionConfig {
+    fn default() -> Self {
+        Self { probability: 0.3, max_count: 4, radius_mm: [5.0, 30.0], darker_hu: [-90.0, -20.0], brighter_share: 0.2, brighter_hu: [15.0, 50.0], texture: 0.3 }
+    }
+}
+
 /// What was applied to one image (logged, and checked by tests).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct Applied {
@@ -199,6 +234,8 @@ pub struct Applied {
     /// The slices kept (first, one past the last) when a short scan was
     /// simulated.
     pub scan_range: Option<[usize; 2]>,
+    /// How many simulated lesions were painted in.
+    pub lesions: usize,
 }
 
 /// One augmented training image: HU (shifted), reference and body on the
@@ -279,6 +316,13 @@ pub fn augment_with(prepared: &Prepared, hard: Option<&Mask>, config: &AugmentCo
     if field.is_some() || applied.spatial.is_some() {
         (hu, label, body, hard) = warp_affine_with(&hu, &label, &body, hard.as_ref(), &affine, field.as_ref());
         applied.elastic = field.is_some();
+    }
+    if let (Some(lc), Some(r)) = (&config.lesions, stream(6).as_mut()) {
+        let (go, u_count, seed) = (r.uniform() < lc.probability, r.uniform(), r.next_u64());
+        if go {
+            let count = 1 + ((u_count * lc.max_count.max(1) as f64).floor() as usize).min(lc.max_count.max(1) - 1);
+            applied.lesions = paint_lesions(&mut hu, &label, lc, count, &mut SplitMix64(seed));
+        }
     }
     if let (Some(ts), Some(r)) = (&config.thick_slices, stream(3).as_mut()) {
         let (go, u, phase) = (r.uniform() < ts.probability, r.uniform(), r.uniform());
@@ -366,6 +410,57 @@ fn keep_slices(hu: &mut Volume<f32>, label: &mut Mask, body: &mut Mask, hard: Op
     let data = hu.data_mut();
     data[..first * plane].fill(-1024.0);
     data[end * plane..].fill(-1024.0);
+}
+
+/// Paint `count` lesions (see [`LesionConfig`]) into `hu` inside `label`;
+/// returns how many were painted (0 when the label is empty).
+fn paint_lesions(hu: &mut Volume<f32>, label: &Mask, lc: &LesionConfig, count: usize, r: &mut SplitMix64) -> usize {
+    let liver: Vec<usize> = label.data().iter().enumerate().filter(|(_, &v)| v != 0).map(|(o, _)| o).collect();
+    if liver.is_empty() {
+        return 0;
+    }
+    let mut values: Vec<f32> = liver.iter().map(|&o| hu.data()[o]).collect();
+    let mid = values.len() / 2;
+    let median = *values.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1;
+    let g = hu.geometry().clone();
+    let dims = g.dims();
+    let sp = g.spacing();
+    let between = |r: &mut SplitMix64, [a, b]: [f64; 2]| a + (b - a) * r.uniform();
+    for _ in 0..count {
+        let centre = g.index_of(liver[r.below(liver.len())]);
+        let radius = between(r, lc.radius_mm);
+        let axes: [f64; 3] = std::array::from_fn(|_| radius * between(r, [0.7, 1.3]));
+        let delta = if r.uniform() < lc.brighter_share { between(r, lc.brighter_hu) } else { between(r, lc.darker_hu) };
+        let target = f64::from(median) + delta;
+        let texture = lc.texture as f32;
+        // Voxel box around the centre, clipped to the grid.
+        let span: [usize; 3] = std::array::from_fn(|a| (axes[a] / sp[a]).ceil() as usize + 1);
+        let lo: [usize; 3] = std::array::from_fn(|a| centre[a].saturating_sub(span[a]));
+        let hi: [usize; 3] = std::array::from_fn(|a| (centre[a] + span[a] + 1).min(dims[a]));
+        let rim_mm = 2.0f64;
+        for k in lo[2]..hi[2] {
+            for j in lo[1]..hi[1] {
+                for i in lo[0]..hi[0] {
+                    let o = g.offset(i, j, k);
+                    if label.data()[o] == 0 {
+                        continue;
+                    }
+                    let d = [i, j, k];
+                    // Normalised radius: 1 on the ellipsoid's surface.
+                    let q = (0..3).map(|a| ((d[a] as f64 - centre[a] as f64) * sp[a] / axes[a]).powi(2)).sum::<f64>().sqrt();
+                    if q >= 1.0 {
+                        continue;
+                    }
+                    let depth_mm = (1.0 - q) * radius;
+                    let w = (depth_mm / rim_mm).min(1.0) as f32;
+                    let v = hu.data()[o];
+                    let lesion = target as f32 + texture * (v - median);
+                    hu.data_mut()[o] = v + w * (lesion - v);
+                }
+            }
+        }
+    }
+    count
 }
 
 /// Compress the enhancement above `soft` HU to `keep` of itself, tapering
@@ -643,5 +738,51 @@ mod tests {
         let b = with(&|c| c.spatial = Some(SpatialConfig { probability: 1.0, ..Default::default() }));
         assert_eq!((a.hu_shift, a.flipped_x, a.flipped_y, a.thick_slices_mm), (b.hu_shift, b.flipped_x, b.flipped_y, b.thick_slices_mm));
         assert!(a.spatial.is_none() && b.spatial.is_some());
+    }
+
+    #[test]
+    fn lesions_change_the_liver_only_and_keep_the_label() {
+        let prep = prepared();
+        let label = prep.label.clone().unwrap();
+        let liver_median = |hu: &Volume<f32>| {
+            let mut v: Vec<f32> = hu.data().iter().zip(label.data()).filter(|(_, &l)| l != 0).map(|(&h, _)| h).collect();
+            let mid = v.len() / 2;
+            *v.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1
+        };
+        let median = liver_median(&prep.hu);
+        let lesions = LesionConfig { probability: 1.0, max_count: 3, radius_mm: [8.0, 16.0], brighter_share: 0.0, ..Default::default() };
+        let config = only(|c| c.lesions = Some(lesions.clone()));
+        let mut counts = Vec::new();
+        for seed in 0..12 {
+            let a = augment(&prep, &config, &mut SplitMix64(seed)).unwrap();
+            counts.push(a.applied.lesions);
+            assert_eq!(a.label.data(), label.data(), "the label changed");
+            let mut changed = 0;
+            for ((&after, &before), &l) in a.hu.data().iter().zip(prep.hu.data()).zip(label.data()) {
+                if after != before {
+                    assert!(l != 0, "a voxel outside the liver changed");
+                    changed += 1;
+                    // Darker lesions pull a voxel towards the median minus 20-90 HU
+                    // plus 0.3 of its own deviation: never above that nor above itself.
+                    let ceiling = before.max(median - 20.0 + 0.3 * (before - median));
+                    assert!(after <= ceiling + 1e-3, "{before} -> {after} (median {median})");
+                }
+            }
+            assert!(changed > 0, "seed {seed}: nothing painted");
+            assert!(liver_median(&a.hu) <= median, "seed {seed}");
+        }
+        assert!(counts.iter().all(|&c| (1..=3).contains(&c)) && counts.iter().min() != counts.iter().max(), "{counts:?}");
+        // Off, or on with probability 0: the image is untouched and the other draws stay.
+        let off = only(|c| c.lesions = Some(LesionConfig { probability: 0.0, ..lesions.clone() }));
+        let a = augment(&prep, &off, &mut SplitMix64(1)).unwrap();
+        assert_eq!((a.hu.data(), a.applied.lesions), (prep.hu.data(), 0));
+        let paper = |f: &dyn Fn(&mut AugmentConfig)| {
+            let mut c = AugmentConfig { elastic: None, thick_slices: Some(ThickSliceConfig { probability: 1.0, ..Default::default() }), ..AugmentConfig::default() };
+            f(&mut c);
+            augment(&prep, &c, &mut SplitMix64(5)).unwrap().applied
+        };
+        let (x, y) = (paper(&|_| {}), paper(&|c| c.lesions = Some(lesions.clone())));
+        assert_eq!((x.hu_shift, x.flipped_x, x.flipped_y, x.thick_slices_mm), (y.hu_shift, y.flipped_x, y.flipped_y, y.thick_slices_mm));
+        assert!(x.lesions == 0 && y.lesions > 0);
     }
 }
