@@ -513,7 +513,8 @@ fn forward_direct(s: &ConvShape, x: &[f32], w: &[f32], bias: &[f32], y: SharedMu
     let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
     (0..s.batch * od).into_par_iter().for_each(|task| {
         // The whole wrapper, not its raw-pointer field (closures capture
-        // fields separately).
+        // fields separately, and the bare pointer is not Send).
+        #[allow(clippy::redundant_locals)]
         let y = y;
         let (b, z) = (task / od, task % od);
         let x_b = &x[b * xin..(b + 1) * xin];
@@ -570,6 +571,8 @@ fn forward_shifted(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, y:
     let tasks = s.batch * od * tiles;
     let par = gemm_parallelism(tasks);
     (0..tasks).into_par_iter().for_each(|t| {
+        // The whole wrapper, as in `forward_direct`.
+        #[allow(clippy::redundant_locals)]
         let y = y;
         let (b, z, y0) = (t / (od * tiles), (t / tiles) % od, (t % tiles) * per);
         let y1 = (y0 + per).min(oh);
@@ -675,6 +678,8 @@ pub fn forward_with(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, a
         (0..tasks).into_par_iter().for_each(|t| {
             let (b, p0) = (t / tiles, (t % tiles) * TILE);
             let p1 = (p0 + TILE).min(pout);
+            // The whole wrapper, as in `forward_direct`.
+            #[allow(clippy::redundant_locals)]
             let yp = yp;
             // SAFETY: x and w are live slices of the checked lengths; the
             // destination block (rows of batch b, columns p0..p1) is written by
@@ -701,6 +706,8 @@ pub fn forward_with(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, a
             let (b, r0) = (t / tiles, (t % tiles) * per);
             let r1 = (r0 + per).min(rows);
             let n = (r1 - r0) * ow;
+            // The whole wrapper, as in `forward_direct`.
+            #[allow(clippy::redundant_locals)]
             let yp = yp;
             with_scratch(|col, _| {
                 col.resize(k * n, 0.0);
