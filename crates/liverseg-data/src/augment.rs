@@ -198,7 +198,8 @@ impl Default for ScanRangeConfig {
 /// `texture` of the voxel's own deviation from the median, blended over the
 /// outer 2 mm. Applied after the spatial warp, before thick slices and the
 /// intensity family, which then act on the lesions too. Not in
-/// [`AugmentConfig::small_data`]: no recipe has measured it yet.
+/// [`AugmentConfig::small_data`]: measured on two leave-one-out folds and
+/// not adopted (`models/lesions/README.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LesionConfig {
