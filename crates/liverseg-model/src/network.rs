@@ -168,6 +168,39 @@ pub fn bce_with_logits(logits: Tensor<5>, targets: Tensor<5>) -> Tensor<1> {
     (relu - logits * targets + softplus).mean()
 }
 
+/// Soft Dice loss over the whole batch, `1 - (2 sum(p y) + 1) / (sum(p) +
+/// sum(y) + 1)` with `p = sigmoid(logit)` (nnU-Net's "batch Dice": one
+/// overlap for all patches, so a patch without liver does not count as a
+/// failed Dice of its own). Unlike the voxel-mean cross entropy it weighs
+/// missed and false liver by the liver's size, not by how many voxels the
+/// patch sampler happened to centre on each class.
+pub fn soft_dice_loss(logits: Tensor<5>, targets: Tensor<5>) -> Tensor<1> {
+    let p = burn::tensor::activation::sigmoid(logits);
+    let overlap = (p.clone() * targets.clone()).sum();
+    let sizes = p.sum() + targets.sum();
+    (overlap.mul_scalar(2.0).add_scalar(1.0) / sizes.add_scalar(1.0)).neg().add_scalar(1.0)
+}
+
+/// The training loss a recipe names (`TrainConfig::loss`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Loss {
+    /// Voxel-mean binary cross entropy (every model up to 2026-12-06).
+    #[default]
+    Bce,
+    /// Cross entropy plus batch soft Dice, weight 1 each (nnU-Net's default).
+    BceDice,
+}
+
+impl Loss {
+    pub fn of(self, logits: Tensor<5>, targets: Tensor<5>) -> Tensor<1> {
+        match self {
+            Loss::Bce => bce_with_logits(logits, targets),
+            Loss::BceDice => bce_with_logits(logits.clone(), targets.clone()) + soft_dice_loss(logits, targets),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +269,35 @@ mod tests {
         let t = Tensor::<5>::from_data(TensorData::new(targets.to_vec(), [1, 1, 1, 1, 5]), &device());
         let got = bce_with_logits(l, t).into_scalar::<f32>();
         assert!((f64::from(got) - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn soft_dice_matches_the_formula() {
+        let logits = [-3.0f32, -0.5, 0.0, 0.7, 4.0, 2.0];
+        let targets = [0.0f32, 1.0, 1.0, 0.0, 1.0, 1.0];
+        let p: Vec<f64> = logits.iter().map(|&x| 1.0 / (1.0 + (-f64::from(x)).exp())).collect();
+        let overlap: f64 = p.iter().zip(&targets).map(|(p, &y)| p * f64::from(y)).sum();
+        let sizes: f64 = p.iter().sum::<f64>() + targets.iter().map(|&y| f64::from(y)).sum::<f64>();
+        let want = 1.0 - (2.0 * overlap + 1.0) / (sizes + 1.0);
+        // Two patches of three: the overlap is the batch's, not a mean of patches.
+        let l = Tensor::<5>::from_data(TensorData::new(logits.to_vec(), [2, 1, 1, 1, 3]), &device());
+        let t = Tensor::<5>::from_data(TensorData::new(targets.to_vec(), [2, 1, 1, 1, 3]), &device());
+        let got = soft_dice_loss(l.clone(), t.clone()).into_scalar::<f32>();
+        assert!((f64::from(got) - want).abs() < 1e-5, "{got} vs {want}");
+        let both = Loss::BceDice.of(l.clone(), t.clone()).into_scalar::<f32>();
+        let bce = Loss::Bce.of(l, t).into_scalar::<f32>();
+        assert!((both - bce - got).abs() < 1e-5, "{both} != {bce} + {got}");
+    }
+
+    #[test]
+    fn soft_dice_is_near_zero_for_a_sure_right_answer_and_near_one_for_a_sure_wrong_one() {
+        let targets = [0.0f32, 1.0, 1.0, 0.0];
+        let right: Vec<f32> = targets.iter().map(|&y| if y > 0.5 { 20.0 } else { -20.0 }).collect();
+        let wrong: Vec<f32> = right.iter().map(|x| -x).collect();
+        let t = Tensor::<5>::from_data(TensorData::new(targets.to_vec(), [1, 1, 1, 1, 4]), &device());
+        let loss = |x: &[f32]| soft_dice_loss(Tensor::<5>::from_data(TensorData::new(x.to_vec(), [1, 1, 1, 1, 4]), &device()), t.clone()).into_scalar::<f32>();
+        assert!(loss(&right) < 1e-4, "{}", loss(&right));
+        assert!(loss(&wrong) > 0.6, "{}", loss(&wrong));
     }
 
     /// Gradient of one small 3-D convolution layer against central finite

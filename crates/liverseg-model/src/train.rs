@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, ModelInfo};
 use crate::config::NetworkConfig;
 use crate::infer::predict;
-use crate::network::{bce_with_logits, DeepMedic};
+use crate::network::{DeepMedic, Loss};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +81,8 @@ pub struct TrainConfig {
     /// averaged model's searched 0.87 gave DSC 0.745 held out, 0.5 gave
     /// 0.901 (models/next/README.md).
     pub threshold: Option<f32>,
+    /// `bce` (default) or `bce_dice` (cross entropy plus batch soft Dice).
+    pub loss: Loss,
 }
 
 impl Default for TrainConfig {
@@ -107,6 +109,7 @@ impl Default for TrainConfig {
             max_minutes: None,
             average_last_epochs: 0,
             threshold: None,
+            loss: Loss::Bce,
         }
     }
 }
@@ -353,7 +356,7 @@ pub fn train(
                 let batch = sample_batch(&volumes, config.batch, patch, &pathways, config.liver_fraction, &mut rng)?;
                 let inputs = batch_inputs(batch.inputs, &pathways, config.batch, &train_device);
                 let target = Tensor::from_data(TensorData::new(batch.labels, [config.batch, 1, patch, patch, patch]), &train_device);
-                let loss = bce_with_logits(model.forward(inputs), target);
+                let loss = config.loss.of(model.forward(inputs), target);
                 let loss_value = loss.clone().into_scalar::<f32>();
                 if !loss_value.is_finite() {
                     return Err(Error::Model(format!("loss became {loss_value} at epoch {epoch} sub-epoch {sub} step {step}; lower the learning rate")));
