@@ -114,6 +114,9 @@ for c in $folds; do
       th=(--threshold 0.5); [ "$t" = searched ] && th=(${searched:+--threshold "$searched"})
       "$LIVERSEG" segment "$CASES/$c/ct.nii.gz" -o "$d/seg-$t" --model "$d/run/best.lsm" "${th[@]}" --no-overview --force --json > "$d/report-$t.json"
     done
+    # Each fold's figures as soon as it is done: a run stopped before the
+    # last fold still shows the ones it finished.
+    echo "fold $c held out at 0.5: $("$LIVERSEG" evaluate "$CASES/$c/liver.nii.gz" "$d/seg-0.5/liver.nii.gz" | tr '\n' ' ')"
   fi
   for t in 0.5 searched; do
     mkdir -p "$OUT/reference-$t" "$OUT/segmented-$t"
