@@ -19,9 +19,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [ct, liver, train, network, seed, out] = args.as_slice() else {
         return Err("usage: augment_preview CT LIVER TRAIN.json NETWORK.json SEED OUT_DIR".into());
     };
-    let json = |p: &str| -> Result<serde_json::Value, Box<dyn std::error::Error>> { Ok(serde_json::from_str(&std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"))?)?) };
-    let augment_config: AugmentConfig = serde_json::from_value(json(train)?["augment"].clone())?;
-    let preprocess: PreprocessConfig = serde_json::from_value(json(network)?["preprocess"].clone())?;
+    // Every failure names the file and the key it was reading.
+    fn section<T: serde::de::DeserializeOwned>(path: &str, key: &str) -> Result<T, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{path}: not JSON: {e}"))?;
+        let part = value.get(key).ok_or_else(|| format!("{path}: has no \"{key}\" section"))?;
+        serde_json::from_value(part.clone()).map_err(|e| format!("{path}: \"{key}\": {e}"))
+    }
+    let augment_config: AugmentConfig = section(train, "augment")?;
+    let preprocess: PreprocessConfig = section(network, "preprocess")?;
     let image = read_image(Path::new(ct), &ReadOptions::default())?.volume.to_f32();
     let (mask, _) = read_mask(Path::new(liver), Some(image.geometry()), &ReadOptions::default())?;
     let prepared = prepare(&image, Some(&mask), &preprocess)?;
