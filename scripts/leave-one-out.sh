@@ -116,7 +116,7 @@ for c in $folds; do
     done
     # Each fold's figures as soon as it is done: a run stopped before the
     # last fold still shows the ones it finished.
-    echo "fold $c held out at 0.5: $("$LIVERSEG" evaluate "$CASES/$c/liver.nii.gz" "$d/seg-0.5/liver.nii.gz" | tr '\n' ' ')"
+    echo "fold $c held out at 0.5: $("$LIVERSEG" evaluate "$CASES/$c/liver.nii.gz" "$d/seg-0.5/liver.nii.gz" | tr -s '\n ' '  ')"
   fi
   for t in 0.5 searched; do
     mkdir -p "$OUT/reference-$t" "$OUT/segmented-$t"
