@@ -8,6 +8,7 @@ use burn::tensor::Device;
 use liverseg_data::augment::AugmentConfig;
 use liverseg_preprocess::{prepare, PreprocessConfig};
 use liverseg_model::config::PathwayConfig;
+use liverseg_model::network::Loss;
 use liverseg_model::train::{train, Case, Event, TrainConfig};
 use liverseg_model::{NetworkConfig, Segmenter};
 use liverseg_phantom::{generate, PhantomConfig};
@@ -140,6 +141,29 @@ fn a_seed_repeats_its_run_and_another_seed_does_not() {
     assert_eq!(first.len(), 3);
     assert_eq!(first, losses_for(5), "two runs with seed 5");
     assert_ne!(first, losses_for(6), "seeds 5 and 6 gave the same run");
+}
+
+#[test]
+fn the_recipe_s_loss_is_the_one_trained() {
+    // Same seed, same first batch and weights: the first step's losses differ
+    // by exactly the batch soft Dice, which lies in (0, 1).
+    let network = tiny_network();
+    let cases = vec![case(1, &network)];
+    let first_loss = |loss: Loss| {
+        let config = TrainConfig { epochs: 1, subepochs: 1, patches_per_subepoch: 8, batch: 8, seed: 5, loss, ..TrainConfig::default() };
+        let out = tempfile::tempdir().unwrap();
+        let mut first = None;
+        train(&network, &config, &cases, &[], out.path(), false, &Device::flex(), &mut |e| {
+            if let Event::Step { loss, .. } = e {
+                first.get_or_insert(*loss);
+            }
+        })
+        .unwrap();
+        first.unwrap()
+    };
+    let (bce, both) = (first_loss(Loss::Bce), first_loss(Loss::BceDice));
+    let dice = both - bce;
+    assert!(bce.is_finite() && dice > 0.0 && dice < 1.0, "bce {bce}, bce + dice {both}");
 }
 
 #[test]
