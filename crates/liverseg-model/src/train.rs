@@ -656,6 +656,26 @@ mod tests {
     }
 
     #[test]
+    fn every_committed_recipe_loads() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models");
+        let mut recipes = vec![models.join("liverseg-default.train.json")];
+        for entry in std::fs::read_dir(&models).unwrap() {
+            let recipe = entry.unwrap().path().join("train.json");
+            if recipe.exists() {
+                recipes.push(recipe);
+            }
+        }
+        assert!(recipes.len() > 5, "{recipes:?}");
+        for recipe in &recipes {
+            let text = std::fs::read_to_string(recipe).unwrap();
+            let config: TrainConfig = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", recipe.display()));
+            config.validate().unwrap_or_else(|e| panic!("{}: {e}", recipe.display()));
+            let dice = recipe.parent().unwrap().ends_with("dice");
+            assert_eq!(config.loss == Loss::BceDice, dice, "{}", recipe.display());
+        }
+    }
+
+    #[test]
     fn threshold_is_searched_on_cases_with_liver_only() {
         let pool = [case("liver", [1, 1, 0, 0]), case("liver-free", [0; 4])];
         let g = pool[0].prepared.hu.geometry().clone();
