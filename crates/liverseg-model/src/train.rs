@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -83,6 +84,11 @@ pub struct TrainConfig {
     pub threshold: Option<f32>,
     /// `bce` (default) or `bce_dice` (cross entropy plus batch soft Dice).
     pub loss: Loss,
+    /// L2 penalty added to every parameter's gradient before the momentum
+    /// (SGD weight decay; DeepMedic's default is 1e-4); 0 = off. The
+    /// optimizer's saved state is the same either way, so a run may resume
+    /// with it changed.
+    pub weight_decay: f64,
 }
 
 impl Default for TrainConfig {
@@ -110,6 +116,7 @@ impl Default for TrainConfig {
             average_last_epochs: 0,
             threshold: None,
             loss: Loss::Bce,
+            weight_decay: 0.0,
         }
     }
 }
@@ -139,6 +146,9 @@ impl TrainConfig {
             if !(t > 0.0 && t < 1.0) {
                 return Err(Error::Config(format!("threshold {t} is not in (0, 1)")));
             }
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(Error::Config(format!("weight_decay {} must be 0 or more", self.weight_decay)));
         }
         if self.average_last_epochs > self.epochs {
             return Err(Error::Config(format!("average_last_epochs {} is more than the {} epochs", self.average_last_epochs, self.epochs)));
@@ -259,7 +269,8 @@ pub fn search_threshold(maps: &[Volume<f32>], cases: &[&Case]) -> (f32, f64) {
 
 fn sgd(config: &TrainConfig) -> ModuleOptimizer {
     let momentum = MomentumConfig { momentum: config.momentum, dampening: 0.0, nesterov: config.nesterov };
-    SgdConfig::new().with_momentum(Some(momentum)).init()
+    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig { penalty: config.weight_decay as f32 });
+    SgdConfig::new().with_momentum(Some(momentum)).with_weight_decay(decay).init()
 }
 
 /// Train `network` on `train`, validating on `validation` (may be empty: then

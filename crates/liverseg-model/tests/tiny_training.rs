@@ -167,6 +167,34 @@ fn the_recipe_s_loss_is_the_one_trained() {
 }
 
 #[test]
+fn the_recipe_s_weight_decay_is_the_one_trained() {
+    // Same seed, batches and first step's loss; the decay only changes the
+    // update, so the losses part from the second step on, and only if the
+    // recipe's decay reaches the optimizer.
+    let network = tiny_network();
+    let cases = vec![case(1, &network)];
+    let losses = |weight_decay: f64| {
+        let config = TrainConfig { epochs: 1, subepochs: 1, patches_per_subepoch: 24, batch: 8, seed: 5, weight_decay, ..TrainConfig::default() };
+        let out = tempfile::tempdir().unwrap();
+        let mut losses = Vec::new();
+        train(&network, &config, &cases, &[], out.path(), false, &Device::flex(), &mut |e| {
+            if let Event::Step { loss, .. } = e {
+                losses.push(*loss);
+            }
+        })
+        .unwrap();
+        losses
+    };
+    let (plain, again, decayed) = (losses(0.0), losses(0.0), losses(0.5));
+    assert_eq!(plain, again, "a seeded run repeats itself");
+    assert_eq!(plain[0], decayed[0], "the first step's loss comes before any update");
+    assert_ne!(plain[1..], decayed[1..], "the decay changed nothing: {plain:?}");
+    let bad = TrainConfig { weight_decay: -1e-4, ..TrainConfig::default() };
+    let out = tempfile::tempdir().unwrap();
+    assert!(train(&network, &bad, &cases, &[], out.path(), false, &Device::flex(), &mut |_| {}).is_err());
+}
+
+#[test]
 fn hard_examples_are_mined_on_schedule_and_a_resumed_run_samples_them_as_before() {
     let network = tiny_network();
     let cases = vec![case(1, &network), case(2, &network)];
