@@ -37,7 +37,7 @@ average_last_epochs N: the final model is the weight average of the last N
 epochs' checkpoints (kept as epoch-N.lsm), not the last or the best one.
 threshold T: the final model's threshold is T (e.g. 0.5, the method's)
 instead of the one searched on the validation or training cases (still logged).
-loss: "bce" (default) or "bce_dice" (cross entropy plus batch soft Dice).
+loss: bce (default) or bce_dice (cross entropy plus batch soft Dice).
 weight_decay W: L2 penalty on every parameter in the SGD update (DeepMedic's
 is 1e-4; default 0).
 
