@@ -151,15 +151,7 @@ fn the_recipe_s_loss_is_the_one_trained() {
     let cases = vec![case(1, &network)];
     let first_loss = |loss: Loss| {
         let config = TrainConfig { epochs: 1, subepochs: 1, patches_per_subepoch: 8, batch: 8, seed: 5, loss, ..TrainConfig::default() };
-        let out = tempfile::tempdir().unwrap();
-        let mut first = None;
-        train(&network, &config, &cases, &[], out.path(), false, &Device::flex(), &mut |e| {
-            if let Event::Step { loss, .. } = e {
-                first.get_or_insert(*loss);
-            }
-        })
-        .unwrap();
-        first.unwrap()
+        step_losses(&network, &cases, &config)[0]
     };
     let (bce, both) = (first_loss(Loss::Bce), first_loss(Loss::BceDice));
     let dice = both - bce;
@@ -175,15 +167,7 @@ fn the_recipe_s_weight_decay_is_the_one_trained() {
     let cases = vec![case(1, &network)];
     let losses = |weight_decay: f64| {
         let config = TrainConfig { epochs: 1, subepochs: 1, patches_per_subepoch: 24, batch: 8, seed: 5, weight_decay, ..TrainConfig::default() };
-        let out = tempfile::tempdir().unwrap();
-        let mut losses = Vec::new();
-        train(&network, &config, &cases, &[], out.path(), false, &Device::flex(), &mut |e| {
-            if let Event::Step { loss, .. } = e {
-                losses.push(*loss);
-            }
-        })
-        .unwrap();
-        losses
+        step_losses(&network, &cases, &config)
     };
     let (plain, again, decayed) = (losses(0.0), losses(0.0), losses(0.5));
     assert_eq!(plain, again, "a seeded run repeats itself");
@@ -191,7 +175,23 @@ fn the_recipe_s_weight_decay_is_the_one_trained() {
     assert_ne!(plain[1..], decayed[1..], "the decay changed nothing: {plain:?}");
     let bad = TrainConfig { weight_decay: -1e-4, ..TrainConfig::default() };
     let out = tempfile::tempdir().unwrap();
-    assert!(train(&network, &bad, &cases, &[], out.path(), false, &Device::flex(), &mut |_| {}).is_err());
+    match train(&network, &bad, &cases, &[], out.path(), false, &Device::flex(), &mut |_| {}) {
+        Err(err) => assert!(err.to_string().contains("weight_decay -0.0001"), "{err}"),
+        Ok(_) => panic!("a negative weight_decay was accepted"),
+    }
+}
+
+/// Every step's loss of a fresh run of `config`.
+fn step_losses(network: &NetworkConfig, cases: &[Case], config: &TrainConfig) -> Vec<f32> {
+    let out = tempfile::tempdir().unwrap();
+    let mut losses = Vec::new();
+    train(network, config, cases, &[], out.path(), false, &Device::flex(), &mut |e| {
+        if let Event::Step { loss, .. } = e {
+            losses.push(*loss);
+        }
+    })
+    .unwrap();
+    losses
 }
 
 #[test]
