@@ -27,6 +27,7 @@ fn arg(name: &str) -> Option<String> {
 /// Run `cmd`, returning (wall seconds, peak RSS in MiB) of that child alone:
 /// `wait4` gives the child's own rusage, where `getrusage(RUSAGE_CHILDREN)`
 /// would mix in earlier runs.
+#[allow(clippy::zombie_processes)] // wait4 below reaps it
 fn run_measured(cmd: &mut Command) -> (f64, f64, std::process::ExitStatus) {
     let t0 = Instant::now();
     let child = cmd.spawn().expect("cannot start liverseg");

@@ -810,6 +810,7 @@ print(json.dumps({"per_uid": {u: int(px[i].sum()) for i, u in enumerate(uids)}, 
     let liver = liverseg_io::read_image(&out.join("liver.nii.gz"), &liverseg_io::ReadOptions::default()).unwrap().volume;
     let g = liver.geometry().clone();
     let [nx, ny, nz] = g.dims();
+    #[allow(clippy::unnecessary_cast)] // the same cast for every pixel type, f64 included
     let data: Vec<bool> = liverseg_volume::dyn_dispatch!(&liver, m => m.data().iter().map(|&x| x as f64 > 0.0).collect());
     let mut checked = 0;
     for i in 0..ct.len() {

@@ -62,7 +62,7 @@ impl SamplingVolume {
     /// ones given to [`SamplingVolume::new`]. A volume without liver keeps
     /// sampling the whole body.
     pub fn with_border(mut self, label: &Mask, body: &Mask, radius_mm: f64, share: f64) -> Result<Self> {
-        if !(0.0..=1.0).contains(&share) || !(radius_mm.is_finite() && radius_mm > 0.0) {
+        if !((0.0..=1.0).contains(&share) && radius_mm.is_finite() && radius_mm > 0.0) {
             return Err(Error::param("border sampling", format!("share {share} must be in [0, 1] and radius {radius_mm} mm positive")));
         }
         if share == 0.0 || self.liver.is_empty() {

@@ -62,7 +62,7 @@ fn main() {
         Ok(o) if o.status.success() => {
             let s = String::from_utf8_lossy(&o.stdout);
             let secs: f64 = s.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-            println!("pydicom {} : best {:.4} s of 3 runs ({})", "dcmread+sort+rescale+stack", secs, s.trim());
+            println!("pydicom dcmread+sort+rescale+stack : best {:.4} s of 3 runs ({})", secs, s.trim());
             println!("ratio pydicom / liverseg = {:.2}x", secs / ours);
         }
         Ok(o) => println!("pydicom comparison skipped: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("python3 failed")),

@@ -47,9 +47,12 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> std::io::R
     Ok(())
 }
 
+/// What writes one file's bytes in [`write_atomic_group`].
+pub type Fill<'a> = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + 'a>;
+
 /// Write several files that belong together (e.g. `.mhd` + `.raw`): all are
 /// written to temporaries first and renamed only when every one succeeded.
-pub fn write_atomic_group(files: Vec<(&Path, Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + '_>)>) -> Result<()> {
+pub fn write_atomic_group(files: Vec<(&Path, Fill<'_>)>) -> Result<()> {
     let staged = files.into_iter().map(|(path, fill)| Ok((path, stage(path, fill)?))).collect::<Result<Vec<_>>>()?;
     for (path, tmp) in staged {
         tmp.persist(path).map_err(|e| Error::io(path, e.error))?;

@@ -430,7 +430,7 @@ fn totalseg_20_real_ct_slices() {
     // Plausible HU: air outside the body, soft tissue in the middle.
     let v = out.volume.to_f32();
     let (lo, hi) = out.volume.min_max_f64().unwrap();
-    assert!(lo >= -3024.0 && lo <= -900.0 && hi > 200.0 && hi <= 4095.0, "HU range {lo}..{hi}");
+    assert!((-3024.0..=-900.0).contains(&lo) && hi > 200.0 && hi <= 4095.0, "HU range {lo}..{hi}");
     let mut centre: Vec<f32> = (224..288).flat_map(|j| (224..288).map(move |i| (i, j))).map(|(i, j)| v.data()[g.offset(i, j, 10)]).collect();
     centre.sort_by(f32::total_cmp);
     let median = centre[centre.len() / 2];

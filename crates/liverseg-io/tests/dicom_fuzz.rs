@@ -134,7 +134,7 @@ proptest! {
             eprintln!("fuzz: slow case ({:.1} s) from {name}: {muts:?}", t0.elapsed().as_secs_f64());
         }
         let n = CASES.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % 500 == 0 || n == cases() as usize {
+        if n.is_multiple_of(500) || n == cases() as usize {
             eprintln!("fuzz: {n} cases (last seed {name}), {} dicom-rs panics caught and reported as errors", PARSER_PANICS.load(Ordering::Relaxed));
         }
     }

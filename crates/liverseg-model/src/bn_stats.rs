@@ -105,6 +105,7 @@ pub fn recalibrate(
 /// [`recalibrate`] on a model file, written atomically to `out` with the
 /// same threshold and training summary plus what was done (`batch_norm_recalibrated`:
 /// from which model, on which cases, how many patches, seed) and a new id.
+#[allow(clippy::too_many_arguments)] // the `recalibrate` command's options, one for one
 pub fn recalibrate_file(
     model: &Path,
     out: &Path,

@@ -122,7 +122,7 @@ impl NetworkConfig {
     /// voxels per axis: `patch / factor + receptive_field - 1`.
     pub fn pathway_inputs(&self, patch: usize) -> Result<Vec<PathwayInput>> {
         let m = self.patch_multiple();
-        if patch == 0 || patch % m != 0 {
+        if patch == 0 || !patch.is_multiple_of(m) {
             return Err(Error::Config(format!("patch size {patch} is not a positive multiple of {m} (the pathway factors' lcm)")));
         }
         Ok((0..self.pathways.len())
@@ -155,14 +155,14 @@ impl NetworkConfig {
         if self.pathways[0].factor != 1 {
             return bad(format!("the first pathway must have factor 1, not {}", self.pathways[0].factor));
         }
-        if self.kernel % 2 == 0 || self.kernel == 0 {
+        if self.kernel.is_multiple_of(2) {
             return bad(format!("kernel {} must be odd", self.kernel));
         }
         for (i, p) in self.pathways.iter().enumerate() {
             if p.factor == 0 || p.features.is_empty() || p.features.contains(&0) {
                 return bad(format!("pathway {i}: factor and every feature count must be positive, with at least one layer"));
             }
-            if (self.receptive_field(i) - 1) % 2 != 0 {
+            if !(self.receptive_field(i) - 1).is_multiple_of(2) {
                 return bad(format!("pathway {i}: receptive field {} is not odd", self.receptive_field(i)));
             }
         }

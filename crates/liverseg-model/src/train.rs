@@ -158,7 +158,7 @@ impl TrainConfig {
 
     /// Whether hard examples are mined afresh before epoch `epoch` (0-based).
     fn mines_before(&self, epoch: usize) -> bool {
-        self.hard_fraction > 0.0 && epoch >= self.hard_from_epoch && (epoch - self.hard_from_epoch) % self.hard_every == 0
+        self.hard_fraction > 0.0 && epoch >= self.hard_from_epoch && (epoch - self.hard_from_epoch).is_multiple_of(self.hard_every)
     }
 }
 
@@ -269,7 +269,7 @@ pub fn search_threshold(maps: &[Volume<f32>], cases: &[&Case]) -> (f32, f64) {
 
 fn sgd(config: &TrainConfig) -> ModuleOptimizer {
     let momentum = MomentumConfig { momentum: config.momentum, dampening: 0.0, nesterov: config.nesterov };
-    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig { penalty: config.weight_decay as f32 });
+    let decay = (config.weight_decay > 0.0).then_some(WeightDecayConfig { penalty: config.weight_decay as f32 });
     SgdConfig::new().with_momentum(Some(momentum)).with_weight_decay(decay).init()
 }
 
@@ -385,7 +385,7 @@ pub fn train(
         state.minutes = minutes_before + started.elapsed().as_secs_f64() / 60.0;
         let out_of_time = config.max_minutes.is_some_and(|m| state.minutes >= m);
         let last_epoch = state.epochs_done == config.epochs || out_of_time;
-        if !validation.is_empty() && (state.epochs_done % config.validate_every.max(1) == 0 || last_epoch) {
+        if !validation.is_empty() && (state.epochs_done.is_multiple_of(config.validate_every.max(1)) || last_epoch) {
             let tv = Instant::now();
             let eval = model.valid();
             let cases: Vec<&Case> = validation.iter().collect();

@@ -93,6 +93,8 @@ macro_rules! impl_from_volume {
 }
 impl_from_volume!(u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64 => F64);
 
+// dyn_dispatch! writes the same `x as T` for every pixel type, T's own included.
+#[allow(clippy::unnecessary_cast)]
 impl DynVolume {
     pub fn dtype(&self) -> DType {
         match self {

@@ -426,6 +426,7 @@ pub fn read_mask_series_onto(folder: &Path, reference: &Geometry) -> Result<Mask
     if dot(plane(ds), plane(dr)).abs() < 0.999 {
         return Err(Error::invalid(folder, "mask series slices are not parallel to the reference CT's slices"));
     }
+    #[allow(clippy::unnecessary_cast)] // the same cast for every pixel type, f64 included
     let fg: Vec<bool> = liverseg_volume::dyn_dispatch!(&volume, v => v.data().iter().map(|&x| (x as f64) > 0.0).collect());
     let [sx, sy, sz] = src.dims();
     let [rx, ry, _] = reference.dims();
@@ -709,7 +710,7 @@ fn scan_all(folder: &Path, purpose: Purpose) -> Result<Found> {
             return Err(e);
         }
     }
-    if skipped.get("duplicate_sop_instances").is_some() {
+    if skipped.contains_key("duplicate_sop_instances") {
         warnings.push(format!("{} duplicate file(s) (same SOPInstanceUID) ignored", skipped["duplicate_sop_instances"]));
     }
     // Series, then orientation, then phase.

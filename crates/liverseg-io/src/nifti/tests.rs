@@ -266,7 +266,8 @@ fn truncated_and_bombed_files_are_clean_errors() {
 #[test]
 fn bad_headers_are_clean_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Raw)>, &str)> = vec![
+    type Corrupt = Box<dyn Fn(&mut Raw)>;
+    let cases: Vec<(&str, Corrupt, &str)> = vec![
         ("zero-dim", Box::new(|r| r.dim[2] = 0), "dim[2] = 0"),
         ("neg-dim", Box::new(|r| r.dim[1] = -5), "dim[1] = -5"),
         ("dim0", Box::new(|r| r.dim[0] = 0), "dim[0] = 0"),

@@ -341,6 +341,7 @@ pub enum Algo {
 ///   0.62-0.86x), but 1.17-1.61x on its 8 -> 12 layers (shifted
 ///   0.79-0.98x) and 1.0-1.45x on the wide network's 1 -> 12 (shifted
 ///   0.75-1.30x); on `fast`'s 1 -> 8 0.66-1.23x (shifted 0.70-2.2x).
+///
 /// With the AVX2 gemm (2026-12-03) the direct kernel had won on every
 /// layer with 1-8 input channels; the AVX-512 gemm moved the balance.
 pub fn auto_algo(s: &ConvShape) -> Algo {
