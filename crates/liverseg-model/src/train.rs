@@ -75,6 +75,12 @@ pub struct TrainConfig {
     /// the best by validation; 0 = off. Single checkpoints of the last
     /// learning-rate phase swing between states (models/next/README.md).
     pub average_last_epochs: usize,
+    /// Stochastic weight averaging's constant learning rate (Izmailov et al.
+    /// 2018): the averaged epochs (`average_last_epochs`) train at this rate
+    /// instead of the step schedule's, so the average is taken over more
+    /// distinct states than at the schedule's last, smallest rates. `None` =
+    /// the step schedule throughout.
+    pub swa_learning_rate: Option<f64>,
     /// The final model's threshold; `None` = the one searched on the
     /// validation (else training) cases, which is still searched and logged.
     /// A threshold searched on the training cases is biased high (the
@@ -114,6 +120,7 @@ impl Default for TrainConfig {
             seed: 1,
             max_minutes: None,
             average_last_epochs: 0,
+            swa_learning_rate: None,
             threshold: None,
             loss: Loss::Bce,
             weight_decay: 0.0,
@@ -122,7 +129,13 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The learning rate of epoch `epoch` (0-based).
     pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        if let Some(swa) = self.swa_learning_rate {
+            if averaged_epoch(self, epoch + 1) {
+                return swa;
+            }
+        }
         self.learning_rate / self.lr_divisor.powi((epoch / self.lr_step_epochs.max(1)) as i32)
     }
 
@@ -149,6 +162,11 @@ impl TrainConfig {
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
             return Err(Error::Config(format!("weight_decay {} must be 0 or more", self.weight_decay)));
+        }
+        if let Some(swa) = self.swa_learning_rate {
+            if !(swa > 0.0 && swa.is_finite()) || self.average_last_epochs == 0 {
+                return Err(Error::Config(format!("swa_learning_rate {swa} needs to be positive and average_last_epochs above 0")));
+            }
         }
         if self.average_last_epochs > self.epochs {
             return Err(Error::Config(format!("average_last_epochs {} is more than the {} epochs", self.average_last_epochs, self.epochs)));
@@ -690,6 +708,21 @@ mod tests {
         let published = read(models.join("liverseg-default.train.json"));
         assert_eq!(trained, published);
         assert_eq!(read(models.join("dice/train.json")).loss, Loss::BceDice);
+    }
+
+    #[test]
+    fn swa_learning_rate_holds_over_the_averaged_epochs_only() {
+        let config = TrainConfig { epochs: 80, lr_step_epochs: 10, learning_rate: 0.02, average_last_epochs: 20, swa_learning_rate: Some(0.0025), ..TrainConfig::default() };
+        config.validate().unwrap();
+        // Epochs are 0-based here: 59 is the 60th, the last before the average.
+        assert_eq!(config.learning_rate_at(0), 0.02);
+        assert_eq!(config.learning_rate_at(59), 0.02 / 32.0);
+        assert_eq!(config.learning_rate_at(60), 0.0025);
+        assert_eq!(config.learning_rate_at(79), 0.0025);
+        let step_only = TrainConfig { swa_learning_rate: None, ..config.clone() };
+        assert_eq!(step_only.learning_rate_at(60), 0.02 / 64.0);
+        assert!(TrainConfig { average_last_epochs: 0, ..config.clone() }.validate().is_err(), "nothing averaged");
+        assert!(TrainConfig { swa_learning_rate: Some(0.0), ..config }.validate().is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ patches per epoch, half the patches centred on liver, validation DSC every
 lr_step_epochs, lr_divisor, momentum, nesterov, liver_fraction,
 border_fraction, border_mm, validate_every, augment {hu_shift, flip_x,
 flip_y, elastic, spatial, intensity, thick_slices, non_contrast, scan_range}, seed,
-max_minutes, average_last_epochs, threshold, loss, weight_decay, hard_fraction,
+max_minutes, average_last_epochs, swa_learning_rate, threshold, loss, weight_decay, hard_fraction,
 hard_from_epoch, hard_every). border_fraction: share of background patches centred within
 border_mm of the liver (default 0, the paper's). The augment families after
 elastic are off by default; models/next/train.json switches
@@ -35,6 +35,8 @@ them on (see crates/liverseg-data/src/augment.rs for each one's settings).
 
 average_last_epochs N: the final model is the weight average of the last N
 epochs' checkpoints (kept as epoch-N.lsm), not the last or the best one.
+swa_learning_rate R: those averaged epochs train at the constant rate R
+instead of the step schedule's (stochastic weight averaging).
 threshold T: the final model's threshold is T (e.g. 0.5, the method's)
 instead of the one searched on the validation or training cases (still logged).
 loss: bce (default) or bce_dice (cross entropy plus batch soft Dice).
