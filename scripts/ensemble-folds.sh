@@ -13,6 +13,8 @@
 #                  recipes'; not the members' own: fold models of older builds
 #                  carry the threshold searched on their training cases there)
 #        LIVERSEG  the binary (default target/release/liverseg)
+#        FLIPS     segment's --flip-average (default xy, segment's own): with
+#                  two members, x keeps the network passes at segment's four
 #
 # Only cases with a finished model in every FOLDS_* are done (below).
 # Results: OUT/<case>/ (segment's output), OUT/summary/ (evaluate --pairs).
@@ -39,7 +41,7 @@ finished() {
   [ -n "$total" ] && [ "$done" -eq "$total" ]
 }
 
-th=(--threshold "${THRESHOLD:-0.5}")
+th=(--threshold "${THRESHOLD:-0.5}" --flip-average "${FLIPS:-xy}")
 mkdir -p "$OUT/reference" "$OUT/segmented"
 n=0
 for ct in "$CASES"/*/ct.nii.gz; do
