@@ -181,6 +181,36 @@ fn the_recipe_s_weight_decay_is_the_one_trained() {
     }
 }
 
+#[test]
+fn swa_epochs_train_at_the_swa_rate() {
+    let network = tiny_network();
+    let cases = vec![case(1, &network)];
+    // Epoch 0 at the schedule's 0.05; epochs 1-2 are averaged, at 0.003
+    // (the schedule alone would give 0.025 and 0.0125).
+    let config = TrainConfig {
+        epochs: 3,
+        subepochs: 1,
+        patches_per_subepoch: 16,
+        batch: 8,
+        learning_rate: 0.05,
+        lr_step_epochs: 1,
+        average_last_epochs: 2,
+        swa_learning_rate: Some(0.003),
+        augment: AugmentConfig { elastic: None, ..AugmentConfig::default() },
+        ..TrainConfig::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let mut rates = Vec::new();
+    train(&network, &config, &cases, &[], out.path(), false, &Device::flex(), &mut |e| {
+        if let Event::Step { epoch, lr, .. } = e {
+            rates.push((*epoch, *lr));
+        }
+    })
+    .unwrap();
+    assert_eq!(rates, [(0, 0.05), (0, 0.05), (1, 0.003), (1, 0.003), (2, 0.003), (2, 0.003)]);
+    assert!(out.path().join("epoch-2.lsm").exists() && out.path().join("epoch-3.lsm").exists(), "the averaged epochs are kept");
+}
+
 /// Every step's loss of a fresh run of `config`.
 fn step_losses(network: &NetworkConfig, cases: &[Case], config: &TrainConfig) -> Vec<f32> {
     let out = tempfile::tempdir().unwrap();
