@@ -196,7 +196,7 @@ fn swa_epochs_train_at_the_swa_rate() {
         lr_step_epochs: 1,
         average_last_epochs: 2,
         swa_learning_rate: Some(0.003),
-        augment: AugmentConfig { elastic: None, ..AugmentConfig::default() },
+        augment: AugmentConfig::none(),
         ..TrainConfig::default()
     };
     let out = tempfile::tempdir().unwrap();
@@ -208,7 +208,6 @@ fn swa_epochs_train_at_the_swa_rate() {
     })
     .unwrap();
     assert_eq!(rates, [(0, 0.05), (0, 0.05), (1, 0.003), (1, 0.003), (2, 0.003), (2, 0.003)]);
-    assert!(out.path().join("epoch-2.lsm").exists() && out.path().join("epoch-3.lsm").exists(), "the averaged epochs are kept");
 }
 
 /// Every step's loss of a fresh run of `config`.
