@@ -5,9 +5,10 @@
 # the fold's own model (trained without the held-out case), so the ensemble
 # chooses nothing on it either.
 #
-#   scripts/ensemble-folds.sh OUT FOLDS_A FOLDS_B [FOLDS_C ...]
+#   scripts/ensemble-folds.sh OUT FOLDS_A [FOLDS_B ...]
 #   FOLDS_*  a leave-one-out output folder or a kept copy (models/*/folds):
-#            <case>/run/best.lsm per fold
+#            <case>/run/best.lsm per fold; with one folder, each fold's
+#            model alone (to measure a `segment` option on the folds)
 #   env: CASES     folder of cases (default ../shared/data/cases)
 #        THRESHOLD probability threshold (default 0.5, the method's and the
 #                  recipes'; not the members' own: fold models of older builds
@@ -15,12 +16,13 @@
 #        LIVERSEG  the binary (default target/release/liverseg)
 #        FLIPS     segment's --flip-average (default xy, segment's own): with
 #                  two members, x keeps the network passes at segment's four
+#        SEGMENT_ARGS more `segment` options, e.g. "--fill-holes axial"
 #
 # Only cases with a finished model in every FOLDS_* are done (below).
 # Results: OUT/<case>/ (segment's output), OUT/summary/ (evaluate --pairs).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-[ $# -ge 3 ] || { echo "usage: $0 OUT FOLDS_A FOLDS_B [FOLDS_C ...]" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 OUT FOLDS_A [FOLDS_B ...]" >&2; exit 2; }
 OUT=$1; shift
 CASES=${CASES:-$root/../shared/data/cases}
 LIVERSEG=${LIVERSEG:-$root/target/release/liverseg}
@@ -42,6 +44,7 @@ finished() {
 }
 
 th=(--threshold "${THRESHOLD:-0.5}" --flip-average "${FLIPS:-xy}")
+read -r -a extra <<< "${SEGMENT_ARGS:-}"
 mkdir -p "$OUT/reference" "$OUT/segmented"
 n=0
 for ct in "$CASES"/*/ct.nii.gz; do
@@ -52,7 +55,7 @@ for ct in "$CASES"/*/ct.nii.gz; do
   done
   [ ${#models[@]} -gt 0 ] || continue
   echo "fold $c: segmenting with $(( ${#models[@]} / 2 )) models ($(date +%T))"
-  "$LIVERSEG" segment "$ct" -o "$OUT/$c" "${models[@]}" "${th[@]}" --no-overview --force --json > "$OUT/$c.report.json"
+  "$LIVERSEG" segment "$ct" -o "$OUT/$c" "${models[@]}" "${th[@]}" ${extra[@]+"${extra[@]}"} --no-overview --force --json > "$OUT/$c.report.json"
   ln -sfn "$CASES/$c/liver.nii.gz" "$OUT/reference/$c.nii.gz"
   ln -sfn "$(cd "$OUT/$c" && pwd)/liver.nii.gz" "$OUT/segmented/$c.nii.gz"
   n=$((n + 1))

@@ -321,6 +321,29 @@ fn probability_boundary_nearly_the_same_mask_and_says_so() {
     assert!(dsc > 0.97, "mask vs probability boundary DSC {dsc}");
 }
 
+/// `--fill-holes axial` only ever adds to the 3-D filling's mask, and the
+/// report says which filling was used.
+#[test]
+fn axial_hole_filling_only_adds_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let ph = dir.path().join("phantom");
+    small_phantom(&ph, "9");
+    let ct = ph.join("ct.nii.gz");
+    let mut masks = Vec::new();
+    for fill in [None, Some("axial")] {
+        let out = dir.path().join(fill.unwrap_or("default"));
+        let mut args = vec!["segment", s(&ct), "-o", s(&out), "--no-overview", "--json", "--flip-average", "off"];
+        args.extend(fill.map(|f| ["--fill-holes", f]).iter().flatten());
+        let o = liverseg(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(report["fill_holes"], fill.unwrap_or("3d"), "{fill:?}");
+        masks.push(read_mask(&out.join("liver.nii.gz"), None, &ReadOptions::default()).unwrap().0);
+    }
+    assert!(masks[0].foreground_ml() > 100.0, "{} ml", masks[0].foreground_ml());
+    assert!(masks[0].data().iter().zip(masks[1].data()).all(|(&a, &b)| b >= a), "axial filling removed liver");
+}
+
 #[test]
 fn usage_errors_exit_2() {
     for args in [
@@ -330,6 +353,7 @@ fn usage_errors_exit_2() {
         &["segment", "a.nii.gz", "-o", "x", "--jobs", "0"],
         &["segment", "a.nii.gz", "-o", "x", "--flip-average", "z"],
         &["segment", "a.nii.gz", "-o", "x", "--boundary", "soft"],
+        &["segment", "a.nii.gz", "-o", "x", "--fill-holes", "2d"],
         &["phantom", "-o", "x", "--contrast", "2"],
     ] {
         let o = liverseg(args);

@@ -23,7 +23,7 @@ pub use report::{Flag, InputInfo, Report, TileWork, LIVER_DENSITY_G_PER_ML};
 pub use write::{write_outputs, OutputFormats, OutputSource};
 
 use liverseg_imgproc::morphology::{
-    bounding_box, fill_holes, keep_largest_after_erosion, Connectivity,
+    bounding_box, fill_holes, fill_holes_slicewise, keep_largest_after_erosion, Connectivity,
 };
 use liverseg_imgproc::Scalar;
 use liverseg_volume::{dyn_dispatch, DynVolume, Mask, Volume};
@@ -94,7 +94,46 @@ pub struct SegmentOptions {
     pub probability: bool,
     /// How the liver's surface is placed on the CT grid.
     pub boundary: Boundary,
+    /// Which holes the kept liver encloses become liver.
+    pub fill_holes: HoleFill,
     pub rules: QualityRules,
+}
+
+/// Which background regions enclosed by the post-processed liver become
+/// liver (tumours and vessels inside it belong to the SIRT "whole liver").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoleFill {
+    /// Regions enclosed in 3-D (background 26-connected): a notch open to
+    /// the outside, such as the vena cava's groove, stays open.
+    #[default]
+    #[serde(rename = "3d")]
+    ThreeD,
+    /// Also regions enclosed within an axial slice of the network grid
+    /// (background 8-connected in plane): vessels entering the liver and
+    /// tumours touching its surface, but also the vena cava where the liver
+    /// wraps round it (`models/axial-holes/README.md`).
+    Axial,
+}
+
+impl HoleFill {
+    pub fn name(self) -> &'static str {
+        match self {
+            HoleFill::ThreeD => "3d",
+            HoleFill::Axial => "axial",
+        }
+    }
+}
+
+impl std::str::FromStr for HoleFill {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "3d" => Ok(HoleFill::ThreeD),
+            "axial" => Ok(HoleFill::Axial),
+            other => Err(format!("hole filling {other:?}: expected 3d or axial")),
+        }
+    }
 }
 
 /// How the post-processed mask on the network's grid becomes the mask on the
@@ -139,6 +178,7 @@ impl Default for SegmentOptions {
             postprocess_radius_mm: DEFAULT_POSTPROCESS_RADIUS_MM,
             probability: false,
             boundary: Boundary::default(),
+            fill_holes: HoleFill::default(),
             rules: QualityRules::default(),
         }
     }
@@ -185,9 +225,9 @@ struct PostProcessed {
 /// The paper's post-processing with the dilation replaced by regrowth
 /// (`keep_largest_after_erosion`: erode, keep the largest 6-connected
 /// component, regrow it through the thresholded mask up to where another
-/// component's territory begins), then fill the holes it encloses in 3-D; the
-/// regions' sizes go to the report.
-fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64) -> Result<PostProcessed> {
+/// component's territory begins), then fill the holes it encloses (in 3-D,
+/// or also slice by slice: `holes`); the regions' sizes go to the report.
+fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64, holes: HoleFill) -> Result<PostProcessed> {
     let voxel_ml = raw.geometry().voxel_volume_mm3() / 1000.0;
     let kept = keep_largest_after_erosion(raw, radius_mm, Connectivity::Six)?;
     let count = kept.component_sizes.len();
@@ -200,10 +240,13 @@ fn postprocess(raw: &Mask, radius_mm: f64, large_min_ml: f64) -> Result<PostProc
     // vessels: a region the liver encloses in 3-D is liver. Background is
     // 26-connected, the dual of the 6-connected component kept, so a notch
     // open to the outside through an edge or a corner (the vena cava's groove,
-    // a tumour at the border) is left alone. Per-slice filling is not used: a
-    // notch closed in one axial slice is often open in 3-D.
+    // a tumour at the border) is left alone. Per-slice filling is an option:
+    // a notch closed in one axial slice is often open in 3-D.
     let before = mask.count_foreground();
-    let mask = fill_holes(&mask, Connectivity::TwentySix);
+    let mut mask = fill_holes(&mask, Connectivity::TwentySix);
+    if holes == HoleFill::Axial {
+        mask = fill_holes_slicewise(&mask, Connectivity::TwentySix);
+    }
     let holes_filled_ml = (mask.count_foreground() - before) as f64 * voxel_ml;
     Ok(PostProcessed {
         mask,
@@ -364,7 +407,7 @@ pub fn segment<T: Scalar>(
     progress(Stage::Postprocess, 0, 1);
     let t0 = Instant::now();
     let raw = probability.map(|&p| u8::from(p >= threshold));
-    let post = postprocess(&raw, r, options.rules.large_component_ml)?;
+    let post = postprocess(&raw, r, options.rules.large_component_ml, options.fill_holes)?;
     drop(raw);
     timed(Stage::Postprocess, t0);
 
@@ -430,6 +473,7 @@ pub fn segment<T: Scalar>(
         threshold,
         postprocess_radius_mm: r,
         boundary: options.boundary,
+        fill_holes: options.fill_holes,
         grid: grid_info(ct.geometry()),
         liver_volume_ml: liver_ml,
         liver_mass_g: liver_ml * LIVER_DENSITY_G_PER_ML,

@@ -23,6 +23,10 @@ pub struct Report {
     /// (reports written before this field existed: `mask`).
     #[serde(default)]
     pub boundary: crate::Boundary,
+    /// Which enclosed holes were filled: `3d` or `axial` (reports written
+    /// before this field existed: `3d`).
+    #[serde(default)]
+    pub fill_holes: crate::HoleFill,
     /// The input CT's grid (the masks are written on exactly this grid).
     pub grid: GridInfo,
     /// Liver volume: voxel count times voxel volume on the CT grid, ml.

@@ -468,13 +468,41 @@ fn postprocess_fills_enclosed_holes_and_leaves_open_notches() {
         let organ = (4..36).contains(&i) && (4..36).contains(&j) && (4..36).contains(&k);
         u8::from(organ && !inside_tumour(p) && !edge_notch(p))
     });
-    let post = postprocess(&raw, 1.5, 0.01).unwrap();
+    let post = postprocess(&raw, 1.5, 0.01, HoleFill::ThreeD).unwrap();
     let m = &post.mask;
     assert_eq!(*m.get(20, 20, 20), 1, "the enclosed tumour is filled");
     assert_eq!(*m.get(23, 20, 20), 1);
     assert_eq!(*m.get(33, 20, 20), 0, "the notch open to the outside stays out");
     let tumour_voxels = raw.data().len() - raw.count_foreground();
     assert!(post.components.holes_filled_ml > 0.2 && post.components.holes_filled_ml < tumour_voxels as f64 / 1000.0, "{}", post.components.holes_filled_ml);
+}
+
+/// Axial filling also takes a vessel that runs through the liver along the
+/// slice axis (open at both ends in 3-D, closed in every slice it crosses),
+/// but not one that runs within a slice out of the liver, nor the notch.
+#[test]
+fn axial_hole_filling_takes_what_each_slice_encloses() {
+    let g = Geometry::identity([40, 40, 40], [1.0, 1.0, 1.0]).unwrap();
+    let along_z = |[i, j, _]: [usize; 3]| (10..13).contains(&i) && (10..13).contains(&j);
+    let in_plane = |[_, j, k]: [usize; 3]| (26..29).contains(&j) && (26..29).contains(&k);
+    let edge_notch = |[i, j, k]: [usize; 3]| i >= 30 && (17..23).contains(&j) && (17..23).contains(&k);
+    let raw = Mask::from_fn(g, |p| {
+        let [i, j, k] = p;
+        let organ = (4..36).contains(&i) && (4..36).contains(&j) && (4..36).contains(&k);
+        u8::from(organ && !along_z(p) && !in_plane(p) && !edge_notch(p))
+    });
+    let three_d = postprocess(&raw, 1.5, 0.01, HoleFill::ThreeD).unwrap();
+    let axial = postprocess(&raw, 1.5, 0.01, HoleFill::Axial).unwrap();
+    for post in [&three_d, &axial] {
+        assert_eq!(*post.mask.get(20, 27, 27), 0, "the in-plane vessel is open in its slices");
+        assert_eq!(*post.mask.get(33, 20, 20), 0, "the notch stays out");
+    }
+    assert_eq!(*three_d.mask.get(11, 11, 20), 0, "open at both ends in 3-D");
+    assert_eq!(three_d.components.holes_filled_ml, 0.0);
+    assert_eq!(*axial.mask.get(11, 11, 20), 1, "closed in each axial slice");
+    // The z vessel's 3 x 3 voxels in each of the organ's 32 slices, no more.
+    assert_eq!(axial.mask.count_foreground() - three_d.mask.count_foreground(), 9 * 32);
+    assert!((axial.components.holes_filled_ml - 9.0 * 32.0 / 1000.0).abs() < 1e-9);
 }
 
 #[test]
@@ -487,7 +515,7 @@ fn postprocess_keeps_the_largest_and_never_adds() {
         let bridge = (18..24).contains(&i) && j == 9 && k == 9;
         u8::from(big || small || bridge)
     });
-    let post = postprocess(&raw, 2.0, 0.01).unwrap();
+    let post = postprocess(&raw, 2.0, 0.01, HoleFill::ThreeD).unwrap();
     assert!(post
         .mask
         .data()
@@ -508,7 +536,7 @@ fn postprocess_keeps_the_largest_and_never_adds() {
     let thin = Mask::from_fn(raw.geometry().clone(), |[i, j, k]| {
         u8::from(j == 3 && k == 3 && i < 30)
     });
-    let post = postprocess(&thin, 2.0, 50.0).unwrap();
+    let post = postprocess(&thin, 2.0, 50.0, HoleFill::ThreeD).unwrap();
     assert_eq!(post.mask, thin);
     assert_eq!(post.components.large, 0);
 }

@@ -102,6 +102,17 @@ pub struct Args {
     /// post-processed mask). See the README.
     #[arg(long, default_value = liverseg_pipeline::Boundary::default().name(), value_parser = parse_boundary)]
     pub boundary: liverseg_pipeline::Boundary,
+    /// Which holes the kept liver encloses become liver: 3d (regions closed
+    /// in 3-D; a notch open to the outside, like the vena cava's groove,
+    /// stays out) or axial (also regions closed within an axial slice:
+    /// vessels entering the liver, but also the cava where the liver wraps
+    /// round it). See the README.
+    #[arg(long, default_value = liverseg_pipeline::HoleFill::default().name(), value_parser = parse_hole_fill)]
+    pub fill_holes: liverseg_pipeline::HoleFill,
+}
+
+fn parse_hole_fill(s: &str) -> Result<liverseg_pipeline::HoleFill, String> {
+    s.parse()
 }
 
 fn parse_boundary(s: &str) -> Result<liverseg_pipeline::Boundary, String> {
@@ -230,6 +241,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         postprocess_radius_mm: args.radius,
         probability: args.probability,
         boundary: args.boundary,
+        fill_holes: args.fill_holes,
         ..Default::default()
     };
 
