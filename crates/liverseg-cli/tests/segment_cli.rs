@@ -354,6 +354,7 @@ fn usage_errors_exit_2() {
         &["segment", "a.nii.gz", "-o", "x", "--flip-average", "z"],
         &["segment", "a.nii.gz", "-o", "x", "--boundary", "soft"],
         &["segment", "a.nii.gz", "-o", "x", "--fill-holes", "2d"],
+        &["segment", "a.nii.gz", "-o", "x", "--scale-average", "1,3"],
         &["phantom", "-o", "x", "--contrast", "2"],
     ] {
         let o = liverseg(args);

@@ -25,7 +25,9 @@ pub use write::{write_outputs, OutputFormats, OutputSource};
 use liverseg_imgproc::morphology::{
     bounding_box, fill_holes, fill_holes_slicewise, keep_largest_after_erosion, Connectivity,
 };
+use liverseg_imgproc::resample::resample_linear;
 use liverseg_imgproc::Scalar;
+use rayon::prelude::*;
 use liverseg_volume::{dyn_dispatch, DynVolume, Mask, Volume};
 use report::{BoundingBox, ComponentSummary, GridInfo, Measurements, StageTime};
 use std::time::Instant;
@@ -96,8 +98,16 @@ pub struct SegmentOptions {
     pub boundary: Boundary,
     /// Which holes the kept liver encloses become liver.
     pub fill_holes: HoleFill,
+    /// Grid-spacing factors the CT is read at, probabilities averaged on the
+    /// factor-1 grid (test-time scale averaging; `[1.0]`: one grid).
+    pub scale_average: Vec<f64>,
     pub rules: QualityRules,
 }
+
+/// The range of [`SegmentOptions::scale_average`]'s factors: the training's
+/// scaling augmentation is +-15 %, so much beyond it the network reads
+/// anatomy of a size it never saw.
+pub const SCALE_FACTOR_RANGE: std::ops::RangeInclusive<f64> = 0.5..=2.0;
 
 /// Which background regions enclosed by the post-processed liver become
 /// liver (tumours and vessels inside it belong to the SIRT "whole liver").
@@ -179,6 +189,7 @@ impl Default for SegmentOptions {
             probability: false,
             boundary: Boundary::default(),
             fill_holes: HoleFill::default(),
+            scale_average: vec![1.0],
             rules: QualityRules::default(),
         }
     }
@@ -330,6 +341,43 @@ fn enhanced_ml(prepared: &Prepared, rules: &QualityRules) -> f64 {
     quality::enhanced_tissue_ml(&prepared.hu, &prepared.body, rules.enhanced_hu, stride)
 }
 
+/// `model.predict` on one pre-processed grid, its answer checked: on that
+/// grid, every value a probability.
+fn predict_checked(
+    model: &dyn ProbabilityModel,
+    prepared: &Prepared,
+    input: &Volume<f32>,
+    threshold: f32,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Prediction> {
+    let model_err = |message: String| Error::Model {
+        model: model.id(),
+        message,
+    };
+    let prediction = model
+        .predict(prepared, input, threshold, progress)
+        .map_err(|source| Error::ModelFailed {
+            model: model.id(),
+            source,
+        })?;
+    if !prediction.probability.geometry().same_grid(prepared.hu.geometry()) {
+        return Err(model_err(
+            "returned a probability map that is not on the pre-processed grid".into(),
+        ));
+    }
+    if let Some(bad) = prediction
+        .probability
+        .data()
+        .iter()
+        .find(|p| !(0.0..=1.0).contains(*p))
+    {
+        return Err(model_err(format!(
+            "returned {bad}, not a probability in [0, 1]"
+        )));
+    }
+    Ok(prediction)
+}
+
 /// Segment the liver of a CT (values in HU) with `model`.
 ///
 /// prepare (crop, 1.4 mm, median filter) -> model probability -> threshold ->
@@ -358,6 +406,13 @@ pub fn segment<T: Scalar>(
             format!("{r} is not in 0..=50 mm"),
         ));
     }
+    let factors = &options.scale_average;
+    if factors.is_empty() || factors.iter().any(|f| !SCALE_FACTOR_RANGE.contains(f)) {
+        return Err(Error::param(
+            "scale_average",
+            format!("{factors:?}: give one or more grid-spacing factors in {}..={}", SCALE_FACTOR_RANGE.start(), SCALE_FACTOR_RANGE.end()),
+        ));
+    }
     let mut timings = Vec::new();
     let mut timed = |stage: Stage, t0: Instant| {
         timings.push(StageTime {
@@ -375,32 +430,48 @@ pub fn segment<T: Scalar>(
     progress(Stage::Preprocess, 1, 1);
 
     let t0 = Instant::now();
-    let model_err = |message: String| Error::Model {
-        model: model.id(),
-        message,
-    };
-    let Prediction { probability, tiles } = model
-        .predict(&prepared, &input, threshold, &mut |d, t| {
-            progress(Stage::Predict, d, t)
-        })
-        .map_err(|source| Error::ModelFailed {
-            model: model.id(),
-            source,
-        })?;
-    drop(input);
-    if !probability.geometry().same_grid(prepared.hu.geometry()) {
-        return Err(model_err(
-            "returned a probability map that is not on the pre-processed grid".into(),
-        ));
+    let factors = &options.scale_average;
+    let n = factors.len();
+    let mut sum: Option<Volume<f32>> = None;
+    let mut tiles: Option<TileWork> = None;
+    for (k, &factor) in factors.iter().enumerate() {
+        let mut pass_progress = |d: usize, t: usize| progress(Stage::Predict, k * t + d, n * t);
+        let Prediction { probability: p, tiles: work } = if factor == 1.0 {
+            predict_checked(model, &prepared, &input, threshold, &mut pass_progress)?
+        } else {
+            let scaled_config = PreprocessConfig { spacing_mm: config.spacing_mm * factor, ..config.clone() };
+            let scaled = liverseg_preprocess::prepare(ct, None, &scaled_config)?;
+            let scaled_input = scaled.normalised(&scaled_config, 0.0);
+            let prediction = predict_checked(model, &scaled, &scaled_input, threshold, &mut pass_progress)?;
+            Prediction {
+                // Outside the scaled grid (a voxel at most at the crop's
+                // edge) the map reads 0, as outside the crop.
+                probability: resample_linear(&prediction.probability, prepared.hu.geometry(), 0.0),
+                tiles: prediction.tiles,
+            }
+        };
+        tiles = match (tiles, work) {
+            (Some(a), Some(b)) => Some(TileWork {
+                body_tiles: a.body_tiles + b.body_tiles,
+                computed_tiles: a.computed_tiles + b.computed_tiles,
+                probes: a.probes + b.probes,
+                fell_back_to_all: a.fell_back_to_all || b.fell_back_to_all,
+            }),
+            (a, b) => a.or(b),
+        };
+        sum = Some(match sum {
+            None => p,
+            Some(mut acc) => {
+                acc.data_mut().par_iter_mut().zip(p.data().par_iter()).for_each(|(a, &b)| *a += b);
+                acc
+            }
+        });
     }
-    if let Some(bad) = probability
-        .data()
-        .iter()
-        .find(|p| !(0.0..=1.0).contains(*p))
-    {
-        return Err(model_err(format!(
-            "returned {bad}, not a probability in [0, 1]"
-        )));
+    drop(input);
+    let mut probability = sum.expect("scale_average is checked non-empty");
+    if n > 1 {
+        let w = 1.0 / n as f32;
+        probability.data_mut().par_iter_mut().for_each(|v| *v = (*v * w).clamp(0.0, 1.0));
     }
     timed(Stage::Predict, t0);
 
@@ -474,6 +545,7 @@ pub fn segment<T: Scalar>(
         postprocess_radius_mm: r,
         boundary: options.boundary,
         fill_holes: options.fill_holes,
+        scale_average: options.scale_average.clone(),
         grid: grid_info(ct.geometry()),
         liver_volume_ml: liver_ml,
         liver_mass_g: liver_ml * LIVER_DENSITY_G_PER_ML,

@@ -27,6 +27,10 @@ pub struct Report {
     /// before this field existed: `3d`).
     #[serde(default)]
     pub fill_holes: crate::HoleFill,
+    /// Grid-spacing factors the probability was averaged over (`[1.0]`: one
+    /// grid, and in reports written before this field existed).
+    #[serde(default = "one_scale")]
+    pub scale_average: Vec<f64>,
     /// The input CT's grid (the masks are written on exactly this grid).
     pub grid: GridInfo,
     /// Liver volume: voxel count times voxel volume on the CT grid, ml.
@@ -209,4 +213,8 @@ impl Report {
             ),
         }
     }
+}
+
+fn one_scale() -> Vec<f64> {
+    vec![1.0]
 }

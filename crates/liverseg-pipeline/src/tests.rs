@@ -540,3 +540,60 @@ fn postprocess_keeps_the_largest_and_never_adds() {
     assert_eq!(post.mask, thin);
     assert_eq!(post.components.large, 0);
 }
+
+/// Answers 0.3 on the model's own grid and 0.9 on any other: the averaged
+/// map tells how each grid was weighted, and the grids it was asked on are
+/// kept.
+struct BySpacing {
+    config: PreprocessConfig,
+    asked: std::sync::Mutex<Vec<f64>>,
+}
+
+impl ProbabilityModel for BySpacing {
+    fn id(&self) -> String {
+        "by-spacing-test-double".into()
+    }
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.config
+    }
+    fn default_threshold(&self) -> f32 {
+        0.5
+    }
+    fn predict(
+        &self,
+        prepared: &Prepared,
+        _input: &Volume<f32>,
+        _threshold: f32,
+        _progress: &mut dyn FnMut(usize, usize),
+    ) -> std::result::Result<Prediction, crate::ModelError> {
+        let g = prepared.hu.geometry();
+        self.asked.lock().unwrap().push(g.spacing()[0]);
+        let p = if (g.spacing()[0] - self.config.spacing_mm).abs() < 1e-9 { 0.3 } else { 0.9 };
+        Ok(Volume::filled(g.clone(), p).into())
+    }
+}
+
+#[test]
+fn scale_average_reads_each_grid_and_weighs_them_equally() {
+    let p = phantom(PhantomConfig::default());
+    let model = BySpacing { config: coarse(), asked: Default::default() };
+    let options = |factors: Vec<f64>| SegmentOptions { probability: true, scale_average: factors, ..Default::default() };
+    let one = segment(&p.ct, &model, &options(vec![1.0]), &mut |_, _, _| {}).unwrap();
+    assert_eq!(one.liver.count_foreground(), 0, "0.3 alone stays below 0.5");
+    assert_eq!(one.report.scale_average, vec![1.0]);
+    model.asked.lock().unwrap().clear();
+    let avg = segment(&p.ct, &model, &options(vec![1.0, 1.2]), &mut |_, _, _| {}).unwrap();
+    let asked = model.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2);
+    assert!((asked[0] - 2.2).abs() < 1e-9 && (asked[1] - 2.64).abs() < 1e-9, "{asked:?}");
+    assert_eq!(avg.report.scale_average, vec![1.0, 1.2]);
+    // The CT's centre is deep inside both grids: (0.3 + 0.9) / 2.
+    let prob = avg.probability.as_ref().unwrap();
+    let [nx, ny, nz] = prob.dims();
+    assert!((prob.get(nx / 2, ny / 2, nz / 2) - 0.6).abs() < 1e-5, "{}", prob.get(nx / 2, ny / 2, nz / 2));
+    assert!(avg.liver.count_foreground() > 0, "0.6 is above 0.5");
+    for bad in [vec![], vec![3.0], vec![1.0, f64::NAN]] {
+        let e = segment(&p.ct, &model, &options(bad.clone()), &mut |_, _, _| {}).unwrap_err();
+        assert!(e.to_string().contains("scale_average"), "{bad:?}: {e}");
+    }
+}

@@ -109,6 +109,12 @@ pub struct Args {
     /// round it). See the README.
     #[arg(long, default_value = liverseg_pipeline::HoleFill::default().name(), value_parser = parse_hole_fill)]
     pub fill_holes: liverseg_pipeline::HoleFill,
+    /// Grid-spacing factors the CT is also read at, e.g. 0.9,1,1.1: the
+    /// network runs on each grid (with its flips) and the probabilities are
+    /// averaged on the model's own grid (factor 1). 1 alone (the default)
+    /// is one grid. Each factor multiplies the network time. See the README.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub scale_average: Vec<f64>,
 }
 
 fn parse_hole_fill(s: &str) -> Result<liverseg_pipeline::HoleFill, String> {
@@ -201,6 +207,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return usage(format!("--threshold {t} is not strictly between 0 and 1"));
         }
     }
+    if args.scale_average.iter().any(|f| !liverseg_pipeline::SCALE_FACTOR_RANGE.contains(f)) {
+        let r = liverseg_pipeline::SCALE_FACTOR_RANGE;
+        return usage(format!("--scale-average {:?}: each factor must be in {}..={}", args.scale_average, r.start(), r.end()));
+    }
     if !(args.radius.is_finite() && (0.0..=50.0).contains(&args.radius)) {
         return usage(format!("--radius {} is not in 0..50 mm", args.radius));
     }
@@ -242,6 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         probability: args.probability,
         boundary: args.boundary,
         fill_holes: args.fill_holes,
+        scale_average: args.scale_average.clone(),
         ..Default::default()
     };
 
