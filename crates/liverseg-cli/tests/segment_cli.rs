@@ -3,6 +3,7 @@
 
 use liverseg_io::{read_image, read_mask, ReadOptions};
 use liverseg_metrics::{evaluate, EvalOptions};
+use liverseg_volume::Mask;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -296,25 +297,31 @@ fn flip_averaging_gives_nearly_the_same_mask_and_says_so() {
     }
 }
 
-/// `--boundary probability` moves the surface within a network voxel, so the
-/// mask stays nearly the same, and the report says which boundary was used.
-#[test]
-fn probability_boundary_nearly_the_same_mask_and_says_so() {
+/// `segment` (one pass) on a small phantom, without `flag` and with it set to
+/// `value`: asserts the report names the setting in `field` (`default`
+/// without the flag) and returns both masks.
+fn default_and_option_masks(flag: &str, value: &str, field: &str, default: &str) -> [Mask; 2] {
     let dir = tempfile::tempdir().unwrap();
     let ph = dir.path().join("phantom");
     small_phantom(&ph, "9");
     let ct = ph.join("ct.nii.gz");
-    let mut masks = Vec::new();
-    for boundary in [None, Some("probability")] {
-        let out = dir.path().join(boundary.unwrap_or("default"));
+    [None, Some(value)].map(|v| {
+        let out = dir.path().join(v.unwrap_or("default"));
         let mut args = vec!["segment", s(&ct), "-o", s(&out), "--no-overview", "--json", "--flip-average", "off"];
-        args.extend(boundary.map(|b| ["--boundary", b]).iter().flatten());
+        args.extend(v.map(|v| [flag, v]).iter().flatten());
         let o = liverseg(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(report["boundary"], boundary.unwrap_or("mask"), "{boundary:?}");
-        masks.push(read_mask(&out.join("liver.nii.gz"), None, &ReadOptions::default()).unwrap().0);
-    }
+        assert_eq!(report[field], v.unwrap_or(default), "{flag} {v:?}");
+        read_mask(&out.join("liver.nii.gz"), None, &ReadOptions::default()).unwrap().0
+    })
+}
+
+/// `--boundary probability` moves the surface within a network voxel, so the
+/// mask stays nearly the same, and the report says which boundary was used.
+#[test]
+fn probability_boundary_nearly_the_same_mask_and_says_so() {
+    let masks = default_and_option_masks("--boundary", "probability", "boundary", "mask");
     assert!(masks[0].foreground_ml() > 100.0, "{} ml", masks[0].foreground_ml());
     assert_ne!(masks[0].data(), masks[1].data(), "the probability boundary changed nothing");
     let dsc = evaluate(&masks[0], &masks[1], &EvalOptions::default()).unwrap().dice.unwrap();
@@ -325,21 +332,7 @@ fn probability_boundary_nearly_the_same_mask_and_says_so() {
 /// report says which filling was used.
 #[test]
 fn axial_hole_filling_only_adds_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let ph = dir.path().join("phantom");
-    small_phantom(&ph, "9");
-    let ct = ph.join("ct.nii.gz");
-    let mut masks = Vec::new();
-    for fill in [None, Some("axial")] {
-        let out = dir.path().join(fill.unwrap_or("default"));
-        let mut args = vec!["segment", s(&ct), "-o", s(&out), "--no-overview", "--json", "--flip-average", "off"];
-        args.extend(fill.map(|f| ["--fill-holes", f]).iter().flatten());
-        let o = liverseg(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(report["fill_holes"], fill.unwrap_or("3d"), "{fill:?}");
-        masks.push(read_mask(&out.join("liver.nii.gz"), None, &ReadOptions::default()).unwrap().0);
-    }
+    let masks = default_and_option_masks("--fill-holes", "axial", "fill_holes", "3d");
     assert!(masks[0].foreground_ml() > 100.0, "{} ml", masks[0].foreground_ml());
     assert!(masks[0].data().iter().zip(masks[1].data()).all(|(&a, &b)| b >= a), "axial filling removed liver");
 }

@@ -432,7 +432,6 @@ pub fn segment<T: Scalar>(
     progress(Stage::Preprocess, 1, 1);
 
     let t0 = Instant::now();
-    let factors = &options.scale_average;
     let n = factors.len();
     let mut sum: Option<Volume<f32>> = None;
     let mut tiles: Option<TileWork> = None;
