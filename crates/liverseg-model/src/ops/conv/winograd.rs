@@ -1,0 +1,326 @@
+//! The forward pass of a 3x3x3 convolution by Winograd's minimal filtering,
+//! F(4x4x4, 3x3x3): each 4x4x4 block of outputs (a "tile") comes from its
+//! 6x6x6 input patch `d` and the kernel `g` as
+//! `Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A` on every axis, so the products of one
+//! (input channel, output channel) pair cost 216 multiplies a tile instead
+//! of 27 x 64 = 1728 (8x fewer), and the 216 element-wise products over the
+//! channels are 216 small matrix products `U_ξ (cout x cin) · V_ξ (cin x
+//! tiles)`. The transforms cost adds, not multiplies, and are done once per
+//! input channel and once per output channel.
+//!
+//! Why by hand: neither burn nor the `gemm` crate has one, and with this
+//! network's 12-24 channels the 216 products are too small for a general
+//! gemm call each; here they run as one register-blocked loop (6 output
+//! channels x 16 tiles, twelve 8-lane accumulators) over data the input
+//! transform has just written to cache.
+//!
+//! Points 0, ±1, ±2 and ∞ (Lavin & Gray, "Fast Algorithms for Convolutional
+//! Neural Networks", 2016): the transforms' largest coefficient is 8, so in
+//! f32 the result differs from the direct sum in the last few bits (the
+//! tests bound it).
+//!
+//! Tiles past the output's edge read zeros and their outputs are dropped.
+
+use rayon::prelude::*;
+
+use super::{madd, ConvShape, SharedMut};
+
+/// Output tile edge, transformed tile edge, transformed tile size.
+const O: usize = 4;
+const E: usize = 6;
+const XI: usize = E * E * E;
+/// Tiles per vector (8 f32 lanes), vectors per chunk, tiles per chunk.
+const L: usize = 8;
+const G: usize = 2;
+const TB: usize = L * G;
+/// Output channels per register block.
+const CO: usize = 6;
+
+type V8 = [f32; L];
+
+/// `Bᵀ d` on one line of six lane vectors.
+#[inline(always)]
+fn bt(d: [V8; E]) -> [V8; E] {
+    let mut r = [[0.0; L]; E];
+    for l in 0..L {
+        let [d0, d1, d2, d3, d4, d5] = [d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]];
+        let (t1, t2) = (d4 - 4.0 * d2, d3 - 4.0 * d1);
+        let (t3, t4) = (d4 - d2, 2.0 * (d3 - d1));
+        r[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
+        r[1][l] = t1 + t2;
+        r[2][l] = t1 - t2;
+        r[3][l] = t3 + t4;
+        r[4][l] = t3 - t4;
+        r[5][l] = 4.0 * d1 - 5.0 * d3 + d5;
+    }
+    r
+}
+
+/// `Aᵀ m` on one line of six lane vectors: four outputs.
+#[inline(always)]
+fn at(m: [V8; E]) -> [V8; O] {
+    let mut r = [[0.0; L]; O];
+    for l in 0..L {
+        let (a, b) = (m[1][l] + m[2][l], m[1][l] - m[2][l]);
+        let (c, d) = (m[3][l] + m[4][l], m[3][l] - m[4][l]);
+        r[0][l] = m[0][l] + a + c;
+        r[1][l] = b + 2.0 * d;
+        r[2][l] = a + 4.0 * c;
+        r[3][l] = b + 8.0 * d + m[5][l];
+    }
+    r
+}
+
+/// `G g` on one kernel line (three taps -> six), in f64.
+fn gt(g: [f64; 3]) -> [f64; E] {
+    let [g0, g1, g2] = g;
+    [g0 / 4.0, -(g0 + g1 + g2) / 6.0, -(g0 - g1 + g2) / 6.0, g0 / 24.0 + g1 / 12.0 + g2 / 6.0, g0 / 24.0 - g1 / 12.0 + g2 / 6.0, g2]
+}
+
+/// The transformed kernels `U_ξ`, laid out `[ξ][block][ci][CO]` (output
+/// channels in blocks of `CO`, the padding channels zero): the `CO` weights
+/// one input channel contributes to a register block are adjacent.
+fn transform_weights(s: &ConvShape, w: &[f32]) -> Vec<f32> {
+    let (cin, blocks) = (s.cin, s.cout.div_ceil(CO));
+    let mut u = vec![0.0f32; XI * blocks * cin * CO];
+    for co in 0..s.cout {
+        for ci in 0..cin {
+            let g = &w[(co * cin + ci) * 27..][..27];
+            // Along x, then y, then z: t[z][y][c] -> [z][b][c] -> [a][b][c].
+            let mut tx = [[[0.0f64; E]; 3]; 3];
+            for z in 0..3 {
+                for y in 0..3 {
+                    let i = (z * 3 + y) * 3;
+                    tx[z][y] = gt([g[i], g[i + 1], g[i + 2]].map(f64::from));
+                }
+            }
+            let mut ty = [[[0.0f64; E]; E]; 3];
+            for z in 0..3 {
+                for c in 0..E {
+                    let col = gt([tx[z][0][c], tx[z][1][c], tx[z][2][c]]);
+                    (0..E).for_each(|b| ty[z][b][c] = col[b]);
+                }
+            }
+            for b in 0..E {
+                for c in 0..E {
+                    let col = gt([ty[0][b][c], ty[1][b][c], ty[2][b][c]]);
+                    for (a, &v) in col.iter().enumerate() {
+                        let xi = (a * E + b) * E + c;
+                        u[((xi * blocks + co / CO) * cin + ci) * CO + co % CO] = v as f32;
+                    }
+                }
+            }
+        }
+    }
+    u
+}
+
+/// Where one tile lies: its batch item and the origin of its output block.
+#[derive(Clone, Copy)]
+struct Tile {
+    b: usize,
+    z: usize,
+    y: usize,
+    x: usize,
+}
+
+/// `Bᵀ d B` on all three axes of one lane-vector patch, in place.
+#[inline(always)]
+fn input_transform(p: &mut [V8; XI]) {
+    for (stride, outer) in [(1, [E * E, E]), (E, [E * E, 1]), (E * E, [E, 1])] {
+        for i in 0..E {
+            for j in 0..E {
+                let base = i * outer[0] + j * outer[1];
+                let line = bt(std::array::from_fn(|k| p[base + k * stride]));
+                (0..E).for_each(|k| p[base + k * stride] = line[k]);
+            }
+        }
+    }
+}
+
+/// `Aᵀ m A` on all three axes: the 4x4x4 outputs of one lane-vector patch
+/// (`m(ξ)` its transformed values).
+#[inline(always)]
+fn output_transform(m: impl Fn(usize) -> V8) -> [V8; O * O * O] {
+    // x: [z][y][6] -> [z][y][4]
+    let mut a = [[0.0f32; L]; E * E * O];
+    for zy in 0..E * E {
+        let line = at(std::array::from_fn(|k| m(zy * E + k)));
+        a[zy * O..zy * O + O].copy_from_slice(&line);
+    }
+    // y: [z][6][4] -> [z][4][4]
+    let mut b = [[0.0f32; L]; E * O * O];
+    for z in 0..E {
+        for x in 0..O {
+            let line = at(std::array::from_fn(|k| a[(z * E + k) * O + x]));
+            (0..O).for_each(|k| b[(z * O + k) * O + x] = line[k]);
+        }
+    }
+    // z: [6][4][4] -> [4][4][4]
+    let mut c = [[0.0f32; L]; O * O * O];
+    for yx in 0..O * O {
+        let line = at(std::array::from_fn(|k| b[k * O * O + yx]));
+        (0..O).for_each(|k| c[k * O * O + yx] = line[k]);
+    }
+    c
+}
+
+/// One chunk of up to `TB` tiles: input transform of every input channel
+/// into `v` (`[ξ][ci][TB]`), then per block of `CO` output channels the
+/// 216 products into `m` (`[CO][ξ][TB]`) and the output transform into `y`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn chunk<const FMA: bool>(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], bias: Option<&[f32]>, tiles: &[Option<Tile>; TB], v: &mut [f32], m: &mut [f32], y: SharedMut) {
+    let [d, h, wd] = s.input;
+    let [od, oh, ow] = out;
+    let (plane, cube, pout) = (h * wd, d * h * wd, od * oh * ow);
+    let (cin, blocks) = (s.cin, s.cout.div_ceil(CO));
+    // The input is padded to whole patches (see `forward`), so every tile's
+    // gather is six fixed-size rows; a group is zeroed only when a lane
+    // holds no tile (the last chunk).
+    let full: [bool; G] = std::array::from_fn(|g| tiles[g * L..(g + 1) * L].iter().all(Option::is_some));
+    let mut p = [[0.0f32; L]; XI];
+    for ci in 0..cin {
+        for g in 0..G {
+            if !full[g] {
+                p.fill([0.0; L]);
+            }
+            for l in 0..L {
+                let Some(t) = tiles[g * L + l] else { continue };
+                let base = (t.b * cin + ci) * cube + t.z * plane + t.y * wd + t.x;
+                // Fixed-size rows: the compiler's vectorised copy of a row of
+                // unknown length (masked loads, then each lane moved out) was
+                // most of the whole convolution.
+                for z in 0..E {
+                    for yy in 0..E {
+                        let row: &[f32; E] = x[base + z * plane + yy * wd..][..E].try_into().expect("6 values");
+                        (0..E).for_each(|c| p[(z * E + yy) * E + c][l] = row[c]);
+                    }
+                }
+            }
+            input_transform(&mut p);
+            for (xi, val) in p.iter().enumerate() {
+                v[(xi * cin + ci) * TB + g * L..][..L].copy_from_slice(val);
+            }
+        }
+    }
+    for blk in 0..blocks {
+        for xi in 0..XI {
+            let vx = &v[xi * cin * TB..][..cin * TB];
+            let ux = &u[(xi * blocks + blk) * cin * CO..][..cin * CO];
+            let mut acc = [[0.0f32; TB]; CO];
+            for ci in 0..cin {
+                let vr: &[f32; TB] = vx[ci * TB..][..TB].try_into().expect("TB values");
+                let ur: &[f32; CO] = ux[ci * CO..][..CO].try_into().expect("CO weights");
+                for c in 0..CO {
+                    for t in 0..TB {
+                        acc[c][t] = madd::<FMA>(ur[c], vr[t], acc[c][t]);
+                    }
+                }
+            }
+            for (c, row) in acc.iter().enumerate() {
+                m[(c * XI + xi) * TB..][..TB].copy_from_slice(row);
+            }
+        }
+        for c in 0..CO.min(s.cout - blk * CO) {
+            let co = blk * CO + c;
+            let add = bias.map_or(0.0, |b| b[co]);
+            for g in 0..G {
+                let out = output_transform(|xi| m[(c * XI + xi) * TB + g * L..][..L].try_into().expect("8 lanes"));
+                for l in 0..L {
+                    let Some(t) = tiles[g * L + l] else { continue };
+                    let (nz, ny, nx) = ((od - t.z).min(O), (oh - t.y).min(O), (ow - t.x).min(O));
+                    let base = (t.b * s.cout + co) * pout + t.z * oh * ow + t.y * ow + t.x;
+                    if (nz, ny, nx) == (O, O, O) {
+                        for z in 0..O {
+                            for yy in 0..O {
+                                let row: [f32; O] = std::array::from_fn(|xx| out[(z * O + yy) * O + xx][l] + add);
+                                // SAFETY: as below, for a whole tile inside the output.
+                                unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), y.0.add(base + (z * oh + yy) * ow), O) };
+                            }
+                        }
+                        continue;
+                    }
+                    for z in 0..nz {
+                        for yy in 0..ny {
+                            for xx in 0..nx {
+                                // SAFETY: (b, co, t.z + z, t.y + yy, t.x + xx)
+                                // lies inside y's capacity (clipped to the
+                                // output above), and this tile's outputs are
+                                // written by this chunk only.
+                                unsafe { *y.0.add(base + (z * oh + yy) * ow + xx) = out[(z * O + yy) * O + xx][l] + add };
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+fn chunk_avx2(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], bias: Option<&[f32]>, tiles: &[Option<Tile>; TB], v: &mut [f32], m: &mut [f32], y: SharedMut) {
+    chunk::<true>(s, out, x, u, bias, tiles, v, m, y);
+}
+
+/// `x` (shape `s`) zero-padded at the far end of each axis to `to`.
+fn pad(s: &ConvShape, x: &[f32], to: [usize; 3]) -> Vec<f32> {
+    let [d, h, w] = s.input;
+    let (cube, to_cube) = (d * h * w, to[0] * to[1] * to[2]);
+    let mut out = vec![0.0f32; s.batch * s.cin * to_cube];
+    out.par_chunks_mut(to_cube).zip(x.par_chunks(cube)).for_each(|(o, i)| {
+        for z in 0..d {
+            for y in 0..h {
+                o[(z * to[1] + y) * to[2]..][..w].copy_from_slice(&i[(z * h + y) * w..][..w]);
+            }
+        }
+    });
+    out
+}
+
+/// `y = conv(x, w) + bias` for a 3x3x3 kernel into `y` (capacity
+/// `s.y_len()`, every value written here).
+pub(super) fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>, y: SharedMut) {
+    debug_assert_eq!(s.kernel, 3);
+    let [od, oh, ow] = s.output();
+    let n = [od.div_ceil(O), oh.div_ceil(O), ow.div_ceil(O)];
+    let per_item = n[0] * n[1] * n[2];
+    let total = s.batch * per_item;
+    let u = transform_weights(s, w);
+    // The input zero-padded to whole 6-wide patches, so that every tile's
+    // gather is six fixed-size rows (the clipped gather of the edge tiles
+    // was a tenth of the convolution); a copy of the input is cheap next to
+    // the convolution.
+    let padded_input = n.map(|t| t * O + 2);
+    let (s, x) = if padded_input == s.input {
+        (*s, std::borrow::Cow::Borrowed(x))
+    } else {
+        (ConvShape { input: padded_input, ..*s }, std::borrow::Cow::Owned(pad(s, x, padded_input)))
+    };
+    let (s, x) = (&s, &x[..]);
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    let scratch = || (vec![0.0f32; XI * s.cin * TB], vec![0.0f32; CO * XI * TB]);
+    (0..total.div_ceil(TB)).into_par_iter().for_each_init(scratch, |(v, m), ch| {
+        // The whole wrapper, as in `forward_direct`.
+        #[allow(clippy::redundant_locals)]
+        let y = y;
+        let tiles: [Option<Tile>; TB] = std::array::from_fn(|i| {
+            let idx = ch * TB + i;
+            (idx < total).then(|| {
+                let (b, r) = (idx / per_item, idx % per_item);
+                Tile { b, z: r / (n[1] * n[2]) * O, y: (r / n[2]) % n[1] * O, x: r % n[2] * O }
+            })
+        });
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            // SAFETY: the CPU has AVX2 and FMA (checked above), all this
+            // function's target features.
+            unsafe { chunk_avx2(s, [od, oh, ow], x, &u, bias, &tiles, v, m, y) };
+            return;
+        }
+        chunk::<false>(s, [od, oh, ow], x, &u, bias, &tiles, v, m, y);
+    });
+}
