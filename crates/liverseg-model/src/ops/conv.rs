@@ -945,6 +945,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn winograd_gives_the_same_bits_on_any_thread_count() {
+        // Each output is summed by one chunk in one order, whatever the
+        // threads: training and `segment` stay reproducible.
+        let s = ConvShape::new(2, 12, 13, 3, [19, 17, 21]).unwrap();
+        let (x, w, b) = (data(s.x_len(), 14), data(s.w_len(), 15), data(s.cout, 16));
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| forward_with(&s, &x, &w, Some(&b), Algo::Winograd))
+        };
+        let one = on(1);
+        assert!(one.iter().zip(on(3)).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
     /// The backward pass is the adjoint of the forward pass: for random `v`,
     /// d/dθ sum(v · conv) computed by `backward` equals central differences.
     #[test]
