@@ -27,9 +27,10 @@
 //!   col. It is written as plain array loops that the compiler vectorises,
 //!   compiled twice: with AVX2 + FMA, chosen at run time where the CPU has
 //!   them, and without.
-//! - at least 8 input channels and an output edge of 11 or more (every
-//!   3x3x3 layer of the wide network after its first, at inference and in
-//!   training): Winograd's F(4x4x4, 3x3x3) ([`winograd`]), 8x fewer
+//! - at least 8 input channels, an output edge of 11 or more and 4,096
+//!   outputs or more (every 3x3x3 layer of the wide network's
+//!   full-resolution pathway after its first, and in training every layer
+//!   with such an edge): Winograd's F(4x4x4, 3x3x3) ([`winograd`]), 8x fewer
 //!   multiplies, the same result to ~1e-4 relative;
 //! - otherwise, unless output rows are very short: three shifted products
 //!   over a col of 9 rows per input channel, each one contiguous copy
@@ -357,16 +358,20 @@ pub enum Algo {
 /// Winograd (the same bench, 2026-12-07, three runs, nothing else
 /// running): all 3x3x3 layers of a wide inference tile 0.46x im2col
 /// (shifted 0.73-0.77x), of a wide training batch 0.60-0.61x (shifted
-/// 0.75-0.77x); layer by layer 0.37-0.66x where the output edge is 11 or
-/// more and the input has 12-24 channels, but 1.0-5.0x on edges of 3-10
-/// (tiles past the edge) and 2.5-3.7x with one input channel (transforms
-/// that save little).
+/// 0.75-0.77x). Layer by layer, with 12-24 input channels: 0.37-0.66x on
+/// the full-resolution pathway's inference layers (output edges 60-78) and
+/// on training batches with output edges of 11 or more; on one inference
+/// tile's small coarse-pathway layers (batch 1, edges 12-14, under 3,000
+/// outputs) 0.85-0.97x, slower than the shifted products there
+/// (0.70-0.90x), but 0.72-0.77x from an edge of 16 (4,096 outputs); 1.0-5.0x
+/// on edges of 3-10 (tiles past the edge) and 2.5-3.7x with one input
+/// channel (transforms that save little).
 pub fn auto_algo(s: &ConvShape) -> Algo {
     if s.kernel != 3 {
         Algo::Im2col
     } else if s.cin <= DIRECT_MAX_CHANNELS && s.cout <= DIRECT_MAX_CHANNELS {
         Algo::Direct
-    } else if s.cin >= WINOGRAD_MIN_CHANNELS && s.output().iter().all(|&n| n >= WINOGRAD_MIN_OUTPUT) {
+    } else if s.cin >= WINOGRAD_MIN_CHANNELS && s.output().iter().all(|&n| n >= WINOGRAD_MIN_OUTPUT) && s.batch * s.out_voxels() >= WINOGRAD_MIN_OUTPUTS {
         Algo::Winograd
     } else if s.output()[2] >= SHIFTED_MIN_ROW {
         Algo::Shifted
@@ -375,13 +380,16 @@ pub fn auto_algo(s: &ConvShape) -> Algo {
     }
 }
 
-/// Input channels and output edge from which Winograd's F(4x4x4, 3x3x3)
-/// takes a layer: with one input channel its transforms cost more than
-/// the products they save (2.5-3.7x im2col), and below an edge of 11 the
-/// tiles past the edge (up to three of every four outputs read zeros)
-/// cost more than the shifted products.
+/// Input channels, output edge and outputs (batch x voxels) from which
+/// Winograd's F(4x4x4, 3x3x3) takes a layer: with one input channel its
+/// transforms cost more than the products they save (2.5-3.7x im2col);
+/// below an edge of 11 the tiles past the edge (up to three of every four
+/// outputs read zeros) cost more than the shifted products; and a layer of
+/// fewer outputs than a 16^3 block is too small for it to win (see
+/// [`auto_algo`]).
 const WINOGRAD_MIN_CHANNELS: usize = 8;
 const WINOGRAD_MIN_OUTPUT: usize = 11;
+const WINOGRAD_MIN_OUTPUTS: usize = 4096;
 
 /// Shortest output row the shifted products take (the two dropped
 /// positions per row are a quarter of the work at 6).

@@ -290,9 +290,10 @@ pub(super) fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>,
     let total = s.batch * per_item;
     let u = transform_weights(s, w);
     // The input zero-padded to whole 6-wide patches, so that every tile's
-    // gather is six fixed-size rows (the clipped gather of the edge tiles
-    // was a tenth of the convolution); a copy of the input is cheap next to
-    // the convolution.
+    // gather is six fixed-size rows and the kernel has one gather, not a
+    // clipped one for the edge tiles besides (perf put a tenth of the kernel
+    // in that one; the `conv` bench's wall time did not change either way,
+    // the copy costing about what it saves).
     let padded_input = n.map(|t| t * O + 2);
     let (s, x) = if padded_input == s.input {
         (*s, std::borrow::Cow::Borrowed(x))
