@@ -2,7 +2,7 @@
 //! (burn flex), and in the same run the PyTorch reference network
 //! (bench/deepmedic_torch.py) when Python with torch is installed.
 //!
-//! `cargo bench -p liverseg-model --bench network [-- --presets paper,fast --steps 3 --device cpu --burn-ops]`
+//! `cargo bench -p liverseg-model --bench network [-- --presets paper,fast,<abs path>/models/wide/network.json --steps 3 --device cpu --burn-ops]`
 //!
 //! `--device gpu` (in a build with the `wgpu` feature) times burn on
 //! the GPU and PyTorch on CUDA.
@@ -98,7 +98,13 @@ fn main() {
     // (the "before" of liverseg_model::ops).
     let with_burn = std::env::args().any(|a| a == "--burn-ops");
     for name in presets.split(',') {
-        let config = NetworkConfig::preset(name).unwrap();
+        // A preset name or a network config file, as the `conv` bench takes.
+        let config = if name.ends_with(".json") {
+            serde_json::from_str::<NetworkConfig>(&std::fs::read_to_string(name).expect("the network file")).expect("a network config")
+        } else {
+            NetworkConfig::preset(name).unwrap()
+        };
+        let name = config.name.clone();
         let patch = config.train_patch;
         let mut measured = Vec::new();
         for burn_ops in if with_burn && !gpu { vec![true, false] } else { vec![false] } {
