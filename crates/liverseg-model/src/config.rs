@@ -1,7 +1,7 @@
 //! The network's configuration: saved inside every checkpoint, so a model file
 //! alone says how it was built and how CTs must be prepared for it.
 
-use liverseg_preprocess::patches::PathwayInput;
+use liverseg_preprocess::patches::{PathwayBox, PathwayInput};
 use liverseg_preprocess::PreprocessConfig;
 use serde::{Deserialize, Serialize};
 
@@ -127,6 +127,21 @@ impl NetworkConfig {
         }
         Ok((0..self.pathways.len())
             .map(|p| PathwayInput { factor: self.pathways[p].factor, input: patch / self.pathways[p].factor + self.receptive_field(p) - 1 })
+            .collect())
+    }
+
+    /// [`pathway_inputs`](Self::pathway_inputs) for an output box of
+    /// `size` fine voxels along x, y, z, each a multiple of the factors' lcm.
+    pub fn box_inputs(&self, size: [usize; 3]) -> Result<Vec<PathwayBox>> {
+        let m = self.patch_multiple();
+        if size.iter().any(|&s| s == 0 || !s.is_multiple_of(m)) {
+            return Err(Error::Config(format!("box {size:?} is not a positive multiple of {m} (the pathway factors' lcm) along every axis")));
+        }
+        Ok((0..self.pathways.len())
+            .map(|p| {
+                let f = self.pathways[p].factor;
+                PathwayBox { factor: f, input: size.map(|s| s / f + self.receptive_field(p) - 1) }
+            })
             .collect())
     }
 

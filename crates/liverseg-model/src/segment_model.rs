@@ -63,6 +63,7 @@ impl ProbabilityModel for Segmenter {
         let tiles = TileWork {
             body_tiles: s.body_tiles,
             computed_tiles: s.computed_tiles,
+            boxes: s.boxes,
             probes: s.probes,
             fell_back_to_all: s.fell_back_to_all,
         };

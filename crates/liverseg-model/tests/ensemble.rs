@@ -25,7 +25,7 @@ fn save(dir: &std::path::Path, name: &str, network: &NetworkConfig, threshold: f
 fn probability(s: &Segmenter, network: &NetworkConfig, prepared: &Prepared) -> Vec<f32> {
     let input = prepared.normalised(&network.preprocess, 0.0);
     let (p, stats) = s.probability_with(prepared, &input, TileStrategy::All, &mut |_, _| {}).unwrap();
-    assert_eq!(stats.computed_tiles, 4);
+    assert_eq!(stats.computed_tiles, 32);
     p.data().to_vec()
 }
 

@@ -426,7 +426,14 @@ pub fn segment<T: Scalar>(
     progress(Stage::Preprocess, 0, 1);
     let t0 = Instant::now();
     let config = model.preprocess_config();
-    let prepared = liverseg_preprocess::prepare(ct, None, config)?;
+    // The factor-1 grid first (post-processing runs on it, whether or not
+    // its map is averaged), then the other factors' grids, all from one crop.
+    let mut configs = vec![config.clone()];
+    configs.extend(factors.iter().filter(|&&f| f != 1.0).map(|&f| PreprocessConfig { spacing_mm: config.spacing_mm * f, ..config.clone() }));
+    let mut grids = liverseg_preprocess::prepare_grids(ct, &configs)?.into_iter();
+    let prepared = grids.next().expect("one configuration at least");
+    let mut scaled_grids: Vec<Prepared> = grids.collect();
+    scaled_grids.reverse();
     let input = prepared.normalised(config, 0.0);
     timed(Stage::Preprocess, t0);
     progress(Stage::Preprocess, 1, 1);
@@ -440,9 +447,8 @@ pub fn segment<T: Scalar>(
         let Prediction { probability: p, tiles: work } = if factor == 1.0 {
             predict_checked(model, &prepared, &input, threshold, &mut pass_progress)?
         } else {
-            let scaled_config = PreprocessConfig { spacing_mm: config.spacing_mm * factor, ..config.clone() };
-            let scaled = liverseg_preprocess::prepare(ct, None, &scaled_config)?;
-            let scaled_input = scaled.normalised(&scaled_config, 0.0);
+            let scaled = scaled_grids.pop().expect("a grid per factor other than 1");
+            let scaled_input = scaled.normalised(config, 0.0);
             let prediction = predict_checked(model, &scaled, &scaled_input, threshold, &mut pass_progress)?;
             Prediction {
                 // Outside the scaled grid (a voxel at most at the crop's
@@ -455,6 +461,7 @@ pub fn segment<T: Scalar>(
             (Some(a), Some(b)) => Some(TileWork {
                 body_tiles: a.body_tiles + b.body_tiles,
                 computed_tiles: a.computed_tiles + b.computed_tiles,
+                boxes: a.boxes + b.boxes,
                 probes: a.probes + b.probes,
                 fell_back_to_all: a.fell_back_to_all || b.fell_back_to_all,
             }),

@@ -177,6 +177,10 @@ pub struct TileWork {
     pub body_tiles: usize,
     /// Output tiles computed in full.
     pub computed_tiles: usize,
+    /// Network runs that computed them (boxes of neighbouring tiles; absent
+    /// in reports written before boxes, read as 0).
+    #[serde(default)]
+    pub boxes: usize,
     /// Small probe segments run to find the liver (coarse-to-fine only).
     pub probes: usize,
     /// The probes found too little liver, so every body tile was computed.

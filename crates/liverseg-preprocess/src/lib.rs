@@ -12,5 +12,5 @@ pub mod patches;
 pub mod preprocess;
 
 pub use error::{Error, Result};
-pub use patches::{PatchSource, PathwayInput};
-pub use preprocess::{prepare, PreprocessConfig, Prepared};
+pub use patches::{PatchSource, PathwayBox, PathwayInput};
+pub use preprocess::{prepare, prepare_grids, PreprocessConfig, Prepared};

@@ -29,9 +29,36 @@ impl PathwayInput {
     /// First fine voxel (relative to the patch origin) that the pathway input
     /// covers; the input spans `input * factor` fine voxels from there.
     pub fn offset(&self, patch: usize) -> i64 {
-        let covered = (self.input * self.factor) as i64;
-        -((covered - patch as i64) / 2)
+        centred_offset(self.input, self.factor, patch)
     }
+
+    /// The same input as a box (`input` voxels along every axis).
+    pub fn as_box(&self) -> PathwayBox {
+        PathwayBox { factor: self.factor, input: [self.input; 3] }
+    }
+}
+
+/// [`PathwayInput`] for an output box that need not be a cube: `input[a]`
+/// voxels of the pathway's grid along axis `a` (x, y, z), centred on the box
+/// along each axis. Inference covers a volume with such boxes so that it
+/// computes the context margin once per box, not once per cubic tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathwayBox {
+    pub factor: usize,
+    pub input: [usize; 3],
+}
+
+impl PathwayBox {
+    /// Per axis, the first fine voxel (relative to the box origin) that the
+    /// input covers (as [`PathwayInput::offset`]).
+    pub fn offset(&self, size: [usize; 3]) -> [i64; 3] {
+        std::array::from_fn(|a| centred_offset(self.input[a], self.factor, size[a]))
+    }
+}
+
+fn centred_offset(input: usize, factor: usize, patch: usize) -> i64 {
+    let covered = (input * factor) as i64;
+    -((covered - patch as i64) / 2)
 }
 
 /// A normalised volume ready to cut patches from.
@@ -97,15 +124,23 @@ impl PatchSource {
     /// Fill `out` (`input^3` values) with the pathway's input for the patch
     /// whose first fine voxel is `origin`.
     pub fn extract(&self, origin: [i64; 3], patch: usize, pathway: PathwayInput, out: &mut [f32]) {
-        let n = pathway.input;
-        assert_eq!(out.len(), n * n * n, "patch buffer size");
+        self.extract_box(origin, [patch; 3], pathway.as_box(), out);
+    }
+
+    /// Fill `out` (`input[0] * input[1] * input[2]` values, x fastest) with
+    /// the pathway's input for the output box of `size` fine voxels whose
+    /// first fine voxel is `origin`.
+    pub fn extract_box(&self, origin: [i64; 3], size: [usize; 3], pathway: PathwayBox, out: &mut [f32]) {
+        let [n0, n1, _] = pathway.input;
+        assert_eq!(out.len(), pathway.input.iter().product::<usize>(), "patch buffer size");
         let f = pathway.factor as i64;
-        let start = origin.map(|o| o + pathway.offset(patch));
+        let offset = pathway.offset(size);
+        let start: [i64; 3] = std::array::from_fn(|a| origin[a] + offset[a]);
         if f == 1 {
             let [nx, ny, nz] = self.dims.map(|d| d as i64);
-            for (k, plane) in out.chunks_mut(n * n).enumerate() {
+            for (k, plane) in out.chunks_mut(n0 * n1).enumerate() {
                 let z = start[2] + k as i64;
-                for (j, row) in plane.chunks_mut(n).enumerate() {
+                for (j, row) in plane.chunks_mut(n0).enumerate() {
                     let y = start[1] + j as i64;
                     if !(0..nz).contains(&z) || !(0..ny).contains(&y) {
                         row.fill(self.pad);
@@ -122,7 +157,7 @@ impl PatchSource {
         }
         let cell = (f * f * f) as f64;
         for (idx, v) in out.iter_mut().enumerate() {
-            let c = [(idx % n) as i64, ((idx / n) % n) as i64, (idx / (n * n)) as i64];
+            let c = [(idx % n0) as i64, ((idx / n0) % n1) as i64, (idx / (n0 * n1)) as i64];
             let lo: [i64; 3] = std::array::from_fn(|d| start[d] + c[d] * f);
             let hi = lo.map(|l| l + f);
             let (sum, inside) = self.box_sum(lo, hi);

@@ -177,24 +177,61 @@ pub fn prepare<T: Scalar>(ct: &Volume<T>, label: Option<&Mask>, config: &Preproc
         (Some(label), Some(margin)) if label.count_foreground() > 0 => slices_around(label, margin)?,
         _ => SliceRange::Whole,
     };
-    let options = AbdomenCropOptions {
-        body_threshold_hu: config.body_threshold_hu,
-        margin_mm: config.crop_margin_mm,
-        slices,
-        ..AbdomenCropOptions::default()
-    };
-    let crop = abdomen_crop(ct, &options)?;
-    let cropped = crop.apply(ct)?;
-    let body = body_mask(&cropped, &AbdomenCropOptions { slices: SliceRange::Whole, ..options })?;
-    let grid = isotropic_grid(cropped.geometry(), config.spacing_mm)?;
-    let hu = resample(&cropped, &grid, Interpolation::Linear, -1024.0);
-    let hu = if config.median_radius > 0 { median_filter(&hu, [config.median_radius; 3])? } else { hu };
-    let body = resample_nearest(&body, &grid, 0u8);
+    let abdomen = Abdomen::of(ct, config, slices)?;
     let label = match label {
-        Some(l) => Some(resample_mask_partial_volume(&crop.apply(l)?, &grid)),
+        Some(l) => Some(abdomen.crop.apply(l)?),
         None => None,
     };
-    Ok(Prepared { hu, body, label, crop, original: ct.geometry().clone() })
+    abdomen.on_grid(ct.geometry(), config, label.as_ref())
+}
+
+/// [`prepare`] (without a label) at several configurations that differ only
+/// in the grid (spacing, median filter), e.g. test-time scale averaging: the
+/// crop and body outline do not depend on the grid and are found once (on a
+/// 512x512x129 CT they are about two thirds of `prepare`'s 1.1 s).
+pub fn prepare_grids<T: Scalar>(ct: &Volume<T>, configs: &[PreprocessConfig]) -> Result<Vec<Prepared>> {
+    let Some(first) = configs.first() else { return Ok(Vec::new()) };
+    for c in configs {
+        c.validate()?;
+        if (c.body_threshold_hu, c.crop_margin_mm) != (first.body_threshold_hu, first.crop_margin_mm) {
+            return Err(Error::param("config", "prepare_grids takes configurations that crop alike (body threshold and margin)"));
+        }
+    }
+    let abdomen = Abdomen::of(ct, first, SliceRange::Whole)?;
+    configs.iter().map(|c| abdomen.on_grid(ct.geometry(), c, None)).collect()
+}
+
+/// The part of [`prepare`] on the CT's own grid: the crop, the cropped CT and
+/// its body outline.
+struct Abdomen<T> {
+    crop: CropBox,
+    cropped: Volume<T>,
+    body: Mask,
+}
+
+impl<T: Scalar> Abdomen<T> {
+    fn of(ct: &Volume<T>, config: &PreprocessConfig, slices: SliceRange) -> Result<Self> {
+        let options = AbdomenCropOptions {
+            body_threshold_hu: config.body_threshold_hu,
+            margin_mm: config.crop_margin_mm,
+            slices,
+            ..AbdomenCropOptions::default()
+        };
+        let crop = abdomen_crop(ct, &options)?;
+        let cropped = crop.apply(ct)?;
+        let body = body_mask(&cropped, &AbdomenCropOptions { slices: SliceRange::Whole, ..options })?;
+        Ok(Self { crop, cropped, body })
+    }
+
+    /// Onto the isotropic grid of `config`; `label` already cropped.
+    fn on_grid(&self, original: &Geometry, config: &PreprocessConfig, label: Option<&Mask>) -> Result<Prepared> {
+        let grid = isotropic_grid(self.cropped.geometry(), config.spacing_mm)?;
+        let hu = resample(&self.cropped, &grid, Interpolation::Linear, -1024.0);
+        let hu = if config.median_radius > 0 { median_filter(&hu, [config.median_radius; 3])? } else { hu };
+        let body = resample_nearest(&self.body, &grid, 0u8);
+        let label = label.map(|l| resample_mask_partial_volume(l, &grid));
+        Ok(Prepared { hu, body, label, crop: self.crop.clone(), original: original.clone() })
+    }
 }
 
 #[cfg(test)]
@@ -292,5 +329,25 @@ mod tests {
         assert!(e.to_string().contains("spacing_mm"), "{e}");
         let wrong = Volume::filled(Geometry::new([10, 10, 10], [1.0; 3], [0.0; 3], liverseg_volume::IDENTITY).unwrap(), 0u8);
         assert!(prepare(&p.ct, Some(&wrong), &PreprocessConfig::default()).is_err());
+    }
+
+    #[test]
+    fn grids_prepared_together_equal_each_prepared_alone() {
+        let p = generate(&PhantomConfig { dims: [64, 56, 30], spacing: [1.5, 1.5, 2.5], ..Default::default() });
+        let configs: Vec<PreprocessConfig> = [3.0, 2.7, 3.3].iter().map(|&s| PreprocessConfig { spacing_mm: s, ..Default::default() }).collect();
+        let together = prepare_grids(&p.ct, &configs).unwrap();
+        assert_eq!(together.len(), 3);
+        for (c, t) in configs.iter().zip(&together) {
+            let alone = prepare(&p.ct, None, c).unwrap();
+            assert!(t.hu.geometry().same_grid(alone.hu.geometry()));
+            assert_eq!(t.hu.data(), alone.hu.data());
+            assert_eq!(t.body.data(), alone.body.data());
+            assert_eq!(t.crop, alone.crop);
+        }
+        assert_ne!(together[1].hu.dims(), together[2].hu.dims());
+        // Configurations that crop differently are refused.
+        let other = PreprocessConfig { crop_margin_mm: 20.0, ..configs[0].clone() };
+        let e = prepare_grids(&p.ct, &[configs[0].clone(), other]).unwrap_err();
+        assert!(e.to_string().contains("crop alike"), "{e}");
     }
 }

@@ -407,9 +407,10 @@ fn print_case(input: &std::path::Path, out: &std::path::Path, r: &Report, secs: 
     );
     if let Some(t) = &r.tiles {
         println!(
-            "  computed {} of {} body tiles ({} probes{})",
+            "  computed {} of {} body tiles in {} boxes ({} probes{})",
             t.computed_tiles,
             t.body_tiles,
+            t.boxes,
             t.probes,
             if t.fell_back_to_all { ", probes found too little liver: computed all" } else { "" }
         );
