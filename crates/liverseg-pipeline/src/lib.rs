@@ -104,6 +104,15 @@ pub struct SegmentOptions {
     pub rules: QualityRules,
 }
 
+/// [`SegmentOptions::scale_average`]'s default: the CT read on grids 10 %
+/// finer and coarser than the model's too, the three probabilities
+/// averaged. Adopted 2026-12-07 by the rule written before its measurement
+/// (`models/scale-average/README.md`): on the five leave-one-out folds it
+/// raised every fold's DSC (median 0.9189 -> 0.9233, worst 0.863 -> 0.873)
+/// and, once inference computed boxes of tiles, it fits the 30 s budget on
+/// a 512x512x129 CT on 2 cores. `[1.0]` is one grid, about 2.5x faster.
+pub const DEFAULT_SCALE_AVERAGE: [f64; 3] = [0.9, 1.0, 1.1];
+
 /// The factors [`SegmentOptions::scale_average`] accepts. Only a sanity
 /// bound: the training scales by +-15 %, so factors far beyond that read
 /// anatomy at sizes the network never saw, and a grid twice as fine costs
@@ -191,7 +200,7 @@ impl Default for SegmentOptions {
             probability: false,
             boundary: Boundary::default(),
             fill_holes: HoleFill::default(),
-            scale_average: vec![1.0],
+            scale_average: DEFAULT_SCALE_AVERAGE.to_vec(),
             rules: QualityRules::default(),
         }
     }

@@ -71,29 +71,45 @@ pub fn upsample_cat(s: &MergeShape, xs: &[&[f32]]) -> Vec<f32> {
     assert_eq!(xs.len(), s.parts.len(), "merge inputs");
     for (x, p) in xs.iter().zip(&s.parts) {
         assert_eq!(x.len(), s.batch * p.channels * p.plane(), "merge input length");
+        // What makes every output value written below (`MergeShape::new`
+        // checks it too; the fields are public).
+        assert!(p.factor >= 1 && p.dims.map(|n| n * p.factor) == s.out, "merge part does not cover the output");
     }
     let (channels, plane) = (s.channels(), s.out_plane());
-    let mut y = vec![0.0f32; s.out_len()];
     if plane == 0 {
-        return y;
+        return vec![0.0f32; s.out_len()];
     }
+    let total = s.out_len();
+    // Each value written once in the pool (zeroing it first ran on the
+    // calling thread alone).
+    let mut y: Vec<f32> = Vec::with_capacity(total);
     let [_, oh, ow] = s.out;
-    y.par_chunks_mut(plane).enumerate().for_each(|(q, dst)| {
+    y.spare_capacity_mut()[..total].par_chunks_mut(plane).enumerate().for_each(|(q, dst)| {
         let (b, c) = (q / channels, q % channels);
         let (i, cp) = s.source(c);
         let p = &s.parts[i];
         let src = &xs[i][(b * p.channels + cp) * p.plane()..][..p.plane()];
         if p.factor == 1 {
-            dst.copy_from_slice(src);
+            dst.iter_mut().zip(src).for_each(|(d, &v)| {
+                d.write(v);
+            });
             return;
         }
         let (f, [_, h, w]) = (p.factor, p.dims);
         for (r, row) in dst.chunks_exact_mut(ow).enumerate() {
             let (z, yy) = (r / oh, r % oh);
             let src_row = &src[((z / f) * h + yy / f) * w..][..w];
-            row.chunks_exact_mut(f).zip(src_row).for_each(|(block, &v)| block.fill(v));
+            row.chunks_exact_mut(f).zip(src_row).for_each(|(block, &v)| {
+                block.iter_mut().for_each(|d| {
+                    d.write(v);
+                });
+            });
         }
     });
+    // SAFETY: every plane (batch x channel) was written in full above: a
+    // copy of its part's plane, or each row's blocks of `f` (the output
+    // edge is the part's times its factor, `MergeShape::new` checks it).
+    unsafe { y.set_len(total) };
     y
 }
 
