@@ -17,13 +17,14 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_liverseg")
 }
 
-/// `args`, with `--flip-average off` after a `segment` command: these tests
-/// are about how tasks share a list, not about the contour, and one network
-/// pass instead of `segment`'s default four keeps them a third as long.
+/// `args`, with `--flip-average off --scale-average 1` after a `segment`
+/// command: these tests are about how tasks share a list, not about the
+/// contour, and one network pass instead of `segment`'s default twelve
+/// (four flips on three grids) keeps them short.
 fn one_pass<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut v = args.to_vec();
     if v.first() == Some(&"segment") {
-        v.extend(["--flip-average", "off"]);
+        v.extend(["--flip-average", "off", "--scale-average", "1"]);
     }
     v
 }

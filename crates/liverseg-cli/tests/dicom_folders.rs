@@ -151,7 +151,7 @@ fn scout_beside_the_ct_gives_seg_and_rtstruct_of_the_ct() {
     assert!(o.status.success(), "{}", text(&o));
 
     let out = dir.path().join("out");
-    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "nifti,dicom-seg,rtstruct", "--flip-average", "off"]);
+    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "nifti,dicom-seg,rtstruct", "--flip-average", "off", "--scale-average", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     for name in ["seg.dcm", "rtstruct.dcm"] {
         let file = out.join(name);
@@ -181,7 +181,7 @@ fn flags_and_reader_warnings_travel_with_the_result() {
     copy_series(&series, &folder.join("ct"));
     add_localizer(&series, &folder);
     let out = dir.path().join("out");
-    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg,rtstruct,overview", "--flip-average", "off"]);
+    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg,rtstruct,overview", "--flip-average", "off", "--scale-average", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     let console = String::from_utf8_lossy(&o.stdout).to_string();
 
@@ -492,7 +492,7 @@ fn info_and_segment(test: &str, folder: &Path, expected: &BTreeSet<String>, stud
     let info = json_of(&o);
     assert_eq!(info["dims"][2], expected.len(), "{info}");
     let out = folder.parent().unwrap().join(format!("{test}-out"));
-    let o = liverseg(&["segment", s(folder), "-o", s(&out), "--format", "nifti,dicom-seg,rtstruct", "--no-overview", "--flip-average", "off"]);
+    let o = liverseg(&["segment", s(folder), "-o", s(&out), "--format", "nifti,dicom-seg,rtstruct", "--no-overview", "--flip-average", "off", "--scale-average", "1"]);
     assert!(o.status.success(), "segment: {}", text(&o));
     assert!(out.join("liver.nii.gz").is_file(), "no liver.nii.gz: {}", text(&o));
     for name in ["seg.dcm", "rtstruct.dcm"] {
@@ -649,7 +649,7 @@ fn two_phases_told_apart_by_content_time_read_the_earlier() {
     assert!(warnings.iter().any(|w| w.contains("2 phases") && w.contains("repeat 1")), "{warnings:?}");
     // And the SEG refers to the phase read (a short segment run, SEG only).
     let out = dir.path().join("out");
-    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg", "--no-overview", "--flip-average", "off"]);
+    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg", "--no-overview", "--flip-average", "off", "--scale-average", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(referenced_instances(&out.join("seg.dcm")), early, "SEG refers to the other phase");
     assert_dciodvfy_clean(test, &out.join("seg.dcm"));
@@ -741,7 +741,7 @@ fn a_found_liver_gives_dciodvfy_clean_seg_rtstruct_and_overview() {
     add_localizer(&series, &folder);
     let out = dir.path().join("out");
     let model = slab_model();
-    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg,rtstruct,overview", "--threshold", "0.1", "--model", s(&model), "--flip-average", "off"]);
+    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "dicom-seg,rtstruct,overview", "--threshold", "0.1", "--model", s(&model), "--flip-average", "off", "--scale-average", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     // A few voxels would pass `> 0` and check little: ask for a real liver.
@@ -782,7 +782,7 @@ fn highdicom_reads_the_seg_by_source_instance() {
     add_localizer(&series, &folder);
     let out = dir.path().join("out");
     let model = slab_model();
-    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "nifti,dicom-seg", "--no-overview", "--threshold", "0.1", "--model", s(&model), "--flip-average", "off"]);
+    let o = liverseg(&["segment", s(&folder), "-o", s(&out), "--format", "nifti,dicom-seg", "--no-overview", "--threshold", "0.1", "--model", s(&model), "--flip-average", "off", "--scale-average", "1"]);
     assert!(o.status.success(), "{}", text(&o));
     let script = r#"
 import sys, json, highdicom as hd

@@ -281,7 +281,8 @@ fn flip_averaging_gives_nearly_the_same_mask_and_says_so() {
     let ct = ph.join("ct.nii.gz");
     for (flag, suffix) in [(Some("off"), ""), (Some("x"), "+flip-x"), (None, "+flip-xy")] {
         let out = dir.path().join(flag.unwrap_or("default"));
-        let mut args = vec!["segment", s(&ct), "-o", s(&out), "--no-overview", "--json"];
+        // One grid: the test is about the flips.
+        let mut args = vec!["segment", s(&ct), "-o", s(&out), "--no-overview", "--json", "--scale-average", "1"];
         args.extend(flag.map(|f| ["--flip-average", f]).iter().flatten());
         let o = liverseg(&args);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -307,7 +308,7 @@ fn default_and_option_masks(flag: &str, value: &str, field: &str, default: &str)
     let ct = ph.join("ct.nii.gz");
     [None, Some(value)].map(|v| {
         let out = dir.path().join(v.unwrap_or("default"));
-        let mut args = vec!["segment", s(&ct), "-o", s(&out), "--no-overview", "--json", "--flip-average", "off"];
+        let mut args = vec!["segment", s(&ct), "-o", s(&out), "--no-overview", "--json", "--flip-average", "off", "--scale-average", "1"];
         args.extend(v.map(|v| [flag, v]).iter().flatten());
         let o = liverseg(&args);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -477,7 +478,7 @@ fn batch_is_resumable_and_keeps_going_past_a_failure() {
     )
     .unwrap();
     let out2 = dir.path().join("out2");
-    let o = liverseg(&["segment", "--manifest", s(&manifest), "-o", s(&out2), "--flip-average", "off"]);
+    let o = liverseg(&["segment", "--manifest", s(&manifest), "-o", s(&out2), "--flip-average", "off", "--scale-average", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(entries(&out2), [".tasks", "first", "second"]);
 }
