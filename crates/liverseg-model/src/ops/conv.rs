@@ -967,6 +967,25 @@ mod tests {
         assert!(one.iter().zip(on(3)).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
+    #[test]
+    fn winograd_follows_a_changed_kernel() {
+        // Kept transforms are found by the kernel itself: a kernel of the
+        // same shape changed (a training step), then changed back, must give
+        // each its own outputs, the same bits as the first time.
+        let s = ConvShape::new(1, 10, 8, 3, [13, 12, 14]).unwrap();
+        let (x, b) = (data(s.x_len(), 21), data(s.cout, 22));
+        let (w1, mut w2) = (data(s.w_len(), 23), data(s.w_len(), 23));
+        w2[s.w_len() - 1] += 0.5;
+        let first = forward_with(&s, &x, &w1, Some(&b), Algo::Winograd);
+        let changed = forward_with(&s, &x, &w2, Some(&b), Algo::Winograd);
+        let again = forward_with(&s, &x, &w1, Some(&b), Algo::Winograd);
+        assert!(first.iter().zip(&again).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let want = naive(&s, &x, &w2, &b);
+        let worst = changed.iter().zip(&want).map(|(g, e)| (f64::from(*g) - e).abs() / e.abs().max(1.0)).fold(0.0, f64::max);
+        assert!(worst <= 5e-4, "the changed kernel's outputs: worst relative error {worst}");
+        assert!(first.iter().zip(&changed).any(|(a, b)| (a - b).abs() > 1e-3), "the change shows in the outputs");
+    }
+
     /// The backward pass is the adjoint of the forward pass: for random `v`,
     /// d/dθ sum(v · conv) computed by `backward` equals central differences.
     #[test]

@@ -115,6 +115,33 @@ fn transform_weights(s: &ConvShape, w: &[f32]) -> Vec<f32> {
     u
 }
 
+/// The transformed kernels of recent calls, each with the kernel it came
+/// from: inference runs every layer's kernel over many boxes and views (a
+/// three-grid `segment` about 2,500 times for nine kernels), and the
+/// transform ran on the calling thread while the pool waited (perf: about
+/// 2 % of such a run). Found by comparing the kernel itself, so a changed
+/// kernel (training) is never served a stale transform; a miss costs a
+/// comparison that stops at the first differing weight and a copy.
+static TRANSFORMED: std::sync::Mutex<Vec<(Vec<f32>, usize, std::sync::Arc<Vec<f32>>)>> = std::sync::Mutex::new(Vec::new());
+
+/// How many kernels [`TRANSFORMED`] keeps (the wide network has nine
+/// Winograd layers per pathway that takes it).
+const KEPT_TRANSFORMS: usize = 32;
+
+/// [`transform_weights`], from [`TRANSFORMED`] when this kernel was seen.
+fn transformed_weights(s: &ConvShape, w: &[f32]) -> std::sync::Arc<Vec<f32>> {
+    let mut kept = TRANSFORMED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, u)) = kept.iter().find(|(k, cin, _)| *cin == s.cin && k.as_slice() == w) {
+        return u.clone();
+    }
+    let u = std::sync::Arc::new(transform_weights(s, w));
+    if kept.len() == KEPT_TRANSFORMS {
+        kept.remove(0);
+    }
+    kept.push((w.to_vec(), s.cin, u.clone()));
+    u
+}
+
 /// Where one tile lies: its batch item and the origin of its output block.
 #[derive(Clone, Copy)]
 struct Tile {
@@ -301,7 +328,7 @@ pub(super) fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>,
     let n = [od.div_ceil(O), oh.div_ceil(O), ow.div_ceil(O)];
     let per_item = n[0] * n[1] * n[2];
     let total = s.batch * per_item;
-    let u = transform_weights(s, w);
+    let u = transformed_weights(s, w);
     // The input zero-padded to whole 6-wide patches, so that every tile's
     // gather is six fixed-size rows and the kernel has one gather, not a
     // clipped one for the edge tiles besides (perf put a tenth of the kernel
