@@ -145,6 +145,8 @@ fn dicom_input_gives_seg_and_rtstruct_on_the_ct() {
         // The outputs are the point here, not the contour: one pass.
         "--flip-average",
         "off",
+        "--scale-average",
+        "1",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
@@ -381,6 +383,8 @@ fn batch_is_resumable_and_keeps_going_past_a_failure() {
             // (here and below) keeps this test a third as long.
             "--flip-average",
             "off",
+            "--scale-average",
+            "1",
         ];
         args.extend_from_slice(extra);
         liverseg(&args)
@@ -459,6 +463,8 @@ fn batch_is_resumable_and_keeps_going_past_a_failure() {
         s(&out),
         "--flip-average",
         "off",
+        "--scale-average",
+        "1",
     ]);
     assert!(o.status.success());
     let table = String::from_utf8_lossy(&o.stdout);
