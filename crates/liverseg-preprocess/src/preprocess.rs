@@ -230,7 +230,7 @@ impl<T: Scalar> Abdomen<T> {
         let hu = if config.median_radius > 0 { median_filter(&hu, [config.median_radius; 3])? } else { hu };
         let body = resample_nearest(&self.body, &grid, 0u8);
         let label = label.map(|l| resample_mask_partial_volume(l, &grid));
-        Ok(Prepared { hu, body, label, crop: self.crop.clone(), original: original.clone() })
+        Ok(Prepared { hu, body, label, crop: self.crop, original: original.clone() })
     }
 }
 

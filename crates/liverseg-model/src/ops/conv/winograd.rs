@@ -122,7 +122,10 @@ fn transform_weights(s: &ConvShape, w: &[f32]) -> Vec<f32> {
 /// 2 % of such a run). Found by comparing the kernel itself, so a changed
 /// kernel (training) is never served a stale transform; a miss costs a
 /// comparison that stops at the first differing weight and a copy.
-static TRANSFORMED: std::sync::Mutex<Vec<(Vec<f32>, usize, std::sync::Arc<Vec<f32>>)>> = std::sync::Mutex::new(Vec::new());
+static TRANSFORMED: std::sync::Mutex<Vec<KeptTransform>> = std::sync::Mutex::new(Vec::new());
+
+/// A kernel, its input channels, and its transform.
+type KeptTransform = (Vec<f32>, usize, std::sync::Arc<Vec<f32>>);
 
 /// How many kernels [`TRANSFORMED`] keeps (the wide network has nine
 /// Winograd layers per pathway that takes it).
