@@ -939,8 +939,11 @@ mod tests {
         // Several 16-tile chunks, batch items split across chunks, output
         // edges of every remainder mod 4, channel counts that are not
         // multiples of the 6-channel register blocks, and the network's
-        // 24 -> 24 with values of its scale.
-        for (batch, cin, cout, input) in [(2, 13, 19, [11, 9, 14]), (1, 24, 24, [22, 21, 23]), (3, 9, 7, [6, 7, 8]), (1, 1, 1, [3, 3, 3])] {
+        // 24 -> 24 with values of its scale. Rows of eight or more tiles
+        // take the run gather and scatter (`winograd::chunks`): whole runs,
+        // a run whose last block is clipped in x, rows clipped in y or z,
+        // a row of exactly one run, and runs at the buffer's very end.
+        for (batch, cin, cout, input) in [(2, 13, 19, [11, 9, 14]), (1, 24, 24, [22, 21, 23]), (3, 9, 7, [6, 7, 8]), (1, 1, 1, [3, 3, 3]), (2, 5, 7, [10, 7, 36]), (1, 6, 13, [7, 6, 64]), (1, 24, 24, [14, 10, 70]), (2, 3, 4, [6, 6, 34])] {
             let s = ConvShape::new(batch, cin, cout, 3, input).unwrap();
             let (x, w, b) = (data(s.x_len(), 11), data(s.w_len(), 12), data(cout, 13));
             let want = naive(&s, &x, &w, &b);

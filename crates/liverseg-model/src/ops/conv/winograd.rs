@@ -20,6 +20,11 @@
 //! tests bound it).
 //!
 //! Tiles past the output's edge read zeros and their outputs are dropped.
+//!
+//! Lanes hold tiles. Where a row holds eight x-adjacent tiles (a "run",
+//! [`chunks`]), their patches are taken apart from adjacent values by
+//! vector unpacks and their outputs put back the same way; other tiles are
+//! gathered and scattered lane by lane.
 
 use rayon::prelude::*;
 
@@ -154,6 +159,121 @@ struct Tile {
     x: usize,
 }
 
+/// Which tile of a run (eight tiles adjacent along x in one row, see
+/// [`chunks`]) sits in each lane: the in-lane unpacks of [`gather_run`] and
+/// [`scatter_run`] leave the tiles in this order, so the lanes follow it
+/// rather than pay a cross-lane permute per row.
+const RUN_LANES: [usize; L] = [0, 2, 4, 6, 1, 3, 5, 7];
+
+/// The chunks of `TB` tiles over the whole output (`n` tiles per axis per
+/// batch item), and for each of its `G` lane groups whether the group is a
+/// run: eight tiles adjacent along x in one row, in [`RUN_LANES`] order.
+/// Each row gives as many runs as it holds; its remaining tiles are packed
+/// eight to a group with the next rows' remainders.
+fn chunks(batch: usize, n: [usize; 3]) -> Vec<([Option<Tile>; TB], [bool; G])> {
+    let mut groups: Vec<([Option<Tile>; L], bool)> = Vec::new();
+    let mut rest: Vec<Tile> = Vec::with_capacity(L);
+    for b in 0..batch {
+        for tz in 0..n[0] {
+            for ty in 0..n[1] {
+                let tile = |tx: usize| Tile { b, z: tz * O, y: ty * O, x: tx * O };
+                let runs = n[2] / L;
+                for r in 0..runs {
+                    groups.push((std::array::from_fn(|l| Some(tile(r * L + RUN_LANES[l]))), true));
+                }
+                for tx in runs * L..n[2] {
+                    rest.push(tile(tx));
+                    if rest.len() == L {
+                        groups.push((std::array::from_fn(|l| Some(rest[l])), false));
+                        rest.clear();
+                    }
+                }
+            }
+        }
+    }
+    if !rest.is_empty() {
+        groups.push((std::array::from_fn(|l| rest.get(l).copied()), false));
+    }
+    groups
+        .chunks(G)
+        .map(|gs| {
+            let tiles = std::array::from_fn(|i| gs.get(i / L).and_then(|g| g.0[i % L]));
+            let runs = std::array::from_fn(|g| gs.get(g).is_some_and(|g| g.1));
+            (tiles, runs)
+        })
+        .collect()
+}
+
+/// The 6x6x6 patches of a run's eight tiles into `p`, lane `l` holding
+/// tile `RUN_LANES[l]`; `x` points at the first tile's patch origin, and
+/// every read lies below `x + 5 * plane + 5 * wd + 36`.
+///
+/// Why: a patch row of the eight tiles is 34 adjacent values; four loads
+/// and six in-lane unpacks per four columns take it apart, where the
+/// per-lane gather moved each of the 48 values on its own (perf: about a
+/// quarter of the kernel, its stores then read back as vectors).
+///
+/// # Safety
+/// The CPU has AVX2, and the reads above lie inside `x`'s allocation.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gather_run(x: *const f32, plane: usize, wd: usize, p: &mut [V8; XI]) {
+    use std::arch::x86_64::*;
+    let pd = _mm256_castps_pd;
+    let ps = _mm256_castpd_ps;
+    for z in 0..E {
+        for yy in 0..E {
+            let r = x.add(z * plane + yy * wd);
+            // Columns 0-3 of each tile: tile t's are r[4t..4t + 4].
+            let [a, b, c, d] = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(r.add(o)));
+            let (lo_ab, hi_ab) = (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+            let (lo_cd, hi_cd) = (_mm256_unpacklo_ps(c, d), _mm256_unpackhi_ps(c, d));
+            // Columns 4 and 5 are columns 0 and 1 of the tile after.
+            let [a, b, c, d] = [4, 12, 20, 28].map(|o| _mm256_loadu_ps(r.add(o)));
+            let (lo_ab4, lo_cd4) = (_mm256_unpacklo_ps(a, b), _mm256_unpacklo_ps(c, d));
+            let row = [
+                ps(_mm256_unpacklo_pd(pd(lo_ab), pd(lo_cd))),
+                ps(_mm256_unpackhi_pd(pd(lo_ab), pd(lo_cd))),
+                ps(_mm256_unpacklo_pd(pd(hi_ab), pd(hi_cd))),
+                ps(_mm256_unpackhi_pd(pd(hi_ab), pd(hi_cd))),
+                ps(_mm256_unpacklo_pd(pd(lo_ab4), pd(lo_cd4))),
+                ps(_mm256_unpackhi_pd(pd(lo_ab4), pd(lo_cd4))),
+            ];
+            for (c, v) in row.into_iter().enumerate() {
+                _mm256_storeu_ps(p[(z * E + yy) * E + c].as_mut_ptr(), v);
+            }
+        }
+    }
+}
+
+/// A run's 4x4x4 output blocks (lanes as in [`RUN_LANES`]) plus `add` into
+/// the output from `y`, the first tile's output origin: the inverse of
+/// [`gather_run`]'s unpacks, four 8-value stores per output row of the run.
+///
+/// # Safety
+/// The CPU has AVX2; the run's blocks lie whole inside the output, whose
+/// rows are `ow` and planes `oh * ow` values apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scatter_run(out: &[V8; O * O * O], add: f32, y: *mut f32, oh: usize, ow: usize) {
+    use std::arch::x86_64::*;
+    let pd = _mm256_castps_pd;
+    let ps = _mm256_castpd_ps;
+    let bias = _mm256_set1_ps(add);
+    for z in 0..O {
+        for yy in 0..O {
+            let [q0, q1, q2, q3] = std::array::from_fn(|xx| _mm256_add_ps(_mm256_loadu_ps(out[(z * O + yy) * O + xx].as_ptr()), bias));
+            let (lo01, hi01) = (_mm256_unpacklo_ps(q0, q1), _mm256_unpackhi_ps(q0, q1));
+            let (lo23, hi23) = (_mm256_unpacklo_ps(q2, q3), _mm256_unpackhi_ps(q2, q3));
+            let r = y.add((z * oh + yy) * ow);
+            _mm256_storeu_ps(r, ps(_mm256_unpacklo_pd(pd(lo01), pd(lo23))));
+            _mm256_storeu_ps(r.add(8), ps(_mm256_unpackhi_pd(pd(lo01), pd(lo23))));
+            _mm256_storeu_ps(r.add(16), ps(_mm256_unpacklo_pd(pd(hi01), pd(hi23))));
+            _mm256_storeu_ps(r.add(24), ps(_mm256_unpackhi_pd(pd(hi01), pd(hi23))));
+        }
+    }
+}
+
 /// `Bᵀ d B` on all three axes of one lane-vector patch, in place.
 #[inline(always)]
 fn input_transform(p: &mut [V8; XI]) {
@@ -162,16 +282,22 @@ fn input_transform(p: &mut [V8; XI]) {
             for j in 0..E {
                 let base = i * outer[0] + j * outer[1];
                 let line = bt(std::array::from_fn(|k| p[base + k * stride]));
-                (0..E).for_each(|k| p[base + k * stride] = line[k]);
+                for k in 0..E {
+                    p[base + k * stride] = line[k];
+                }
             }
         }
     }
 }
 
-/// `Aᵀ m A` on all three axes: the 4x4x4 outputs of one lane-vector patch
-/// (`m(ξ)` its transformed values).
+/// `Aᵀ m A` on all three axes: the 4x4x4 outputs of one lane-vector patch,
+/// its transformed value `ξ` at `m[ξ * TB..][..L]`. Plain loops, not
+/// `for_each` closures: a closure was compiled once for both
+/// instantiations of [`chunk`], without AVX2, and called per line (perf: 3 %
+/// of a `segment`).
 #[inline(always)]
-fn output_transform(m: impl Fn(usize) -> V8) -> [V8; O * O * O] {
+fn output_transform(m: &[f32]) -> [V8; O * O * O] {
+    let m = |xi: usize| -> V8 { m[xi * TB..][..L].try_into().expect("8 lanes") };
     // x: [z][y][6] -> [z][y][4]
     let mut a = [[0.0f32; L]; E * E * O];
     for zy in 0..E * E {
@@ -183,14 +309,18 @@ fn output_transform(m: impl Fn(usize) -> V8) -> [V8; O * O * O] {
     for z in 0..E {
         for x in 0..O {
             let line = at(std::array::from_fn(|k| a[(z * E + k) * O + x]));
-            (0..O).for_each(|k| b[(z * O + k) * O + x] = line[k]);
+            for k in 0..O {
+                b[(z * O + k) * O + x] = line[k];
+            }
         }
     }
     // z: [6][4][4] -> [4][4][4]
     let mut c = [[0.0f32; L]; O * O * O];
     for yx in 0..O * O {
         let line = at(std::array::from_fn(|k| b[k * O * O + yx]));
-        (0..O).for_each(|k| c[k * O * O + yx] = line[k]);
+        for k in 0..O {
+            c[k * O * O + yx] = line[k];
+        }
     }
     c
 }
@@ -200,7 +330,7 @@ fn output_transform(m: impl Fn(usize) -> V8) -> [V8; O * O * O] {
 /// 216 products into `m` (`[CO][ξ][TB]`) and the output transform into `y`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn chunk<const FMA: bool>(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], bias: Option<&[f32]>, tiles: &[Option<Tile>; TB], v: &mut [f32], m: &mut [f32], y: SharedMut) {
+fn chunk<const FMA: bool>(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], bias: Option<&[f32]>, tiles: &[Option<Tile>; TB], runs: [bool; G], v: &mut [f32], m: &mut [f32], y: SharedMut) {
     let [d, h, wd] = s.input;
     let [od, oh, ow] = out;
     let (plane, cube, pout) = (h * wd, d * h * wd, od * oh * ow);
@@ -212,6 +342,20 @@ fn chunk<const FMA: bool>(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], 
     let mut p = [[0.0f32; L]; XI];
     for ci in 0..cin {
         for g in 0..G {
+            #[cfg(target_arch = "x86_64")]
+            if let (true, true, Some(t)) = (FMA, runs[g], tiles[g * L]) {
+                let base = (t.b * cin + ci) * cube + t.z * plane + t.y * wd + t.x;
+                if base + 5 * plane + 5 * wd + 36 <= x.len() {
+                    // SAFETY: `FMA` is only set under AVX2 (`chunk_avx2`),
+                    // and the reads end inside `x` (checked).
+                    unsafe { gather_run(x.as_ptr().add(base), plane, wd, &mut p) };
+                    input_transform(&mut p);
+                    for (xi, val) in p.iter().enumerate() {
+                        v[(xi * cin + ci) * TB + g * L..][..L].copy_from_slice(val);
+                    }
+                    continue;
+                }
+            }
             if !full[g] {
                 p.fill([0.0; L]);
             }
@@ -224,7 +368,9 @@ fn chunk<const FMA: bool>(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], 
                 for z in 0..E {
                     for yy in 0..E {
                         let row: &[f32; E] = x[base + z * plane + yy * wd..][..E].try_into().expect("6 values");
-                        (0..E).for_each(|c| p[(z * E + yy) * E + c][l] = row[c]);
+                        for c in 0..E {
+                            p[(z * E + yy) * E + c][l] = row[c];
+                        }
                     }
                 }
             }
@@ -256,7 +402,18 @@ fn chunk<const FMA: bool>(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], 
             let co = blk * CO + c;
             let add = bias.map_or(0.0, |b| b[co]);
             for g in 0..G {
-                let out = output_transform(|xi| m[(c * XI + xi) * TB + g * L..][..L].try_into().expect("8 lanes"));
+                let out = output_transform(&m[c * XI * TB + g * L..]);
+                #[cfg(target_arch = "x86_64")]
+                if let (true, true, Some(t)) = (FMA, runs[g], tiles[g * L]) {
+                    if t.z + O <= od && t.y + O <= oh && t.x + L * O <= ow {
+                        let base = (t.b * s.cout + co) * pout + t.z * oh * ow + t.y * ow + t.x;
+                        // SAFETY: AVX2 as above; the run's eight blocks lie
+                        // whole inside the output (checked) and are written
+                        // by this chunk only.
+                        unsafe { scatter_run(&out, add, y.0.add(base), oh, ow) };
+                        continue;
+                    }
+                }
                 for l in 0..L {
                     let Some(t) = tiles[g * L + l] else { continue };
                     let (nz, ny, nx) = ((od - t.z).min(O), (oh - t.y).min(O), (ow - t.x).min(O));
@@ -291,8 +448,8 @@ fn chunk<const FMA: bool>(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-fn chunk_avx2(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], bias: Option<&[f32]>, tiles: &[Option<Tile>; TB], v: &mut [f32], m: &mut [f32], y: SharedMut) {
-    chunk::<true>(s, out, x, u, bias, tiles, v, m, y);
+fn chunk_avx2(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], bias: Option<&[f32]>, tiles: &[Option<Tile>; TB], runs: [bool; G], v: &mut [f32], m: &mut [f32], y: SharedMut) {
+    chunk::<true>(s, out, x, u, bias, tiles, runs, v, m, y);
 }
 
 /// `x` (shape `s`) zero-padded at the far end of each axis to `to`.
@@ -329,8 +486,7 @@ pub(super) fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>,
     debug_assert_eq!(s.kernel, 3);
     let [od, oh, ow] = s.output();
     let n = [od.div_ceil(O), oh.div_ceil(O), ow.div_ceil(O)];
-    let per_item = n[0] * n[1] * n[2];
-    let total = s.batch * per_item;
+    let chunks = chunks(s.batch, n);
     let u = transformed_weights(s, w);
     // The input zero-padded to whole 6-wide patches, so that every tile's
     // gather is six fixed-size rows and the kernel has one gather, not a
@@ -347,24 +503,50 @@ pub(super) fn forward(s: &ConvShape, x: &[f32], w: &[f32], bias: Option<&[f32]>,
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
     let scratch = || (vec![0.0f32; XI * s.cin * TB], vec![0.0f32; CO * XI * TB]);
-    (0..total.div_ceil(TB)).into_par_iter().for_each_init(scratch, |(v, m), ch| {
+    chunks.par_iter().for_each_init(scratch, |(v, m), &(tiles, runs)| {
         // The whole wrapper, as in `forward_direct`.
         #[allow(clippy::redundant_locals)]
         let y = y;
-        let tiles: [Option<Tile>; TB] = std::array::from_fn(|i| {
-            let idx = ch * TB + i;
-            (idx < total).then(|| {
-                let (b, r) = (idx / per_item, idx % per_item);
-                Tile { b, z: r / (n[1] * n[2]) * O, y: (r / n[2]) % n[1] * O, x: r % n[2] * O }
-            })
-        });
         #[cfg(target_arch = "x86_64")]
         if avx2 {
             // SAFETY: the CPU has AVX2 and FMA (checked above), all this
             // function's target features.
-            unsafe { chunk_avx2(s, [od, oh, ow], x, &u, bias, &tiles, v, m, y) };
+            unsafe { chunk_avx2(s, [od, oh, ow], x, &u, bias, &tiles, runs, v, m, y) };
             return;
         }
-        chunk::<false>(s, [od, oh, ow], x, &u, bias, &tiles, v, m, y);
+        chunk::<false>(s, [od, oh, ow], x, &u, bias, &tiles, runs, v, m, y);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_every_tile_once_with_runs_adjacent_along_x() {
+        for (batch, n) in [(1, [3, 2, 17]), (2, [2, 3, 8]), (1, [1, 1, 5]), (3, [2, 2, 23])] {
+            let chunks = chunks(batch, n);
+            let mut seen = std::collections::HashSet::new();
+            let mut run_tiles = 0;
+            for (tiles, runs) in &chunks {
+                for g in 0..G {
+                    let group = &tiles[g * L..(g + 1) * L];
+                    for t in group.iter().flatten() {
+                        assert!(t.b < batch && t.z < n[0] * O && t.y < n[1] * O && t.x < n[2] * O && t.z % O + t.y % O + t.x % O == 0);
+                        assert!(seen.insert((t.b, t.z, t.y, t.x)), "tile twice");
+                    }
+                    if runs[g] {
+                        let first = group[0].expect("a run is whole");
+                        for (l, t) in group.iter().enumerate() {
+                            let t = t.expect("a run is whole");
+                            assert_eq!((t.b, t.z, t.y, t.x), (first.b, first.z, first.y, first.x + RUN_LANES[l] * O));
+                        }
+                        run_tiles += L;
+                    }
+                }
+            }
+            assert_eq!(seen.len(), batch * n[0] * n[1] * n[2]);
+            assert_eq!(run_tiles, batch * n[0] * n[1] * (n[2] / L * L));
+        }
+    }
 }
