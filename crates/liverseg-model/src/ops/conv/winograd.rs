@@ -208,10 +208,10 @@ fn chunks(batch: usize, n: [usize; 3]) -> Vec<([Option<Tile>; TB], [bool; G])> {
 /// tile `RUN_LANES[l]`; `x` points at the first tile's patch origin, and
 /// every read lies below `x + 5 * plane + 5 * wd + 36`.
 ///
-/// Why: a patch row of the eight tiles is 34 adjacent values; four loads
-/// and six in-lane unpacks per four columns take it apart, where the
-/// per-lane gather moved each of the 48 values on its own (perf: about a
-/// quarter of the kernel, its stores then read back as vectors).
+/// Why: a patch row of the eight tiles is 34 adjacent values; eight
+/// loads and twelve in-lane unpacks give its six lane vectors, where the
+/// per-lane gather moved each of the 48 values on its own and read them
+/// back as vectors (perf: about a quarter of the kernel's samples).
 ///
 /// # Safety
 /// The CPU has AVX2, and the reads above lie inside `x`'s allocation.
@@ -291,10 +291,7 @@ fn input_transform(p: &mut [V8; XI]) {
 }
 
 /// `Aᵀ m A` on all three axes: the 4x4x4 outputs of one lane-vector patch,
-/// its transformed value `ξ` at `m[ξ * TB..][..L]`. Plain loops, not
-/// `for_each` closures: a closure was compiled once for both
-/// instantiations of [`chunk`], without AVX2, and called per line (perf: 3 %
-/// of a `segment`).
+/// its transformed value `ξ` at `m[ξ * TB..][..L]`.
 #[inline(always)]
 fn output_transform(m: &[f32]) -> [V8; O * O * O] {
     let m = |xi: usize| -> V8 { m[xi * TB..][..L].try_into().expect("8 lanes") };
