@@ -343,6 +343,7 @@ fn chunk<const FMA: bool>(s: &ConvShape, out: [usize; 3], x: &[f32], u: &[f32], 
             if let (true, true, Some(t)) = (FMA, runs[g], tiles[g * L]) {
                 let base = (t.b * cin + ci) * cube + t.z * plane + t.y * wd + t.x;
                 if base + 5 * plane + 5 * wd + 36 <= x.len() {
+                    debug_assert!(std::arch::is_x86_feature_detected!("avx2"), "chunk::<true> runs under chunk_avx2 only");
                     // SAFETY: `FMA` is only set under AVX2 (`chunk_avx2`),
                     // and the reads end inside `x` (checked).
                     unsafe { gather_run(x.as_ptr().add(base), plane, wd, &mut p) };
