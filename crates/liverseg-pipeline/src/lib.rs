@@ -112,7 +112,10 @@ pub struct SegmentOptions {
 /// results, see there): on the five leave-one-out folds it raised every
 /// fold's DSC (median 0.9189 -> 0.9233, worst 0.863 -> 0.873), on ten fold
 /// models of other recipes eight of ten, and with inference in boxes it
-/// takes 27-30 s on a 512x512x129 CT on 2 cores, at the 30 s budget.
+/// took 27-30 s on a 512x512x129 CT on 2 cores (the `segment` bench and by
+/// hand, 2026-12-07 morning), at the 30 s budget; with the Winograd run
+/// gather of that afternoon ~11 % less work, but 29-32 s on the then slower
+/// host (the top README).
 /// `[1.0]` is one grid, about 2.5x faster.
 pub const DEFAULT_SCALE_AVERAGE: [f64; 3] = [0.9, 1.0, 1.1];
 
@@ -442,7 +445,6 @@ pub fn segment<T: Scalar>(
     // its map is averaged), then the other factors' grids, all from one crop.
     let mut configs = vec![config.clone()];
     configs.extend(factors.iter().filter(|&&f| f != 1.0).map(|&f| PreprocessConfig { spacing_mm: config.spacing_mm * f, ..config.clone() }));
-    // The other factors' grids, in the order of `factors`.
     let mut grids = liverseg_preprocess::prepare_grids(ct, &configs)?.into_iter();
     let prepared = grids.next().expect("one configuration at least");
     let input = prepared.normalised(config, 0.0);
@@ -458,6 +460,7 @@ pub fn segment<T: Scalar>(
         let Prediction { probability: p, tiles: work } = if factor == 1.0 {
             predict_checked(model, &prepared, &input, threshold, &mut pass_progress)?
         } else {
+            // The other factors' grids come in the order of `factors`.
             let scaled = grids.next().expect("a grid per factor other than 1");
             let scaled_input = scaled.normalised(config, 0.0);
             let prediction = predict_checked(model, &scaled, &scaled_input, threshold, &mut pass_progress)?;
