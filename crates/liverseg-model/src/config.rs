@@ -145,6 +145,34 @@ impl NetworkConfig {
             .collect())
     }
 
+    /// How many multiply-adds the network spends on an output box of
+    /// `size` (as [`box_inputs`](Self::box_inputs)): every pathway's
+    /// convolutions (valid, each layer `kernel - 1` smaller than its input)
+    /// and the FC layers on the output voxels. It ranks box shapes against
+    /// each other (a box's context margin costs more, per output voxel, the
+    /// smaller the box); up-sampling, normalisation and the convolution
+    /// algorithm are left out.
+    pub fn box_multiply_adds(&self, size: [usize; 3]) -> Result<f64> {
+        let inputs = self.box_inputs(size)?;
+        let k3 = self.kernel.pow(3) as f64;
+        let mut total = 0.0;
+        for (p, b) in self.pathways.iter().zip(&inputs) {
+            let mut c_in = 1;
+            for (l, &c_out) in p.features.iter().enumerate() {
+                let voxels: f64 = b.input.iter().map(|&e| (e - (self.kernel - 1) * (l + 1)) as f64).product();
+                total += voxels * (c_in * c_out) as f64 * k3;
+                c_in = c_out;
+            }
+        }
+        let mut c_in = self.merged_features();
+        let mut per_voxel = 0;
+        for &c_out in self.fc.iter().chain(std::iter::once(&1)) {
+            per_voxel += c_in * c_out;
+            c_in = c_out;
+        }
+        Ok(total + size.iter().product::<usize>() as f64 * per_voxel as f64)
+    }
+
     /// Whether `other` reads a CT exactly as this network does: the same
     /// grid and pre-processing, inference tile, and per pathway the same
     /// factor and receptive field (kernel x depth). Feature widths, FC layers,
@@ -197,24 +225,7 @@ impl NetworkConfig {
     /// Multiply-accumulates per output voxel of one `patch`-sized forward
     /// pass (for benchmarks and choosing presets).
     pub fn macs_per_output_voxel(&self, patch: usize) -> Result<f64> {
-        let inputs = self.pathway_inputs(patch)?;
-        let k3 = self.kernel.pow(3) as f64;
-        let mut macs = 0.0;
-        for (p, input) in self.pathways.iter().zip(&inputs) {
-            let mut n = input.input;
-            let mut cin = 1;
-            for &cout in &p.features {
-                n -= self.kernel - 1;
-                macs += (n as f64).powi(3) * k3 * (cin * cout) as f64;
-                cin = cout;
-            }
-        }
-        let mut cin = self.merged_features();
-        for &w in self.fc.iter().chain(std::iter::once(&1)) {
-            macs += (patch as f64).powi(3) * (cin * w) as f64;
-            cin = w;
-        }
-        Ok(macs / (patch as f64).powi(3))
+        Ok(self.box_multiply_adds([patch; 3])? / (patch as f64).powi(3))
     }
 }
 
@@ -251,6 +262,24 @@ mod tests {
         // In 1.4 mm voxels the coarsest pathway sees 21 x 21 mm = 441 mm.
         assert!((paper.receptive_field(2) as f64 * 15.0 * paper.preprocess.spacing_mm - 441.0).abs() < 1e-9);
         assert!(NetworkConfig::fast().macs_per_output_voxel(60).unwrap() * 5.0 < paper.macs_per_output_voxel(60).unwrap());
+    }
+
+    #[test]
+    fn box_work_counts_every_layer_and_prefers_larger_boxes() {
+        // One pathway of two 3x3x3 layers (1 -> 2 -> 3 features), FC 4, on a
+        // 1x2x3 box: input 5x6x7, layer outputs 3x4x5 and 1x2x3.
+        let mut c = NetworkConfig::fast();
+        c.pathways = vec![PathwayConfig { factor: 1, features: vec![2, 3] }];
+        c.fc = vec![4];
+        let expected = (60.0 * 2.0 + 6.0 * 6.0) * 27.0 + 6.0 * (3.0 * 4.0 + 4.0);
+        assert_eq!(c.box_multiply_adds([1, 2, 3]).unwrap(), expected);
+        assert_eq!(c.macs_per_output_voxel(2).unwrap(), c.box_multiply_adds([2; 3]).unwrap() / 8.0);
+        // The context margin: a 30^3 box costs more per output
+        // voxel than a 60^3 one.
+        let w = NetworkConfig::fast();
+        let per_voxel = |e: usize| w.box_multiply_adds([e; 3]).unwrap() / (e as f64).powi(3);
+        assert!(per_voxel(30) > 1.2 * per_voxel(60), "{} vs {}", per_voxel(30), per_voxel(60));
+        assert!(w.box_multiply_adds([15, 15, 20]).is_err());
     }
 
     #[test]

@@ -18,6 +18,17 @@
 //! background that no liver region reaches. If the probes find no liver, or
 //! the grown region is smaller than a plausible liver, the remaining tiles
 //! are computed too, so a miss costs time, not the liver.
+//!
+//! Another grid of the same CT (scale averaging: the factor-1 grid's liver
+//! for the 0.9 and 1.1 grids) can replace the probes ([`predict_seeded`]):
+//! growth starts from every tile that liver touches, on finer units
+//! ([`seeded_tile_unit`]), so the first wave is nearly the whole region.
+//!
+//! A box may also hold tiles outside its wave where one larger box costs
+//! less than the smaller ones without them (each box pays its context
+//! margin; [`crate::NetworkConfig::box_multiply_adds`] ranks them); those
+//! tiles' outputs are thrown away, so the map is the grown region's whatever
+//! the boxes.
 
 use burn::module::Module;
 use burn::tensor::activation::sigmoid;
@@ -112,6 +123,12 @@ impl Segmenter {
     /// Liver probability computing the tiles `strategy` picks.
     pub fn probability_with(&self, prepared: &Prepared, input: &Volume<f32>, strategy: TileStrategy, progress: &mut dyn FnMut(usize, usize)) -> Result<(Volume<f32>, TileStats)> {
         predict(&self.nets, &self.info.network, &self.device, prepared, input, self.info.network.infer_patch, strategy, self.flips, progress)
+    }
+
+    /// [`probability_with`](Self::probability_with), growing from `seeds`
+    /// (see [`predict_seeded`]) instead of probes.
+    pub fn probability_seeded(&self, prepared: &Prepared, input: &Volume<f32>, strategy: TileStrategy, seeds: Option<&Volume<u8>>, progress: &mut dyn FnMut(usize, usize)) -> Result<(Volume<f32>, TileStats)> {
+        predict_seeded(&self.nets, &self.info.network, &self.device, prepared, input, self.info.network.infer_patch, strategy, self.flips, seeds, progress)
     }
 
     /// Average the probability over mirrored views (test-time augmentation).
@@ -247,6 +264,18 @@ pub fn tile_unit(patch: usize, multiple: usize) -> usize {
     multiple * (patch / multiple / 2).max(1)
 }
 
+/// [`tile_unit`] when growth starts from seeds ([`predict_seeded`]): a
+/// quarter of the patch (in whole multiples). The seeds already outline the
+/// liver, so the first wave is nearly all of it; the finer units follow its
+/// surface more closely and the boxes merge them back. Measured on a
+/// 512x512x129 CT, the two scaled grids of `--scale-average 0.9,1,1.1`
+/// seeded from the factor-1 grid (wide network, 2026-12-07): units of 15
+/// computed 2.45 M voxels for about 0.52 T multiply-adds (the three grids,
+/// one view), units of 30 3.66 M for 0.63 T, the same mask.
+pub fn seeded_tile_unit(patch: usize, multiple: usize) -> usize {
+    multiple * (patch / multiple / 4).max(1)
+}
+
 /// The unit tile origins covering `dims` with tiles of `s` whose output
 /// region holds a body voxel.
 fn tiles(body: &[u8], dims: [usize; 3], s: usize) -> Vec<[usize; 3]> {
@@ -268,17 +297,15 @@ fn tiles(body: &[u8], dims: [usize; 3], s: usize) -> Vec<[usize; 3]> {
     out
 }
 
-/// Copy an output box of `size` (x fastest) at `origin` into the volume
-/// buffer, clipped to `dims`.
-fn paste(probability: &mut [f32], dims: [usize; 3], origin: [usize; 3], size: [usize; 3], out: &[f32]) {
-    let x_end = (origin[0] + size[0]).min(dims[0]);
-    for k in 0..size[2].min(dims[2] - origin[2]) {
-        let z = origin[2] + k;
-        for j in 0..size[1].min(dims[1] - origin[1]) {
-            let y = origin[1] + j;
-            let row = &out[(k * size[1] + j) * size[0]..][..size[0]];
+/// Copy the unit tile at `tile` (clipped to `dims`) from the output `out` of
+/// the box of `size` at `origin`, which holds it.
+fn paste_tile(probability: &mut [f32], dims: [usize; 3], origin: [usize; 3], size: [usize; 3], out: &[f32], tile: [usize; 3], unit: usize) {
+    let end: [usize; 3] = std::array::from_fn(|a| (tile[a] + unit).min(dims[a]));
+    for z in tile[2]..end[2] {
+        for y in tile[1]..end[1] {
+            let row = &out[((z - origin[2]) * size[1] + (y - origin[1])) * size[0]..][..size[0]];
             let base = (z * dims[1] + y) * dims[0];
-            probability[base + origin[0]..base + x_end].copy_from_slice(&row[..x_end - origin[0]]);
+            probability[base + tile[0]..base + end[0]].copy_from_slice(&row[tile[0] - origin[0]..end[0] - origin[0]]);
         }
     }
 }
@@ -321,14 +348,42 @@ pub fn predict(
     flips: FlipAverage,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Volume<f32>, TileStats)> {
+    predict_seeded(nets, config, device, prepared, input, patch, strategy, flips, None, progress)
+}
+
+/// [`predict`], growing ([`TileStrategy::Grow`]) from the unit tiles that
+/// hold a voxel of `seeds` (a mask on the prepared grid: where another view
+/// of the same CT saw liver) instead of from probes. Growth, and the
+/// fall-back to every tile, are as from probes; with no seed voxel in the
+/// body, the probes run.
+#[allow(clippy::too_many_arguments)]
+pub fn predict_seeded(
+    nets: &[DeepMedic],
+    config: &crate::NetworkConfig,
+    device: &Device,
+    prepared: &Prepared,
+    input: &Volume<f32>,
+    patch: usize,
+    strategy: TileStrategy,
+    flips: FlipAverage,
+    seeds: Option<&Volume<u8>>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Volume<f32>, TileStats)> {
     if !input.geometry().same_grid(prepared.hu.geometry()) {
         return Err(Error::Config("the network input is not on the prepared grid".into()));
     }
+    if seeds.is_some_and(|m| !m.geometry().same_grid(prepared.hu.geometry())) {
+        return Err(Error::Config("the seed mask is not on the prepared grid".into()));
+    }
     let budget: usize = config.pathway_inputs(patch)?.iter().map(|p| p.input.pow(3)).sum();
     let multiple = config.patch_multiple();
-    let cost = |size: [usize; 3]| -> Option<usize> {
+    // Boxes within the memory budget (input voxels), ranked by their work.
+    let cost = |size: [usize; 3]| -> Option<f64> {
         let voxels: usize = config.box_inputs(size).ok()?.iter().map(|p| p.input.iter().product::<usize>()).sum();
-        (voxels <= budget).then_some(voxels)
+        if voxels > budget {
+            return None;
+        }
+        config.box_multiply_adds(size).ok()
     };
     let source = PatchSource::new(input, config.preprocess.normalise(-1024.0));
     let mut run = |origin: [i64; 3], size: [usize; 3], probe: bool| -> Result<Vec<f32>> {
@@ -372,8 +427,15 @@ pub fn predict(
         out.into_data().try_to_vec::<f32>().map_err(|e| Error::Model(format!("{e:?}")))
     };
     let voxel_ml = prepared.hu.geometry().voxel_volume_mm3() / 1000.0;
-    let plan = TilePlan { dims: input.dims(), unit: tile_unit(patch, multiple), probe: multiple, multiple, voxel_ml };
-    let (probability, stats) = plan.run(prepared.body.data(), strategy, &cost, &mut run, progress)?;
+    // From seeds, the first wave is nearly the whole liver and one shape:
+    // finer units follow it more closely, and the boxes merge them anyway.
+    // Seeds with no body voxel seed nothing: the probes run, on the usual
+    // units.
+    let body = prepared.body.data();
+    let seeds = seeds.filter(|m| matches!(strategy, TileStrategy::Grow { .. }) && m.data().iter().zip(body).any(|(&s, &b)| s != 0 && b != 0));
+    let unit = if seeds.is_some() { seeded_tile_unit(patch, multiple) } else { tile_unit(patch, multiple) };
+    let plan = TilePlan { dims: input.dims(), unit, probe: multiple, multiple, voxel_ml };
+    let (probability, stats) = plan.run(body, strategy, seeds.map(|m| m.data()), &cost, &mut run, progress)?;
     Ok((Volume::new(input.geometry().clone(), probability)?, stats))
 }
 
@@ -400,71 +462,117 @@ impl TilePlan {
         (origin, size)
     }
 
-    /// Boxes covering the unit tiles `wave` (indices) exactly, greedily:
-    /// from the first free tile (z, then y, then x order), of all boxes of
-    /// free wave tiles that `cost` accepts the one with the most output
-    /// voxels, then the fewest input voxels. `cost(size)` is the box's input
-    /// voxels, `None` over the budget.
-    fn boxes(&self, wave: &[[usize; 3]], cost: &dyn Fn([usize; 3]) -> Option<usize>) -> Vec<([usize; 3], [usize; 3])> {
+    /// Boxes that cover the unit tiles `wave` (indices), greedily: for the
+    /// first wave tile not yet covered (z, then y, then x order), of all
+    /// boxes holding it that `cost` accepts, the one with the least cost per
+    /// wave tile it covers first (then the one covering more). A box may
+    /// hold tiles outside the wave when that is cheaper than leaving them
+    /// out (a smaller box pays more context margin per output voxel); only
+    /// its own wave tiles (the third element, unit indices) are kept from
+    /// its output, so what is computed into the map does not depend on the
+    /// boxes. `cost(size)`: the box's work, `None` over the budget.
+    fn boxes(&self, wave: &[[usize; 3]], cost: &dyn Fn([usize; 3]) -> Option<f64>) -> Vec<([usize; 3], [usize; 3], Vec<[usize; 3]>)> {
         let n = self.dims.map(|d| d.div_ceil(self.unit));
         let at = |t: [usize; 3]| (t[2] * n[1] + t[1]) * n[0] + t[0];
-        // 0: not in the wave, 1: in it and free, 2: in a box.
-        let mut state = vec![0u8; n.iter().product()];
+        let mut free = vec![false; n.iter().product()];
         for &t in wave {
-            state[at(t)] = 1;
+            free[at(t)] = true;
         }
         let mut order = wave.to_vec();
         order.sort_by_key(|t| (t[2], t[1], t[0]));
+        let mut costs: std::collections::HashMap<[usize; 3], Option<f64>> = std::collections::HashMap::new();
+        let mut cost_of = |size: [usize; 3]| *costs.entry(size).or_insert_with(|| cost(size));
+        // Free wave tiles in [0, i) x [0, j) x [0, k), so a box's count is
+        // eight lookups; rebuilt after each box (a few thousand tiles).
+        let m = n.map(|e| e + 1);
+        let mut prefix = vec![0u32; m.iter().product()];
+        let pat = |i: usize, j: usize, k: usize| (k * m[1] + j) * m[0] + i;
         let mut out = Vec::new();
         for t in order {
-            if state[at(t)] != 1 {
+            if !free[at(t)] {
                 continue;
             }
-            // The first free tile is the box's lowest corner, so boxes grow
-            // from it along +x, +y, +z only. Both "all free" and "within the
-            // budget" fail for every larger box once they fail, so each loop
-            // stops at the first failure.
-            let free = |c: [usize; 3]| (0..c[2]).all(|z| (0..c[1]).all(|y| (0..c[0]).all(|x| state[at([t[0] + x, t[1] + y, t[2] + z])] == 1)));
-            let mut best = ([1usize; 3], 0usize, usize::MAX);
-            for cz in 1..=n[2] - t[2] {
-                if !free([1, 1, cz]) || cost(self.box_at(t, [1, 1, cz]).1).is_none() {
+            for k in 1..m[2] {
+                for j in 1..m[1] {
+                    for i in 1..m[0] {
+                        prefix[pat(i, j, k)] = u32::from(free[at([i - 1, j - 1, k - 1])]) + prefix[pat(i - 1, j, k)] + prefix[pat(i, j - 1, k)] + prefix[pat(i, j, k - 1)]
+                            - prefix[pat(i - 1, j - 1, k)]
+                            - prefix[pat(i - 1, j, k - 1)]
+                            - prefix[pat(i, j - 1, k - 1)]
+                            + prefix[pat(i - 1, j - 1, k - 1)];
+                    }
+                }
+            }
+            let covered = |f: [usize; 3], c: [usize; 3]| -> u32 {
+                let (a, b) = (f, [f[0] + c[0], f[1] + c[1], f[2] + c[2]]);
+                (prefix[pat(b[0], b[1], b[2])] + prefix[pat(a[0], a[1], b[2])] + prefix[pat(a[0], b[1], a[2])] + prefix[pat(b[0], a[1], a[2])])
+                    - (prefix[pat(a[0], b[1], b[2])] + prefix[pat(b[0], a[1], b[2])] + prefix[pat(b[0], b[1], a[2])] + prefix[pat(a[0], a[1], a[2])])
+            };
+            // (cost per covered tile, covered, first, count); a box of this
+            // tile alone is always within the budget.
+            let mut best: Option<(f64, u32, [usize; 3], [usize; 3])> = None;
+            let u = self.unit;
+            // Within the budget fails for every larger count once it fails
+            // (sizes before clipping at the volume's end), so each loop stops
+            // at the first failure.
+            for cz in 1..=n[2] {
+                if cost_of([u, u, cz * u]).is_none() {
                     break;
                 }
-                for cy in 1..=n[1] - t[1] {
-                    if !free([1, cy, cz]) || cost(self.box_at(t, [1, cy, cz]).1).is_none() {
+                for cy in 1..=n[1] {
+                    if cost_of([u, cy * u, cz * u]).is_none() {
                         break;
                     }
-                    for cx in 1..=n[0] - t[0] {
+                    for cx in 1..=n[0] {
+                        if cost_of([cx * u, cy * u, cz * u]).is_none() {
+                            break;
+                        }
                         let c = [cx, cy, cz];
-                        let size = self.box_at(t, c).1;
-                        let Some(input) = cost(size).filter(|_| free(c)) else { break };
-                        let output: usize = size.iter().product();
-                        if output > best.1 || (output == best.1 && input < best.2) {
-                            best = (c, output, input);
+                        let lo: [usize; 3] = std::array::from_fn(|a| (t[a] + 1).saturating_sub(c[a]));
+                        let hi: [usize; 3] = std::array::from_fn(|a| t[a].min(n[a] - c[a]));
+                        for fz in lo[2]..=hi[2] {
+                            for fy in lo[1]..=hi[1] {
+                                for fx in lo[0]..=hi[0] {
+                                    let first = [fx, fy, fz];
+                                    let Some(work) = cost_of(self.box_at(first, c).1) else { continue };
+                                    let k = covered(first, c);
+                                    let score = work / f64::from(k);
+                                    if best.is_none_or(|b| score < b.0 || (score == b.0 && k > b.1)) {
+                                        best = Some((score, k, first, c));
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
-            let count = best.0;
-            for z in 0..count[2] {
-                for y in 0..count[1] {
-                    for x in 0..count[0] {
-                        state[at([t[0] + x, t[1] + y, t[2] + z])] = 2;
+            let (first, count) = best.map_or((t, [1; 3]), |b| (b.2, b.3));
+            let mut tiles = Vec::new();
+            for z in first[2]..first[2] + count[2] {
+                for y in first[1]..first[1] + count[1] {
+                    for x in first[0]..first[0] + count[0] {
+                        if std::mem::take(&mut free[at([x, y, z])]) {
+                            tiles.push([x, y, z]);
+                        }
                     }
                 }
             }
-            out.push((t, count));
+            out.push((first, count, tiles));
         }
         out
     }
 
     /// `run(origin, size, probe)` returns the probability of the output box
     /// of `size` at `origin` (x fastest); `probe` says it is a probe.
+    /// `seeds` (nonzero: start there), when it marks a body tile, replaces
+    /// the probes.
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         body: &[u8],
         strategy: TileStrategy,
-        cost: &dyn Fn([usize; 3]) -> Option<usize>,
+        seeds: Option<&[u8]>,
+        cost: &dyn Fn([usize; 3]) -> Option<f64>,
         run: &mut dyn FnMut([i64; 3], [usize; 3], bool) -> Result<Vec<f32>>,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<f32>, TileStats)> {
@@ -486,7 +594,17 @@ impl TilePlan {
         // Progress in tenths of a tile (a probe costs about that much); the
         // total is re-estimated as the region grows.
         let mut queue = Vec::new();
-        if let Some(threshold) = threshold {
+        if let (Some(_), Some(seeds)) = (threshold, seeds) {
+            for (i, o) in body_tiles.iter().enumerate() {
+                let e: [usize; 3] = std::array::from_fn(|a| (o[a] + unit).min(dims[a]));
+                let seeded = (o[2]..e[2]).any(|z| (o[1]..e[1]).any(|y| seeds[(z * dims[1] + y) * dims[0] + o[0]..(z * dims[1] + y) * dims[0] + e[0]].iter().any(|&m| m != 0)));
+                if seeded {
+                    computed[i] = true;
+                    queue.push(i);
+                }
+            }
+        }
+        if let (Some(threshold), true) = (threshold, queue.is_empty()) {
             // One probe per cell of 2x2x2 units (the tiles before boxes), at
             // its centre: it seeds the units its liver voxels fall in. A
             // probe per unit gave the same mask on a 512x512x129 CT at 8x
@@ -519,7 +637,7 @@ impl TilePlan {
                 }
                 progress(c + 1, cells.len() * 11);
             }
-        } else {
+        } else if threshold.is_none() {
             queue.extend(0..body_tiles.len());
             computed.iter_mut().for_each(|c| *c = true);
         }
@@ -531,40 +649,38 @@ impl TilePlan {
                 let wave: Vec<[usize; 3]> = queue.drain(..).map(|i| body_tiles[i].map(|o| o / unit)).collect();
                 let boxes = self.boxes(&wave, cost);
                 let mut left = wave.len();
-                for (first, count) in boxes {
+                for (first, count, own) in boxes {
                     let (origin, size) = self.box_at(first, count);
                     let out = run(origin.map(|o| o as i64), size, false)?;
-                    paste(&mut probability, dims, origin, size, &out);
+                    for t in &own {
+                        paste_tile(&mut probability, dims, origin, size, &out, t.map(|i| i * unit), unit);
+                    }
                     stats.boxes += 1;
-                    stats.computed_tiles += count.iter().product::<usize>();
+                    stats.computed_tiles += own.len();
                     if let Some(threshold) = threshold {
-                        for z in 0..count[2] {
-                            for y in 0..count[1] {
-                                for x in 0..count[0] {
-                                    let tile = [(first[0] + x) * unit, (first[1] + y) * unit, (first[2] + z) * unit];
-                                    let faces = hot_faces(&probability, dims, tile, unit, threshold);
-                                    for (f, &hot) in faces.iter().enumerate() {
-                                        let axis = f / 2;
-                                        if !hot || (f % 2 == 0 && tile[axis] == 0) {
-                                            continue;
-                                        }
-                                        let mut next = tile;
-                                        next[axis] = if f % 2 == 0 { tile[axis] - unit } else { tile[axis] + unit };
-                                        if next[axis] >= dims[axis] {
-                                            continue;
-                                        }
-                                        if let Some(j) = index_of(next) {
-                                            if !computed[j] {
-                                                computed[j] = true;
-                                                queue.push(j);
-                                            }
-                                        }
+                        for t in &own {
+                            let tile = t.map(|i| i * unit);
+                            let faces = hot_faces(&probability, dims, tile, unit, threshold);
+                            for (f, &hot) in faces.iter().enumerate() {
+                                let axis = f / 2;
+                                if !hot || (f % 2 == 0 && tile[axis] == 0) {
+                                    continue;
+                                }
+                                let mut next = tile;
+                                next[axis] = if f % 2 == 0 { tile[axis] - unit } else { tile[axis] + unit };
+                                if next[axis] >= dims[axis] {
+                                    continue;
+                                }
+                                if let Some(j) = index_of(next) {
+                                    if !computed[j] {
+                                        computed[j] = true;
+                                        queue.push(j);
                                     }
                                 }
                             }
                         }
                     }
-                    left -= count.iter().product::<usize>();
+                    left -= own.len();
                     let pending = stats.computed_tiles + left + queue.len();
                     progress(stats.probes + stats.computed_tiles * 10, stats.probes + pending.max(1) * 10);
                 }
@@ -635,8 +751,14 @@ mod tests {
     }
 
     /// Boxes of one unit tile of 10 at most.
-    fn one_tile(size: [usize; 3]) -> Option<usize> {
-        size.iter().all(|&e| e <= 10).then(|| size.iter().product())
+    fn one_tile(size: [usize; 3]) -> Option<f64> {
+        size.iter().all(|&e| e <= 10).then(|| margined(size))
+    }
+
+    /// A box's work with a context margin of 4 voxels: larger boxes cost
+    /// less per output voxel, as the network's do.
+    fn margined(size: [usize; 3]) -> f64 {
+        size.iter().map(|&e| (e + 4) as f64).product()
     }
 
     #[test]
@@ -649,10 +771,10 @@ mod tests {
         ball(dims, [55.0, 55.0, 28.0], 1.5, &mut truth);
         let body = vec![1u8; truth.len()];
         let plan = TilePlan { dims, unit: 10, probe: 5, multiple: 5, voxel_ml: 0.001 };
-        let (all, all_stats) = plan.run(&body, TileStrategy::All, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        let (all, all_stats) = plan.run(&body, TileStrategy::All, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
         assert_eq!(all_stats.computed_tiles, 108);
         let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 1.0 };
-        let (grown, stats) = plan.run(&body, grow, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        let (grown, stats) = plan.run(&body, grow, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
         // One probe per cell of 2x2x2 units.
         assert_eq!(stats.probes, 18);
         assert!(!stats.fell_back_to_all);
@@ -681,7 +803,7 @@ mod tests {
         let body = vec![1u8; truth.len()];
         let plan = TilePlan { dims, unit: 10, probe: 5, multiple: 5, voxel_ml: 1.0 };
         let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 10.0 };
-        let (p, stats) = plan.run(&body, grow, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        let (p, stats) = plan.run(&body, grow, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
         assert!(stats.fell_back_to_all);
         assert_eq!(stats.computed_tiles, 32);
         assert_eq!(p[(4 * 40 + 4) * 40 + 4], 0.9);
@@ -698,7 +820,7 @@ mod tests {
         let body = vec![1u8; truth.len()];
         let plan = TilePlan { dims, unit: 10, probe: 5, multiple: 5, voxel_ml: 0.001 };
         let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 1.0 };
-        let eight = |size: [usize; 3]| Some(size.iter().product::<usize>()).filter(|&v| v <= 8000);
+        let eight = |size: [usize; 3]| (size.iter().product::<usize>() <= 8000).then(|| margined(size));
         let mut sizes = Vec::new();
         let mut recording = |origin: [i64; 3], size: [usize; 3], probe: bool| {
             if !probe {
@@ -706,8 +828,8 @@ mod tests {
             }
             oracle(dims, &truth)(origin, size, probe)
         };
-        let (merged, merged_stats) = plan.run(&body, grow, &eight, &mut recording, &mut |_, _| {}).unwrap();
-        let (single, single_stats) = plan.run(&body, grow, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        let (merged, merged_stats) = plan.run(&body, grow, None, &eight, &mut recording, &mut |_, _| {}).unwrap();
+        let (single, single_stats) = plan.run(&body, grow, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
         assert_eq!(merged, single);
         assert_eq!(merged_stats.computed_tiles, single_stats.computed_tiles);
         assert_eq!(single_stats.boxes, single_stats.computed_tiles);
@@ -724,7 +846,7 @@ mod tests {
     #[test]
     fn boxes_cover_each_wave_tile_once() {
         let plan = TilePlan { dims: [80, 70, 40], unit: 10, probe: 5, multiple: 5, voxel_ml: 1.0 };
-        let fits = |size: [usize; 3]| Some(size.iter().product::<usize>()).filter(|&v| v <= 12_000);
+        let fits = |size: [usize; 3]| (size.iter().product::<usize>() <= 12_000).then(|| margined(size));
         // A scattered wave: every tile whose index hash is odd, and a block.
         let mut wave = Vec::new();
         for z in 0..4 {
@@ -737,23 +859,72 @@ mod tests {
             }
         }
         let boxes = plan.boxes(&wave, &fits);
-        let mut covered = std::collections::HashMap::new();
-        for (first, count) in &boxes {
+        let mut owned = std::collections::HashMap::new();
+        for (first, count, own) in &boxes {
             assert!(fits(plan.box_at(*first, *count).1).is_some());
-            for z in 0..count[2] {
-                for y in 0..count[1] {
-                    for x in 0..count[0] {
-                        *covered.entry([first[0] + x, first[1] + y, first[2] + z]).or_insert(0) += 1;
-                    }
-                }
+            assert!(!own.is_empty());
+            for t in own {
+                assert!((0..3).all(|a| t[a] >= first[a] && t[a] < first[a] + count[a]), "{t:?} outside its box");
+                *owned.entry(*t).or_insert(0) += 1;
             }
         }
-        assert_eq!(covered.len(), wave.len());
-        assert!(wave.iter().all(|t| covered.get(t) == Some(&1)));
+        assert_eq!(owned.len(), wave.len());
+        assert!(wave.iter().all(|t| owned.get(t) == Some(&1)));
         assert!(boxes.len() < wave.len(), "nothing merged");
         assert_eq!(plan.box_at([7, 6, 3], [1, 1, 1]), ([70, 60, 30], [10, 10, 10]));
         let cut = TilePlan { dims: [73, 62, 36], ..plan };
         assert_eq!(cut.box_at([6, 5, 2], [2, 2, 2]), ([60, 50, 20], [15, 15, 20]));
+    }
+
+    #[test]
+    fn a_box_takes_a_tile_outside_the_wave_when_that_is_cheaper() {
+        // A 2x2x2 block of tiles but its far corner: with a margin of 4, the
+        // whole block costs 24^3 / 7 per wave tile, a 2x2x1 slab 24*24*14 / 4
+        // and a lone tile 14^3, so one box computes all eight and keeps seven.
+        let plan = TilePlan { dims: [40, 40, 40], unit: 10, probe: 5, multiple: 5, voxel_ml: 1.0 };
+        let fits = |size: [usize; 3]| (size.iter().product::<usize>() <= 8000).then(|| margined(size));
+        let wave: Vec<[usize; 3]> = (0..8).map(|i| [1 + i % 2, 1 + (i / 2) % 2, 1 + i / 4]).filter(|t| *t != [2, 2, 2]).collect();
+        let boxes = plan.boxes(&wave, &fits);
+        assert_eq!(boxes.len(), 1, "{boxes:?}");
+        assert_eq!((boxes[0].0, boxes[0].1, boxes[0].2.len()), ([1, 1, 1], [2, 2, 2], 7));
+        assert!(!boxes[0].2.contains(&[2, 2, 2]));
+        // Two far tiles are not worth the box between them.
+        let apart = plan.boxes(&[[0, 0, 0], [2, 0, 0]], &fits);
+        assert_eq!(apart.len(), 2, "{apart:?}");
+    }
+
+    #[test]
+    fn growing_from_seeds_needs_no_probe_and_keeps_the_liver_exact() {
+        // The first test's ball and far blob; seeds on a few voxels inside
+        // the ball stand in for another grid's liver.
+        let dims = [60, 60, 30];
+        let mut truth = vec![false; 60 * 60 * 30];
+        ball(dims, [25.0, 25.0, 14.0], 9.0, &mut truth);
+        ball(dims, [55.0, 55.0, 28.0], 1.5, &mut truth);
+        let body = vec![1u8; truth.len()];
+        let plan = TilePlan { dims, unit: 10, probe: 5, multiple: 5, voxel_ml: 0.001 };
+        let (all, _) = plan.run(&body, TileStrategy::All, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        let mut seeds = vec![0u8; truth.len()];
+        seeds[(14 * 60 + 25) * 60 + 25] = 1;
+        let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 1.0 };
+        let (grown, stats) = plan.run(&body, grow, Some(&seeds), &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        assert_eq!(stats.probes, 0);
+        assert!(!stats.fell_back_to_all);
+        let mut liver = vec![false; truth.len()];
+        ball(dims, [25.0, 25.0, 14.0], 9.0, &mut liver);
+        for (i, &l) in liver.iter().enumerate() {
+            if l {
+                assert_eq!(grown[i], all[i]);
+            }
+        }
+        assert_eq!(grown[(28 * 60 + 55) * 60 + 55], 0.0);
+        // Seeds outside the body are no seeds: the probes run.
+        let mut inside = vec![0u8; truth.len()];
+        inside[..60 * 60 * 5].fill(1);
+        let mut far = vec![0u8; truth.len()];
+        far[(28 * 60 + 55) * 60 + 55] = 1;
+        let (_, probed) = plan.run(&inside, grow, Some(&far), &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        assert!(probed.probes > 0);
     }
 
     #[test]
@@ -762,5 +933,8 @@ mod tests {
         assert_eq!(tile_unit(45, 15), 15);
         assert_eq!(tile_unit(15, 15), 15);
         assert_eq!(tile_unit(12, 3), 6);
+        assert_eq!(seeded_tile_unit(60, 15), 15);
+        assert_eq!(seeded_tile_unit(120, 15), 30);
+        assert_eq!(seeded_tile_unit(12, 3), 3);
     }
 }

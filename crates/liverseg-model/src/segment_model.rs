@@ -9,7 +9,7 @@ use crate::infer::{FlipAverage, Segmenter, TileStrategy, DEFAULT_MIN_GROWN_ML};
 use crate::Result;
 use liverseg_preprocess::{Prepared, PreprocessConfig};
 use liverseg_pipeline::{ModelError, Prediction, ProbabilityModel, TileWork};
-use liverseg_volume::Volume;
+use liverseg_volume::{Mask, Volume};
 use std::path::PathBuf;
 
 /// The model `segment` runs: the built-in one (`models` empty), a model file
@@ -53,13 +53,40 @@ impl ProbabilityModel for Segmenter {
         threshold: f32,
         progress: &mut dyn FnMut(usize, usize),
     ) -> std::result::Result<Prediction, ModelError> {
+        self.predict_grown(prepared, input, threshold, None, progress)
+    }
+
+    /// Grows from where the other grid saw liver, without probes: the probes
+    /// only look for where to start, and on a scaled grid of the same CT
+    /// the factor-1 grid's liver says it.
+    fn predict_seen(
+        &self,
+        prepared: &Prepared,
+        input: &Volume<f32>,
+        threshold: f32,
+        seen: &Mask,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> std::result::Result<Prediction, ModelError> {
+        self.predict_grown(prepared, input, threshold, Some(seen), progress)
+    }
+}
+
+impl Segmenter {
+    fn predict_grown(
+        &self,
+        prepared: &Prepared,
+        input: &Volume<f32>,
+        threshold: f32,
+        seeds: Option<&Mask>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> std::result::Result<Prediction, ModelError> {
         // Grow at exactly the level the pipeline cuts at (unless a strategy
         // was set explicitly, e.g. every tile).
         let strategy = self.strategy().unwrap_or(TileStrategy::Grow {
             threshold,
             min_ml: DEFAULT_MIN_GROWN_ML,
         });
-        let (probability, s) = self.probability_with(prepared, input, strategy, progress)?;
+        let (probability, s) = self.probability_seeded(prepared, input, strategy, seeds, progress)?;
         let tiles = TileWork {
             body_tiles: s.body_tiles,
             computed_tiles: s.computed_tiles,

@@ -56,6 +56,23 @@ pub trait ProbabilityModel: Send + Sync {
         threshold: f32,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Prediction, ModelError>;
+
+    /// [`predict`](Self::predict), told where another grid of the same CT
+    /// (the factor-1 grid, when scale averaging) saw liver: `seen`, a mask
+    /// on `prepared.hu`'s grid. A model that searches for the liver before
+    /// computing (the burn network's probes) may start from it instead; the
+    /// default ignores it.
+    fn predict_seen(
+        &self,
+        prepared: &Prepared,
+        input: &Volume<f32>,
+        threshold: f32,
+        seen: &Mask,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Prediction, ModelError> {
+        let _ = seen;
+        self.predict(prepared, input, threshold, progress)
+    }
 }
 
 /// A model's own error, kept whole as the cause of [`Error::ModelFailed`].
@@ -358,6 +375,17 @@ fn enhanced_ml(prepared: &Prepared, rules: &QualityRules) -> f64 {
     quality::enhanced_tissue_ml(&prepared.hu, &prepared.body, rules.enhanced_hu, stride)
 }
 
+/// The voxels of `grid` where `probability` (on another grid of the same CT)
+/// reaches `threshold`, grown by one voxel (26-connected).
+fn seen_mask(probability: &Volume<f32>, grid: &liverseg_volume::Geometry, threshold: f32) -> Result<Mask> {
+    let on_grid = resample_linear(probability, grid, 0.0);
+    let data = on_grid.data().iter().map(|&p| u8::from(p >= threshold)).collect();
+    let seen = Mask::new(grid.clone(), data)?;
+    // A ball just over sqrt(3) voxels holds the 26 neighbours and no more.
+    let radius = grid.spacing().iter().cloned().fold(0.0, f64::max) * 1.75;
+    Ok(liverseg_imgproc::morphology::dilate(&seen, radius)?)
+}
+
 /// `model.predict` on one pre-processed grid, its answer checked: on that
 /// grid, every value a probability.
 fn predict_checked(
@@ -365,14 +393,18 @@ fn predict_checked(
     prepared: &Prepared,
     input: &Volume<f32>,
     threshold: f32,
+    seen: Option<&Mask>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Prediction> {
     let model_err = |message: String| Error::Model {
         model: model.id(),
         message,
     };
-    let prediction = model
-        .predict(prepared, input, threshold, progress)
+    let prediction = match seen {
+        Some(seen) => model.predict_seen(prepared, input, threshold, seen, progress),
+        None => model.predict(prepared, input, threshold, progress),
+    };
+    let prediction = prediction
         .map_err(|source| Error::ModelFailed {
             model: model.id(),
             source,
@@ -453,23 +485,44 @@ pub fn segment<T: Scalar>(
 
     let t0 = Instant::now();
     let n = factors.len();
-    let mut sum: Option<Volume<f32>> = None;
+    // The factor-1 grid is computed first, so the scaled grids can start
+    // from the liver it saw (`predict_seen`) instead of searching for it;
+    // the maps are still summed in the order of `factors`.
+    // The factor-1 grid first; the maps are still summed in the order of
+    // `factors`.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&k| factors[k] != 1.0);
+    let mut scaled_grids: Vec<Option<Prepared>> = factors.iter().map(|&f| if f == 1.0 { None } else { grids.next() }).collect();
+    let mut maps: Vec<Option<Volume<f32>>> = vec![None; n];
+    // The first grid's own map (on its grid), where the others start from.
+    let mut first: Option<Volume<f32>> = None;
     let mut tiles: Option<TileWork> = None;
-    for (k, &factor) in factors.iter().enumerate() {
-        let mut pass_progress = |d: usize, t: usize| progress(Stage::Predict, k * t + d, n * t);
-        let Prediction { probability: p, tiles: work } = if factor == 1.0 {
-            predict_checked(model, &prepared, &input, threshold, &mut pass_progress)?
-        } else {
-            // The other factors' grids come in the order of `factors`.
-            let scaled = grids.next().expect("a grid per factor other than 1");
-            let scaled_input = scaled.normalised(config, 0.0);
-            let prediction = predict_checked(model, &scaled, &scaled_input, threshold, &mut pass_progress)?;
-            Prediction {
-                // Outside the scaled grid (a voxel at most at the crop's
-                // edge) the map reads 0, as outside the crop.
-                probability: resample_linear(&prediction.probability, prepared.hu.geometry(), 0.0),
-                tiles: prediction.tiles,
-            }
+    for (done, &k) in order.iter().enumerate() {
+        let mut pass_progress = |d: usize, t: usize| progress(Stage::Predict, done * t + d, n * t);
+        let scaled = scaled_grids[k].take();
+        let (grid, grid_input) = match &scaled {
+            None => (&prepared, None),
+            Some(g) => (g, Some(g.normalised(config, 0.0))),
+        };
+        // Where the first grid reached the threshold, on this grid and one
+        // voxel wider (its 26 neighbours): the scaled grids start from the
+        // liver the factor-1 grid saw instead of searching for it. Every
+        // voxel of this grid that the interpolation back onto the factor-1
+        // grid's liver reads then lies in a computed tile, and the scaled
+        // grid's own liver is grown from there as from probes.
+        let seen = match &first {
+            Some(p1) => Some(seen_mask(p1, grid.hu.geometry(), threshold)?),
+            None => None,
+        };
+        let prediction = predict_checked(model, grid, grid_input.as_ref().unwrap_or(&input), threshold, seen.as_ref(), &mut pass_progress)?;
+        if first.is_none() {
+            first = Some(prediction.probability.clone());
+        }
+        let Prediction { probability: p, tiles: work } = match scaled {
+            None => prediction,
+            // Outside the scaled grid (a voxel at most at the crop's edge)
+            // the map reads 0, as outside the crop.
+            Some(_) => Prediction { probability: resample_linear(&prediction.probability, prepared.hu.geometry(), 0.0), tiles: prediction.tiles },
         };
         tiles = match (tiles, work) {
             (Some(a), Some(b)) => Some(TileWork {
@@ -481,6 +534,11 @@ pub fn segment<T: Scalar>(
             }),
             (a, b) => a.or(b),
         };
+        maps[k] = Some(p);
+    }
+    drop(first);
+    let mut sum: Option<Volume<f32>> = None;
+    for p in maps.into_iter().flatten() {
         sum = Some(match sum {
             None => p,
             Some(mut acc) => {

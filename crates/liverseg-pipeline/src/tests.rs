@@ -602,3 +602,79 @@ fn scale_average_reads_each_grid_and_weighs_them_equally() {
         assert!(e.to_string().contains("scale_average"), "{bad:?}: {e}");
     }
 }
+
+/// Sees "liver" (0.8) on its own grid where world x is below `edge_mm`, and
+/// nothing elsewhere; on other grids answers 0 and keeps the mask it was
+/// told the first grid saw.
+struct Seeing {
+    config: PreprocessConfig,
+    edge_mm: f64,
+    seen: std::sync::Mutex<Vec<Option<Mask>>>,
+}
+
+impl Seeing {
+    fn answer(&self, prepared: &Prepared, seen: Option<&Mask>) -> Prediction {
+        let g = prepared.hu.geometry();
+        self.seen.lock().unwrap().push(seen.cloned());
+        let own = (g.spacing()[0] - self.config.spacing_mm).abs() < 1e-9;
+        Volume::from_fn(g.clone(), |[i, j, k]| if own && g.index_to_world([i as f64, j as f64, k as f64])[0] < self.edge_mm { 0.8 } else { 0.0 }).into()
+    }
+}
+
+impl ProbabilityModel for Seeing {
+    fn id(&self) -> String {
+        "seeing-test-double".into()
+    }
+    fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.config
+    }
+    fn default_threshold(&self) -> f32 {
+        0.5
+    }
+    fn predict(&self, prepared: &Prepared, _: &Volume<f32>, _: f32, _: &mut dyn FnMut(usize, usize)) -> std::result::Result<Prediction, crate::ModelError> {
+        Ok(self.answer(prepared, None))
+    }
+    fn predict_seen(&self, prepared: &Prepared, _: &Volume<f32>, _: f32, seen: &Mask, _: &mut dyn FnMut(usize, usize)) -> std::result::Result<Prediction, crate::ModelError> {
+        assert!(seen.geometry().same_grid(prepared.hu.geometry()), "the seen mask is on the grid asked about");
+        Ok(self.answer(prepared, Some(seen)))
+    }
+}
+
+#[test]
+fn scaled_grids_are_told_where_the_factor_1_grid_saw_liver() {
+    let p = phantom(PhantomConfig::default());
+    let (lo, hi) = p.ct.geometry().world_bounds();
+    let edge_mm = (lo[0] + hi[0]) / 2.0;
+    let model = Seeing { config: coarse(), edge_mm, seen: Default::default() };
+    let options = SegmentOptions { scale_average: vec![0.9, 1.0, 1.1], ..Default::default() };
+    segment(&p.ct, &model, &options, &mut |_, _, _| {}).unwrap();
+    let seen = model.seen.lock().unwrap();
+    // The factor-1 grid first, on its own; then 0.9 and 1.1, each told.
+    assert_eq!(seen.len(), 3);
+    assert!(seen[0].is_none());
+    for mask in seen[1..].iter() {
+        let mask = mask.as_ref().expect("a scaled grid is told what the first saw");
+        let g = mask.geometry();
+        let s = g.spacing()[0];
+        let [nx, ny, nz] = g.dims();
+        let (mut inside, mut beyond) = (0, 0);
+        for k in 0..nz {
+            for j in 0..ny {
+                for i in 0..nx {
+                    let x = g.index_to_world([i as f64, j as f64, k as f64])[0];
+                    let on = *mask.get(i, j, k) != 0;
+                    // Everything a voxel or more inside the edge, the
+                    // factor-1 grid's voxel of interpolation beside it, and
+                    // one voxel of growth: nothing 3 voxels past it.
+                    if x < edge_mm - 2.0 * s && !on {
+                        inside += 1;
+                    }
+                    if x > edge_mm + 3.0 * s.max(coarse().spacing_mm) && on {
+                        beyond += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!((inside, beyond), (0, 0), "spacing {s}");
+    }
+}
