@@ -270,8 +270,8 @@ pub fn tile_unit(patch: usize, multiple: usize) -> usize {
 /// surface more closely and the boxes merge them back. Measured on a
 /// 512x512x129 CT, the two scaled grids of `--scale-average 0.9,1,1.1`
 /// seeded from the factor-1 grid (wide network, 2026-12-07): units of 15
-/// computed 2.45 M voxels for about 0.52 T multiply-adds (the three grids,
-/// one view), units of 30 3.66 M for 0.63 T, the same mask.
+/// took 0.51 T multiply-adds in boxes (the three grids, one view), units of
+/// 30 0.63 T, the same mask.
 pub fn seeded_tile_unit(patch: usize, multiple: usize) -> usize {
     multiple * (patch / multiple / 4).max(1)
 }
@@ -439,6 +439,10 @@ pub fn predict_seeded(
     Ok((Volume::new(input.geometry().clone(), probability)?, stats))
 }
 
+/// A box [`TilePlan::boxes`] chose: its first unit tile, its count of units
+/// along x, y, z, and the wave's tiles it computes (the rest are thrown away).
+type PlannedBox = ([usize; 3], [usize; 3], Vec<[usize; 3]>);
+
 /// The tiling of one volume, apart from the network (so the growth logic can
 /// be tested with an oracle in its place).
 struct TilePlan {
@@ -471,7 +475,7 @@ impl TilePlan {
     /// its own wave tiles (the third element, unit indices) are kept from
     /// its output, so what is computed into the map does not depend on the
     /// boxes. `cost(size)`: the box's work, `None` over the budget.
-    fn boxes(&self, wave: &[[usize; 3]], cost: &dyn Fn([usize; 3]) -> Option<f64>) -> Vec<([usize; 3], [usize; 3], Vec<[usize; 3]>)> {
+    fn boxes(&self, wave: &[[usize; 3]], cost: &dyn Fn([usize; 3]) -> Option<f64>) -> Vec<PlannedBox> {
         let n = self.dims.map(|d| d.div_ceil(self.unit));
         let at = |t: [usize; 3]| (t[2] * n[1] + t[1]) * n[0] + t[0];
         let mut free = vec![false; n.iter().product()];

@@ -132,7 +132,8 @@ pub struct SegmentOptions {
 /// took 27-30 s on a 512x512x129 CT on 2 cores (the `segment` bench and by
 /// hand, 2026-12-07 morning), at the 30 s budget; with the Winograd run
 /// gather of that afternoon ~11 % less work, but 29-32 s on the then slower
-/// host (the top README).
+/// host; since the 0.9 and 1.1 grids grow from the factor-1 grid's liver
+/// (`ProbabilityModel::predict_seen`), 21.7 s in the bench (the top README).
 /// `[1.0]` is one grid, about 2.5x faster.
 pub const DEFAULT_SCALE_AVERAGE: [f64; 3] = [0.9, 1.0, 1.1];
 
