@@ -58,7 +58,8 @@ pub trait ProbabilityModel: Send + Sync {
     ) -> Result<Prediction, ModelError>;
 
     /// [`predict`](Self::predict), told where another grid of the same CT
-    /// (the factor-1 grid, when scale averaging) saw liver: `seen`, a mask
+    /// (when scale averaging, the first grid computed: the factor-1 one
+    /// when it is among the factors) saw liver: `seen`, a mask
     /// on `prepared.hu`'s grid. A model that searches for the liver before
     /// computing (the burn network's probes) may start from it instead; the
     /// default ignores it.
@@ -486,11 +487,10 @@ pub fn segment<T: Scalar>(
 
     let t0 = Instant::now();
     let n = factors.len();
-    // The factor-1 grid is computed first, so the scaled grids can start
-    // from the liver it saw (`predict_seen`) instead of searching for it;
-    // the maps are still summed in the order of `factors`.
-    // The factor-1 grid first; the maps are still summed in the order of
-    // `factors`.
+    // The factor-1 grid is computed first (when it is among the factors),
+    // so the others can start from the liver it saw (`predict_seen`)
+    // instead of searching for it; the maps are still summed in the order
+    // of `factors`, so the sum is what it was.
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&k| factors[k] != 1.0);
     let mut scaled_grids: Vec<Option<Prepared>> = factors.iter().map(|&f| if f == 1.0 { None } else { grids.next() }).collect();
@@ -505,12 +505,11 @@ pub fn segment<T: Scalar>(
             None => (&prepared, None),
             Some(g) => (g, Some(g.normalised(config, 0.0))),
         };
-        // Where the first grid reached the threshold, on this grid and one
-        // voxel wider (its 26 neighbours): the scaled grids start from the
-        // liver the factor-1 grid saw instead of searching for it. Every
-        // voxel of this grid that the interpolation back onto the factor-1
-        // grid's liver reads then lies in a computed tile, and the scaled
-        // grid's own liver is grown from there as from probes.
+        // Where the first grid computed reached the threshold, on this grid
+        // and one voxel wider (its 26 neighbours). Every voxel of this grid
+        // that the interpolation back onto the factor-1 grid's liver reads
+        // then lies in a computed tile, and this grid's own liver is grown
+        // from there as from probes.
         let seen = match &first {
             Some(p1) => Some(seen_mask(p1, grid.hu.geometry(), threshold)?),
             None => None,

@@ -170,7 +170,10 @@ pub struct Flag {
     pub unit: String,
 }
 
-/// How much of the pre-processed volume a tiled model computed.
+/// How much of the pre-processed volume a tiled model computed (summed over
+/// the grids with scale averaging; a model may use other unit tiles on a
+/// grid it was told where to start, so counts compare between reports of
+/// one configuration only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TileWork {
     /// Output tiles holding a body voxel (what a full pass computes).
