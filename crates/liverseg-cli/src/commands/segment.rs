@@ -407,8 +407,14 @@ fn print_case(input: &std::path::Path, out: &std::path::Path, r: &Report, secs: 
         r.model_id
     );
     if let Some(t) = &r.tiles {
+        // With scale averaging the counts are sums over the grids, whose
+        // unit tiles may differ in size: say so.
+        let grids = match r.scale_average.len() {
+            1 => String::new(),
+            n => format!(" over {n} grids"),
+        };
         println!(
-            "  computed {} of {} body tiles in {} boxes ({} probes{})",
+            "  computed {} of {} body tiles in {} boxes{grids} ({} probes{})",
             t.computed_tiles,
             t.body_tiles,
             t.boxes,
