@@ -599,13 +599,10 @@ impl TilePlan {
         // total is re-estimated as the region grows.
         let mut queue = Vec::new();
         if let (Some(_), Some(seeds)) = (threshold, seeds) {
-            for (i, o) in body_tiles.iter().enumerate() {
-                let e: [usize; 3] = std::array::from_fn(|a| (o[a] + unit).min(dims[a]));
-                let seeded = (o[2]..e[2]).any(|z| (o[1]..e[1]).any(|y| seeds[(z * dims[1] + y) * dims[0] + o[0]..(z * dims[1] + y) * dims[0] + e[0]].iter().any(|&m| m != 0)));
-                if seeded {
-                    computed[i] = true;
-                    queue.push(i);
-                }
+            // The body tiles holding a seed voxel, in the body tiles' order.
+            for i in tiles(seeds, dims, unit).into_iter().filter_map(index_of) {
+                computed[i] = true;
+                queue.push(i);
             }
         }
         if let (Some(threshold), true) = (threshold, queue.is_empty()) {
@@ -765,35 +762,48 @@ mod tests {
         size.iter().map(|&e| (e + 4) as f64).product()
     }
 
-    #[test]
-    fn growing_from_probes_computes_the_liver_exactly_and_skips_far_tiles() {
-        // 6 x 6 x 3 tiles of 10: a "liver" ball across several tiles that no
-        // probe centre sees except one, and a small far blob no probe sees.
+    /// 6 x 6 x 3 tiles of 10, all body: a "liver" ball across several
+    /// tiles that no probe centre sees except one, and a small far blob no
+    /// probe sees. Returns the plan, the truth, and its full pass.
+    fn ball_and_far_blob() -> (TilePlan, Vec<bool>, Vec<f32>) {
         let dims = [60, 60, 30];
         let mut truth = vec![false; 60 * 60 * 30];
         ball(dims, [25.0, 25.0, 14.0], 9.0, &mut truth);
         ball(dims, [55.0, 55.0, 28.0], 1.5, &mut truth);
-        let body = vec![1u8; truth.len()];
         let plan = TilePlan { dims, unit: 10, probe: 5, multiple: 5, voxel_ml: 0.001 };
-        let (all, all_stats) = plan.run(&body, TileStrategy::All, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        let (all, all_stats) = plan.run(&vec![1u8; truth.len()], TileStrategy::All, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
         assert_eq!(all_stats.computed_tiles, 108);
-        let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 1.0 };
-        let (grown, stats) = plan.run(&body, grow, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
-        // One probe per cell of 2x2x2 units.
-        assert_eq!(stats.probes, 18);
-        assert!(!stats.fell_back_to_all);
-        assert!(stats.computed_tiles < 40, "computed {} tiles", stats.computed_tiles);
-        // The ball's voxels are identical to the full pass; the far blob
-        // (never probed, never reached) is not computed.
-        let mut liver = vec![false; truth.len()];
-        ball(dims, [25.0, 25.0, 14.0], 9.0, &mut liver);
+        assert_eq!(all[BLOB], 0.9);
+        (plan, truth, all)
+    }
+
+    /// The far blob's centre in [`ball_and_far_blob`].
+    const BLOB: usize = (28 * 60 + 55) * 60 + 55;
+
+    /// The ball's voxels of `grown` are the full pass's; the far blob
+    /// (never probed or seeded, never reached) is not computed.
+    fn assert_ball_exact_and_blob_skipped(grown: &[f32], all: &[f32]) {
+        let mut liver = vec![false; all.len()];
+        ball([60, 60, 30], [25.0, 25.0, 14.0], 9.0, &mut liver);
         for (i, &l) in liver.iter().enumerate() {
             if l {
                 assert_eq!(grown[i], all[i]);
             }
         }
-        assert_eq!(grown[(28 * 60 + 55) * 60 + 55], 0.0);
-        assert_eq!(all[(28 * 60 + 55) * 60 + 55], 0.9);
+        assert_eq!(grown[BLOB], 0.0);
+    }
+
+    #[test]
+    fn growing_from_probes_computes_the_liver_exactly_and_skips_far_tiles() {
+        let (plan, truth, all) = ball_and_far_blob();
+        let body = vec![1u8; truth.len()];
+        let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 1.0 };
+        let (grown, stats) = plan.run(&body, grow, None, &one_tile, &mut oracle(plan.dims, &truth), &mut |_, _| {}).unwrap();
+        // One probe per cell of 2x2x2 units.
+        assert_eq!(stats.probes, 18);
+        assert!(!stats.fell_back_to_all);
+        assert!(stats.computed_tiles < 40, "computed {} tiles", stats.computed_tiles);
+        assert_ball_exact_and_blob_skipped(&grown, &all);
     }
 
     #[test]
@@ -899,35 +909,22 @@ mod tests {
 
     #[test]
     fn growing_from_seeds_needs_no_probe_and_keeps_the_liver_exact() {
-        // The first test's ball and far blob; seeds on a few voxels inside
-        // the ball stand in for another grid's liver.
-        let dims = [60, 60, 30];
-        let mut truth = vec![false; 60 * 60 * 30];
-        ball(dims, [25.0, 25.0, 14.0], 9.0, &mut truth);
-        ball(dims, [55.0, 55.0, 28.0], 1.5, &mut truth);
+        // One seed voxel inside the ball stands in for another grid's liver.
+        let (plan, truth, all) = ball_and_far_blob();
         let body = vec![1u8; truth.len()];
-        let plan = TilePlan { dims, unit: 10, probe: 5, multiple: 5, voxel_ml: 0.001 };
-        let (all, _) = plan.run(&body, TileStrategy::All, None, &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
         let mut seeds = vec![0u8; truth.len()];
         seeds[(14 * 60 + 25) * 60 + 25] = 1;
         let grow = TileStrategy::Grow { threshold: 0.5, min_ml: 1.0 };
-        let (grown, stats) = plan.run(&body, grow, Some(&seeds), &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        let (grown, stats) = plan.run(&body, grow, Some(&seeds), &one_tile, &mut oracle(plan.dims, &truth), &mut |_, _| {}).unwrap();
         assert_eq!(stats.probes, 0);
         assert!(!stats.fell_back_to_all);
-        let mut liver = vec![false; truth.len()];
-        ball(dims, [25.0, 25.0, 14.0], 9.0, &mut liver);
-        for (i, &l) in liver.iter().enumerate() {
-            if l {
-                assert_eq!(grown[i], all[i]);
-            }
-        }
-        assert_eq!(grown[(28 * 60 + 55) * 60 + 55], 0.0);
+        assert_ball_exact_and_blob_skipped(&grown, &all);
         // Seeds outside the body are no seeds: the probes run.
         let mut inside = vec![0u8; truth.len()];
         inside[..60 * 60 * 5].fill(1);
         let mut far = vec![0u8; truth.len()];
-        far[(28 * 60 + 55) * 60 + 55] = 1;
-        let (_, probed) = plan.run(&inside, grow, Some(&far), &one_tile, &mut oracle(dims, &truth), &mut |_, _| {}).unwrap();
+        far[BLOB] = 1;
+        let (_, probed) = plan.run(&inside, grow, Some(&far), &one_tile, &mut oracle(plan.dims, &truth), &mut |_, _| {}).unwrap();
         assert!(probed.probes > 0);
     }
 

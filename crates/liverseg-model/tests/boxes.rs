@@ -6,21 +6,13 @@
 
 use burn::tensor::Device;
 use liverseg_model::infer::{predict, FlipAverage, TileStrategy};
-use liverseg_model::DeepMedic;
 
 mod common;
-use common::{block, tiny_network};
+use common::seeded_net_on_block;
 
 #[test]
 fn merged_boxes_give_the_map_of_single_tiles() {
-    let network = tiny_network();
-    // Seeded: some random draws of so small a network give a nearly
-    // constant map, which could not show a misplaced box.
-    let device = Device::flex();
-    device.seed(7);
-    let net = DeepMedic::new(&network, &device);
-    let prepared = block(&network);
-    let input = prepared.normalised(&network.preprocess, 0.0);
+    let (network, net, prepared, input) = seeded_net_on_block();
     let m = network.patch_multiple();
     for flips in [FlipAverage::Off, FlipAverage::XY] {
         let run = |patch: usize| predict(std::slice::from_ref(&net), &network, &Device::flex(), &prepared, &input, patch, TileStrategy::All, flips, &mut |_, _| {}).unwrap();

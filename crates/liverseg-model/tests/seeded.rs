@@ -4,23 +4,18 @@
 
 use burn::tensor::Device;
 use liverseg_model::infer::{predict, predict_seeded, FlipAverage, TileStrategy};
-use liverseg_model::DeepMedic;
 use liverseg_volume::Volume;
 
 mod common;
-use common::{block, tiny_network};
+use common::seeded_net_on_block;
 
 /// Growth from seeds (another grid's liver) instead of probes: where the
 /// full map reaches the threshold the seeded map is the same, with finer
 /// units and no probe.
 #[test]
 fn growth_from_seeds_gives_the_full_map_where_it_reaches_the_threshold() {
-    let network = tiny_network();
+    let (network, net, prepared, input) = seeded_net_on_block();
     let device = Device::flex();
-    device.seed(7);
-    let net = DeepMedic::new(&network, &device);
-    let prepared = block(&network);
-    let input = prepared.normalised(&network.preprocess, 0.0);
     let nets = std::slice::from_ref(&net);
     let (full, _) = predict(nets, &network, &device, &prepared, &input, network.infer_patch, TileStrategy::All, FlipAverage::Off, &mut |_, _| {}).unwrap();
     // A threshold that a fifth of the block reaches, the seeds a corner of it.

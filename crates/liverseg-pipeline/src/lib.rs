@@ -25,7 +25,7 @@ pub use write::{write_outputs, OutputFormats, OutputSource};
 use liverseg_imgproc::morphology::{
     bounding_box, fill_holes, fill_holes_slicewise, keep_largest_after_erosion, Connectivity,
 };
-use liverseg_imgproc::resample::resample_linear;
+use liverseg_imgproc::resample::{resample_level_set, resample_linear};
 use liverseg_imgproc::Scalar;
 use rayon::prelude::*;
 use liverseg_volume::{dyn_dispatch, DynVolume, Mask, Volume};
@@ -380,9 +380,7 @@ fn enhanced_ml(prepared: &Prepared, rules: &QualityRules) -> f64 {
 /// The voxels of `grid` where `probability` (on another grid of the same CT)
 /// reaches `threshold`, grown by one voxel (26-connected).
 fn seen_mask(probability: &Volume<f32>, grid: &liverseg_volume::Geometry, threshold: f32) -> Result<Mask> {
-    let on_grid = resample_linear(probability, grid, 0.0);
-    let data = on_grid.data().iter().map(|&p| u8::from(p >= threshold)).collect();
-    let seen = Mask::new(grid.clone(), data)?;
+    let seen = resample_level_set(probability, grid, threshold);
     // A ball just over sqrt(3) voxels holds the 26 neighbours and no more.
     let radius = grid.spacing().iter().cloned().fold(0.0, f64::max) * 1.75;
     Ok(liverseg_imgproc::morphology::dilate(&seen, radius)?)

@@ -5,7 +5,8 @@
 #![allow(dead_code)]
 
 use liverseg_model::config::PathwayConfig;
-use liverseg_model::NetworkConfig;
+use burn::tensor::Device;
+use liverseg_model::{DeepMedic, NetworkConfig};
 use liverseg_phantom::{generate, PhantomConfig};
 use liverseg_preprocess::{prepare, PreprocessConfig, Prepared};
 use liverseg_volume::{Geometry, Volume};
@@ -36,4 +37,18 @@ pub fn block(network: &NetworkConfig) -> Prepared {
     prepared.hu = hu;
     prepared.body = Volume::filled(g, 1u8);
     prepared
+}
+
+/// The tiny network drawn from seed 7 (some draws of so small a network
+/// give a nearly constant map, which could not show a misplaced tile), the
+/// block, and its normalised input. The device's seed is shared by the
+/// tests of one process, so a file using this holds one such test.
+pub fn seeded_net_on_block() -> (NetworkConfig, DeepMedic, Prepared, Volume<f32>) {
+    let network = tiny_network();
+    let device = Device::flex();
+    device.seed(7);
+    let net = DeepMedic::new(&network, &device);
+    let prepared = block(&network);
+    let input = prepared.normalised(&network.preprocess, 0.0);
+    (network, net, prepared, input)
 }
